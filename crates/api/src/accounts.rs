@@ -1,0 +1,74 @@
+//! Accounts, sessions (device tokens) and `/v1/me`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::identities::Identity;
+use crate::{AccountId, DeviceId, Timestamp};
+
+/// `POST /v1/accounts`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SignUp {
+    /// 3–32 of `a-z 0-9 _ .`, case-insensitive.
+    pub username: String,
+    /// At least 8 characters.
+    pub password: String,
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AccountCreated {
+    pub account_id: AccountId,
+    pub username: String,
+}
+
+/// `POST /v1/sessions`: signs a device in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SignIn {
+    pub username: String,
+    pub password: String,
+    pub device_name: String,
+    /// Whether this device can send SMS itself (a phone, or a tablet with a modem).
+    #[serde(default)]
+    pub has_cellular: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Session {
+    /// The device token: send it as `Authorization: Bearer …`. Shown once; the gateway keeps
+    /// only its hash.
+    pub token: String,
+    pub device_id: DeviceId,
+    pub account_id: AccountId,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Device {
+    pub id: DeviceId,
+    pub name: String,
+    pub has_cellular: bool,
+    pub created_at: Timestamp,
+    pub last_seen_at: Timestamp,
+    /// Whether this is the device that made the request.
+    pub current: bool,
+}
+
+/// `GET /v1/me`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Me {
+    pub account_id: AccountId,
+    pub username: String,
+    pub email: Option<String>,
+    /// The account's own phone number (DID), if it claimed one.
+    pub number: Option<String>,
+    pub identities: Vec<Identity>,
+    pub devices: Vec<Device>,
+}

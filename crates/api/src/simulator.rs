@@ -1,0 +1,48 @@
+//! The simulator carrier's demo and test surface: outside phones that text in, and what they
+//! received.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Timestamp;
+
+/// `POST /v1/simulator/inbound`: an outside phone texts a number.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SimulatedInbound {
+    /// The outside phone, E.164.
+    pub from: String,
+    /// An Airtext number (DID).
+    pub to: String,
+    pub body: String,
+}
+
+/// `GET /v1/simulator/outbox?to=`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[serde(deny_unknown_fields)]
+pub struct OutboxQuery {
+    /// Only what this phone number or e-mail address received.
+    #[serde(default)]
+    pub to: Option<String>,
+}
+
+/// Something an outside phone or mailbox received.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SimulatedDelivery {
+    pub from: String,
+    pub to: String,
+    pub body: String,
+    /// `sms` or `email`.
+    pub channel: String,
+    /// The simulator's message id (what a carrier would return).
+    pub carrier_message_id: String,
+    pub received_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SimulatedOutbox {
+    pub messages: Vec<SimulatedDelivery>,
+}
