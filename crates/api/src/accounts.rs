@@ -1,9 +1,10 @@
 //! Accounts, sessions (device tokens) and `/v1/me`.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::identities::Identity;
-use crate::{AccountId, DeviceId, Timestamp};
+use crate::{AccountId, DeviceId};
 
 /// `POST /v1/accounts`
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -54,8 +55,8 @@ pub struct Device {
     pub id: DeviceId,
     pub name: String,
     pub has_cellular: bool,
-    pub created_at: Timestamp,
-    pub last_seen_at: Timestamp,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
     /// Whether this is the device that made the request.
     pub current: bool,
 }

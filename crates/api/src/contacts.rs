@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::Timestamp;
+use chrono::{DateTime, Utc};
 
 /// Which path to use for a contact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -56,5 +56,5 @@ pub struct Contact {
     pub path: PathChoice,
     pub fallback: bool,
     pub name: Option<String>,
-    pub updated_at: Timestamp,
+    pub updated_at: DateTime<Utc>,
 }

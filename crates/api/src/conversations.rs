@@ -1,9 +1,10 @@
 //! Conversations: one account's thread with one peer address.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::messages::Message;
-use crate::{ConversationId, MessageId, Timestamp};
+use crate::{ConversationId, MessageId};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -14,7 +15,7 @@ pub struct Conversation {
     pub last_message: Option<Message>,
     /// Inbound messages after the read marker.
     pub unread: u32,
-    pub updated_at: Timestamp,
+    pub updated_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,9 +1,10 @@
 //! Identities: phone numbers and e-mail addresses an account proves it owns. Only verified
 //! identities route messages to the account.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{IdentityId, Timestamp};
+use crate::IdentityId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -86,6 +87,6 @@ pub struct Identity {
     /// Normalised: E.164 for a phone, lower case for an e-mail address.
     pub value: String,
     pub status: IdentityStatus,
-    pub created_at: Timestamp,
-    pub verified_at: Option<Timestamp>,
+    pub created_at: DateTime<Utc>,
+    pub verified_at: Option<DateTime<Utc>>,
 }

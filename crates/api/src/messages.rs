@@ -1,9 +1,10 @@
 //! Messages. Each account holds its own copy of a message, with its own id, in its own
 //! conversation: an in-network text is one row for the sender and one for the recipient.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{ClientId, ConversationId, MessageId, SendStatus, Timestamp};
+use crate::{ClientId, ConversationId, MessageId, SendStatus};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -120,8 +121,8 @@ pub struct Message {
     /// Why a failed message failed, in words a person can act on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

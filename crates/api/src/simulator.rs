@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::Timestamp;
+use chrono::{DateTime, Utc};
 
 /// `POST /v1/simulator/inbound`: an outside phone texts a number.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -38,7 +38,7 @@ pub struct SimulatedDelivery {
     pub channel: String,
     /// The simulator's message id (what a carrier would return).
     pub carrier_message_id: String,
-    pub received_at: Timestamp,
+    pub received_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -4,11 +4,12 @@
 //! stores the `next` it was given and passes it back as `after` never skips an event. Applying
 //! an event twice changes nothing.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::contacts::Contact;
 use crate::messages::Message;
-use crate::{ConversationId, MessageId, SendStatus, Timestamp};
+use crate::{ConversationId, MessageId, SendStatus};
 
 /// `GET /v1/sync?after=&limit=`
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -38,7 +39,7 @@ pub struct SyncPage {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SyncEvent {
     pub seq: i64,
-    pub at: Timestamp,
+    pub at: DateTime<Utc>,
     #[serde(flatten)]
     pub kind: EventKind,
 }
@@ -57,7 +58,7 @@ pub enum EventKind {
         status: SendStatus,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         failure_reason: Option<String>,
-        updated_at: Timestamp,
+        updated_at: DateTime<Utc>,
     },
     #[serde(rename = "message.deleted")]
     MessageDeleted {

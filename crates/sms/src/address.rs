@@ -21,7 +21,7 @@ pub struct Region(phonenumber::country::Id);
 
 impl Region {
     /// The ISO 3166-1 alpha-2 code, upper case.
-    pub fn code(self) -> &'static str {
+    pub fn code(&self) -> &str {
         self.0.as_ref()
     }
 
@@ -283,7 +283,10 @@ mod tests {
 
     #[test]
     fn regions_parse_case_insensitively() {
-        assert_eq!("us".parse::<Region>().map(Region::code), Ok("US"));
+        assert_eq!(
+            "us".parse::<Region>().map(|r| r.code().to_owned()),
+            Ok("US".to_owned())
+        );
         assert!("XX".parse::<Region>().is_err());
         assert_eq!("GB".parse::<Region>().ok().and_then(Region::calling_code), Some(44));
     }

@@ -1,0 +1,368 @@
+//! Gateway configuration: defaults, then the TOML file (`--config`), then environment
+//! variables and flags (`AIRTEXT_*` / `--…`), later ones winning.
+//!
+//! Every flag has a config key and an environment variable of the same name. Unknown keys in
+//! the file are refused with the key's name, so a typo never silently falls back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use serde::Deserialize;
+
+/// Command line of `airtext-gateway`.
+#[derive(Debug, Clone, Default, Parser)]
+#[command(name = "airtext-gateway", version, about = "The Airtext gateway")]
+pub struct Args {
+    /// A TOML configuration file.
+    #[arg(long, env = "AIRTEXT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to serve HTTP on [default: 127.0.0.1:8080].
+    #[arg(long, env = "AIRTEXT_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// `sqlite://PATH` or `postgres://…` [default: sqlite://airtext.db].
+    #[arg(long, env = "AIRTEXT_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// How carriers and browsers reach this gateway, e.g. https://sms.example.org.
+    #[arg(long, env = "AIRTEXT_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// SMTP server for e-mail verification codes, e.g. smtp://127.0.0.1:25 or
+    /// smtps://user:pass@mail.example.org. Without it, codes go to the simulator's outbox.
+    #[arg(long, env = "AIRTEXT_SMTP_URL")]
+    pub smtp_url: Option<String>,
+    /// The From address of e-mail the gateway sends.
+    #[arg(long, env = "AIRTEXT_MAIL_FROM")]
+    pub mail_from: Option<String>,
+    /// Run the simulator carrier (virtual outside phones) [default: true].
+    #[arg(long, env = "AIRTEXT_SIMULATOR")]
+    pub simulator: Option<bool>,
+    /// Longest message body, in characters [default: 1600].
+    #[arg(long, env = "AIRTEXT_MAX_BODY_CHARS")]
+    pub max_body_chars: Option<usize>,
+    /// Days a released number waits before anyone can claim it again [default: 45].
+    #[arg(long, env = "AIRTEXT_NUMBER_QUARANTINE_DAYS")]
+    pub number_quarantine_days: Option<u32>,
+    /// Region used to read national phone numbers, e.g. US [default: US].
+    #[arg(long, env = "AIRTEXT_DEFAULT_REGION")]
+    pub default_region: Option<String>,
+    /// Log format: `text` or `json` [default: text].
+    #[arg(long, env = "AIRTEXT_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub public_url: Option<String>,
+    pub smtp_url: Option<String>,
+    pub mail_from: String,
+    pub default_region: String,
+    pub number_quarantine_days: u32,
+    pub log_format: LogFormat,
+    pub limits: Limits,
+    pub rate_limits: RateLimits,
+    pub simulator: SimulatorConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: "sqlite://airtext.db".to_owned(),
+            public_url: None,
+            smtp_url: None,
+            mail_from: "Airtext <no-reply@airtext.invalid>".to_owned(),
+            default_region: "US".to_owned(),
+            number_quarantine_days: 45,
+            log_format: LogFormat::Text,
+            limits: Limits::default(),
+            rate_limits: RateLimits::default(),
+            simulator: SimulatorConfig::default(),
+        }
+    }
+}
+
+/// Sizes the API accepts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Longest message body, in characters (Unicode scalar values).
+    pub max_body_chars: usize,
+    /// Largest request body, in bytes.
+    pub max_request_bytes: usize,
+    /// How long one request may take before the gateway gives up on it, in seconds.
+    pub request_timeout_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_chars: 1600,
+            max_request_bytes: 64 * 1024,
+            request_timeout_secs: 30,
+        }
+    }
+}
+
+/// One rate limit: at most `burst` at once, refilled at `per_minute`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+/// Rate limits; each is per key (account, username, number or client address).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimits {
+    /// Sign-in attempts per username and per client address.
+    pub sign_in: Rate,
+    /// Sign-ups per client address.
+    pub sign_up: Rate,
+    /// Verification codes sent, per account and per phone number or e-mail address.
+    pub verification_codes: Rate,
+    /// Code checks per account.
+    pub verification_checks: Rate,
+    /// Messages sent per account.
+    pub send: Rate,
+    /// Address look-ups per account.
+    pub lookup: Rate,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            sign_in: Rate {
+                per_minute: 10,
+                burst: 10,
+            },
+            sign_up: Rate {
+                per_minute: 30,
+                burst: 30,
+            },
+            verification_codes: Rate {
+                per_minute: 1,
+                burst: 5,
+            },
+            verification_checks: Rate {
+                per_minute: 10,
+                burst: 10,
+            },
+            send: Rate {
+                per_minute: 6000,
+                burst: 600,
+            },
+            lookup: Rate {
+                per_minute: 120,
+                burst: 60,
+            },
+        }
+    }
+}
+
+/// The simulator carrier: virtual outside phones for the embedded default and demos.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimulatorConfig {
+    pub enabled: bool,
+    /// Delay before a virtual phone's delivery receipt, in milliseconds.
+    pub receipt_delay_ms: u64,
+    /// When set, every virtual phone answers each text with this body.
+    pub auto_reply: Option<String>,
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        SimulatorConfig {
+            enabled: true,
+            receipt_delay_ms: 200,
+            auto_reply: None,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then the file named by `--config`, then flags and environment.
+    pub fn load(args: &Args) -> anyhow::Result<Config> {
+        let mut config = match &args.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        config.apply(args);
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn from_file(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the config file {}", path.display()))?;
+        Config::from_toml(&text).with_context(|| format!("in the config file {}", path.display()))
+    }
+
+    pub fn from_toml(text: &str) -> anyhow::Result<Config> {
+        // toml's error names the key and the line, e.g. "unknown field `lisen`, expected one of …".
+        toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))
+    }
+
+    fn apply(&mut self, args: &Args) {
+        if let Some(v) = args.listen {
+            self.listen = v;
+        }
+        if let Some(v) = &args.database_url {
+            self.database_url = v.clone();
+        }
+        if let Some(v) = &args.public_url {
+            self.public_url = Some(v.clone());
+        }
+        if let Some(v) = &args.smtp_url {
+            self.smtp_url = Some(v.clone());
+        }
+        if let Some(v) = &args.mail_from {
+            self.mail_from = v.clone();
+        }
+        if let Some(v) = args.simulator {
+            self.simulator.enabled = v;
+        }
+        if let Some(v) = args.max_body_chars {
+            self.limits.max_body_chars = v;
+        }
+        if let Some(v) = args.number_quarantine_days {
+            self.number_quarantine_days = v;
+        }
+        if let Some(v) = &args.default_region {
+            self.default_region = v.clone();
+        }
+        if let Some(v) = args.log_format {
+            self.log_format = v;
+        }
+    }
+
+    /// Checks what serde cannot; each error names the key to fix.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.limits.max_body_chars == 0 {
+            anyhow::bail!("limits.max_body_chars must be at least 1");
+        }
+        if self.limits.max_request_bytes < 1024 {
+            anyhow::bail!("limits.max_request_bytes must be at least 1024");
+        }
+        if self.limits.request_timeout_secs == 0 {
+            anyhow::bail!("limits.request_timeout_secs must be at least 1");
+        }
+        self.default_region
+            .parse::<airtext_sms::Region>()
+            .map_err(|e| anyhow::anyhow!("default_region: {e}"))?;
+        for (name, rate) in [
+            ("sign_in", self.rate_limits.sign_in),
+            ("sign_up", self.rate_limits.sign_up),
+            ("verification_codes", self.rate_limits.verification_codes),
+            ("verification_checks", self.rate_limits.verification_checks),
+            ("send", self.rate_limits.send),
+            ("lookup", self.rate_limits.lookup),
+        ] {
+            if rate.per_minute == 0 || rate.burst == 0 {
+                anyhow::bail!("rate_limits.{name}: per_minute and burst must be at least 1");
+            }
+        }
+        if !(self.database_url.starts_with("sqlite:")
+            || self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://"))
+        {
+            anyhow::bail!(
+                "database_url {:?}: use sqlite://PATH or postgres://USER@HOST/DB",
+                self.database_url
+            );
+        }
+        if let Some(url) = &self.smtp_url {
+            if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
+                anyhow::bail!("smtp_url {url:?}: use smtp://HOST:PORT or smtps://USER:PASS@HOST");
+            }
+        }
+        Ok(())
+    }
+
+    pub fn quarantine(&self) -> chrono::Duration {
+        chrono::Duration::days(i64::from(self.number_quarantine_days))
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.limits.request_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_embedded_setup() {
+        let config = Config::load(&Args::default()).unwrap_or_default();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.database_url, "sqlite://airtext.db");
+        assert!(config.simulator.enabled);
+        assert_eq!(config.limits.max_body_chars, 1600);
+        assert_eq!(config.number_quarantine_days, 45);
+    }
+
+    #[test]
+    fn the_file_is_read_and_flags_win() {
+        let file = Config::from_toml(
+            "listen = \"127.0.0.1:9000\"\nnumber_quarantine_days = 10\n[limits]\nmax_body_chars = 500\n",
+        );
+        let mut config = file.unwrap_or_default();
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.limits.max_body_chars, 500);
+        config.apply(&Args {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 9001))),
+            ..Args::default()
+        });
+        assert_eq!(config.listen.port(), 9001);
+        assert_eq!(config.number_quarantine_days, 10);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let error = Config::from_toml("lisen = \"127.0.0.1:1\"\n")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("lisen"), "{error}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let config = Config {
+            default_region: "XX".into(),
+            ..Config::default()
+        };
+        let error = config
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("default_region"), "{error}");
+        let config = Config {
+            database_url: "mysql://x".into(),
+            ..Config::default()
+        };
+        let error = config
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("database_url"), "{error}");
+    }
+}

@@ -1,0 +1,131 @@
+//! API v1 over HTTP: one module per resource, each contributing its routes (with their
+//! OpenAPI descriptions) through [`router`].
+//!
+//! Cross-cutting layers, applied once in [`router`]: a request id on every request and in every
+//! log line of it, a body limit (64 KiB by default), a timeout, and JSON errors for everything
+//! axum itself would answer in plain text (unknown path, wrong method).
+
+pub mod accounts;
+pub mod contacts;
+pub mod conversations;
+pub mod extract;
+pub mod health;
+pub mod identities;
+pub mod lookup;
+pub mod me;
+pub mod messages;
+pub mod numbers;
+pub mod openapi;
+pub mod sessions;
+pub mod simulator;
+pub mod stream;
+pub mod sync;
+
+use std::sync::Arc;
+
+use airtext_api::ErrorCode;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request, StatusCode};
+use axum::Router;
+use tokio_util::sync::CancellationToken;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::carriers::simulator::Simulator;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::mail::Mailer;
+use crate::push::PushHub;
+use crate::queue::QueueWaker;
+use crate::rate_limit::RateLimiter;
+use crate::store::SharedStore;
+
+/// What every handler can reach. Cheap to clone (all shared).
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: SharedStore,
+    pub config: Arc<Config>,
+    /// Region for reading national phone numbers (from `default_region`).
+    pub region: airtext_sms::Region,
+    /// The simulator carrier, when it runs (its demo endpoints 404 otherwise).
+    pub simulator: Option<Arc<Simulator>>,
+    pub mailer: Arc<dyn Mailer>,
+    pub push: PushHub,
+    pub rate_limits: Arc<RateLimiter>,
+    /// Wakes the outbound queue worker when a message is queued.
+    pub queue: QueueWaker,
+    /// Cancelled when the gateway shuts down (ends WebSocket streams).
+    pub shutdown: CancellationToken,
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Every route of API v1 with its OpenAPI description.
+pub fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::base())
+        .merge(health::router())
+        .merge(accounts::router())
+        .merge(sessions::router())
+        .merge(me::router())
+        .merge(numbers::router())
+        .merge(identities::router())
+        .merge(messages::router())
+        .merge(conversations::router())
+        .merge(lookup::router())
+        .merge(contacts::router())
+        .merge(sync::router())
+        .merge(stream::router())
+        .merge(simulator::router())
+}
+
+/// The whole HTTP service.
+pub fn router(state: AppState) -> Router {
+    let (api, openapi) = api_router().split_for_parts();
+    let openapi = Arc::new(openapi);
+    let max_request_bytes = state.config.limits.max_request_bytes;
+    let timeout = state.config.request_timeout();
+    api.route(
+        "/v1/openapi.json",
+        axum::routing::get(move || {
+            let openapi = Arc::clone(&openapi);
+            async move { axum::Json(openapi.as_ref().clone()) }
+        }),
+    )
+    .fallback(not_found)
+    .method_not_allowed_fallback(method_not_allowed)
+    .with_state(state)
+    .layer(DefaultBodyLimit::max(max_request_bytes))
+    .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+        StatusCode::SERVICE_UNAVAILABLE,
+        timeout,
+    ))
+    .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+    .layer(
+        TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            let id = request
+                .headers()
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("request", id, method = %request.method(), path = %request.uri().path())
+        }),
+    )
+    .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        ErrorCode::NotFound,
+        "no such endpoint: see /v1/openapi.json for the API",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::MethodNotAllowed,
+        "this endpoint does not take that method: see /v1/openapi.json",
+    )
+}

@@ -1,0 +1,30 @@
+//! PLACEHOLDER: being written (outbound queue worker).
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::carriers::Carrier;
+use crate::http::AppState;
+
+#[derive(Debug, Clone, Default)]
+pub struct QueueWaker(Arc<Notify>);
+
+impl QueueWaker {
+    pub fn new() -> Self {
+        QueueWaker::default()
+    }
+
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+pub async fn run_worker(
+    _state: AppState,
+    _carriers: Vec<Arc<dyn Carrier>>,
+    shutdown: CancellationToken,
+) {
+    shutdown.cancelled().await;
+}

@@ -1,0 +1,206 @@
+//! Wiring: opens the store, starts the carriers, the queue worker and the push hub, serves
+//! HTTP, and shuts down in order.
+//!
+//! Shutdown order matters for "nothing accepted is lost": stop accepting connections and let
+//! in-flight requests finish (each already waited for its commit), then stop the queue worker
+//! (a job it had leased simply stays in the queue for the next start), then close the store,
+//! which flushes the group-commit writer.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::carriers::simulator::Simulator;
+use crate::carriers::{Carrier, CarrierReport};
+use crate::config::Config;
+use crate::http::AppState;
+use crate::push::PushHub;
+use crate::queue::QueueWaker;
+use crate::rate_limit::RateLimiter;
+use crate::{http, mail, queue, routing, store};
+
+/// Builds and starts a gateway.
+#[derive(Debug)]
+pub struct Gateway;
+
+/// A gateway serving on `addr` until [`RunningGateway::shutdown`] or the token is cancelled.
+#[derive(Debug)]
+pub struct RunningGateway {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    background: JoinSet<()>,
+}
+
+impl Gateway {
+    /// Opens the store (running migrations), binds `config.listen` (port 0 picks a free
+    /// port) and starts serving.
+    pub async fn start(config: Config) -> anyhow::Result<RunningGateway> {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        Gateway::start_on(config, listener).await
+    }
+
+    pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<RunningGateway> {
+        config.validate()?;
+        let addr = listener.local_addr()?;
+        let region = config
+            .default_region
+            .parse::<airtext_sms::Region>()
+            .map_err(|e| anyhow::anyhow!("default_region: {e}"))?;
+        let store = store::open(&config.database_url).await.with_context(|| {
+            format!("cannot open the database {}", redact(&config.database_url))
+        })?;
+        let shutdown = CancellationToken::new();
+        let mut background = JoinSet::new();
+
+        let (reports_tx, mut reports_rx) = mpsc::channel::<CarrierReport>(10_000);
+        let mut carriers: Vec<Arc<dyn Carrier>> = Vec::new();
+        let simulator = if config.simulator.enabled {
+            let simulator = Arc::new(Simulator::new(config.simulator.clone(), reports_tx.clone()));
+            carriers.push(simulator.clone());
+            Some(simulator)
+        } else {
+            None
+        };
+        for carrier in &carriers {
+            store
+                .add_inventory(&carrier.inventory())
+                .await
+                .with_context(|| {
+                    format!("cannot load the numbers of carrier {}", carrier.name())
+                })?;
+        }
+
+        let push = PushHub::new();
+        background.spawn(push.clone().run(store.subscribe(), shutdown.clone()));
+
+        let state = AppState {
+            mailer: mail::mailer_from_config(&config, simulator.clone())?,
+            rate_limits: Arc::new(RateLimiter::new(config.rate_limits.clone())),
+            store,
+            region,
+            simulator,
+            push,
+            queue: QueueWaker::new(),
+            config: Arc::new(config),
+            shutdown: shutdown.clone(),
+        };
+
+        background.spawn(queue::run_worker(state.clone(), carriers, shutdown.clone()));
+        {
+            let state = state.clone();
+            let shutdown = shutdown.clone();
+            background.spawn(async move {
+                loop {
+                    let report = tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        report = reports_rx.recv() => match report {
+                            Some(report) => report,
+                            None => break,
+                        },
+                    };
+                    if let Err(error) = routing::handle_carrier_report(&state, report).await {
+                        tracing::error!(error = format!("{error:#}"), "carrier report not stored");
+                    }
+                }
+            });
+        }
+
+        let app = http::router(state.clone());
+        let server = {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await
+            })
+        };
+        tracing::info!(%addr, "airtext gateway listening");
+        Ok(RunningGateway {
+            addr,
+            state,
+            shutdown,
+            server,
+            background,
+        })
+    }
+}
+
+impl RunningGateway {
+    /// `http://ADDR`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A token that stops the gateway when cancelled (e.g. on a signal).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled, then shuts down gracefully.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.shutdown.cancelled().await;
+        self.shutdown().await
+    }
+
+    /// Stops accepting, finishes in-flight requests, stops the workers, flushes the store.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        let served = self.server.await;
+        // Background tasks watch the same token; give them a bounded time to finish.
+        let drain = async { while self.background.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(10), drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!("background tasks did not stop within 10 s; aborting them");
+            self.background.abort_all();
+        }
+        self.state.store.close().await;
+        served.context("the HTTP server task failed")??;
+        Ok(())
+    }
+}
+
+/// A database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = url.get(scheme + 3..at).unwrap_or("");
+            match creds.split_once(':') {
+                Some((user, _)) => format!(
+                    "{}{}:***{}",
+                    url.get(..scheme + 3).unwrap_or(""),
+                    user,
+                    url.get(at..).unwrap_or("")
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            super::redact("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(super::redact("sqlite://airtext.db"), "sqlite://airtext.db");
+    }
+}

@@ -1,0 +1,450 @@
+//! The gateway's storage: one narrow [`Store`] trait, two engines.
+//!
+//! - [`sqlite`]: the embedded default. One writer task owns the only write connection and
+//!   commits many concurrent writes in one transaction (group commit), each inside its own
+//!   savepoint so one failing write never takes its neighbours down; reads use a separate pool.
+//!   A write's future resolves only after the commit that holds it is on disk (WAL,
+//!   `synchronous=FULL`), so a 201 is never sent for a message that a crash could lose.
+//! - [`postgres`]: the engine for scale; ordinary transactions.
+//!
+//! Invariants every implementation keeps (checked by the conformance suite in
+//! `tests/store_conformance.rs`, run on both engines):
+//! - every change a device must mirror appends an event to the account's log in the same
+//!   transaction; `seq` comes from a per-account counter row that the transaction updates, so
+//!   seqs of one account become visible strictly in order (never 5 before 4);
+//! - `(account, client_id)` is unique: repeating a send returns the first message;
+//! - message status only moves forward, through [`airtext_api::SendStatus::advance`];
+//! - every read and write is scoped by the account that asks, so another account's ids are
+//!   simply not found;
+//! - after a commit that appended events, [`Store::subscribe`] receivers hear of it.
+
+pub mod postgres;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use airtext_api::contacts::Contact;
+use airtext_api::conversations::Conversation;
+use airtext_api::identities::{IdentityKind, IdentityStatus};
+use airtext_api::messages::{Direction, Encoding, Message, Route};
+use airtext_api::sync::SyncEvent;
+use airtext_api::{
+    AccountId, ClientId, ConversationId, DeviceId, IdentityId, MessageId, SendStatus,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::broadcast;
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What can go wrong in a store. `Conflict` and `NotFound` are the caller's business (they
+/// become 409/404); the rest are the operator's (logged, a 5xx without detail).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("conflict: {0:?}")]
+    Conflict(Conflict),
+    #[error("not found")]
+    NotFound,
+    #[error("the store is shutting down or unreachable: {0}")]
+    Unavailable(String),
+    #[error("stored data is not what this version expects: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Which uniqueness rule a write broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conflict {
+    Username,
+    Email,
+    /// The number belongs to someone else or is in quarantine.
+    NumberTaken,
+    /// The account already has a number.
+    AlreadyHasNumber,
+}
+
+/// SHA-256 of a device token. Tokens are 256-bit random, so a fast hash is safe and lookups
+/// stay one indexed read.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenHash(pub [u8; 32]);
+
+impl std::fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenHash(..)")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRecord {
+    pub id: AccountId,
+    /// Lower case, without the `@`.
+    pub username: String,
+    pub email: Option<String>,
+    /// PHC string (argon2id).
+    pub password_hash: String,
+    /// The account's DID, E.164.
+    pub number: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    pub id: AccountId,
+    pub username: String,
+    pub email: Option<String>,
+    pub password_hash: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRecord {
+    pub id: DeviceId,
+    pub account_id: AccountId,
+    pub name: String,
+    pub has_cellular: bool,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewDevice {
+    pub id: DeviceId,
+    pub account_id: AccountId,
+    pub name: String,
+    pub has_cellular: bool,
+    pub token_hash: TokenHash,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A number a carrier brings into the inventory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InventoryNumber {
+    /// E.164.
+    pub number: String,
+    /// The carrier's configured name.
+    pub carrier: String,
+    /// ISO 3166 alpha-2, upper case.
+    pub country: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NumberSearch {
+    pub country: String,
+    /// An E.164 prefix the number must start with, e.g. `+1415` for area code 415.
+    pub prefix: Option<String>,
+    pub limit: u32,
+    /// Numbers released before `now - quarantine` are claimable again; the store compares
+    /// against each number's `available_at`.
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityRecord {
+    pub id: IdentityId,
+    pub account_id: AccountId,
+    pub kind: IdentityKind,
+    /// Normalised (E.164 / lower-case e-mail).
+    pub value: String,
+    pub status: IdentityStatus,
+    /// Hash of the pending code (see `http::identities`); `None` once verified.
+    pub code_hash: Option<String>,
+    pub code_expires_at: Option<DateTime<Utc>>,
+    /// Wrong codes typed against the current code.
+    pub attempts: u32,
+    pub created_at: DateTime<Utc>,
+    pub verified_at: Option<DateTime<Utc>>,
+}
+
+/// A fresh code for `(account, kind, value)`: creates the pending identity, or replaces the
+/// code of the existing one (resetting its attempts). `id` is used only when creating.
+#[derive(Debug, Clone)]
+pub struct NewIdentityCode {
+    pub id: IdentityId,
+    pub account_id: AccountId,
+    pub kind: IdentityKind,
+    pub value: String,
+    pub code_hash: String,
+    pub expires_at: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+}
+
+/// One account's copy of a message, before it is stored. The store finds or creates the
+/// conversation `(account_id, peer)`.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub id: MessageId,
+    pub account_id: AccountId,
+    /// The normalised peer address: the conversation key.
+    pub peer: String,
+    pub direction: Direction,
+    pub from: String,
+    pub to: String,
+    pub body: String,
+    pub status: SendStatus,
+    pub route: Route,
+    pub client_id: Option<ClientId>,
+    pub encoding: Encoding,
+    pub segments: u32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One send or one inbound message, stored atomically.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The sender's copy. When it has a `client_id` already used by that account, nothing is
+    /// written and the first message is returned with `created: false`.
+    pub sender: Option<NewMessage>,
+    /// The recipient's copy: an in-network recipient, or an account receiving from outside.
+    pub recipient: Option<NewMessage>,
+    /// Put the sender's copy on the outbound queue for a carrier.
+    pub enqueue: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub sender: Option<Message>,
+    pub recipient: Option<Message>,
+    /// `false` when the sender's `client_id` had been used: nothing new was stored.
+    pub created: bool,
+}
+
+/// A status report for one message (from the queue worker, a carrier receipt, or in-network
+/// delivery). Applied through `SendStatus::advance`; a report that would not move the
+/// message forward changes nothing and appends no event.
+#[derive(Debug, Clone)]
+pub struct StatusUpdate {
+    pub message_id: MessageId,
+    pub status: SendStatus,
+    pub failure_reason: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StatusOutcome {
+    pub message: Message,
+    /// Whether the report moved the status (and appended a `message.status` event).
+    pub changed: bool,
+}
+
+/// An out-of-network message waiting for a carrier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundJob {
+    pub message_id: MessageId,
+    pub account_id: AccountId,
+    pub from: String,
+    pub to: String,
+    pub body: String,
+    /// Failed tries so far.
+    pub attempts: u32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// How a claimed job ended.
+#[derive(Debug, Clone)]
+pub enum OutboundOutcome {
+    /// The carrier took it: the job leaves the queue, the message becomes `sent`.
+    Sent {
+        carrier: String,
+        carrier_message_id: String,
+    },
+    /// Try again no earlier than `not_before` (the lease is released).
+    Retry {
+        not_before: DateTime<Utc>,
+        reason: String,
+    },
+    /// It will never go: the job leaves the queue, the message becomes `failed`.
+    Failed { reason: String },
+}
+
+/// An account's log moved: devices of `account_id` should pull up to `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogAdvanced {
+    pub account_id: AccountId,
+    pub seq: i64,
+}
+
+/// Everything the gateway stores. Both engines implement it; the conformance suite holds them
+/// to the same behaviour.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Answers when the database does (health checks).
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Hears of every commit that appended events (on PostgreSQL, from every node).
+    fn subscribe(&self) -> broadcast::Receiver<LogAdvanced>;
+
+    /// Flushes pending writes and closes the connections. Writes after this fail with
+    /// `Unavailable`.
+    async fn close(&self);
+
+    // ----- accounts and devices -----
+    /// `Conflict::Username` / `Conflict::Email` when taken.
+    async fn create_account(&self, account: NewAccount) -> StoreResult<()>;
+    async fn account(&self, id: AccountId) -> StoreResult<Option<AccountRecord>>;
+    /// `username` lower case, without `@`.
+    async fn account_by_username(&self, username: &str) -> StoreResult<Option<AccountRecord>>;
+    async fn create_device(&self, device: NewDevice) -> StoreResult<()>;
+    /// The live device holding this token, if any. May refresh `last_seen_at` (coarsely, so
+    /// authentication does not turn every read into a write).
+    async fn device_by_token(
+        &self,
+        token: &TokenHash,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<DeviceRecord>>;
+    async fn devices(&self, account: AccountId) -> StoreResult<Vec<DeviceRecord>>;
+    /// The token stops working at once. `NotFound` for another account's device.
+    async fn revoke_device(&self, account: AccountId, device: DeviceId) -> StoreResult<()>;
+
+    // ----- numbers (DIDs) -----
+    /// Idempotent: numbers already in the inventory are left as they are.
+    async fn add_inventory(&self, numbers: &[InventoryNumber]) -> StoreResult<()>;
+    /// Unowned numbers out of quarantine, in number order.
+    async fn available_numbers(&self, search: NumberSearch) -> StoreResult<Vec<String>>;
+    /// `NotFound` if not in the inventory; `Conflict::NumberTaken` if owned or quarantined;
+    /// `Conflict::AlreadyHasNumber` if the account has one.
+    async fn claim_number(
+        &self,
+        account: AccountId,
+        number: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Releases the account's number; nobody can claim it before `available_at`.
+    /// `NotFound` if the account does not own it.
+    async fn release_number(
+        &self,
+        account: AccountId,
+        number: &str,
+        available_at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    async fn number_owner(&self, number: &str) -> StoreResult<Option<AccountId>>;
+
+    // ----- identities -----
+    async fn put_identity_code(&self, code: NewIdentityCode) -> StoreResult<IdentityId>;
+    async fn identity(
+        &self,
+        account: AccountId,
+        id: IdentityId,
+    ) -> StoreResult<Option<IdentityRecord>>;
+    async fn identities(&self, account: AccountId) -> StoreResult<Vec<IdentityRecord>>;
+    /// Counts a wrong code; returns the attempts now recorded. `NotFound` as usual.
+    async fn count_failed_attempt(&self, account: AccountId, id: IdentityId) -> StoreResult<u32>;
+    /// Marks it verified and clears the code. A value verifies for one account at a time: the
+    /// newest proof of possession wins, and any other account's verified claim to the same
+    /// `(kind, value)` goes back to pending.
+    async fn mark_verified(
+        &self,
+        account: AccountId,
+        id: IdentityId,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// The account that has verified `(kind, value)`, if any.
+    async fn verified_owner(
+        &self,
+        kind: IdentityKind,
+        value: &str,
+    ) -> StoreResult<Option<AccountId>>;
+
+    // ----- messages and conversations -----
+    async fn deliver(&self, delivery: Delivery) -> StoreResult<Delivered>;
+    async fn message(&self, account: AccountId, id: MessageId) -> StoreResult<Option<Message>>;
+    /// `NotFound` if the message does not exist.
+    async fn update_status(&self, update: StatusUpdate) -> StoreResult<StatusOutcome>;
+    /// Newest first; `before` is exclusive.
+    async fn messages(
+        &self,
+        account: AccountId,
+        conversation: ConversationId,
+        limit: u32,
+        before: Option<MessageId>,
+    ) -> StoreResult<Vec<Message>>;
+    /// Most recently updated first; `before` is an exclusive `updated_at` bound.
+    async fn conversations(
+        &self,
+        account: AccountId,
+        limit: u32,
+        before: Option<DateTime<Utc>>,
+    ) -> StoreResult<Vec<Conversation>>;
+    async fn conversation(
+        &self,
+        account: AccountId,
+        id: ConversationId,
+    ) -> StoreResult<Option<Conversation>>;
+    /// Moves the read marker forward to `up_to` (never back) and appends `conversation.read`.
+    /// `NotFound` if the conversation or the message (in it) is not this account's.
+    async fn mark_read(
+        &self,
+        account: AccountId,
+        conversation: ConversationId,
+        up_to: MessageId,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Deletes this account's copy (only) and appends `message.deleted`. `NotFound` as usual.
+    async fn delete_message(
+        &self,
+        account: AccountId,
+        id: MessageId,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+
+    // ----- contacts -----
+    /// Creates or replaces the setting and appends `contact.updated`.
+    async fn put_contact(&self, account: AccountId, contact: Contact) -> StoreResult<()>;
+    async fn contacts(&self, account: AccountId) -> StoreResult<Vec<Contact>>;
+
+    // ----- replication log -----
+    /// Events with `seq > after`, oldest first, at most `limit`; and whether more remain.
+    async fn events_after(
+        &self,
+        account: AccountId,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<(Vec<SyncEvent>, bool)>;
+    /// The account's newest seq (0 when its log is empty).
+    async fn last_seq(&self, account: AccountId) -> StoreResult<i64>;
+
+    // ----- outbound queue -----
+    /// Leases up to `limit` due jobs (not leased, or whose lease expired) until `lease_until`.
+    /// A job leased by one worker is not handed to another before its lease ends.
+    async fn claim_outbound(
+        &self,
+        limit: u32,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> StoreResult<Vec<OutboundJob>>;
+    /// Ends or reschedules a claimed job and records the status change (with its event).
+    async fn finish_outbound(
+        &self,
+        message_id: MessageId,
+        outcome: OutboundOutcome,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// The message a carrier knows by this id (for receipts).
+    async fn message_by_carrier_id(
+        &self,
+        carrier: &str,
+        carrier_message_id: &str,
+    ) -> StoreResult<Option<MessageId>>;
+}
+
+pub type SharedStore = Arc<dyn Store>;
+
+/// Opens the store a URL names (`sqlite://path`, `sqlite::memory:`, `postgres://…`) and runs
+/// its migrations.
+pub async fn open(database_url: &str) -> StoreResult<SharedStore> {
+    // STORE-HELPER: replace these two arms with `Ok(Arc::new(…Store::open(database_url).await?))`
+    // once the engines implement `Store`.
+    if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        postgres::PostgresStore::open(database_url).await?;
+        Err(StoreError::Unavailable("not written yet".into()))
+    } else if database_url.starts_with("sqlite:") {
+        sqlite::SqliteStore::open(database_url).await?;
+        Err(StoreError::Unavailable("not written yet".into()))
+    } else {
+        Err(StoreError::Unavailable(format!(
+            "unsupported database URL {database_url:?}: use sqlite://PATH or postgres://…"
+        )))
+    }
+}
