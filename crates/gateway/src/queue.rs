@@ -5,7 +5,6 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::carriers::Carrier;
 use crate::http::AppState;
 
 #[derive(Debug, Clone, Default)]

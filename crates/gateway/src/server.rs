@@ -87,6 +87,7 @@ impl Gateway {
             mailer: mail::mailer_from_config(&config, simulator.clone())?,
             rate_limits: Arc::new(RateLimiter::new(config.rate_limits.clone())),
             store,
+            carriers: carriers.into(),
             region,
             simulator,
             push,
@@ -95,7 +96,7 @@ impl Gateway {
             shutdown: shutdown.clone(),
         };
 
-        background.spawn(queue::run_worker(state.clone(), carriers, shutdown.clone()));
+        background.spawn(queue::run_worker(state.clone(), shutdown.clone()));
         {
             let state = state.clone();
             let shutdown = shutdown.clone();

@@ -33,6 +33,7 @@ use tower_http::trace::TraceLayer;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::carriers::simulator::Simulator;
+use crate::carriers::Carrier;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::mail::Mailer;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Region for reading national phone numbers (from `default_region`).
     pub region: airtext_sms::Region,
+    /// The carriers, in configuration order (the simulator among them when it runs).
+    pub carriers: Arc<[Arc<dyn Carrier>]>,
     /// The simulator carrier, when it runs (its demo endpoints 404 otherwise).
     pub simulator: Option<Arc<Simulator>>,
     pub mailer: Arc<dyn Mailer>,
