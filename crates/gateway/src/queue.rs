@@ -20,10 +20,6 @@ impl QueueWaker {
     }
 }
 
-pub async fn run_worker(
-    _state: AppState,
-    _carriers: Vec<Arc<dyn Carrier>>,
-    shutdown: CancellationToken,
-) {
+pub async fn run_worker(_state: AppState, shutdown: CancellationToken) {
     shutdown.cancelled().await;
 }
