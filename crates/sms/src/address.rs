@@ -85,7 +85,10 @@ impl Address {
     /// The canonical text of the address, as stored.
     pub fn as_str(&self) -> &str {
         match self {
-            Address::Phone(s) | Address::ShortCode(s) | Address::Username(s) | Address::Email(s) => s,
+            Address::Phone(s)
+            | Address::ShortCode(s)
+            | Address::Username(s)
+            | Address::Email(s) => s,
         }
     }
 
@@ -118,7 +121,9 @@ pub enum AddressError {
     UnknownRegion(String),
     #[error("{0:?} is not a phone number: use international format such as +14155550100")]
     NotAPhoneNumber(String),
-    #[error("{0:?} has no country code: start it with + and the country code, such as +1 for the US")]
+    #[error(
+        "{0:?} has no country code: start it with + and the country code, such as +1 for the US"
+    )]
     NeedsCountryCode(String),
     #[error("{0:?} is not a valid number in its country's numbering plan")]
     InvalidNumber(String),
@@ -182,11 +187,10 @@ fn parse_phone(input: &str, default_region: Option<Region>) -> Result<Address, A
     if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) || digits.len() > 17 {
         return Err(AddressError::NotAPhoneNumber(input.to_owned()));
     }
-    // Short codes are national and have no `+`: keep them as the digits.
-    if !international && (3..=8).contains(&digits.len()) && !input.contains(PHONE_PUNCTUATION) {
-        if default_region.is_none() || digits.len() <= 6 {
-            return Ok(Address::ShortCode(digits));
-        }
+    // Short codes are national and have no `+`: keep them as the digits. Seven or more bare
+    // digits are a subscriber number (`5551234`), which needs a region to mean anything.
+    if !international && (3..=6).contains(&digits.len()) && !input.contains(PHONE_PUNCTUATION) {
+        return Ok(Address::ShortCode(digits));
     }
     if !international && default_region.is_none() {
         return Err(AddressError::NeedsCountryCode(input.to_owned()));
@@ -288,6 +292,9 @@ mod tests {
             Ok("US".to_owned())
         );
         assert!("XX".parse::<Region>().is_err());
-        assert_eq!("GB".parse::<Region>().ok().and_then(Region::calling_code), Some(44));
+        assert_eq!(
+            "GB".parse::<Region>().ok().and_then(Region::calling_code),
+            Some(44)
+        );
     }
 }
