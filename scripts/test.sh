@@ -51,6 +51,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 say "cargo test"
 cargo test --workspace --locked 2>&1 | tee "${TMPDIR:-/tmp}/airtext-test.log"
 
+say "TypeScript bindings of airtext-api match ui/src/lib/bindings"
+cargo test --locked -p airtext-api --features ts --test typescript_bindings
+
 if [ -z "${AIRTEXT_TEST_DATABASE_URL:-}" ]; then
   printf '\n\033[1;33m*** WARNING: PostgreSQL tests were SKIPPED (no server reachable) ***\033[0m\n' >&2
 fi

@@ -9,6 +9,7 @@ use crate::{AccountId, DeviceId};
 /// `POST /v1/accounts`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(deny_unknown_fields)]
 pub struct SignUp {
     /// 3–32 of `a-z 0-9 _ .`, case-insensitive.
@@ -21,6 +22,7 @@ pub struct SignUp {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct AccountCreated {
     pub account_id: AccountId,
     pub username: String,
@@ -29,6 +31,7 @@ pub struct AccountCreated {
 /// `POST /v1/sessions`: signs a device in.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(deny_unknown_fields)]
 pub struct SignIn {
     pub username: String,
@@ -41,6 +44,7 @@ pub struct SignIn {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Session {
     /// The device token: send it as `Authorization: Bearer …`. Shown once; the gateway keeps
     /// only its hash.
@@ -51,6 +55,7 @@ pub struct Session {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Device {
     pub id: DeviceId,
     pub name: String,
@@ -64,6 +69,7 @@ pub struct Device {
 /// `GET /v1/me`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Me {
     pub account_id: AccountId,
     pub username: String,

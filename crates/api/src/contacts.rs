@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 /// Which path to use for a contact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum PathChoice {
     /// Cloud when the peer is in-network, when the device has no cellular, or when roaming;
@@ -39,6 +40,7 @@ impl PathChoice {
 /// `PUT /v1/contacts/{address}`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(deny_unknown_fields)]
 pub struct PutContact {
     pub path: PathChoice,
@@ -50,6 +52,7 @@ pub struct PutContact {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Contact {
     /// The normalised address.
     pub address: String,

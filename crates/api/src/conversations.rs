@@ -8,6 +8,7 @@ use crate::{ConversationId, MessageId};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Conversation {
     pub id: ConversationId,
     /// The normalised peer address.
@@ -20,6 +21,7 @@ pub struct Conversation {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ConversationPage {
     /// Most recently updated first.
     pub conversations: Vec<Conversation>,
@@ -28,6 +30,7 @@ pub struct ConversationPage {
 /// `GET /v1/conversations` and `GET /v1/conversations/{id}/messages`
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     /// 1–200, default 50.
@@ -41,6 +44,7 @@ pub struct PageQuery {
 /// `POST /v1/conversations/{id}/read`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(deny_unknown_fields)]
 pub struct MarkRead {
     pub up_to: MessageId,

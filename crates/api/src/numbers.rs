@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 /// `GET /v1/numbers/available`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema, utoipa::IntoParams))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(deny_unknown_fields)]
 pub struct AvailableNumbersQuery {
     /// ISO 3166 two-letter country code; default `US`.
@@ -20,6 +21,7 @@ pub struct AvailableNumbersQuery {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct AvailableNumbers {
     pub numbers: Vec<String>,
 }
@@ -27,6 +29,7 @@ pub struct AvailableNumbers {
 /// `POST /v1/numbers`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(deny_unknown_fields)]
 pub struct ClaimNumber {
     pub number: String,
@@ -34,6 +37,7 @@ pub struct ClaimNumber {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ClaimedNumber {
     pub number: String,
 }

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 /// `POST /v1/simulator/inbound`: an outside phone texts a number.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(deny_unknown_fields)]
 pub struct SimulatedInbound {
     /// The outside phone, E.164.
@@ -20,6 +21,7 @@ pub struct SimulatedInbound {
 /// `GET /v1/simulator/outbox?to=`
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(deny_unknown_fields)]
 pub struct OutboxQuery {
     /// Only what this phone number or e-mail address received.
@@ -30,6 +32,7 @@ pub struct OutboxQuery {
 /// Something an outside phone or mailbox received.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct SimulatedDelivery {
     pub from: String,
     pub to: String,
@@ -43,6 +46,7 @@ pub struct SimulatedDelivery {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct SimulatedOutbox {
     pub messages: Vec<SimulatedDelivery>,
 }

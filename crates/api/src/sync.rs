@@ -14,6 +14,7 @@ use crate::{ConversationId, MessageId, SendStatus};
 /// `GET /v1/sync?after=&limit=`
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(deny_unknown_fields)]
 pub struct SyncQuery {
     /// The last seq this device has applied; 0 for a new device.
@@ -26,10 +27,12 @@ pub struct SyncQuery {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct SyncPage {
     /// Oldest first.
     pub events: Vec<SyncEvent>,
     /// The seq of the last event returned (`after` when none): pass it back as `after`.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub next: i64,
     /// Whether more events follow `next`.
     pub more: bool,
@@ -37,7 +40,9 @@ pub struct SyncPage {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct SyncEvent {
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub seq: i64,
     pub at: DateTime<Utc>,
     #[serde(flatten)]
@@ -47,6 +52,7 @@ pub struct SyncEvent {
 /// What happened. Serialised with its `type` beside `seq`: `{"seq": 7, "type": "message.created", "message": {…}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "type")]
 pub enum EventKind {
     #[serde(rename = "message.created")]
@@ -75,6 +81,7 @@ pub enum EventKind {
     ContactUpdated { contact: Contact },
     /// An event type this client does not know (a newer gateway); skip it.
     #[serde(other)]
+    #[cfg_attr(feature = "ts", ts(skip))]
     Unknown,
 }
 
@@ -94,7 +101,9 @@ impl EventKind {
 /// What `/v1/stream` sends: the account's log has reached `seq`; pull to catch up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct StreamHint {
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub seq: i64,
 }
 
