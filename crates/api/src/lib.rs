@@ -9,6 +9,7 @@
 //! adds a field or an event type.
 
 pub mod accounts;
+pub mod compose;
 pub mod contacts;
 pub mod conversations;
 pub mod error;

@@ -35,6 +35,8 @@ fn export_all(dir: &Path) {
         messages::Lookup,
         conversations::ConversationPage,
         conversations::MarkRead,
+        compose::PlanText,
+        compose::TextPlan,
         contacts::PutContact,
         contacts::Contact,
         sync::SyncPage,

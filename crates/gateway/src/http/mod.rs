@@ -6,6 +6,7 @@
 //! axum itself would answer in plain text (unknown path, wrong method).
 
 pub mod accounts;
+pub mod compose;
 pub mod contacts;
 pub mod conversations;
 pub mod extract;
@@ -74,6 +75,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(numbers::router())
         .merge(identities::router())
         .merge(messages::router())
+        .merge(compose::router())
         .merge(conversations::router())
         .merge(lookup::router())
         .merge(contacts::router())
