@@ -12,6 +12,8 @@ use anyhow::Context;
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::carriers::config::CarrierConfig;
+
 /// Command line of `airtext-gateway`.
 #[derive(Debug, Clone, Default, Parser)]
 #[command(name = "airtext-gateway", version, about = "The Airtext gateway")]
@@ -75,6 +77,9 @@ pub struct Config {
     pub limits: Limits,
     pub rate_limits: RateLimits,
     pub simulator: SimulatorConfig,
+    pub verification: VerificationConfig,
+    /// Carriers in the order they are listed; none means the simulator alone.
+    pub carriers: Vec<CarrierConfig>,
 }
 
 impl Default for Config {
@@ -91,6 +96,8 @@ impl Default for Config {
             limits: Limits::default(),
             rate_limits: RateLimits::default(),
             simulator: SimulatorConfig::default(),
+            verification: VerificationConfig::default(),
+            carriers: Vec::new(),
         }
     }
 }
@@ -195,6 +202,25 @@ impl Default for SimulatorConfig {
     }
 }
 
+/// Verification codes for phone numbers and e-mail addresses (`[verification]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerificationConfig {
+    /// How long a code works, in seconds [default: 600].
+    pub code_ttl_secs: u64,
+    /// Wrong codes allowed before a code stops working [default: 5].
+    pub max_attempts: u32,
+}
+
+impl Default for VerificationConfig {
+    fn default() -> Self {
+        VerificationConfig {
+            code_ttl_secs: 600,
+            max_attempts: 5,
+        }
+    }
+}
+
 impl Config {
     /// Defaults, then the file named by `--config`, then flags and environment.
     pub fn load(args: &Args) -> anyhow::Result<Config> {
@@ -286,6 +312,22 @@ impl Config {
                 self.database_url
             );
         }
+        let mut names = std::collections::HashSet::new();
+        for (i, carrier) in self.carriers.iter().enumerate() {
+            carrier.validate(i)?;
+            if !names.insert(carrier.name()) {
+                anyhow::bail!(
+                    "carriers[{i}].name: {:?} is used twice; every carrier needs its own name",
+                    carrier.name()
+                );
+            }
+        }
+        if !(1..=86_400).contains(&self.verification.code_ttl_secs) {
+            anyhow::bail!("verification.code_ttl_secs must be 1 to 86400 (a day)");
+        }
+        if !(1..=20).contains(&self.verification.max_attempts) {
+            anyhow::bail!("verification.max_attempts must be 1 to 20");
+        }
         if let Some(url) = &self.smtp_url {
             if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
                 anyhow::bail!("smtp_url {url:?}: use smtp://HOST:PORT or smtps://USER:PASS@HOST");
@@ -296,6 +338,11 @@ impl Config {
 
     pub fn quarantine(&self) -> chrono::Duration {
         chrono::Duration::days(i64::from(self.number_quarantine_days))
+    }
+
+    /// How long a verification code works.
+    pub fn code_ttl(&self) -> chrono::Duration {
+        chrono::Duration::seconds(i64::try_from(self.verification.code_ttl_secs).unwrap_or(600))
     }
 
     pub fn request_timeout(&self) -> Duration {

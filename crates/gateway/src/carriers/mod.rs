@@ -6,6 +6,7 @@
 //! outside phones, delivery receipts) arrives as [`CarrierReport`]s on the channel each carrier
 //! is given, and the router stores them like any message.
 
+pub mod config;
 pub mod simulator;
 
 use std::fmt;
