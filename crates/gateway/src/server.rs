@@ -16,14 +16,13 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::carriers::simulator::Simulator;
-use crate::carriers::{Carrier, CarrierReport};
+use crate::carriers::CarrierReport;
 use crate::config::Config;
 use crate::http::AppState;
 use crate::push::PushHub;
 use crate::queue::QueueWaker;
 use crate::rate_limit::RateLimiter;
-use crate::{http, mail, queue, routing, store};
+use crate::{carriers, http, mail, queue, routing, store};
 
 /// Builds and starts a gateway.
 #[derive(Debug)]
@@ -63,14 +62,9 @@ impl Gateway {
         let mut background = JoinSet::new();
 
         let (reports_tx, mut reports_rx) = mpsc::channel::<CarrierReport>(10_000);
-        let mut carriers: Vec<Arc<dyn Carrier>> = Vec::new();
-        let simulator = if config.simulator.enabled {
-            let simulator = Arc::new(Simulator::new(config.simulator.clone(), reports_tx.clone()));
-            carriers.push(simulator.clone());
-            Some(simulator)
-        } else {
-            None
-        };
+        let built = carriers::registry::build(&config, reports_tx, shutdown.clone()).await?;
+        let carriers = built.all;
+        let simulator = built.simulator;
         for carrier in &carriers {
             store
                 .add_inventory(&carrier.inventory())

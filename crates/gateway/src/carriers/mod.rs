@@ -7,6 +7,7 @@
 //! is given, and the router stores them like any message.
 
 pub mod config;
+pub mod registry;
 pub mod simulator;
 
 use std::fmt;

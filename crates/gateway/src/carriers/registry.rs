@@ -1,0 +1,65 @@
+//! Builds the configured carriers, in configuration order. With no `[[carriers]]`, the
+//! simulator (when enabled) is the only carrier, as in the embedded default.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::carriers::config::CarrierConfig;
+use crate::carriers::simulator::Simulator;
+use crate::carriers::{Carrier, CarrierReport};
+use crate::config::Config;
+
+/// The carriers a gateway runs.
+#[derive(Debug, Default)]
+pub struct BuiltCarriers {
+    /// Every carrier, in configuration order.
+    pub all: Vec<Arc<dyn Carrier>>,
+    /// The simulator, when one runs (its demo endpoints need it).
+    pub simulator: Option<Arc<Simulator>>,
+}
+
+pub async fn build(
+    config: &Config,
+    reports: mpsc::Sender<CarrierReport>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<BuiltCarriers> {
+    let _ = &shutdown;
+    let mut built = BuiltCarriers::default();
+    if config.carriers.is_empty() {
+        if config.simulator.enabled {
+            let simulator = Arc::new(Simulator::new(config.simulator.clone(), reports.clone()));
+            built.all.push(simulator.clone());
+            built.simulator = Some(simulator);
+        }
+        return Ok(built);
+    }
+    for (index, carrier) in config.carriers.iter().enumerate() {
+        let context = || format!("carriers[{index}] ({:?})", carrier.name());
+        match carrier {
+            CarrierConfig::Simulator(_) => {
+                if built.simulator.is_some() {
+                    anyhow::bail!("{}: only one simulator carrier may run", context());
+                }
+                let simulator = Arc::new(Simulator::new(config.simulator.clone(), reports.clone()));
+                built.all.push(simulator.clone());
+                built.simulator = Some(simulator);
+            }
+            CarrierConfig::Smpp(_) => {
+                return Err(anyhow::anyhow!(
+                    "SMPP carriers are not available in this build"
+                ))
+                .with_context(context);
+            }
+            CarrierConfig::Twilio(_) => {
+                return Err(anyhow::anyhow!(
+                    "Twilio carriers are not available in this build"
+                ))
+                .with_context(context);
+            }
+        }
+    }
+    Ok(built)
+}
