@@ -1,11 +1,552 @@
-//! PLACEHOLDER: being written (message routing).
+//! Routing: where a message goes, and how what carriers report becomes stored messages.
+//!
+//! A message's `to` is normalised ([`airtext_sms::Address`]) and resolved, in order:
+//! 1. a DID owned by an account → in-network;
+//! 2. a phone number some account has verified → in-network;
+//! 3. `@username`, or an e-mail address some account has verified → in-network;
+//! 4. any other phone number or short code → out-of-network, through a carrier.
+//!
+//! A username or e-mail address that matches nobody is `404 unknown_recipient`: a message is
+//! never silently dropped.
+//!
+//! Invariants:
+//! - **one person, one thread**: an in-network account is always shown by its *canonical
+//!   address* (its DID when it has one, else `@username`), however the sender typed it, so
+//!   texting Bob by number, by username and by verified phone lands in one conversation;
+//! - in-network messages never leave the gateway: the sender's and the recipient's copies are
+//!   stored in one transaction, both `delivered`;
+//! - out-of-network messages need the sender's own DID (it is the `From` the outside phone
+//!   sees), are stored `queued` with their queue entry in the same transaction, and only then
+//!   is the queue worker woken, so a crash can delay a text but never lose an accepted one;
+//! - idempotency is the store's: a repeated `client_id` returns the first message and stores
+//!   nothing new (and wakes no worker).
 
-use crate::carriers::CarrierReport;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use airtext_api::identities::IdentityKind;
+use airtext_api::messages::{Direction, Encoding, Message, Route, SendMessage};
+use airtext_api::{AccountId, ErrorCode, MessageId, SendStatus};
+use airtext_sms::Address;
+use anyhow::Context;
+use axum::http::StatusCode;
+use chrono::Utc;
+
+use crate::carriers::{CarrierError, CarrierReport, OutboundSms, ReceiptStatus};
+use crate::error::{ApiError, ApiResult};
 use crate::http::AppState;
+use crate::store::{AccountRecord, Delivery, NewMessage, StatusUpdate, StoreError};
 
-pub async fn handle_carrier_report(
-    _state: &AppState,
-    _report: CarrierReport,
-) -> anyhow::Result<()> {
+/// The sender shown on system texts (verification codes) where a carrier allows an
+/// alphanumeric sender.
+pub const SYSTEM_SENDER: &str = "Airtext";
+
+/// Where a resolved address leads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// An Airtext account, shown by its canonical address.
+    InNetwork {
+        account: AccountId,
+        canonical: String,
+    },
+    /// A phone outside Airtext (E.164 or short code), reached through a carrier.
+    OutOfNetwork { address: String },
+}
+
+impl Target {
+    pub fn in_network(&self) -> bool {
+        matches!(self, Target::InNetwork { .. })
+    }
+}
+
+/// The address that stands for an account in every thread: its DID, else `@username`.
+pub fn canonical_address(account: &AccountRecord) -> String {
+    account
+        .number
+        .clone()
+        .unwrap_or_else(|| format!("@{}", account.username))
+}
+
+/// Reads what a user typed, or a 400 `invalid_address` that says what to type instead.
+pub fn parse_address(state: &AppState, input: &str) -> ApiResult<Address> {
+    Address::parse(input, Some(state.region)).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidAddress,
+            e.to_string(),
+        )
+    })
+}
+
+/// Maps a store error, naming `what` when it was not found (`no such message in this account`).
+pub fn not_found_as(what: &'static str) -> impl FnOnce(StoreError) -> ApiError {
+    move |error| match error {
+        StoreError::NotFound => ApiError::not_found(what),
+        other => other.into(),
+    }
+}
+
+fn unknown_recipient(address: &Address) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        ErrorCode::UnknownRecipient,
+        format!("no Airtext account is {address}: check the spelling, or text a phone number"),
+    )
+}
+
+async fn in_network(state: &AppState, account: AccountId) -> ApiResult<Target> {
+    // The owner of a DID or a verified identity always exists (accounts are never deleted
+    // while they hold either), so a miss here is the store's inconsistency, not the caller's.
+    let record = state
+        .store
+        .account(account)
+        .await?
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("account {account} vanished")))?;
+    Ok(Target::InNetwork {
+        account,
+        canonical: canonical_address(&record),
+    })
+}
+
+/// Resolves a normalised address, in the order the module documentation gives.
+pub async fn resolve(state: &AppState, address: &Address) -> ApiResult<Target> {
+    let store = &state.store;
+    match address {
+        Address::Phone(number) => {
+            if let Some(owner) = store.number_owner(number).await? {
+                return in_network(state, owner).await;
+            }
+            if let Some(owner) = store.verified_owner(IdentityKind::Phone, number).await? {
+                return in_network(state, owner).await;
+            }
+            Ok(Target::OutOfNetwork {
+                address: number.clone(),
+            })
+        }
+        Address::ShortCode(code) => Ok(Target::OutOfNetwork {
+            address: code.clone(),
+        }),
+        Address::Username(_) => {
+            let name = address.username().unwrap_or_default();
+            let account = store
+                .account_by_username(name)
+                .await?
+                .ok_or_else(|| unknown_recipient(address))?;
+            Ok(Target::InNetwork {
+                canonical: canonical_address(&account),
+                account: account.id,
+            })
+        }
+        Address::Email(email) => {
+            let owner = store
+                .verified_owner(IdentityKind::Email, email)
+                .await?
+                .ok_or_else(|| unknown_recipient(address))?;
+            in_network(state, owner).await
+        }
+    }
+}
+
+/// Encoding and segment count of a body, as `airtext-sms` would put it on the air. An
+/// in-network text never goes on the air, but the thread shows what it would cost.
+pub fn encoding_of(body: &str) -> (Encoding, u32) {
+    let plan = airtext_sms::plan(body);
+    let encoding = match plan.encoding {
+        airtext_sms::Encoding::Gsm7 => Encoding::Gsm7,
+        airtext_sms::Encoding::Ucs2 => Encoding::Ucs2,
+    };
+    let segments = u32::try_from(plan.segment_count())
+        .unwrap_or(u32::MAX)
+        .max(1);
+    (encoding, segments)
+}
+
+/// A body of 1 to `max_body_chars` characters (Unicode scalar values, not bytes).
+pub fn check_body(state: &AppState, body: &str) -> ApiResult<()> {
+    let max = state.config.limits.max_body_chars;
+    let chars = body.chars().count();
+    if chars == 0 || chars > max {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidBody,
+            format!("a message body must be 1 to {max} characters; this one has {chars}"),
+        ));
+    }
     Ok(())
+}
+
+/// `POST /v1/messages`: routes and stores one send. Returns the sender's copy and whether it
+/// is new (`false` for a repeated `client_id`).
+pub async fn send_message(
+    state: &AppState,
+    sender_id: AccountId,
+    request: SendMessage,
+) -> ApiResult<(Message, bool)> {
+    check_body(state, &request.body)?;
+    let to = parse_address(state, &request.to)?;
+    let sender =
+        state.store.account(sender_id).await?.ok_or_else(|| {
+            ApiError::unauthorized("this account no longer exists: sign in again")
+        })?;
+    let me = canonical_address(&sender);
+    let (encoding, segments) = encoding_of(&request.body);
+    let now = Utc::now();
+    let copy = |account_id: AccountId,
+                peer: &str,
+                direction: Direction,
+                from: &str,
+                to: &str,
+                status: SendStatus,
+                route: Route| NewMessage {
+        id: MessageId::new(),
+        account_id,
+        peer: peer.to_owned(),
+        direction,
+        from: from.to_owned(),
+        to: to.to_owned(),
+        body: request.body.clone(),
+        status,
+        route,
+        client_id: (direction == Direction::Outbound).then_some(request.client_id),
+        encoding,
+        segments,
+        created_at: now,
+    };
+
+    let delivery = match resolve(state, &to).await? {
+        // A note to self: one copy, in the thread with oneself.
+        Target::InNetwork { account, .. } if account == sender.id => Delivery {
+            sender: Some(copy(
+                sender.id,
+                &me,
+                Direction::Outbound,
+                &me,
+                &me,
+                SendStatus::Delivered,
+                Route::InNetwork,
+            )),
+            recipient: None,
+            enqueue: false,
+        },
+        Target::InNetwork { account, canonical } => Delivery {
+            sender: Some(copy(
+                sender.id,
+                &canonical,
+                Direction::Outbound,
+                &me,
+                &canonical,
+                SendStatus::Delivered,
+                Route::InNetwork,
+            )),
+            recipient: Some(copy(
+                account,
+                &me,
+                Direction::Inbound,
+                &me,
+                &canonical,
+                SendStatus::Delivered,
+                Route::InNetwork,
+            )),
+            enqueue: false,
+        },
+        Target::OutOfNetwork { address } => {
+            let did = sender.number.as_deref().ok_or_else(|| {
+                ApiError::conflict(
+                    ErrorCode::NoNumber,
+                    "claim a number to text phones outside Airtext; you can still text Airtext users by @username",
+                )
+            })?;
+            Delivery {
+                sender: Some(copy(
+                    sender.id,
+                    &address,
+                    Direction::Outbound,
+                    did,
+                    &address,
+                    SendStatus::Queued,
+                    Route::Carrier,
+                )),
+                recipient: None,
+                enqueue: true,
+            }
+        }
+    };
+    let enqueue = delivery.enqueue;
+    let delivered = state.store.deliver(delivery).await?;
+    if enqueue && delivered.created {
+        state.queue.wake();
+    }
+    let message = delivered
+        .sender
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("the store returned no sender copy")))?;
+    Ok((message, delivered.created))
+}
+
+/// Sends a system text (a verification code) straight through the first carrier that takes
+/// it. It is not a conversation message: nothing is stored, nothing is queued, and a failure
+/// is the caller's to report.
+pub async fn send_system_sms(state: &AppState, to: &str, body: &str) -> ApiResult<()> {
+    let address = parse_address(state, to)?;
+    if !address.is_phone_like() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidAddress,
+            format!("{address} is not a phone number: texts go to phone numbers only"),
+        ));
+    }
+    let mut last_error = "no carrier is configured".to_owned();
+    for carrier in state.carriers.iter() {
+        let sms = OutboundSms {
+            from: SYSTEM_SENDER.to_owned(),
+            to: address.as_str().to_owned(),
+            body: body.to_owned(),
+        };
+        match tokio::time::timeout(SEND_TIMEOUT, carrier.send(sms)).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(CarrierError::Permanent(reason))) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::InvalidAddress,
+                    format!("{address} cannot receive texts ({reason}): use another number"),
+                ))
+            }
+            Ok(Err(CarrierError::Retryable(reason))) => {
+                tracing::warn!(carrier = carrier.name(), reason, "system text not taken");
+                last_error = reason;
+            }
+            Err(_) => {
+                tracing::warn!(carrier = carrier.name(), "system text timed out");
+                last_error = "the carrier did not answer in time".to_owned();
+            }
+        }
+    }
+    Err(ApiError::Unavailable(format!(
+        "no carrier took the system text: {last_error}"
+    )))
+}
+
+/// How long one carrier may take to answer a send before it counts as a retryable failure.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Stores a text an outside phone sent to one of our DIDs, as an inbound message of the DID's
+/// owner. `NotFound` when no account owns `to`.
+pub async fn receive_inbound(
+    state: &AppState,
+    from: &str,
+    to: &str,
+    body: &str,
+) -> ApiResult<Message> {
+    let to = parse_address(state, to)?;
+    let owner = match &to {
+        Address::Phone(number) => state.store.number_owner(number).await?,
+        _ => None,
+    }
+    .ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            format!("{to} is not an Airtext number"),
+        )
+    })?;
+    // Carriers send E.164 numbers, short codes or alphanumeric sender ids; keep what cannot
+    // be normalised as it came, so the text is never lost over its sender's spelling.
+    let from_input = from;
+    let from = Address::parse(from_input, Some(state.region));
+    let from_text = from
+        .as_ref()
+        .map(|a| a.as_str().to_owned())
+        .unwrap_or_else(|_| from_raw(from_input));
+    // One person, one thread: a phone an account verified is shown as that account.
+    let peer = match &from {
+        Ok(Address::Phone(number)) => {
+            let owner = match state.store.number_owner(number).await? {
+                Some(owner) => Some(owner),
+                None => {
+                    state
+                        .store
+                        .verified_owner(IdentityKind::Phone, number)
+                        .await?
+                }
+            };
+            match owner {
+                Some(account) => match state.store.account(account).await? {
+                    Some(record) => canonical_address(&record),
+                    None => from_text.clone(),
+                },
+                None => from_text.clone(),
+            }
+        }
+        _ => from_text.clone(),
+    };
+    let (encoding, segments) = encoding_of(body);
+    let delivery = Delivery {
+        sender: None,
+        recipient: Some(NewMessage {
+            id: MessageId::new(),
+            account_id: owner,
+            peer,
+            direction: Direction::Inbound,
+            from: from_text,
+            to: to.as_str().to_owned(),
+            body: body.to_owned(),
+            status: SendStatus::Delivered,
+            route: Route::Carrier,
+            client_id: None,
+            encoding,
+            segments,
+            created_at: Utc::now(),
+        }),
+        enqueue: false,
+    };
+    state
+        .store
+        .deliver(delivery)
+        .await?
+        .recipient
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("the store returned no inbound copy")))
+}
+
+/// An unparseable sender, trimmed and bounded so a hostile carrier payload cannot make a
+/// conversation key of any size.
+fn from_raw(raw: &str) -> String {
+    let trimmed: String = raw.trim().chars().take(64).collect();
+    if trimmed.is_empty() {
+        "unknown".to_owned()
+    } else {
+        trimmed
+    }
+}
+
+/// Receipts that arrived before the send that made their carrier id was recorded (a
+/// carrier's "delivered" can overtake its own submit response) wait and look again; this
+/// bounds how many wait at once.
+const MAX_EARLY_RECEIPTS: usize = 10_000;
+static EARLY_RECEIPTS: AtomicUsize = AtomicUsize::new(0);
+/// When an early receipt looks again for its message.
+const EARLY_RECEIPT_RETRIES: [Duration; 4] = [
+    Duration::from_millis(200),
+    Duration::from_secs(1),
+    Duration::from_secs(5),
+    Duration::from_secs(30),
+];
+
+/// Stores what a carrier reported: an inbound text, or a receipt moving a message's status
+/// (forward only: the store's reducer ignores late, repeated and backward reports).
+pub async fn handle_carrier_report(state: &AppState, report: CarrierReport) -> anyhow::Result<()> {
+    match report {
+        CarrierReport::Inbound {
+            carrier,
+            from,
+            to,
+            body,
+        } => match receive_inbound(state, &from, &to, &body).await {
+            Ok(_) => Ok(()),
+            Err(ApiError::Client { message, .. }) => {
+                tracing::warn!(carrier, to, reason = message, "inbound text dropped");
+                Ok(())
+            }
+            Err(error) => Err(anyhow::Error::new(error).context("inbound text not stored")),
+        },
+        CarrierReport::Receipt {
+            carrier,
+            carrier_message_id,
+            status,
+            reason,
+        } => {
+            if apply_receipt(state, &carrier, &carrier_message_id, status, reason.clone()).await? {
+                return Ok(());
+            }
+            if EARLY_RECEIPTS.fetch_add(1, Ordering::Relaxed) >= MAX_EARLY_RECEIPTS {
+                EARLY_RECEIPTS.fetch_sub(1, Ordering::Relaxed);
+                tracing::debug!(
+                    carrier,
+                    carrier_message_id,
+                    "receipt for an unknown message"
+                );
+                return Ok(());
+            }
+            let state = state.clone();
+            tokio::spawn(async move {
+                for delay in EARLY_RECEIPT_RETRIES {
+                    tokio::select! {
+                        _ = state.shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    match apply_receipt(
+                        &state,
+                        &carrier,
+                        &carrier_message_id,
+                        status,
+                        reason.clone(),
+                    )
+                    .await
+                    {
+                        Ok(true) => break,
+                        Ok(false) => {}
+                        Err(error) => {
+                            tracing::warn!(error = format!("{error:#}"), "receipt not applied");
+                            break;
+                        }
+                    }
+                }
+                EARLY_RECEIPTS.fetch_sub(1, Ordering::Relaxed);
+            });
+            Ok(())
+        }
+    }
+}
+
+/// Applies a receipt; `false` when no message carries that carrier id (yet).
+async fn apply_receipt(
+    state: &AppState,
+    carrier: &str,
+    carrier_message_id: &str,
+    status: ReceiptStatus,
+    reason: Option<String>,
+) -> anyhow::Result<bool> {
+    let Some(message_id) = state
+        .store
+        .message_by_carrier_id(carrier, carrier_message_id)
+        .await
+        .context("looking up a receipt's message")?
+    else {
+        return Ok(false);
+    };
+    let status = match status {
+        ReceiptStatus::Sent => SendStatus::Sent,
+        ReceiptStatus::Delivered => SendStatus::Delivered,
+        ReceiptStatus::Failed => SendStatus::Failed,
+    };
+    let failure_reason = (status == SendStatus::Failed)
+        .then(|| reason.unwrap_or_else(|| "the carrier could not deliver it".to_owned()));
+    let update = StatusUpdate {
+        message_id,
+        status,
+        failure_reason,
+        at: Utc::now(),
+    };
+    match state.store.update_status(update).await {
+        // Deleted by its owner since: nothing left to update.
+        Ok(_) | Err(StoreError::NotFound) => Ok(true),
+        Err(error) => Err(anyhow::Error::new(error).context("applying a receipt")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoding_follows_the_sms_plan() {
+        assert_eq!(encoding_of("hello"), (Encoding::Gsm7, 1));
+        assert_eq!(encoding_of("héllo 😀"), (Encoding::Ucs2, 1));
+        assert_eq!(encoding_of(&"a".repeat(161)), (Encoding::Gsm7, 2));
+    }
+
+    #[test]
+    fn unparseable_senders_are_kept_bounded() {
+        assert_eq!(from_raw("  Airtext "), "Airtext");
+        assert_eq!(from_raw(""), "unknown");
+        assert_eq!(from_raw(&"x".repeat(500)).len(), 64);
+    }
 }
