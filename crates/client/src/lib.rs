@@ -1,4 +1,7 @@
-//! The Airtext client core. Today it holds the command-line front of `airtext-sms`; the local
-//! cache, sync engine, outbox and path policy join it next (see DESIGN.md).
+//! The Airtext client core: everything the app does except drawing it.
+//!
+//! - [`cellular`]: the device's own SMS path (the [`cellular::Cellular`] trait and backends).
+//! - [`cli`]: the `airtext` command line.
 
+pub mod cellular;
 pub mod cli;
