@@ -89,6 +89,7 @@ pub fn base() -> utoipa::openapi::OpenApi {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     #[test]
     fn the_base_names_the_scheme_and_its_own_path() {
