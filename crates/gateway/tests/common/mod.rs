@@ -76,11 +76,13 @@ impl TestGateway {
     }
 
     pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
-        self.call(reqwest::Method::GET, path, Some(token), None).await
+        self.call(reqwest::Method::GET, path, Some(token), None)
+            .await
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
-        self.call(reqwest::Method::POST, path, token, Some(body)).await
+        self.call(reqwest::Method::POST, path, token, Some(body))
+            .await
     }
 
     /// Creates an account and signs one device in; returns the device token.
@@ -122,9 +124,16 @@ impl TestGateway {
             )
             .await;
         assert_eq!(status, 200, "search: {body}");
-        let number = body["numbers"][0].as_str().expect("a number is available").to_owned();
+        let number = body["numbers"][0]
+            .as_str()
+            .expect("a number is available")
+            .to_owned();
         let (status, body) = self
-            .post("/v1/numbers", Some(&device.token), json!({"number": number}))
+            .post(
+                "/v1/numbers",
+                Some(&device.token),
+                json!({"number": number}),
+            )
             .await;
         assert_eq!(status, 201, "claim: {body}");
         number
@@ -162,7 +171,10 @@ impl TestGateway {
     /// The simulator's outbox for one outside address.
     pub async fn outbox(&self, device: &Device, to: &str) -> Vec<Value> {
         let (status, body) = self
-            .get(&format!("/v1/simulator/outbox?to={}", urlencode(to)), &device.token)
+            .get(
+                &format!("/v1/simulator/outbox?to={}", urlencode(to)),
+                &device.token,
+            )
             .await;
         assert_eq!(status, 200, "outbox: {body}");
         body["messages"].as_array().cloned().unwrap_or_default()
@@ -197,4 +209,182 @@ where
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+// ----- WebSocket hint streams (`/v1/stream`) -----
+
+use futures::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+pub type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// What a hint stream said next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamNews {
+    Hint(i64),
+    Closed(Option<u16>),
+}
+
+/// A device's live `/v1/stream` connection.
+pub struct HintStream {
+    pub ws: WsStream,
+}
+
+impl TestGateway {
+    /// Opens `/v1/stream` with the token in the Authorization header.
+    pub async fn stream(&self, device: &Device) -> HintStream {
+        let mut request = self.ws_url("/v1/stream").into_client_request().unwrap();
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {}", device.token).parse().unwrap(),
+        );
+        let (ws, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("stream connects");
+        HintStream { ws }
+    }
+
+    /// Opens `/v1/stream?token=…` (how browsers authenticate).
+    pub async fn stream_with_query_token(&self, device: &Device) -> HintStream {
+        let url = self.ws_url(&format!("/v1/stream?token={}", device.token));
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("stream connects");
+        HintStream { ws }
+    }
+
+    /// Pulls `/v1/sync` after every hint until `done` holds for the events gathered so far;
+    /// returns them with the new cursor. Fails if no hint comes within `timeout`.
+    pub async fn follow(
+        &self,
+        device: &Device,
+        stream: &mut HintStream,
+        mut cursor: i64,
+        timeout: Duration,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> (Vec<Value>, i64) {
+        let mut events = Vec::new();
+        loop {
+            match stream.next(timeout).await {
+                Some(StreamNews::Hint(seq)) => {
+                    if seq > cursor {
+                        let (more, next) = self.sync_all(device, cursor).await;
+                        events.extend(more);
+                        cursor = next;
+                    }
+                }
+                other => panic!("expected a hint, got {other:?} (events so far: {events:?})"),
+            }
+            if done(&events) {
+                return (events, cursor);
+            }
+        }
+    }
+}
+
+impl HintStream {
+    /// The next hint or close, answering pings; `None` when nothing comes within `timeout`.
+    pub async fn next(&mut self, timeout: Duration) -> Option<StreamNews> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let frame = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .ok()?;
+            match frame {
+                None => return Some(StreamNews::Closed(None)),
+                Some(Err(_)) => return Some(StreamNews::Closed(None)),
+                Some(Ok(WsMessage::Text(text))) => {
+                    let hint: Value = serde_json::from_str(text.as_str()).unwrap();
+                    return Some(StreamNews::Hint(hint["seq"].as_i64().unwrap()));
+                }
+                Some(Ok(WsMessage::Close(frame))) => {
+                    return Some(StreamNews::Closed(frame.map(|f| u16::from(f.code))))
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// The next hint's seq; fails on anything else.
+    pub async fn hint(&mut self, timeout: Duration) -> i64 {
+        match self.next(timeout).await {
+            Some(StreamNews::Hint(seq)) => seq,
+            other => panic!("expected a hint, got {other:?}"),
+        }
+    }
+
+    /// Hints until `seq` is reached (hints coalesce, so any number of them may come).
+    pub async fn until(&mut self, seq: i64, timeout: Duration) -> i64 {
+        loop {
+            let got = self.hint(timeout).await;
+            if got >= seq {
+                return got;
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self
+            .ws
+            .send(WsMessage::Close(Some(
+                tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                    code: CloseCode::Normal,
+                    reason: "bye".into(),
+                },
+            )))
+            .await;
+    }
+}
+
+/// `type` of each event, in order.
+pub fn event_types(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e["type"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// The messages of the `message.created` events.
+pub fn created_messages(events: &[Value]) -> Vec<Value> {
+    events
+        .iter()
+        .filter(|e| e["type"] == "message.created")
+        .map(|e| e["message"].clone())
+        .collect()
+}
+
+/// Verifies a phone number for a device's account through the simulator's outbox; returns
+/// the identity id.
+pub async fn verify_phone(gw: &TestGateway, device: &Device, phone: &str) -> String {
+    let (status, body) = gw
+        .post(
+            "/v1/identities",
+            Some(&device.token),
+            json!({"kind": "phone", "value": phone}),
+        )
+        .await;
+    assert_eq!(status, 202, "add identity: {body}");
+    let identity = body["identity_id"].as_str().unwrap().to_owned();
+    let texts = gw.outbox(device, phone).await;
+    let text = texts.last().expect("a code was texted")["body"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let code: String = text
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 6)
+        .expect("a 6-digit code in the text")
+        .to_owned();
+    let (status, body) = gw
+        .post(
+            &format!("/v1/identities/{identity}/verify"),
+            Some(&device.token),
+            json!({"code": code}),
+        )
+        .await;
+    assert_eq!(status, 200, "verify: {body}");
+    identity
 }

@@ -1,0 +1,515 @@
+//! Replication across devices: the event log through `/v1/sync`, hints through `/v1/stream`,
+//! and everything a device mirrors (conversations, read markers, deletes, contacts).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use airtext_gateway::config::Rate;
+use common::*;
+use futures::stream::{self, StreamExt};
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn unlimited_gateway() -> TestGateway {
+    TestGateway::start_with(|c| {
+        c.rate_limits.send = Rate {
+            per_minute: 1_000_000,
+            burst: 100_000,
+        };
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_offline_during_a_thousand_messages_catches_up_exactly() {
+    let gw = unlimited_gateway().await;
+    let alice = gw.sign_up("alice").await;
+    let bob = gw.sign_up("bob").await;
+    let bob_offline = gw.sign_in("bob", "drawer").await;
+    let mut bob_stream = gw.stream(&bob).await;
+    assert_eq!(
+        bob_stream.hint(WAIT).await,
+        0,
+        "a new account's log is empty"
+    );
+
+    stream::iter(0..1000)
+        .for_each_concurrent(25, |i| {
+            let gw = &gw;
+            let alice = &alice;
+            async move {
+                gw.send(alice, "@bob", &format!("message {i}")).await;
+            }
+        })
+        .await;
+    // The online device was told the log reached 1000 (hints coalesce, the last is exact).
+    assert_eq!(bob_stream.until(1000, WAIT).await, 1000);
+
+    // The offline device pages from 0 in small pages.
+    let mut after = 0;
+    let mut seqs = Vec::new();
+    let mut bodies = BTreeSet::new();
+    loop {
+        let (status, page) = gw
+            .get(
+                &format!("/v1/sync?after={after}&limit=97"),
+                &bob_offline.token,
+            )
+            .await;
+        assert_eq!(status, 200, "{page}");
+        let events = page["events"].as_array().unwrap();
+        assert!(events.len() <= 97);
+        for event in events {
+            seqs.push(event["seq"].as_i64().unwrap());
+            assert_eq!(event["type"], "message.created");
+            assert!(bodies.insert(event["message"]["body"].as_str().unwrap().to_owned()));
+        }
+        let next = page["next"].as_i64().unwrap();
+        assert_eq!(next, seqs.last().copied().unwrap_or(after));
+        after = next;
+        if !page["more"].as_bool().unwrap() {
+            break;
+        }
+    }
+    assert_eq!(
+        seqs,
+        (1..=1000).collect::<Vec<i64>>(),
+        "every event once, in order"
+    );
+    let expected: BTreeSet<String> = (0..1000).map(|i| format!("message {i}")).collect();
+    assert_eq!(bodies, expected);
+
+    // Caught up: nothing more, and the cursor stays put.
+    let (status, page) = gw
+        .get(&format!("/v1/sync?after={after}"), &bob_offline.token)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(page["events"], json!([]));
+    assert_eq!(page["next"], after);
+    assert_eq!(page["more"], false);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_parameters_are_checked() {
+    let gw = TestGateway::start().await;
+    let alice = gw.sign_up("alice").await;
+    for query in [
+        "after=-1",
+        "after=x",
+        "limit=0",
+        "limit=1001",
+        "limit=-5",
+        "after=1&bogus=2",
+    ] {
+        let (status, body) = gw.get(&format!("/v1/sync?{query}"), &alice.token).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(body["code"].is_string());
+    }
+    let (status, body) = gw.get("/v1/sync", &alice.token).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, json!({"events": [], "next": 0, "more": false}));
+    let (status, _) = gw.get("/v1/sync", "bogus").await;
+    assert_eq!(status, 401);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_authenticate_hint_at_once_coalesce_and_close_on_shutdown() {
+    let gw = unlimited_gateway().await;
+    let alice = gw.sign_up("alice").await;
+    let _bob = gw.sign_up("bob").await;
+    for i in 0..3 {
+        gw.send(&alice, "@bob", &format!("before {i}")).await;
+    }
+
+    // A bad token is refused before the upgrade, with a JSON body.
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+            gw.ws_url("/v1/stream"),
+        )
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", "Bearer nope".parse().unwrap());
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 401);
+            let body: Value =
+                serde_json::from_slice(response.body().as_deref().unwrap_or_default()).unwrap();
+            assert_eq!(body["code"], "unauthorized");
+        }
+        other => panic!("expected a 401, got {other:?}"),
+    }
+    // Not a WebSocket request: a JSON 400, not a hang.
+    let (status, body) = gw.get("/v1/stream", &alice.token).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("bad_request")));
+
+    // On connect: the current seq at once, by header or by query token.
+    let mut by_header = gw.stream(&alice).await;
+    let mut by_query = gw.stream_with_query_token(&alice).await;
+    assert_eq!(by_header.hint(WAIT).await, 3);
+    assert_eq!(by_query.hint(WAIT).await, 3);
+
+    // A burst: hints may coalesce, never go backwards, and the last is the latest seq.
+    stream::iter(0..100)
+        .for_each_concurrent(10, |i| {
+            let gw = &gw;
+            let alice = &alice;
+            async move {
+                gw.send(alice, "@bob", &format!("burst {i}")).await;
+            }
+        })
+        .await;
+    let mut last = 3;
+    let mut hints = 0;
+    while last < 103 {
+        let seq = by_header.hint(WAIT).await;
+        assert!(seq > last, "hints move forward: {seq} after {last}");
+        last = seq;
+        hints += 1;
+    }
+    assert_eq!(last, 103);
+    assert!(hints <= 100);
+    assert_eq!(by_query.until(103, WAIT).await, 103);
+    assert_eq!(
+        by_header.next(Duration::from_millis(300)).await,
+        None,
+        "no stray hints"
+    );
+
+    // Gateway shutdown closes streams cleanly ("going away").
+    let stopping = tokio::spawn(gw.stop());
+    assert_eq!(
+        by_header.next(WAIT).await,
+        Some(StreamNews::Closed(Some(1001)))
+    );
+    stopping.await.unwrap();
+}
+
+async fn conversation_with(gw: &TestGateway, device: &Device, peer: &str) -> Value {
+    let (status, page) = gw.get("/v1/conversations?limit=200", &device.token).await;
+    assert_eq!(status, 200, "{page}");
+    page["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["peer"] == peer)
+        .cloned()
+        .unwrap_or_else(|| panic!("no conversation with {peer}: {page}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversations_page_and_read_markers_sync() {
+    let gw = TestGateway::start().await;
+    let alice = gw.sign_up("alice").await;
+    let alice2 = gw.sign_in("alice", "tablet").await;
+    let bob = gw.sign_up("bob").await;
+    for name in ["carol", "dave"] {
+        gw.sign_up(name).await;
+    }
+    for to in ["@carol", "@dave"] {
+        gw.send(&alice, to, "hello").await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut from_bob = Vec::new();
+    for i in 0..5 {
+        from_bob.push(gw.send(&bob, "@alice", &format!("bob {i}")).await);
+    }
+
+    // Conversations: most recently updated first, paged by updated_at.
+    let (status, page) = gw.get("/v1/conversations?limit=2", &alice.token).await;
+    assert_eq!(status, 200, "{page}");
+    let first = page["conversations"].as_array().unwrap().clone();
+    let peers: Vec<&str> = first.iter().map(|c| c["peer"].as_str().unwrap()).collect();
+    assert_eq!(peers, ["@bob", "@dave"]);
+    assert_eq!(first[0]["unread"], 5);
+    assert_eq!(first[0]["last_message"]["body"], "bob 4");
+    let before = first[1]["updated_at"].as_str().unwrap();
+    let (status, page) = gw
+        .get(
+            &format!("/v1/conversations?limit=2&before={}", urlencode(before)),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let peers: Vec<&str> = page["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["peer"].as_str().unwrap())
+        .collect();
+    assert_eq!(peers, ["@carol"]);
+    for query in ["before=yesterday", "limit=0", "limit=201", "limit=x"] {
+        let (status, body) = gw
+            .get(&format!("/v1/conversations?{query}"), &alice.token)
+            .await;
+        assert_eq!(status, 400, "{query}: {body}");
+    }
+
+    // Messages: newest first, paged by id.
+    let conversation = first[0]["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/conversations/{conversation}/messages");
+    let mut bodies = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let query = before
+            .as_ref()
+            .map(|b| format!("?limit=2&before={b}"))
+            .unwrap_or_else(|| "?limit=2".into());
+        let (status, page) = gw.get(&format!("{path}{query}"), &alice.token).await;
+        assert_eq!(status, 200, "{page}");
+        let messages = page["messages"].as_array().unwrap();
+        if messages.is_empty() {
+            break;
+        }
+        bodies.extend(
+            messages
+                .iter()
+                .map(|m| m["body"].as_str().unwrap().to_owned()),
+        );
+        before = Some(messages.last().unwrap()["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(bodies, ["bob 4", "bob 3", "bob 2", "bob 1", "bob 0"]);
+    let (status, _) = gw.get(&format!("{path}?before=nope"), &alice.token).await;
+    assert_eq!(status, 400);
+
+    // Read markers move forward only, and the other device hears of them.
+    let mut alice2_stream = gw.stream(&alice2).await;
+    let cursor = alice2_stream.hint(WAIT).await;
+    let inbox = gw.get(&format!("{path}?limit=200"), &alice.token).await.1["messages"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let third = inbox[2]["id"].as_str().unwrap(); // "bob 2"
+    let (status, body) = gw
+        .post(
+            &format!("/v1/conversations/{conversation}/read"),
+            Some(&alice.token),
+            json!({"up_to": third}),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let (events, _) = gw
+        .follow(&alice2, &mut alice2_stream, cursor, WAIT, |e| {
+            e.iter().any(|e| e["type"] == "conversation.read")
+        })
+        .await;
+    let read = events
+        .iter()
+        .find(|e| e["type"] == "conversation.read")
+        .unwrap();
+    assert_eq!(read["conversation_id"], conversation.as_str());
+    assert_eq!(read["up_to"], third);
+    assert_eq!(read["unread"], 2);
+    assert_eq!(conversation_with(&gw, &alice, "@bob").await["unread"], 2);
+    let oldest = inbox[4]["id"].as_str().unwrap();
+    let (status, _) = gw
+        .post(
+            &format!("/v1/conversations/{conversation}/read"),
+            Some(&alice.token),
+            json!({"up_to": oldest}),
+        )
+        .await;
+    assert!(
+        status == 204,
+        "an older marker is accepted and ignored: {status}"
+    );
+    assert_eq!(conversation_with(&gw, &alice, "@bob").await["unread"], 2);
+
+    // A message of another conversation, another account's conversation, bad ids.
+    let carol_conversation = conversation_with(&gw, &alice, "@carol").await;
+    let carol_message = carol_conversation["last_message"]["id"].as_str().unwrap();
+    let (status, _) = gw
+        .post(
+            &format!("/v1/conversations/{conversation}/read"),
+            Some(&alice.token),
+            json!({"up_to": carol_message}),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, body) = gw.get(&path, &bob.token).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+    let (status, _) = gw
+        .post(
+            &format!("/v1/conversations/{conversation}/read"),
+            Some(&bob.token),
+            json!({"up_to": third}),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = gw
+        .get("/v1/conversations/not-a-uuid/messages", &alice.token)
+        .await;
+    assert_eq!(status, 400);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_are_per_account_and_reach_every_device() {
+    let gw = TestGateway::start().await;
+    let alice = gw.sign_up("alice").await;
+    let alice2 = gw.sign_in("alice", "tablet").await;
+    let bob = gw.sign_up("bob").await;
+    let sent = gw.send(&alice, "@bob", "regrettable").await;
+    let id = sent["id"].as_str().unwrap();
+    let mut alice2_stream = gw.stream(&alice2).await;
+    let cursor = alice2_stream.hint(WAIT).await;
+
+    // Bob cannot delete Alice's copy; Alice can.
+    let (status, _) = gw
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/v1/messages/{id}"),
+            Some(&bob.token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, body) = gw
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/v1/messages/{id}"),
+            Some(&alice.token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let (events, _) = gw
+        .follow(&alice2, &mut alice2_stream, cursor, WAIT, |e| {
+            e.iter().any(|e| e["type"] == "message.deleted")
+        })
+        .await;
+    let deleted = events
+        .iter()
+        .find(|e| e["type"] == "message.deleted")
+        .unwrap();
+    assert_eq!(deleted["message_id"], id);
+    let (status, _) = gw
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/v1/messages/{id}"),
+            Some(&alice.token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "already gone");
+    let (status, _) = gw
+        .call(
+            reqwest::Method::DELETE,
+            "/v1/messages/nope",
+            Some(&alice.token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400);
+
+    // Bob keeps his copy.
+    let conversation = conversation_with(&gw, &bob, "@alice").await;
+    assert_eq!(conversation["last_message"]["body"], "regrettable");
+    let alice_conversation = sent["conversation_id"].as_str().unwrap();
+    let (status, page) = gw
+        .get(
+            &format!("/v1/conversations/{alice_conversation}/messages"),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(page["messages"], json!([]));
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contact_settings_are_normalised_and_synced() {
+    let gw = TestGateway::start().await;
+    let alice = gw.sign_up("alice").await;
+    let alice2 = gw.sign_in("alice", "tablet").await;
+    let mut alice2_stream = gw.stream(&alice2).await;
+    let cursor = alice2_stream.hint(WAIT).await;
+
+    let put = |address: &str, body: Value| {
+        let path = format!(
+            "/v1/contacts/{}",
+            urlencode(address)
+                .replace(' ', "%20")
+                .replace('(', "%28")
+                .replace(')', "%29")
+        );
+        let gw = &gw;
+        let token = alice.token.clone();
+        async move {
+            gw.call(reqwest::Method::PUT, &path, Some(&token), Some(body))
+                .await
+        }
+    };
+    let (status, contact) = put(
+        "(415) 555-0177",
+        json!({"path": "cellular", "fallback": true, "name": "Mum"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{contact}");
+    assert_eq!(contact["address"], "+14155550177");
+    assert_eq!(contact["path"], "cellular");
+    assert_eq!(contact["fallback"], true);
+    assert_eq!(contact["name"], "Mum");
+    let (events, _) = gw
+        .follow(&alice2, &mut alice2_stream, cursor, WAIT, |e| !e.is_empty())
+        .await;
+    assert_eq!(event_types(&events), ["contact.updated"]);
+    assert_eq!(events[0]["contact"]["address"], "+14155550177");
+
+    let (status, contact) = put("+14155550177", json!({"path": "auto", "fallback": false})).await;
+    assert_eq!(status, 200, "{contact}");
+    let (status, list) = gw.get("/v1/contacts", &alice.token).await;
+    assert_eq!(status, 200);
+    let contacts = list["contacts"].as_array().unwrap();
+    assert_eq!(
+        contacts.len(),
+        1,
+        "one contact per normalised address: {list}"
+    );
+    assert_eq!(contacts[0]["path"], "auto");
+
+    for (address, body, code) in [
+        (
+            "@Bob",
+            json!({"path": "sideways", "fallback": false}),
+            "bad_request",
+        ),
+        (
+            "@Bob",
+            json!({"path": "auto", "fallback": false, "name": "x".repeat(101)}),
+            "invalid_field",
+        ),
+        (
+            "not a phone",
+            json!({"path": "auto", "fallback": false}),
+            "invalid_address",
+        ),
+        ("@Bob", json!({"path": "auto"}), "bad_request"),
+    ] {
+        let (status, reply) = put(address, body).await;
+        assert_eq!(
+            (status, reply["code"].as_str()),
+            (400, Some(code)),
+            "{address}: {reply}"
+        );
+    }
+    let (status, contact) = put(
+        "@Bob",
+        json!({"path": "cloud", "fallback": false, "name": "é".repeat(100)}),
+    )
+    .await;
+    assert_eq!(status, 200, "100 characters are fine: {contact}");
+    assert_eq!(contact["address"], "@bob");
+    gw.stop().await;
+}
