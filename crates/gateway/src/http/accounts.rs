@@ -63,17 +63,8 @@ async fn create_account(
     ClientIp(ip): ClientIp,
     ApiJson(request): ApiJson<SignUp>,
 ) -> ApiResult<(StatusCode, Json<AccountCreated>)> {
-    let username = airtext_sms::address::parse_username(&request.username).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            airtext_api::ErrorCode::InvalidField,
-            format!("username: {e}"),
-        )
-    })?;
-    let username = username
-        .strip_prefix('@')
-        .unwrap_or(username.as_str())
-        .to_owned();
+    let username = normalise_username(&request.username)
+        .map_err(|e| ApiError::invalid_field(format!("username: {e}")))?;
     check_new_password(&request.password)?;
     let email = match request.email.as_deref().map(str::trim) {
         None | Some("") => None,
@@ -109,6 +100,15 @@ async fn create_account(
             username,
         }),
     ))
+}
+
+/// A username as stored: lower case, without the `@` (which people may type, as they see
+/// usernames written `@alice`).
+pub fn normalise_username(input: &str) -> Result<String, airtext_sms::AddressError> {
+    let trimmed = input.trim();
+    let bare = trimmed.strip_prefix('@').unwrap_or(trimmed);
+    let parsed = airtext_sms::address::parse_username(bare)?;
+    Ok(parsed.trim_start_matches('@').to_owned())
 }
 
 /// Refuses a password that is too short or too long, saying which.

@@ -24,7 +24,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, ApiResult};
-use crate::http::accounts::{rate_key_for_ip, verify_password, ClientIp, MAX_PASSWORD_BYTES};
+use crate::http::accounts::{
+    normalise_username, rate_key_for_ip, verify_password, ClientIp, MAX_PASSWORD_BYTES,
+};
 use crate::http::extract::{token_hash, ApiJson, ApiPath, AuthDevice};
 use crate::http::AppState;
 use crate::rate_limit::RateKind;
@@ -72,9 +74,7 @@ async fn sign_in(
         )));
     }
     // A username that cannot exist is treated like one that does not: the same 401.
-    let username = airtext_sms::address::parse_username(&request.username)
-        .ok()
-        .map(|u| u.trim_start_matches('@').to_owned());
+    let username = normalise_username(&request.username).ok();
 
     let limits = &state.rate_limits;
     limits.check(RateKind::SignIn, &format!("ip:{}", rate_key_for_ip(ip)))?;
