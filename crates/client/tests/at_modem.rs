@@ -18,8 +18,8 @@ use std::time::Duration;
 use airtext_client::cellular::at_modem::{AtModem, AtModemConfig, ModemError};
 use airtext_client::cellular::{Cellular, CellularError, IncomingSms};
 use airtext_sms::tpdu::{
-    decode_hex_with_smsc, encode_submit, to_hex, Dcs, Deliver, SubmitOptions, Timestamp, TpAddress,
-    Tpdu, Validity,
+    decode_hex_with_smsc, encode_submit, to_hex, Dcs, Deliver, StatusClass, StatusReport,
+    SubmitOptions, Timestamp, TpAddress, Tpdu, Validity,
 };
 use serde_json::Value;
 use support::fake_modem::{CmgsScript, FakeModem, State};
@@ -395,4 +395,104 @@ async fn garbage_on_the_line_is_ignored() {
     fake.wait_for("AT+CMGD=10", |s| s.deleted.contains(&10))
         .await;
     assert!(modem.status().available);
+}
+
+fn status_report_pdu(mr: u8, status: u8) -> String {
+    let t = Timestamp {
+        year: 2025,
+        month: 3,
+        day: 5,
+        hour: 14,
+        minute: 30,
+        second: 0,
+        offset_quarters: 0,
+    };
+    let r = StatusReport {
+        more_messages_to_send: false,
+        loop_prevention: false,
+        status_report_qualifier: false,
+        message_reference: mr,
+        recipient: TpAddress::phone("+14155550100").unwrap(),
+        sc_timestamp: t,
+        discharge_time: t,
+        status,
+        protocol_id: None,
+        dcs: None,
+        user_data: None,
+    };
+    format!("00{}", to_hex(&r.to_bytes().unwrap()))
+}
+
+#[tokio::test]
+async fn delivery_receipts_stored_or_routed() {
+    let fake = FakeModem::start(State::default());
+    let mut c = config(&fake);
+    c.status_report_request = true;
+    let modem = AtModem::open(c).await.unwrap();
+    assert!(fake.with(|s| s.commands.iter().any(|c| c == "AT+CNMI=2,1,0,2,0")));
+    let mut reports = modem.take_status_reports().unwrap();
+    let mr = modem
+        .send_text("+14155550100", "receipt please")
+        .await
+        .unwrap()[0];
+    // TP-SRR is set in what went out.
+    let (_, hex) = fake.with(|s| s.submitted[0].clone());
+    let Tpdu::Submit(s) = decode_hex_with_smsc(&hex).unwrap().tpdu else {
+        panic!()
+    };
+    assert!(s.status_report_request);
+
+    // Stored (+CDSI) and read from the status-report storage.
+    fake.with(|s| s.storage.insert(4, status_report_pdu(mr, 0x00)));
+    fake.emit(b"\r\n+CDSI: \"SR\",4\r\n");
+    let r = tokio::time::timeout(Duration::from_secs(5), reports.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((r.message_reference, r.class), (mr, StatusClass::Delivered));
+    assert_eq!(r.recipient, "+14155550100");
+    assert!(fake.with(|s| s.commands.iter().any(|c| c == "AT+CPMS=\"SR\"")));
+    fake.wait_for("AT+CMGD=4", |s| s.deleted == [4]).await;
+
+    // Routed straight to us (+CDS: <length> and the PDU on the next line).
+    let pdu = status_report_pdu(mr, 0x41);
+    fake.emit(format!("\r\n+CDS: {}\r\n{pdu}\r\n", pdu.len() / 2 - 1).as_bytes());
+    let r = tokio::time::timeout(Duration::from_secs(5), reports.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((r.status, r.class), (0x41, StatusClass::Failed));
+}
+
+#[tokio::test]
+async fn received_pdus_of_the_independent_implementation_decode_whole() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../sms/tests/fixtures/deliver.json"
+    );
+    let fx: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let fake = FakeModem::start(State::default());
+    let modem = open(&fake).await;
+    let mut rx = modem.take_incoming().unwrap();
+    let mut index = 0;
+    let cases = fx["cases"].as_array().unwrap();
+    for case in cases {
+        // Parts last to first, so reassembly has work to do.
+        for part in case["pdus"].as_array().unwrap().iter().rev() {
+            index += 1;
+            fake.deliver(index, part["hex"].as_str().unwrap());
+        }
+        let sms = next(&mut rx).await;
+        assert_eq!(sms.from, case["from"].as_str().unwrap());
+        assert_eq!(sms.body, case["text"].as_str().unwrap());
+        assert_eq!(
+            sms.received_at.to_rfc3339(),
+            case["timestamp"].as_str().unwrap()
+        );
+    }
+    fake.wait_for("every PDU deleted", |s| {
+        s.storage.is_empty() && s.deleted.len() == index as usize
+    })
+    .await;
+    assert!(cases.len() >= 80);
 }
