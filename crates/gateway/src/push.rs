@@ -14,7 +14,9 @@
 //!   between the two is announced, never missed.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use airtext_api::AccountId;
 use tokio::sync::{broadcast, watch};
@@ -37,9 +39,25 @@ struct Entry {
     subscribers: usize,
 }
 
-#[derive(Debug, Clone, Default)]
+/// How often streams ping their device and re-check its token, unless set otherwise.
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone)]
 pub struct PushHub {
     accounts: Arc<Mutex<HashMap<AccountId, Entry>>>,
+    /// The streams' keep-alive interval, in milliseconds (see [`PushHub::keepalive`]).
+    keepalive_ms: Arc<AtomicU64>,
+}
+
+impl Default for PushHub {
+    fn default() -> Self {
+        PushHub {
+            accounts: Arc::default(),
+            keepalive_ms: Arc::new(AtomicU64::new(
+                u64::try_from(DEFAULT_KEEPALIVE.as_millis()).unwrap_or(30_000),
+            )),
+        }
+    }
 }
 
 /// One connection's view of its account's hints; unsubscribes when dropped.
@@ -78,6 +96,18 @@ impl Drop for Subscription {
 impl PushHub {
     pub fn new() -> Self {
         PushHub::default()
+    }
+
+    /// How often a stream pings its device and re-checks the device's token (so a revoked
+    /// device's stream closes within one interval).
+    pub fn keepalive(&self) -> Duration {
+        Duration::from_millis(self.keepalive_ms.load(Ordering::Relaxed).max(10))
+    }
+
+    /// Changes the keep-alive interval of streams opened from now on (tests shorten it).
+    pub fn set_keepalive(&self, interval: Duration) {
+        let ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+        self.keepalive_ms.store(ms, Ordering::Relaxed);
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<AccountId, Entry>> {

@@ -513,3 +513,38 @@ async fn contact_settings_are_normalised_and_synced() {
     assert_eq!(contact["address"], "@bob");
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_out_device_loses_its_stream() {
+    let gw = TestGateway::start().await;
+    let state = &gw.gateway.as_ref().unwrap().state;
+    state.push.set_keepalive(Duration::from_millis(150));
+    let alice = gw.sign_up("alice").await;
+    let alice2 = gw.sign_in("alice", "tablet").await;
+    let mut stream = gw.stream(&alice).await;
+    let mut other = gw.stream(&alice2).await;
+    assert_eq!(stream.hint(WAIT).await, 0);
+    assert_eq!(other.hint(WAIT).await, 0);
+    // Pings come and are answered (both streams read, as live clients do): they stay open.
+    let quiet = Duration::from_millis(600);
+    assert_eq!(
+        tokio::join!(stream.next(quiet), other.next(quiet)),
+        (None, None)
+    );
+
+    let (status, body) = gw
+        .call(
+            reqwest::Method::DELETE,
+            "/v1/sessions/current",
+            Some(&alice.token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    // The signed-out device's stream closes at its next keep-alive; the other device's stays.
+    assert_eq!(
+        tokio::join!(stream.next(WAIT), other.next(quiet)),
+        (Some(StreamNews::Closed(Some(1008))), None)
+    );
+    gw.stop().await;
+}

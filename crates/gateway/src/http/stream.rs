@@ -9,11 +9,10 @@
 //!   whatever happened while it was away;
 //! - hints coalesce (a burst of events may produce fewer hints) but never go backwards, and
 //!   the last hint always carries the latest seq;
-//! - every [`PING_INTERVAL`] the server pings and re-checks the token, so a revoked device's
-//!   stream closes (code 1008), and a peer that stopped answering is dropped;
+//! - every keep-alive interval ([`crate::push::DEFAULT_KEEPALIVE`], 30 s) the server pings and
+//!   re-checks the token, so a revoked device's stream closes (code 1008), and a peer silent
+//!   for [`SILENT_INTERVALS`] intervals is dropped;
 //! - on gateway shutdown the stream closes cleanly (code 1001).
-
-use std::time::Duration;
 
 use airtext_api::sync::StreamHint;
 use airtext_api::ErrorBody;
@@ -31,10 +30,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{bearer_token, ApiQuery, AuthDevice};
 use crate::http::AppState;
 
-/// How often the server pings and re-checks the device token.
-pub const PING_INTERVAL: Duration = Duration::from_secs(30);
-/// A peer silent for this long (no pong, no frame) is gone.
-const SILENCE_LIMIT: Duration = Duration::from_secs(75);
+/// A peer that sent nothing (not even a pong) for this many keep-alive intervals is gone.
+pub const SILENT_INTERVALS: u32 = 3;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(stream))
@@ -130,7 +127,9 @@ async fn serve(mut socket: WebSocket, state: AppState, auth: AuthDevice, token: 
     if socket.send(hint(sent)).await.is_err() {
         return;
     }
-    let mut ping = tokio::time::interval_at(Instant::now() + PING_INTERVAL, PING_INTERVAL);
+    let keepalive = state.push.keepalive();
+    let silence_limit = keepalive.saturating_mul(SILENT_INTERVALS);
+    let mut ping = tokio::time::interval_at(Instant::now() + keepalive, keepalive);
     let mut heard_at = Instant::now();
     loop {
         tokio::select! {
@@ -156,7 +155,7 @@ async fn serve(mut socket: WebSocket, state: AppState, auth: AuthDevice, token: 
                 }
             }
             _ = ping.tick() => {
-                if heard_at.elapsed() > SILENCE_LIMIT {
+                if heard_at.elapsed() > silence_limit {
                     return;
                 }
                 if let Err(ApiError::Client { .. }) = AuthDevice::from_token(&state, &token).await {

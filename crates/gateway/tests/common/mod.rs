@@ -1,7 +1,13 @@
 //! Test harness: a real gateway in-process on a free port, on a fresh SQLite file (or on
 //! PostgreSQL, in a fresh schema, when `AIRTEXT_TEST_DATABASE_URL` is set and a test asks for
 //! it), driven over real HTTP and WebSocket.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::field_reassign_with_default
+)]
 
 use std::time::Duration;
 
@@ -302,6 +308,10 @@ impl HintStream {
                 }
                 Some(Ok(WsMessage::Close(frame))) => {
                     return Some(StreamNews::Closed(frame.map(|f| u16::from(f.code))))
+                }
+                // tungstenite queues the pong; make sure it leaves now.
+                Some(Ok(WsMessage::Ping(_))) => {
+                    let _ = self.ws.flush().await;
                 }
                 Some(Ok(_)) => {}
             }
