@@ -30,6 +30,7 @@ pub struct ConversationPage {
 /// `GET /v1/conversations` and `GET /v1/conversations/{id}/messages`
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {

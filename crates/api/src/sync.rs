@@ -14,6 +14,7 @@ use crate::{ConversationId, MessageId, SendStatus};
 /// `GET /v1/sync?after=&limit=`
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(deny_unknown_fields)]
 pub struct SyncQuery {
