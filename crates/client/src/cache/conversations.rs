@@ -1,0 +1,196 @@
+//! Conversations: one thread per peer address. A conversation can exist before the gateway
+//! knows it (a first text still in the outbox); it gets its server id when the server copy of a
+//! message in it arrives through sync.
+
+use airtext_api::ConversationId;
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use super::messages::{self, CachedMessage};
+use super::{from_ms, to_ms, CacheError, Migration};
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "conversations",
+    sql: "CREATE TABLE conversations (
+        id INTEGER PRIMARY KEY,
+        server_id TEXT UNIQUE,
+        peer TEXT NOT NULL UNIQUE,
+        unread INTEGER NOT NULL DEFAULT 0,
+        read_up_to TEXT,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE INDEX conversations_by_update ON conversations (updated_at DESC, id DESC);",
+}];
+
+/// The cache's own id of a conversation (it exists before the server's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct LocalConversationId(pub i64);
+
+/// A conversation as the app lists it; field names follow the API's `Conversation`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedConversation {
+    /// The server's id; `null` until the gateway has a message of it.
+    pub id: Option<ConversationId>,
+    pub local_id: LocalConversationId,
+    /// The normalised peer address.
+    pub peer: String,
+    /// The contact's name, when one is set.
+    pub name: Option<String>,
+    pub last_message: Option<CachedMessage>,
+    pub unread: u32,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The conversation with `peer` (and server id `server_id`, when known), created if missing.
+/// A conversation found by peer takes the server id; one found by server id keeps its peer.
+pub fn ensure(
+    conn: &Connection,
+    server_id: Option<ConversationId>,
+    peer: &str,
+    at: DateTime<Utc>,
+) -> Result<LocalConversationId, CacheError> {
+    if let Some(server_id) = server_id {
+        let found: Option<i64> = conn
+            .query_row(
+                "SELECT id FROM conversations WHERE server_id = ?1",
+                [server_id.to_string()],
+                |row| row.get(0),
+            )
+            .optional()?;
+        if let Some(id) = found {
+            return Ok(LocalConversationId(id));
+        }
+    }
+    let found: Option<i64> = conn
+        .query_row(
+            "SELECT id FROM conversations WHERE peer = ?1",
+            [peer],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if let Some(id) = found {
+        if let Some(server_id) = server_id {
+            conn.execute(
+                "UPDATE conversations SET server_id = ?1 WHERE id = ?2",
+                params![server_id.to_string(), id],
+            )?;
+        }
+        return Ok(LocalConversationId(id));
+    }
+    conn.execute(
+        "INSERT INTO conversations (server_id, peer, unread, updated_at) VALUES (?1, ?2, 0, ?3)",
+        params![server_id.map(|id| id.to_string()), peer, to_ms(at)],
+    )?;
+    Ok(LocalConversationId(conn.last_insert_rowid()))
+}
+
+/// Moves `updated_at` forward to `at` (never back) and adds `unread` unread messages.
+pub fn touch(
+    conn: &Connection,
+    id: LocalConversationId,
+    at: DateTime<Utc>,
+    unread: u32,
+) -> Result<(), CacheError> {
+    conn.execute(
+        "UPDATE conversations SET updated_at = max(updated_at, ?1), unread = unread + ?2 WHERE id = ?3",
+        params![to_ms(at), unread, id.0],
+    )?;
+    Ok(())
+}
+
+/// Sets the read marker from a `conversation.read` event; returns the conversation if it is
+/// known here and anything changed.
+pub fn mark_read(
+    conn: &Connection,
+    server_id: ConversationId,
+    up_to: &str,
+    unread: u32,
+) -> Result<Option<LocalConversationId>, CacheError> {
+    let found: Option<(i64, u32, Option<String>)> = conn
+        .query_row(
+            "SELECT id, unread, read_up_to FROM conversations WHERE server_id = ?1",
+            [server_id.to_string()],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .optional()?;
+    match found {
+        Some((id, old_unread, old_up_to))
+            if old_unread != unread || old_up_to.as_deref() != Some(up_to) =>
+        {
+            conn.execute(
+                "UPDATE conversations SET unread = ?1, read_up_to = ?2 WHERE id = ?3",
+                params![unread, up_to, id],
+            )?;
+            Ok(Some(LocalConversationId(id)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Deletes a conversation that has neither a server id nor messages (left behind when its
+/// first text was reconciled into the server's conversation under a canonical peer).
+pub fn drop_if_orphan(conn: &Connection, id: LocalConversationId) -> Result<(), CacheError> {
+    conn.execute(
+        "DELETE FROM conversations WHERE id = ?1 AND server_id IS NULL
+           AND NOT EXISTS (SELECT 1 FROM messages WHERE conversation = ?1)",
+        [id.0],
+    )?;
+    Ok(())
+}
+
+fn read(conn: &Connection, row: &rusqlite::Row<'_>) -> Result<CachedConversation, CacheError> {
+    let local_id = LocalConversationId(row.get(0)?);
+    let server_id: Option<String> = row.get(1)?;
+    let last_message = messages::latest_in(conn, local_id)?;
+    Ok(CachedConversation {
+        id: server_id.as_deref().map(super::parse_uuid).transpose()?,
+        local_id,
+        peer: row.get(2)?,
+        name: row.get(5)?,
+        last_message,
+        unread: row.get(3)?,
+        updated_at: from_ms(row.get(4)?),
+    })
+}
+
+const SELECT: &str = "SELECT c.id, c.server_id, c.peer, c.unread, c.updated_at, k.name
+    FROM conversations c LEFT JOIN contacts k ON k.address = c.peer";
+
+/// Most recently updated first.
+pub fn list(conn: &Connection, limit: u32) -> Result<Vec<CachedConversation>, CacheError> {
+    let mut stmt = conn.prepare(&format!(
+        "{SELECT} ORDER BY c.updated_at DESC, c.id DESC LIMIT ?1"
+    ))?;
+    let mut rows = stmt.query([limit])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(read(conn, row)?);
+    }
+    Ok(out)
+}
+
+pub fn get(
+    conn: &Connection,
+    id: LocalConversationId,
+) -> Result<Option<CachedConversation>, CacheError> {
+    let mut stmt = conn.prepare(&format!("{SELECT} WHERE c.id = ?1"))?;
+    let mut rows = stmt.query([id.0])?;
+    match rows.next()? {
+        Some(row) => Ok(Some(read(conn, row)?)),
+        None => Ok(None),
+    }
+}
+
+pub fn by_peer(conn: &Connection, peer: &str) -> Result<Option<LocalConversationId>, CacheError> {
+    Ok(conn
+        .query_row(
+            "SELECT id FROM conversations WHERE peer = ?1",
+            [peer],
+            |row| row.get(0),
+        )
+        .optional()?
+        .map(LocalConversationId))
+}

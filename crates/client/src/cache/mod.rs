@@ -1,0 +1,280 @@
+//! The local cache: one SQLite file per signed-in profile (WAL, FTS5), owned by one thread.
+//!
+//! Invariants:
+//! - Every rusqlite call runs on the cache's own thread; async callers hand it a closure with
+//!   [`Cache::call`] and await the answer, so the async runtime never blocks on disk.
+//! - The schema version lives in `PRAGMA user_version`. Each table module owns its migrations;
+//!   [`SCHEMA_VERSION`] is the newest this build knows. A file written by a newer build is
+//!   refused with [`CacheError::NewerSchema`] before anything is written to it.
+//! - The sync cursor is written in the same transaction as the events it covers, so a crash
+//!   never skips or double-applies an event (see [`apply`]).
+//! - `synchronous=NORMAL` in WAL mode: a killed process loses nothing committed; a power cut
+//!   may lose the last commits, which the next sync pulls again (the outbox row and its message
+//!   are one commit, so they go or stay together).
+
+pub mod apply;
+pub mod contacts;
+pub mod conversations;
+pub mod lookups;
+pub mod messages;
+pub mod outbox;
+pub mod profile;
+pub mod sync_state;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+/// The newest schema this build knows.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One schema change of one table module, applied once, in version order.
+#[derive(Debug)]
+pub struct Migration {
+    /// The schema version that introduced it.
+    pub version: u32,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// Every table module's migrations, in dependency order (a table before those that refer to
+/// it).
+const MIGRATIONS: &[&[Migration]] = &[
+    profile::MIGRATIONS,
+    sync_state::MIGRATIONS,
+    conversations::MIGRATIONS,
+    messages::MIGRATIONS,
+    contacts::MIGRATIONS,
+    outbox::MIGRATIONS,
+    lookups::MIGRATIONS,
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error(
+        "the local cache {path} was written by a newer version of Airtext (schema {found}, this \
+         build knows up to {supported}); update Airtext — the file was left untouched"
+    )]
+    NewerSchema {
+        path: String,
+        found: u32,
+        supported: u32,
+    },
+    #[error("the local cache {path} could not be opened: {detail}")]
+    Open { path: String, detail: String },
+    #[error("the local cache could not be upgraded ({name}): {detail}")]
+    Migration { name: &'static str, detail: String },
+    #[error("the local cache holds a value this version cannot read: {0}")]
+    Corrupt(String),
+    #[error("the local cache is closed")]
+    Closed,
+    #[error("the local cache: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// A handle to the cache thread. Cheap to clone; the thread ends when the last handle drops.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    jobs: mpsc::Sender<Job>,
+    path: PathBuf,
+}
+
+impl Cache {
+    /// Opens (creating if missing) and migrates the cache file at `path`, on its own thread.
+    pub async fn open(path: &Path) -> Result<Cache, CacheError> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let owned = path.to_path_buf();
+        std::thread::Builder::new()
+            .name("airtext-cache".to_owned())
+            .spawn(move || match open_connection(&owned) {
+                Ok(mut conn) => {
+                    let _ = ready_tx.send(Ok(()));
+                    while let Ok(job) = queue.recv() {
+                        job(&mut conn);
+                    }
+                }
+                Err(error) => {
+                    let _ = ready_tx.send(Err(error));
+                }
+            })
+            .map_err(|e| CacheError::Open {
+                path: path.display().to_string(),
+                detail: e.to_string(),
+            })?;
+        ready_rx.await.map_err(|_| CacheError::Closed)??;
+        Ok(Cache {
+            jobs,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on the cache thread and returns its result.
+    pub async fn call<T, F>(&self, f: F) -> Result<T, CacheError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, CacheError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .send(Box::new(move |conn| {
+                let _ = tx.send(f(conn));
+            }))
+            .map_err(|_| CacheError::Closed)?;
+        rx.await.map_err(|_| CacheError::Closed)?
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection, CacheError> {
+    let display = path.display().to_string();
+    let open_error = |e: rusqlite::Error| CacheError::Open {
+        path: display.clone(),
+        detail: e.to_string(),
+    };
+    let mut conn = Connection::open(path).map_err(open_error)?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(open_error)?;
+    // Read before any write: a newer file must stay exactly as it is.
+    let found: u32 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(open_error)?;
+    if found > SCHEMA_VERSION {
+        return Err(CacheError::NewerSchema {
+            path: display,
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(open_error)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(open_error)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(open_error)?;
+    migrate(&mut conn, found)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection, from: u32) -> Result<(), CacheError> {
+    if from == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let mut steps: Vec<&Migration> = MIGRATIONS
+        .iter()
+        .flat_map(|table| table.iter())
+        .filter(|m| m.version > from)
+        .collect();
+    // Stable: within one version, tables keep their dependency order.
+    steps.sort_by_key(|m| m.version);
+    let tx = conn.transaction()?;
+    for step in steps {
+        tx.execute_batch(step.sql)
+            .map_err(|e| CacheError::Migration {
+                name: step.name,
+                detail: e.to_string(),
+            })?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Milliseconds since the epoch: how the cache stores times (sortable, compact).
+pub fn to_ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub fn from_ms(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .unwrap_or(DateTime::UNIX_EPOCH)
+}
+
+/// Reads an enum stored as its wire name.
+pub(crate) fn parse_column<T>(
+    value: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> rusqlite::Result<T> {
+    parse(value).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            format!("unexpected value {value:?}").into(),
+        )
+    })
+}
+
+/// Reads a UUID newtype stored as text.
+pub(crate) fn parse_uuid<T: From<uuid::Uuid>>(value: &str) -> rusqlite::Result<T> {
+    uuid::Uuid::parse_str(value).map(T::from).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn creates_migrates_and_reopens() -> Result<(), CacheError> {
+        let dir = tempfile::tempdir().map_err(|e| CacheError::Corrupt(e.to_string()))?;
+        let path = dir.path().join("c.sqlite3");
+        let cache = Cache::open(&path).await?;
+        let version: u32 = cache
+            .call(|c| Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?))
+            .await?;
+        assert_eq!(version, SCHEMA_VERSION);
+        let fts: i64 = cache
+            .call(|c| {
+                Ok(c.query_row(
+                    "SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'x'",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .await?;
+        assert_eq!(fts, 0);
+        drop(cache);
+        Cache::open(&path).await?;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_newer_schema_is_refused_and_left_untouched() -> Result<(), CacheError> {
+        let dir = tempfile::tempdir().map_err(|e| CacheError::Corrupt(e.to_string()))?;
+        let path = dir.path().join("newer.sqlite3");
+        {
+            let conn = Connection::open(&path)?;
+            conn.execute_batch("CREATE TABLE future (x); PRAGMA user_version = 99;")?;
+        }
+        let before = std::fs::read(&path).map_err(|e| CacheError::Corrupt(e.to_string()))?;
+        let error = Cache::open(&path).await.err();
+        assert!(
+            matches!(
+                error,
+                Some(CacheError::NewerSchema {
+                    found: 99,
+                    supported: SCHEMA_VERSION,
+                    ..
+                })
+            ),
+            "{error:?}"
+        );
+        let message = error.map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("newer version"), "{message}");
+        let after = std::fs::read(&path).map_err(|e| CacheError::Corrupt(e.to_string()))?;
+        assert_eq!(before, after);
+        assert!(!dir.path().join("newer.sqlite3-wal").exists());
+        Ok(())
+    }
+}
