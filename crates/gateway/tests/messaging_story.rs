@@ -263,3 +263,66 @@ async fn lookup_tells_in_network_from_outside() {
     assert_eq!(status, 400);
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_bodies_and_huge_requests() {
+    let gw = TestGateway::start().await;
+    let alice = gw.sign_up("alice").await;
+    gw.sign_up("bob").await;
+    let send =
+        |body: String| json!({"to": "@bob", "body": body, "client_id": uuid::Uuid::new_v4()});
+
+    // 1,600 characters, whatever their size in bytes.
+    let (status, m) = gw
+        .post("/v1/messages", Some(&alice.token), send("😀".repeat(1600)))
+        .await;
+    assert_eq!(status, 201, "{m}");
+    assert_eq!(m["encoding"], "ucs2");
+    // 33 emoji per 67-unit part: a surrogate pair is never split.
+    assert_eq!(m["segments"], 49);
+    let (status, m) = gw
+        .post("/v1/messages", Some(&alice.token), send("a".repeat(1601)))
+        .await;
+    assert_eq!((status, m["code"].as_str()), (400, Some("invalid_body")));
+    let (status, m) = gw
+        .post(
+            "/v1/messages",
+            Some(&alice.token),
+            send("a".repeat(70 * 1024)),
+        )
+        .await;
+    assert_eq!(
+        (status, m["code"].as_str()),
+        (413, Some("payload_too_large"))
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_messaging_and_sync() {
+    let gw = TestGateway::start().await;
+    let (status, doc) = gw
+        .call(reqwest::Method::GET, "/v1/openapi.json", None, None)
+        .await;
+    assert_eq!(status, 200);
+    for (path, method) in [
+        ("/v1/messages", "post"),
+        ("/v1/messages/{id}", "delete"),
+        ("/v1/conversations", "get"),
+        ("/v1/conversations/{id}/messages", "get"),
+        ("/v1/conversations/{id}/read", "post"),
+        ("/v1/lookup", "get"),
+        ("/v1/contacts/{address}", "put"),
+        ("/v1/contacts", "get"),
+        ("/v1/sync", "get"),
+        ("/v1/stream", "get"),
+        ("/v1/simulator/inbound", "post"),
+        ("/v1/simulator/outbox", "get"),
+    ] {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} is not in the OpenAPI document"
+        );
+    }
+    gw.stop().await;
+}

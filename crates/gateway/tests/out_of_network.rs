@@ -271,3 +271,26 @@ async fn without_the_simulator_its_endpoints_are_not_found() {
     assert_eq!(status, 404);
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_text_survives_a_restart_and_goes_when_a_carrier_is_back() {
+    let gw = TestGateway::start().await;
+    let alice = gw.sign_up("alice").await;
+    let number = gw.claim_number(&alice, "415").await;
+
+    // No carrier: the text is accepted and waits in the queue.
+    let gw = gw.restart_with(|c| c.simulator.enabled = false).await;
+    let sent = gw.send(&alice, OUTSIDE, "patience").await;
+    assert_eq!(sent["status"], "queued");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(message(&gw, &alice, &sent).await["status"], "queued");
+
+    // The carrier is back after a restart: the text goes out, exactly once.
+    let gw = gw.restart_with(|c| c.simulator.enabled = true).await;
+    wait_for_status(&gw, &alice, &sent, "delivered").await;
+    let outbox = gw.outbox(&alice, OUTSIDE).await;
+    assert_eq!(outbox.len(), 1, "{outbox:?}");
+    assert_eq!(outbox[0]["from"], number.as_str());
+    assert_eq!(outbox[0]["body"], "patience");
+    gw.stop().await;
+}

@@ -398,3 +398,23 @@ pub async fn verify_phone(gw: &TestGateway, device: &Device, phone: &str) -> Str
     assert_eq!(status, 200, "verify: {body}");
     identity
 }
+
+impl TestGateway {
+    /// Shuts the gateway down cleanly and starts a new one on the same database (on a new
+    /// port), with the same configuration changed by `adjust`: what survives a restart.
+    pub async fn restart_with(mut self, adjust: impl FnOnce(&mut Config)) -> TestGateway {
+        let gateway = self.gateway.take().expect("running");
+        let mut config = (*gateway.state.config).clone();
+        gateway.shutdown().await.expect("clean shutdown");
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        adjust(&mut config);
+        let gateway = Gateway::start(config).await.expect("gateway restarts");
+        let url = gateway.url();
+        TestGateway {
+            gateway: Some(gateway),
+            url,
+            http: self.http.clone(),
+            _dir: self._dir,
+        }
+    }
+}
