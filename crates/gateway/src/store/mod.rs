@@ -19,6 +19,7 @@
 //! - after a commit that appended events, [`Store::subscribe`] receivers hear of it.
 
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -434,14 +435,11 @@ pub type SharedStore = Arc<dyn Store>;
 /// Opens the store a URL names (`sqlite://path`, `sqlite::memory:`, `postgres://…`) and runs
 /// its migrations.
 pub async fn open(database_url: &str) -> StoreResult<SharedStore> {
-    // STORE-HELPER: replace these two arms with `Ok(Arc::new(…Store::open(database_url).await?))`
-    // once the engines implement `Store`.
     if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
         postgres::PostgresStore::open(database_url).await?;
         Err(StoreError::Unavailable("not written yet".into()))
     } else if database_url.starts_with("sqlite:") {
-        sqlite::SqliteStore::open(database_url).await?;
-        Err(StoreError::Unavailable("not written yet".into()))
+        Ok(Arc::new(sqlite::SqliteStore::open(database_url).await?))
     } else {
         Err(StoreError::Unavailable(format!(
             "unsupported database URL {database_url:?}: use sqlite://PATH or postgres://…"
