@@ -195,6 +195,18 @@ async fn sign_up_sign_in_me_and_revoke() {
     assert_eq!(status, 204, "{body}");
     let (status, body) = gw.get("/v1/me", &phone.token).await;
     assert_error(status, &body, 401, "unauthorized");
+    // From another connection and address too: nothing about a token is cached per client.
+    let elsewhere = client_from("127.0.0.7");
+    let (status, _, body) = raw(
+        &gw,
+        &elsewhere,
+        Method::GET,
+        "/v1/me",
+        Some(&phone.token),
+        None,
+    )
+    .await;
+    assert_error(status, &body, 401, "unauthorized");
     let (status, body) = delete(
         &gw,
         &format!("/v1/devices/{}", phone.device_id),
