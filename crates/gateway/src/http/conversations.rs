@@ -45,7 +45,9 @@ fn page_limit(limit: Option<u32>) -> ApiResult<u32> {
 fn before_time(before: Option<&str>) -> ApiResult<Option<DateTime<Utc>>> {
     before
         .map(|text| {
+            // An unencoded `+01:00` arrives as ` 01:00` (a `+` in a query string is a space).
             DateTime::parse_from_rfc3339(text)
+                .or_else(|e| DateTime::parse_from_rfc3339(&text.replace(' ', "+")).map_err(|_| e))
                 .map(|t| t.with_timezone(&Utc))
                 .map_err(|_| {
                     ApiError::bad_request(format!(
@@ -175,6 +177,10 @@ mod tests {
             .ok()
             .flatten()
             .is_some());
+        assert_eq!(
+            before_time(Some("2026-01-31T12:00:00 01:00")).ok(),
+            before_time(Some("2026-01-31T11:00:00Z")).ok()
+        );
         assert!(before_message(Some("nope")).is_err());
         assert_eq!(before_message(None).ok(), Some(None));
     }

@@ -130,6 +130,8 @@ async fn serve(mut socket: WebSocket, state: AppState, auth: AuthDevice, token: 
     let keepalive = state.push.keepalive();
     let silence_limit = keepalive.saturating_mul(SILENT_INTERVALS);
     let mut ping = tokio::time::interval_at(Instant::now() + keepalive, keepalive);
+    // After a stall, one ping, not a burst of them.
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut heard_at = Instant::now();
     loop {
         tokio::select! {
