@@ -9,6 +9,7 @@
 pub mod config;
 pub mod registry;
 pub mod simulator;
+pub mod smpp;
 
 use std::fmt;
 

@@ -47,11 +47,14 @@ pub async fn build(
                 built.all.push(simulator.clone());
                 built.simulator = Some(simulator);
             }
-            CarrierConfig::Smpp(_) => {
-                return Err(anyhow::anyhow!(
-                    "SMPP carriers are not available in this build"
-                ))
-                .with_context(context);
+            CarrierConfig::Smpp(smpp) => {
+                let carrier = crate::carriers::smpp::SmppCarrier::start(
+                    smpp.clone(),
+                    reports.clone(),
+                    shutdown.clone(),
+                )
+                .with_context(context)?;
+                built.all.push(carrier);
             }
             CarrierConfig::Twilio(_) => {
                 return Err(anyhow::anyhow!(
