@@ -17,7 +17,9 @@ for t in "${targets[@]}"; do
   log="${TMPDIR:-/tmp}/airtext-fuzz-$t.log"
   echo "== fuzzing $t for ${seconds}s (log: $log)"
   rc=0
-  cargo +nightly fuzz run "$t" --jobs 1 -- -max_total_time="$seconds" -print_final_stats=1 >"$log" 2>&1 || rc=$?
+  mkdir -p "fuzz/corpus/$t"
+  # New inputs go to fuzz/corpus/ (git-ignored); fuzz/seeds/ holds the committed seeds.
+  cargo +nightly fuzz run "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" --jobs 1 -- -max_total_time="$seconds" -print_final_stats=1 >"$log" 2>&1 || rc=$?
   grep -E '^(#[0-9]+ +DONE|stat::(number_of_executed_units|average_exec_per_sec|new_units_added|peak_rss_mb)|SUMMARY|==[0-9]+== ERROR)' "$log" || true
   grep -E '^#[0-9]+' "$log" | tail -1 || true
   if [ "$rc" -ne 0 ]; then echo "fuzz target $t failed (exit $rc); see $log" >&2; exit 1; fi
