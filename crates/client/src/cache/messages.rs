@@ -212,20 +212,23 @@ pub fn search(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// A new outbound message written on this device, before any path has it.
+/// A message written on this device before the gateway has it: a text being sent, or one
+/// received over cellular.
 #[derive(Debug, Clone)]
-pub struct NewOutbound<'a> {
+pub struct NewLocal<'a> {
+    pub direction: Direction,
     pub peer: &'a str,
     pub from: &'a str,
+    pub to: &'a str,
     pub body: &'a str,
     pub client_id: ClientId,
+    pub status: SendStatus,
+    pub path: Option<SendPath>,
+    pub route: Option<Route>,
     pub at: DateTime<Utc>,
 }
 
-pub fn insert_outbound(
-    conn: &Connection,
-    new: &NewOutbound<'_>,
-) -> Result<LocalMessageId, CacheError> {
+pub fn insert_local(conn: &Connection, new: &NewLocal<'_>) -> Result<LocalMessageId, CacheError> {
     let conversation = conversations::ensure(conn, None, new.peer, new.at)?;
     let plan = airtext_sms::plan(new.body);
     let encoding = match plan.encoding {
@@ -234,21 +237,27 @@ pub fn insert_outbound(
     };
     conn.execute(
         "INSERT INTO messages (client_id, conversation, peer, direction, from_addr, to_addr, body,
-            status, encoding, segments, created_at, updated_at)
-         VALUES (?1, ?2, ?3, 'outbound', ?4, ?3, ?5, 'queued', ?6, ?7, ?8, ?8)",
+            status, route, path, encoding, segments, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)",
         params![
             new.client_id.to_string(),
             conversation.0,
             new.peer,
+            new.direction.as_str(),
             new.from,
+            new.to,
             new.body,
+            new.status.as_str(),
+            new.route.map(Route::as_str),
+            new.path.map(SendPath::as_str),
             encoding.as_str(),
             u32::try_from(plan.segment_count()).unwrap_or(u32::MAX),
             to_ms(new.at)
         ],
     )?;
     let id = LocalMessageId(conn.last_insert_rowid());
-    conversations::touch(conn, conversation, new.at, 0)?;
+    let unread = u32::from(new.direction == Direction::Inbound);
+    conversations::touch(conn, conversation, new.at, unread)?;
     Ok(id)
 }
 

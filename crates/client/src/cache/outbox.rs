@@ -9,6 +9,7 @@
 //! - `record`: sent over cellular, waiting to be recorded at the gateway.
 
 use airtext_api::contacts::PathChoice;
+use airtext_api::messages::Direction;
 use airtext_api::ClientId;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection};
@@ -21,7 +22,7 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
     name: "outbox",
     sql: "CREATE TABLE outbox (
         message INTEGER PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
-        via TEXT NOT NULL,
+        via TEXT,
         stage TEXT NOT NULL,
         attempts INTEGER NOT NULL DEFAULT 0,
         next_attempt_at INTEGER NOT NULL,
@@ -61,11 +62,13 @@ impl Stage {
 pub struct OutboxEntry {
     pub message: LocalMessageId,
     pub client_id: ClientId,
-    pub to: String,
+    pub direction: Direction,
+    /// The other party (the recipient of an outbound text).
+    pub peer: String,
     pub body: String,
     pub created_at: DateTime<Utc>,
-    /// The path the person asked for when sending (`auto` lets the policy decide).
-    pub via: PathChoice,
+    /// The path asked for with this text; `None` follows the contact's setting.
+    pub via: Option<PathChoice>,
     pub stage: Stage,
     pub attempts: u32,
     pub next_attempt_at: DateTime<Utc>,
@@ -75,32 +78,37 @@ pub struct OutboxEntry {
 pub fn enqueue(
     conn: &Connection,
     message: LocalMessageId,
-    via: PathChoice,
+    via: Option<PathChoice>,
+    stage: Stage,
     at: DateTime<Utc>,
 ) -> Result<(), CacheError> {
     conn.execute(
-        "INSERT INTO outbox (message, via, stage, attempts, next_attempt_at) VALUES (?1, ?2, 'send', 0, ?3)",
-        params![message.0, via.as_str(), to_ms(at)],
+        "INSERT INTO outbox (message, via, stage, attempts, next_attempt_at) VALUES (?1, ?2, ?3, 0, ?4)",
+        params![message.0, via.map(PathChoice::as_str), stage.as_str(), to_ms(at)],
     )?;
     Ok(())
 }
 
 const SELECT: &str =
-    "SELECT o.message, m.client_id, m.to_addr, m.body, m.created_at, o.via, o.stage,
+    "SELECT o.message, m.client_id, m.direction, m.peer, m.body, m.created_at, o.via, o.stage,
     o.attempts, o.next_attempt_at, o.last_error FROM outbox o JOIN messages m ON m.id = o.message";
 
 fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxEntry> {
     Ok(OutboxEntry {
         message: LocalMessageId(row.get(0)?),
         client_id: parse_uuid(&row.get::<_, String>(1)?)?,
-        to: row.get(2)?,
-        body: row.get(3)?,
-        created_at: from_ms(row.get(4)?),
-        via: parse_column(&row.get::<_, String>(5)?, PathChoice::parse)?,
-        stage: parse_column(&row.get::<_, String>(6)?, Stage::parse)?,
-        attempts: row.get(7)?,
-        next_attempt_at: from_ms(row.get(8)?),
-        last_error: row.get(9)?,
+        direction: parse_column(&row.get::<_, String>(2)?, Direction::parse)?,
+        peer: row.get(3)?,
+        body: row.get(4)?,
+        created_at: from_ms(row.get(5)?),
+        via: row
+            .get::<_, Option<String>>(6)?
+            .map(|v| parse_column(&v, PathChoice::parse))
+            .transpose()?,
+        stage: parse_column(&row.get::<_, String>(7)?, Stage::parse)?,
+        attempts: row.get(8)?,
+        next_attempt_at: from_ms(row.get(9)?),
+        last_error: row.get(10)?,
     })
 }
 
@@ -127,16 +135,32 @@ pub fn next_due(conn: &Connection) -> Result<Option<DateTime<Utc>>, CacheError> 
     Ok(at.map(from_ms))
 }
 
-pub fn set_stage(
+/// Moves a row from stage `from` to `to`, due at `due`; returns false when the row was not in
+/// `from` (another process claimed it first).
+pub fn move_stage(
     conn: &Connection,
     message: LocalMessageId,
-    stage: Stage,
-) -> Result<(), CacheError> {
-    conn.execute(
-        "UPDATE outbox SET stage = ?1 WHERE message = ?2",
-        params![stage.as_str(), message.0],
-    )?;
-    Ok(())
+    from: Stage,
+    to: Stage,
+    due: DateTime<Utc>,
+) -> Result<bool, CacheError> {
+    Ok(conn.execute(
+        "UPDATE outbox SET stage = ?1, next_attempt_at = ?2 WHERE message = ?3 AND stage = ?4",
+        params![to.as_str(), to_ms(due), message.0, from.as_str()],
+    )? == 1)
+}
+
+/// Sends a waiting text by `via` at once (the person chose the other path).
+pub fn redirect(
+    conn: &Connection,
+    message: LocalMessageId,
+    via: PathChoice,
+    now: DateTime<Utc>,
+) -> Result<bool, CacheError> {
+    Ok(conn.execute(
+        "UPDATE outbox SET via = ?1, next_attempt_at = ?2 WHERE message = ?3 AND stage = 'send'",
+        params![via.as_str(), to_ms(now), message.0],
+    )? == 1)
 }
 
 /// Counts a failed attempt and schedules the next one.
