@@ -176,6 +176,91 @@ mod tests {
         assert!(error.to_string().contains("mail_from"), "{error}");
     }
 
+    /// A minimal SMTP server: accepts one message and returns its DATA.
+    async fn fake_smtp() -> (u16, tokio::task::JoinHandle<String>) {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            let (read, mut write) = socket.into_split();
+            let mut lines = BufReader::new(read).lines();
+            write.write_all(b"220 fake ESMTP\r\n").await.unwrap();
+            let mut data = String::new();
+            let mut in_data = false;
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if in_data {
+                    if line == "." {
+                        in_data = false;
+                        write.write_all(b"250 queued\r\n").await.unwrap();
+                    } else {
+                        data.push_str(&line);
+                        data.push('\n');
+                    }
+                    continue;
+                }
+                let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+                let reply: &[u8] = match verb.as_str() {
+                    "EHLO" | "HELO" => b"250 fake\r\n",
+                    "DATA" => {
+                        in_data = true;
+                        b"354 go ahead\r\n"
+                    }
+                    "QUIT" => {
+                        write.write_all(b"221 bye\r\n").await.unwrap();
+                        break;
+                    }
+                    _ => b"250 ok\r\n",
+                };
+                write.write_all(reply).await.unwrap();
+            }
+            data
+        });
+        (port, task)
+    }
+
+    #[tokio::test]
+    async fn smtp_delivers_subject_from_and_body() {
+        let (port, server) = fake_smtp().await;
+        let config = Config {
+            smtp_url: Some(format!("smtp://127.0.0.1:{port}")),
+            mail_from: "Airtext <codes@airtext.test>".into(),
+            ..Config::default()
+        };
+        let mailer = mailer_from_config(&config, None).unwrap();
+        mailer
+            .send(
+                "ann@example.org",
+                "Your code",
+                "Your Airtext code is 123456.",
+            )
+            .await
+            .unwrap();
+        drop(mailer); // closes the pooled connection, so the server sees QUIT or EOF
+        let data = tokio::time::timeout(std::time::Duration::from_secs(10), server)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            data.contains("From: Airtext <codes@airtext.test>"),
+            "{data}"
+        );
+        assert!(data.contains("To: ann@example.org"), "{data}");
+        assert!(data.contains("Subject: Your code"), "{data}");
+        assert!(data.contains("Your Airtext code is 123456."), "{data}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_smtp_server_is_a_transport_error() {
+        let config = Config {
+            smtp_url: Some("smtp://127.0.0.1:1".into()),
+            ..Config::default()
+        };
+        let mailer = mailer_from_config(&config, None).unwrap();
+        let error = mailer.send("ann@example.org", "s", "b").await.unwrap_err();
+        assert!(matches!(error, MailError::Transport(_)), "{error}");
+    }
+
     #[test]
     fn an_smtp_url_makes_an_smtp_mailer() {
         let config = Config {
