@@ -69,6 +69,15 @@ pub fn canonical_address(account: &AccountRecord) -> String {
 
 /// Reads what a user typed, or a 400 `invalid_address` that says what to type instead.
 pub fn parse_address(state: &AppState, input: &str) -> ApiResult<Address> {
+    // No address holds control characters; refusing them here keeps NUL and friends out of
+    // every lookup and conversation key, whatever the parser lets through.
+    if input.chars().any(char::is_control) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidAddress,
+            "an address cannot contain control characters: give a phone number, @username or e-mail address",
+        ));
+    }
     Address::parse(input, Some(state.region)).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -170,6 +179,14 @@ pub fn check_body(state: &AppState, body: &str) -> ApiResult<()> {
             StatusCode::BAD_REQUEST,
             ErrorCode::InvalidBody,
             format!("a message body must be 1 to {max} characters; this one has {chars}"),
+        ));
+    }
+    // No text store (nor PostgreSQL's `text`) keeps NUL, and no phone shows it.
+    if body.contains('\0') {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidBody,
+            "a message body cannot contain NUL (U+0000) characters",
         ));
     }
     Ok(())
@@ -378,7 +395,9 @@ pub async fn receive_inbound(
         }
         _ => from_text.clone(),
     };
-    let (encoding, segments) = encoding_of(body);
+    // A carrier's text is stored whatever it holds, except what no store can keep.
+    let body = body.replace('\0', "");
+    let (encoding, segments) = encoding_of(&body);
     let delivery = Delivery {
         sender: None,
         recipient: Some(NewMessage {
@@ -388,7 +407,7 @@ pub async fn receive_inbound(
             direction: Direction::Inbound,
             from: from_text,
             to: to.as_str().to_owned(),
-            body: body.to_owned(),
+            body,
             status: SendStatus::Delivered,
             route: Route::Carrier,
             client_id: None,
@@ -409,7 +428,12 @@ pub async fn receive_inbound(
 /// An unparseable sender, trimmed and bounded so a hostile carrier payload cannot make a
 /// conversation key of any size.
 fn from_raw(raw: &str) -> String {
-    let trimmed: String = raw.trim().chars().take(64).collect();
+    let trimmed: String = raw
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(64)
+        .collect();
     if trimmed.is_empty() {
         "unknown".to_owned()
     } else {
@@ -547,6 +571,8 @@ mod tests {
     fn unparseable_senders_are_kept_bounded() {
         assert_eq!(from_raw("  Airtext "), "Airtext");
         assert_eq!(from_raw(""), "unknown");
+        assert_eq!(from_raw("\0"), "unknown");
+        assert_eq!(from_raw("AB\0C"), "ABC");
         assert_eq!(from_raw(&"x".repeat(500)).len(), 64);
     }
 }

@@ -180,9 +180,11 @@ async fn sends_are_checked_and_refusals_say_what_to_fix() {
     let cases = [
         (send("@bob", ""), 400, "invalid_body"),
         (send("@bob", "12345678901"), 400, "invalid_body"),
+        (send("@bob", "nul\u{0}"), 400, "invalid_body"),
         (send("@nobody", "hi"), 404, "unknown_recipient"),
         (send("nobody@example.org", "hi"), 404, "unknown_recipient"),
         (send("not a number", "hi"), 400, "invalid_address"),
+        (send("a\u{0}b@example.org", "hi"), 400, "invalid_address"),
         (send("+1415555010", "hi"), 400, "invalid_address"),
         (send("+12025550143", "hi"), 409, "no_number"),
         (json!({"to": "@bob", "body": "hi"}), 400, "bad_request"),

@@ -491,6 +491,11 @@ async fn contact_settings_are_normalised_and_synced() {
             "invalid_field",
         ),
         (
+            "@Bob",
+            json!({"path": "auto", "fallback": false, "name": "a\u{0}b"}),
+            "invalid_field",
+        ),
+        (
             "not a phone",
             json!({"path": "auto", "fallback": false}),
             "invalid_address",

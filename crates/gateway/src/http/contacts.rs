@@ -60,6 +60,11 @@ async fn put_contact(
         .filter(|name| !name.is_empty());
     if let Some(name) = &name {
         let chars = name.chars().count();
+        if name.chars().any(char::is_control) {
+            return Err(ApiError::invalid_field(
+                "name cannot contain control characters (line breaks, tabs, NUL)",
+            ));
+        }
         if chars > MAX_NAME_CHARS {
             return Err(ApiError::invalid_field(format!(
                 "name must be at most {MAX_NAME_CHARS} characters; this one has {chars}"
