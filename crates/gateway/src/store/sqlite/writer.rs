@@ -801,10 +801,13 @@ async fn mark_read(
         Some(current) if current > up_to.0 => current,
         _ => up_to.0,
     };
-    let unread: i64 = sqlx::query_scalar(&format!(
-        "UPDATE conversations SET read_up_to = ?2, unread = {RECOUNT_UNREAD} WHERE id = ?1 \
-         RETURNING unread"
-    ))
+    let unread: i64 = sqlx::query_scalar(
+        // SET expressions see the row's old values, so the count uses the new marker (?2).
+        "UPDATE conversations SET read_up_to = ?2, \
+             unread = (SELECT count(*) FROM messages \
+                       WHERE conversation_id = ?1 AND direction = 'inbound' AND id > ?2) \
+         WHERE id = ?1 RETURNING unread",
+    )
     .bind(conversation.0)
     .bind(marker)
     .fetch_one(&mut *conn)

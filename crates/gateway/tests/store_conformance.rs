@@ -1,0 +1,1688 @@
+//! The store conformance suite: one set of behaviours, held against both engines.
+//!
+//! Each test is written once as `async fn name(store: SharedStore)` and instantiated by
+//! [`conformance!`] for SQLite (a fresh temp file) and PostgreSQL (a fresh schema, when
+//! `AIRTEXT_TEST_DATABASE_URL` is set; otherwise it says loudly that it skipped).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use airtext_api::contacts::{Contact, PathChoice};
+use airtext_api::identities::{IdentityKind, IdentityStatus};
+use airtext_api::messages::{Direction, Encoding, Route};
+use airtext_api::sync::EventKind;
+use airtext_api::{
+    AccountId, ClientId, ConversationId, DeviceId, IdentityId, MessageId, SendStatus,
+};
+use airtext_gateway::store::{
+    self, Conflict, Delivery, InventoryNumber, LogAdvanced, NewAccount, NewDevice, NewIdentityCode,
+    NewMessage, NumberSearch, OutboundOutcome, SharedStore, StatusUpdate, StoreError, TokenHash,
+};
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use sqlx::Connection;
+
+// ----- harness -----
+
+enum Engine {
+    Sqlite(tempfile::TempDir),
+    Postgres { base: String, schema: String },
+}
+
+struct Harness {
+    store: SharedStore,
+    engine: Engine,
+}
+
+fn with_search_path(url: &str, schema: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-c%20search_path%3D{schema}")
+}
+
+impl Harness {
+    async fn sqlite() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("store.db").display());
+        let store = store::open(&url).await.expect("sqlite store opens");
+        Harness {
+            store,
+            engine: Engine::Sqlite(dir),
+        }
+    }
+
+    async fn postgres(name: &str) -> Option<Harness> {
+        let Ok(base) = std::env::var("AIRTEXT_TEST_DATABASE_URL") else {
+            eprintln!(
+                "SKIPPED (no AIRTEXT_TEST_DATABASE_URL): store_conformance::postgres::{name}"
+            );
+            return None;
+        };
+        let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(&base).await.expect("postgres");
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        let store = store::open(&with_search_path(&base, &schema))
+            .await
+            .expect("postgres store opens");
+        Some(Harness {
+            store,
+            engine: Engine::Postgres { base, schema },
+        })
+    }
+
+    /// Runs raw SQL beside the store (to plant data the store would never write).
+    async fn exec(&self, sql: &str) {
+        match &self.engine {
+            Engine::Sqlite(dir) => {
+                let url = format!("sqlite://{}", dir.path().join("store.db").display());
+                let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                sqlx::query(sql).execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+            }
+            Engine::Postgres { base, schema } => {
+                let mut conn = sqlx::PgConnection::connect(&with_search_path(base, schema))
+                    .await
+                    .unwrap();
+                sqlx::query(sql).execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+            }
+        }
+    }
+
+    async fn finish(self) {
+        self.store.close().await;
+        if let Engine::Postgres { base, schema } = &self.engine {
+            let mut conn = sqlx::PgConnection::connect(base).await.unwrap();
+            sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            conn.close().await.unwrap();
+        }
+    }
+}
+
+/// Instantiates every test for both engines. Tests taking `store` get the store; tests under
+/// `raw:` get the harness (for planting rows).
+macro_rules! conformance {
+    (store: [$($name:ident),* $(,)?], raw: [$($raw:ident),* $(,)?]) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let h = super::Harness::sqlite().await;
+                    super::$name(h.store.clone()).await;
+                    h.finish().await;
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $raw() {
+                    let h = super::Harness::sqlite().await;
+                    super::$raw(&h).await;
+                    h.finish().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let Some(h) = super::Harness::postgres(stringify!($name)).await else {
+                        return;
+                    };
+                    super::$name(h.store.clone()).await;
+                    h.finish().await;
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $raw() {
+                    let Some(h) = super::Harness::postgres(stringify!($raw)).await else {
+                        return;
+                    };
+                    super::$raw(&h).await;
+                    h.finish().await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    store: [
+        accounts_are_unique_by_username_and_email,
+        devices_authenticate_until_revoked,
+        numbers_search_claim_and_quarantine,
+        identities_codes_attempts_and_newest_verification_wins,
+        deliver_in_network_stores_both_copies,
+        deliver_note_to_self,
+        repeated_client_id_returns_the_first_message,
+        concurrent_repeats_of_one_client_id_make_one_message,
+        concurrent_delivers_give_gap_free_seqs,
+        readers_never_see_a_seq_before_its_predecessor,
+        status_only_moves_forward,
+        outbound_queue_leases_and_outcomes,
+        messages_page_newest_first,
+        conversations_page_by_updated_at,
+        mark_read_never_moves_backwards,
+        delete_message_fixes_the_conversation,
+        contacts_upsert_and_log,
+        events_page_with_more_flag,
+        other_accounts_ids_are_not_found,
+        subscribers_hear_of_commits,
+        writes_after_close_are_unavailable,
+        ping_answers,
+    ],
+    raw: [corrupt_rows_are_errors_not_panics]
+);
+
+// ----- helpers -----
+
+/// Now, truncated to microseconds (what both engines store).
+fn now() -> DateTime<Utc> {
+    Utc::now()
+        .duration_trunc(Duration::microseconds(1))
+        .unwrap()
+}
+
+async fn account(store: &SharedStore, username: &str) -> AccountId {
+    let id = AccountId::new();
+    store
+        .create_account(NewAccount {
+            id,
+            username: username.to_owned(),
+            email: Some(format!("{username}@example.com")),
+            password_hash: "$argon2id$fake".into(),
+            created_at: now(),
+        })
+        .await
+        .unwrap();
+    id
+}
+
+fn copy(
+    account: AccountId,
+    peer: &str,
+    direction: Direction,
+    client_id: Option<ClientId>,
+) -> NewMessage {
+    NewMessage {
+        id: MessageId::new(),
+        account_id: account,
+        peer: peer.to_owned(),
+        direction,
+        from: if direction == Direction::Outbound {
+            "me".into()
+        } else {
+            peer.to_owned()
+        },
+        to: if direction == Direction::Outbound {
+            peer.to_owned()
+        } else {
+            "me".into()
+        },
+        body: "hello".into(),
+        status: if direction == Direction::Outbound {
+            SendStatus::Sent
+        } else {
+            SendStatus::Delivered
+        },
+        route: Route::InNetwork,
+        client_id,
+        encoding: Encoding::Gsm7,
+        segments: 1,
+        created_at: now(),
+    }
+}
+
+/// An in-network text from `from` (peer address `to_addr`) to `to` (peer address `from_addr`).
+fn in_network(from: AccountId, from_addr: &str, to: AccountId, to_addr: &str) -> Delivery {
+    Delivery {
+        sender: Some(copy(
+            from,
+            to_addr,
+            Direction::Outbound,
+            Some(ClientId::new()),
+        )),
+        recipient: Some(copy(to, from_addr, Direction::Inbound, None)),
+        enqueue: false,
+    }
+}
+
+/// An outbound text to a phone outside, queued for a carrier.
+fn carrier_send(from: AccountId, to: &str) -> Delivery {
+    let mut sender = copy(from, to, Direction::Outbound, Some(ClientId::new()));
+    sender.status = SendStatus::Queued;
+    sender.route = Route::Carrier;
+    Delivery {
+        sender: Some(sender),
+        recipient: None,
+        enqueue: true,
+    }
+}
+
+/// An inbound text from outside to `to`.
+fn inbound(to: AccountId, from: &str) -> Delivery {
+    Delivery {
+        sender: None,
+        recipient: Some(copy(to, from, Direction::Inbound, None)),
+        enqueue: false,
+    }
+}
+
+async fn all_events(store: &SharedStore, account: AccountId) -> Vec<airtext_api::sync::SyncEvent> {
+    let (events, more) = store.events_after(account, 0, 10_000).await.unwrap();
+    assert!(!more);
+    events
+}
+
+fn assert_contiguous(seqs: &[i64], from: i64) {
+    for (i, seq) in seqs.iter().enumerate() {
+        assert_eq!(*seq, from + 1 + i as i64, "seqs must be gap-free: {seqs:?}");
+    }
+}
+
+// ----- tests -----
+
+async fn ping_answers(store: SharedStore) {
+    store.ping().await.unwrap();
+}
+
+async fn accounts_are_unique_by_username_and_email(store: SharedStore) {
+    let alice = account(&store, "alice").await;
+    let found = store.account(alice).await.unwrap().unwrap();
+    assert_eq!(found.username, "alice");
+    assert_eq!(found.email.as_deref(), Some("alice@example.com"));
+    assert_eq!(found.number, None);
+    assert_eq!(
+        store
+            .account_by_username("alice")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        alice
+    );
+    assert!(store.account_by_username("nobody").await.unwrap().is_none());
+    assert!(store.account(AccountId::new()).await.unwrap().is_none());
+    assert_eq!(store.last_seq(alice).await.unwrap(), 0);
+
+    let taken = store
+        .create_account(NewAccount {
+            id: AccountId::new(),
+            username: "alice".into(),
+            email: None,
+            password_hash: "x".into(),
+            created_at: now(),
+        })
+        .await;
+    assert!(
+        matches!(taken, Err(StoreError::Conflict(Conflict::Username))),
+        "{taken:?}"
+    );
+    let taken = store
+        .create_account(NewAccount {
+            id: AccountId::new(),
+            username: "alice2".into(),
+            email: Some("alice@example.com".into()),
+            password_hash: "x".into(),
+            created_at: now(),
+        })
+        .await;
+    assert!(
+        matches!(taken, Err(StoreError::Conflict(Conflict::Email))),
+        "{taken:?}"
+    );
+    // Accounts without e-mail do not collide with each other.
+    for name in ["nomail1", "nomail2"] {
+        store
+            .create_account(NewAccount {
+                id: AccountId::new(),
+                username: name.into(),
+                email: None,
+                password_hash: "x".into(),
+                created_at: now(),
+            })
+            .await
+            .unwrap();
+    }
+    let created = store.account(alice).await.unwrap().unwrap().created_at;
+    assert!(created <= now());
+}
+
+async fn devices_authenticate_until_revoked(store: SharedStore) {
+    let alice = account(&store, "alice").await;
+    let bob = account(&store, "bob").await;
+    let long_ago = now() - Duration::hours(1);
+    let token = TokenHash([7; 32]);
+    let device = DeviceId::new();
+    store
+        .create_device(NewDevice {
+            id: device,
+            account_id: alice,
+            name: "laptop".into(),
+            has_cellular: false,
+            token_hash: token,
+            created_at: long_ago,
+        })
+        .await
+        .unwrap();
+    let second = DeviceId::new();
+    store
+        .create_device(NewDevice {
+            id: second,
+            account_id: alice,
+            name: "phone".into(),
+            has_cellular: true,
+            token_hash: TokenHash([8; 32]),
+            created_at: now(),
+        })
+        .await
+        .unwrap();
+
+    let at = now();
+    let found = store.device_by_token(&token, at).await.unwrap().unwrap();
+    assert_eq!(found.id, device);
+    assert_eq!(found.account_id, alice);
+    assert_eq!(found.name, "laptop");
+    assert!(!found.has_cellular);
+    // An hour-old last_seen is refreshed; a fresh one is left alone (coarse refresh).
+    let listed = store.devices(alice).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    let laptop = listed.iter().find(|d| d.id == device).unwrap();
+    assert_eq!(laptop.last_seen_at, at);
+    let later = at + Duration::seconds(30);
+    store.device_by_token(&token, later).await.unwrap().unwrap();
+    let laptop = store.devices(alice).await.unwrap();
+    assert_eq!(
+        laptop.iter().find(|d| d.id == device).unwrap().last_seen_at,
+        at
+    );
+
+    assert!(store
+        .device_by_token(&TokenHash([9; 32]), now())
+        .await
+        .unwrap()
+        .is_none());
+    assert!(matches!(
+        store.revoke_device(bob, device).await,
+        Err(StoreError::NotFound)
+    ));
+    store.revoke_device(alice, device).await.unwrap();
+    assert!(store
+        .device_by_token(&token, now())
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(store.devices(alice).await.unwrap().len(), 1);
+    assert!(store.devices(bob).await.unwrap().is_empty());
+    assert!(matches!(
+        store.revoke_device(alice, device).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn numbers_search_claim_and_quarantine(store: SharedStore) {
+    let alice = account(&store, "alice").await;
+    let bob = account(&store, "bob").await;
+    let inventory = |n: &str, country: &str| InventoryNumber {
+        number: n.into(),
+        carrier: "sim".into(),
+        country: country.into(),
+    };
+    let numbers = vec![
+        inventory("+14155550002", "US"),
+        inventory("+14155550001", "US"),
+        inventory("+12125550001", "US"),
+        inventory("+442071234567", "GB"),
+    ];
+    store.add_inventory(&numbers).await.unwrap();
+    // Idempotent.
+    store.add_inventory(&numbers).await.unwrap();
+    let search = |prefix: Option<&str>, limit| NumberSearch {
+        country: "US".into(),
+        prefix: prefix.map(str::to_owned),
+        limit,
+        now: now(),
+    };
+    assert_eq!(
+        store.available_numbers(search(None, 10)).await.unwrap(),
+        vec!["+12125550001", "+14155550001", "+14155550002"]
+    );
+    assert_eq!(
+        store
+            .available_numbers(search(Some("+1415"), 10))
+            .await
+            .unwrap(),
+        vec!["+14155550001", "+14155550002"]
+    );
+    assert_eq!(
+        store
+            .available_numbers(search(Some("+1415"), 1))
+            .await
+            .unwrap(),
+        vec!["+14155550001"]
+    );
+    assert!(store
+        .available_numbers(NumberSearch {
+            country: "FR".into(),
+            prefix: None,
+            limit: 10,
+            now: now()
+        })
+        .await
+        .unwrap()
+        .is_empty());
+
+    assert!(matches!(
+        store.claim_number(alice, "+19995550000", now()).await,
+        Err(StoreError::NotFound)
+    ));
+    store
+        .claim_number(alice, "+14155550001", now())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .account(alice)
+            .await
+            .unwrap()
+            .unwrap()
+            .number
+            .as_deref(),
+        Some("+14155550001")
+    );
+    assert_eq!(
+        store.number_owner("+14155550001").await.unwrap(),
+        Some(alice)
+    );
+    assert_eq!(store.number_owner("+14155550002").await.unwrap(), None);
+    assert_eq!(store.number_owner("+10000000000").await.unwrap(), None);
+    assert!(matches!(
+        store.claim_number(bob, "+14155550001", now()).await,
+        Err(StoreError::Conflict(Conflict::NumberTaken))
+    ));
+    assert!(matches!(
+        store.claim_number(alice, "+14155550002", now()).await,
+        Err(StoreError::Conflict(Conflict::AlreadyHasNumber))
+    ));
+    assert_eq!(
+        store
+            .available_numbers(search(Some("+1415"), 10))
+            .await
+            .unwrap(),
+        vec!["+14155550002"]
+    );
+
+    // Release into quarantine.
+    assert!(matches!(
+        store.release_number(bob, "+14155550001", now()).await,
+        Err(StoreError::NotFound)
+    ));
+    let until = now() + Duration::days(45);
+    store
+        .release_number(alice, "+14155550001", until)
+        .await
+        .unwrap();
+    assert_eq!(store.account(alice).await.unwrap().unwrap().number, None);
+    assert_eq!(store.number_owner("+14155550001").await.unwrap(), None);
+    assert!(matches!(
+        store.claim_number(bob, "+14155550001", now()).await,
+        Err(StoreError::Conflict(Conflict::NumberTaken))
+    ));
+    assert_eq!(
+        store
+            .available_numbers(search(Some("+1415"), 10))
+            .await
+            .unwrap(),
+        vec!["+14155550002"]
+    );
+    let after = until + Duration::seconds(1);
+    let mut late = search(Some("+1415"), 10);
+    late.now = after;
+    assert_eq!(
+        store.available_numbers(late).await.unwrap(),
+        vec!["+14155550001", "+14155550002"]
+    );
+    store
+        .claim_number(bob, "+14155550001", after)
+        .await
+        .unwrap();
+    assert_eq!(store.number_owner("+14155550001").await.unwrap(), Some(bob));
+}
+
+async fn identities_codes_attempts_and_newest_verification_wins(store: SharedStore) {
+    let alice = account(&store, "alice").await;
+    let bob = account(&store, "bob").await;
+    let code = |account, code_hash: &str| NewIdentityCode {
+        id: IdentityId::new(),
+        account_id: account,
+        kind: IdentityKind::Phone,
+        value: "+15550001111".into(),
+        code_hash: code_hash.into(),
+        expires_at: now() + Duration::minutes(10),
+        now: now(),
+    };
+    let first = code(alice, "h1");
+    let id = store.put_identity_code(first.clone()).await.unwrap();
+    assert_eq!(id, first.id);
+    let record = store.identity(alice, id).await.unwrap().unwrap();
+    assert_eq!(record.status, IdentityStatus::Pending);
+    assert_eq!(record.code_hash.as_deref(), Some("h1"));
+    assert_eq!(record.code_expires_at, Some(first.expires_at));
+    assert_eq!(record.attempts, 0);
+    assert_eq!(record.kind, IdentityKind::Phone);
+    assert_eq!(record.value, "+15550001111");
+    assert!(store.identity(bob, id).await.unwrap().is_none());
+
+    assert_eq!(store.count_failed_attempt(alice, id).await.unwrap(), 1);
+    assert_eq!(store.count_failed_attempt(alice, id).await.unwrap(), 2);
+    assert!(matches!(
+        store.count_failed_attempt(bob, id).await,
+        Err(StoreError::NotFound)
+    ));
+    // A new code replaces the old one, keeps the id, resets attempts.
+    let again = store.put_identity_code(code(alice, "h2")).await.unwrap();
+    assert_eq!(again, id);
+    let record = store.identity(alice, id).await.unwrap().unwrap();
+    assert_eq!(record.code_hash.as_deref(), Some("h2"));
+    assert_eq!(record.attempts, 0);
+    assert_eq!(store.identities(alice).await.unwrap().len(), 1);
+
+    assert_eq!(
+        store
+            .verified_owner(IdentityKind::Phone, "+15550001111")
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(matches!(
+        store.mark_verified(bob, id, now()).await,
+        Err(StoreError::NotFound)
+    ));
+    let at = now();
+    store.mark_verified(alice, id, at).await.unwrap();
+    let record = store.identity(alice, id).await.unwrap().unwrap();
+    assert_eq!(record.status, IdentityStatus::Verified);
+    assert_eq!(record.code_hash, None);
+    assert_eq!(record.verified_at, Some(at));
+    assert_eq!(
+        store
+            .verified_owner(IdentityKind::Phone, "+15550001111")
+            .await
+            .unwrap(),
+        Some(alice)
+    );
+    assert_eq!(
+        store
+            .verified_owner(IdentityKind::Email, "+15550001111")
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Bob proves possession later: he wins, alice's claim goes back to pending.
+    let bobs = store.put_identity_code(code(bob, "h3")).await.unwrap();
+    assert_ne!(bobs, id);
+    store.mark_verified(bob, bobs, now()).await.unwrap();
+    assert_eq!(
+        store
+            .verified_owner(IdentityKind::Phone, "+15550001111")
+            .await
+            .unwrap(),
+        Some(bob)
+    );
+    let alices = store.identity(alice, id).await.unwrap().unwrap();
+    assert_eq!(alices.status, IdentityStatus::Pending);
+    assert_eq!(store.identities(bob).await.unwrap().len(), 1);
+}
+
+async fn deliver_in_network_stores_both_copies(store: SharedStore) {
+    let alice = account(&store, "alice").await;
+    let bob = account(&store, "bob").await;
+    let delivery = in_network(alice, "@alice", bob, "@bob");
+    let sent = delivery.sender.clone().unwrap();
+    let received = delivery.recipient.clone().unwrap();
+    let done = store.deliver(delivery).await.unwrap();
+    assert!(done.created);
+    let a = done.sender.unwrap();
+    let b = done.recipient.unwrap();
+    assert_eq!(a.id, sent.id);
+    assert_eq!(b.id, received.id);
+    assert_ne!(a.conversation_id, b.conversation_id);
+    assert_eq!(a.client_id, sent.client_id);
+    assert_eq!(b.client_id, None);
+    assert_eq!(a.direction, Direction::Outbound);
+    assert_eq!(b.direction, Direction::Inbound);
+    assert_eq!(a.created_at, sent.created_at);
+    assert_eq!(a.updated_at, sent.created_at);
+
+    // Each copy reads back exactly as returned, only by its owner.
+    assert_eq!(store.message(alice, a.id).await.unwrap().unwrap(), a);
+    assert_eq!(store.message(bob, b.id).await.unwrap().unwrap(), b);
+    assert!(store.message(bob, a.id).await.unwrap().is_none());
+
+    let conv_a = store
+        .conversation(alice, a.conversation_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(conv_a.peer, "@bob");
+    assert_eq!(conv_a.unread, 0);
+    assert_eq!(conv_a.last_message.as_ref(), Some(&a));
+    let conv_b = store
+        .conversation(bob, b.conversation_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(conv_b.peer, "@alice");
+    assert_eq!(conv_b.unread, 1);
+    assert_eq!(conv_b.last_message.as_ref(), Some(&b));
+
+    // A second text lands in the same conversations.
+    let done2 = store
+        .deliver(in_network(alice, "@alice", bob, "@bob"))
+        .await
+        .unwrap();
+    let b2 = done2.recipient.unwrap();
+    assert_eq!(done2.sender.unwrap().conversation_id, a.conversation_id);
+    assert_eq!(b2.conversation_id, b.conversation_id);
+    let conv_b = store
+        .conversation(bob, b.conversation_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(conv_b.unread, 2);
+    assert_eq!(conv_b.last_message.unwrap().id, b2.id);
+    assert_eq!(store.conversations(bob, 10, None).await.unwrap().len(), 1);
+
+    // Each account's log holds its copies' message.created, in order.
+    let events = all_events(&store, bob).await;
+    assert_eq!(events.len(), 2);
+    assert_contiguous(&events.iter().map(|e| e.seq).collect::<Vec<_>>(), 0);
+    match &events[0].kind {
+        EventKind::MessageCreated { message } => assert_eq!(message, &b),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(store.last_seq(bob).await.unwrap(), 2);
+    assert_eq!(store.last_seq(alice).await.unwrap(), 2);
+
+    // An inbound text from outside.
+    let from_outside = store.deliver(inbound(bob, "+15550009999")).await.unwrap();
+    assert!(from_outside.created);
+    assert!(from_outside.sender.is_none());
+    let c = from_outside.recipient.unwrap();
+    assert_ne!(c.conversation_id, b.conversation_id);
+    assert_eq!(store.conversations(bob, 10, None).await.unwrap().len(), 2);
+    assert_eq!(store.last_seq(bob).await.unwrap(), 3);
+    // Nothing was queued for in-network or inbound texts.
+    assert!(store
+        .claim_outbound(10, now(), now() + Duration::minutes(1))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn deliver_note_to_self(store: SharedStore) {
+    let alice = account(&store, "alice").await;
+    let done = store
+        .deliver(in_network(alice, "@alice", alice, "@alice"))
+        .await
+        .unwrap();
+    assert!(done.created);
+    let a = done.sender.unwrap();
+    let b = done.recipient.unwrap();
+    assert_ne!(a.id, b.id);
+    assert_eq!(a.conversation_id, b.conversation_id);
+    let conv = store
+        .conversation(alice, a.conversation_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(conv.unread, 1);
+    assert_eq!(conv.peer, "@alice");
+    assert_eq!(
+        store
+            .messages(alice, a.conversation_id, 10, None)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    let events = all_events(&store, alice).await;
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
+}
+
+async fn repeated_client_id_returns_the_first_message(store: SharedStore) {
+    let alice = account(&store, "alice").await;
+    let bob = account(&store, "bob").await;
+    let first = in_network(alice, "@alice", bob, "@bob");
+    let done = store.deliver(first.clone()).await.unwrap();
+    let original = done.sender.unwrap();
+
+    // Same client_id, fresh ids and body: nothing new is written.
+    let mut repeat = in_network(alice, "@alice", bob, "@bob");
+    let mut sender = repeat.sender.take().unwrap();
+    sender.client_id = first.sender.as_ref().unwrap().client_id;
+    sender.body = "different".into();
+    repeat.sender = Some(sender);
+    let again = store.deliver(repeat).await.unwrap();
+    assert!(!again.created);
+    assert_eq!(again.sender.unwrap(), original);
+    assert_eq!(store.last_seq(alice).await.unwrap(), 1);
+    assert_eq!(store.last_seq(bob).await.unwrap(), 1);
+    let conv = store.conversations(bob, 10, None).await.unwrap();
+    assert_eq!(conv.len(), 1);
+    assert_eq!(conv[0].unread, 1);
+    assert_eq!(
+        store
+            .messages(bob, conv[0].id, 10, None)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // The same client_id is free for another account.
+    let mut other = in_network(bob, "@bob", alice, "@alice");
+    other.sender.as_mut().unwrap().client_id = first.sender.as_ref().unwrap().client_id;
+    assert!(store.deliver(other).await.unwrap().created);
+}
+
+async fn concurrent_repeats_of_one_client_id_make_one_message(store: SharedStore) {
+    let alice = account(&store, "alice").await;
+    let bob = account(&store, "bob").await;
+    let client_id = ClientId::new();
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut delivery = in_network(alice, "@alice", bob, "@bob");
+            delivery.sender.as_mut().unwrap().client_id = Some(client_id);
+            store.deliver(delivery).await.unwrap()
+        }));
+    }
+    let mut ids = HashSet::new();
+    let mut created = 0;
+    for task in tasks {
+        let done = task.await.unwrap();
+        created += usize::from(done.created);
+        ids.insert(done.sender.unwrap().id);
+    }
+    assert_eq!(created, 1);
+    assert_eq!(ids.len(), 1);
+    assert_eq!(store.last_seq(alice).await.unwrap(), 1);
+    assert_eq!(store.last_seq(bob).await.unwrap(), 1);
+    let conv = store.conversations(bob, 10, None).await.unwrap();
+    assert_eq!(conv[0].unread, 1);
+}
+
+async fn concurrent_delivers_give_gap_free_seqs(store: SharedStore) {
+    let bob = account(&store, "bob").await;
+    let mut senders = Vec::new();
+    for i in 0..8 {
+        senders.push(account(&store, &format!("sender{i}")).await);
+    }
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let store = store.clone();
+        let from = senders[i % senders.len()];
+        tasks.push(tokio::spawn(async move {
+            let d = in_network(from, &format!("@sender{}", i % 8), bob, "@bob");
+            store.deliver(d).await.unwrap()
+        }));
+    }
+    for task in tasks {
+        assert!(task.await.unwrap().created);
+    }
+    let events = all_events(&store, bob).await;
+    assert_eq!(events.len(), 200);
+    assert_contiguous(&events.iter().map(|e| e.seq).collect::<Vec<_>>(), 0);
+    assert_eq!(store.last_seq(bob).await.unwrap(), 200);
+    for s in senders {
+        let events = all_events(&store, s).await;
+        assert_eq!(events.len(), 25);
+        assert_contiguous(&events.iter().map(|e| e.seq).collect::<Vec<_>>(), 0);
+    }
+    let convs = store.conversations(bob, 100, None).await.unwrap();
+    assert_eq!(convs.len(), 8);
+    assert!(convs.iter().all(|c| c.unread == 25));
+}
+
+async fn readers_never_see_a_seq_before_its_predecessor(store: SharedStore) {
+    let bob = account(&store, "bob").await;
+    let alice = account(&store, "alice").await;
+    const TOTAL: i64 = 300;
+    let reader = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut cursor = 0;
+            let deadline = tokio::time::Instant::now() + StdDuration::from_secs(60);
+            while cursor < TOTAL {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "reader stuck at {cursor}"
+                );
+                let (events, _) = store.events_after(bob, cursor, 50).await.unwrap();
+                for event in events {
+                    // The cursor only moves over contiguous seqs: a gap would mean an
+                    // event became visible before its predecessor.
+                    assert_eq!(
+                        event.seq,
+                        cursor + 1,
+                        "saw seq {} after {cursor}",
+                        event.seq
+                    );
+                    cursor = event.seq;
+                }
+                tokio::task::yield_now().await;
+            }
+            cursor
+        })
+    };
+    let mut writers = Vec::new();
+    for w in 0..10 {
+        let store = store.clone();
+        writers.push(tokio::spawn(async move {
+            for _ in 0..TOTAL / 10 {
+                let d = if w % 2 == 0 {
+                    in_network(alice, "@alice", bob, "@bob")
+                } else {
+                    inbound(bob, &format!("+1555000{w:04}"))
+                };
+                store.deliver(d).await.unwrap();
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    assert_eq!(reader.await.unwrap(), TOTAL);
+}
+
+async fn status_only_moves_forward(store: SharedStore) {
+    let alice = account(&store, "alice").await;
+    let done = store
+        .deliver(carrier_send(alice, "+15550001234"))
+        .await
+        .unwrap();
+    let message = done.sender.unwrap();
+    assert_eq!(message.status, SendStatus::Queued);
+    let update = |status, reason: Option<&str>| StatusUpdate {
+        message_id: message.id,
+        status,
+        failure_reason: reason.map(str::to_owned),
+        at: now(),
+    };
+    let moved = store
+        .update_status(update(SendStatus::Sending, None))
+        .await
+        .unwrap();
+    assert!(moved.changed);
+    assert_eq!(moved.message.status, SendStatus::Sending);
+    let moved = store
+        .update_status(update(SendStatus::Delivered, None))
+        .await
+        .unwrap();
+    assert!(moved.changed);
+    assert_eq!(moved.message.status, SendStatus::Delivered);
+    // Late and repeated reports change nothing and append nothing.
+    let seq = store.last_seq(alice).await.unwrap();
+    for late in [
+        SendStatus::Sent,
+        SendStatus::Queued,
+        SendStatus::Delivered,
+        SendStatus::Failed,
+    ] {
+        let outcome = store
+            .update_status(update(late, Some("late")))
+            .await
+            .unwrap();
+        assert!(!outcome.changed);
+        assert_eq!(outcome.message.status, SendStatus::Delivered);
+    }
+    assert_eq!(store.last_seq(alice).await.unwrap(), seq);
+    let stored = store.message(alice, message.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, SendStatus::Delivered);
+    assert_eq!(stored.failure_reason, None);
+    assert_eq!(stored, moved.message);
+
+    // Failure carries its reason and is final.
+    let other = store
+        .deliver(carrier_send(alice, "+15550001234"))
+        .await
+        .unwrap()
+        .sender
+        .unwrap();
+    let failed = store
+        .update_status(StatusUpdate {
+            message_id: other.id,
+            status: SendStatus::Failed,
+            failure_reason: Some("unreachable".into()),
+            at: now(),
+        })
+        .await
+        .unwrap();
+    assert!(failed.changed);
+    assert_eq!(
+        failed.message.failure_reason.as_deref(),
+        Some("unreachable")
+    );
+    let after = store
+        .update_status(StatusUpdate {
+            message_id: other.id,
+            status: SendStatus::Delivered,
+            failure_reason: None,
+            at: now(),
+        })
+        .await
+        .unwrap();
+    assert!(!after.changed);
+    assert_eq!(after.message.status, SendStatus::Failed);
+
+    let events = all_events(&store, alice).await;
+    let statuses: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::MessageStatus {
+                status,
+                message_id,
+                failure_reason,
+                ..
+            } => Some((*message_id, *status, failure_reason.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            (message.id, SendStatus::Sending, None),
+            (message.id, SendStatus::Delivered, None),
+            (other.id, SendStatus::Failed, Some("unreachable".into())),
+        ]
+    );
+    assert!(matches!(
+        store
+            .update_status(StatusUpdate {
+                message_id: MessageId::new(),
+                status: SendStatus::Sent,
+                failure_reason: None,
+                at: now(),
+            })
+            .await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn outbound_queue_leases_and_outcomes(store: SharedStore) {
+    let alice = account(&store, "alice").await;
+    let t0 = now();
+    let first = store
+        .deliver(carrier_send(alice, "+15550000001"))
+        .await
+        .unwrap()
+        .sender
+        .unwrap();
+    let second = store
+        .deliver(carrier_send(alice, "+15550000002"))
+        .await
+        .unwrap()
+        .sender
+        .unwrap();
+    let third = store
+        .deliver(carrier_send(alice, "+15550000003"))
+        .await
+        .unwrap()
+        .sender
+        .unwrap();
+    let t = now() + Duration::seconds(1);
+    let lease = t + Duration::seconds(30);
+
+    let claimed = store.claim_outbound(2, t, lease).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    assert_eq!(claimed[0].message_id, first.id);
+    assert_eq!(claimed[0].account_id, alice);
+    assert_eq!(claimed[0].to, "+15550000001");
+    assert_eq!(claimed[0].body, "hello");
+    assert_eq!(claimed[0].attempts, 0);
+    assert!(claimed[0].created_at >= t0);
+    assert_eq!(claimed[1].message_id, second.id);
+    // A second claimer gets only what is not leased.
+    let other = store.claim_outbound(10, t, lease).await.unwrap();
+    assert_eq!(
+        other.iter().map(|j| j.message_id).collect::<Vec<_>>(),
+        vec![third.id]
+    );
+    assert!(store.claim_outbound(10, t, lease).await.unwrap().is_empty());
+    // Once the lease ends, the job is claimable again.
+    let expired = store
+        .claim_outbound(
+            10,
+            lease + Duration::seconds(1),
+            lease + Duration::seconds(60),
+        )
+        .await
+        .unwrap();
+    assert_eq!(expired.len(), 3);
+
+    // Sent: records the carrier id, status sent, job gone.
+    store
+        .finish_outbound(
+            first.id,
+            OutboundOutcome::Sent {
+                carrier: "sim".into(),
+                carrier_message_id: "SM1".into(),
+            },
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .message(alice, first.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        SendStatus::Sent
+    );
+    assert_eq!(
+        store.message_by_carrier_id("sim", "SM1").await.unwrap(),
+        Some(first.id)
+    );
+    assert_eq!(
+        store.message_by_carrier_id("other", "SM1").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.message_by_carrier_id("sim", "SM2").await.unwrap(),
+        None
+    );
+
+    // Retry: attempts up, not before the given time, lease released.
+    let retry_at = now() + Duration::minutes(5);
+    store
+        .finish_outbound(
+            second.id,
+            OutboundOutcome::Retry {
+                not_before: retry_at,
+                reason: "busy".into(),
+            },
+            now(),
+        )
+        .await
+        .unwrap();
+    let far = lease + Duration::seconds(61);
+    let due = store
+        .claim_outbound(10, far, far + Duration::seconds(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        due.iter().map(|j| j.message_id).collect::<Vec<_>>(),
+        vec![third.id]
+    );
+    let later = retry_at + Duration::seconds(1);
+    let due = store
+        .claim_outbound(10, later, later + Duration::seconds(30))
+        .await
+        .unwrap();
+    let retried: Vec<_> = due.iter().filter(|j| j.message_id == second.id).collect();
+    assert_eq!(retried.len(), 1);
+    assert_eq!(retried[0].attempts, 1);
+
+    // Failed: job gone, message failed with the reason.
+    store
+        .finish_outbound(
+            second.id,
+            OutboundOutcome::Failed {
+                reason: "number does not exist".into(),
+            },
+            now(),
+        )
+        .await
+        .unwrap();
+    let failed = store.message(alice, second.id).await.unwrap().unwrap();
+    assert_eq!(failed.status, SendStatus::Failed);
+    assert_eq!(
+        failed.failure_reason.as_deref(),
+        Some("number does not exist")
+    );
+
+    // A receipt that overtook the submit response: delivered stays delivered.
+    store
+        .update_status(StatusUpdate {
+            message_id: third.id,
+            status: SendStatus::Delivered,
+            failure_reason: None,
+            at: now(),
+        })
+        .await
+        .unwrap();
+    store
+        .finish_outbound(
+            third.id,
+            OutboundOutcome::Sent {
+                carrier: "sim".into(),
+                carrier_message_id: "SM3".into(),
+            },
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .message(alice, third.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        SendStatus::Delivered
+    );
+    assert_eq!(
+        store.message_by_carrier_id("sim", "SM3").await.unwrap(),
+        Some(third.id)
+    );
+
+    let end = later + Duration::hours(1);
+    assert!(store.claim_outbound(10, end, end).await.unwrap().is_empty());
+    assert!(matches!(
+        store
+            .finish_outbound(
+                MessageId::new(),
+                OutboundOutcome::Retry {
+                    not_before: now(),
+                    reason: "x".into()
+                },
+                now()
+            )
+            .await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn messages_page_newest_first(store: SharedStore) {
+    let alice = account(&store, "alice").await;
+    let bob = account(&store, "bob").await;
+    let mut ids = Vec::new();
+    let mut conversation = None;
+    for _ in 0..7 {
+        let done = store
+            .deliver(in_network(alice, "@alice", bob, "@bob"))
+            .await
+            .unwrap();
+        let m = done.recipient.unwrap();
+        conversation = Some(m.conversation_id);
+        ids.push(m.id);
+    }
+    let conversation = conversation.unwrap();
+    ids.reverse();
+    let page1 = store.messages(bob, conversation, 3, None).await.unwrap();
+    assert_eq!(page1.iter().map(|m| m.id).collect::<Vec<_>>(), ids[0..3]);
+    let page2 = store
+        .messages(bob, conversation, 3, Some(page1[2].id))
+        .await
+        .unwrap();
+    assert_eq!(page2.iter().map(|m| m.id).collect::<Vec<_>>(), ids[3..6]);
+    let page3 = store
+        .messages(bob, conversation, 3, Some(page2[2].id))
+        .await
+        .unwrap();
+    assert_eq!(page3.iter().map(|m| m.id).collect::<Vec<_>>(), ids[6..7]);
+    // Another account sees nothing of it.
+    assert!(store
+        .messages(alice, conversation, 10, None)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn conversations_page_by_updated_at(store: SharedStore) {
+    let bob = account(&store, "bob").await;
+    let base = now() - Duration::hours(1);
+    let mut peers = Vec::new();
+    for i in 0..5 {
+        let mut d = inbound(bob, &format!("+1555000000{i}"));
+        d.recipient.as_mut().unwrap().created_at = base + Duration::minutes(i);
+        store.deliver(d).await.unwrap();
+        peers.push(format!("+1555000000{i}"));
+    }
+    // Peer 1 texts again: it moves to the top.
+    let mut d = inbound(bob, "+15550000001");
+    d.recipient.as_mut().unwrap().created_at = base + Duration::minutes(30);
+    store.deliver(d).await.unwrap();
+
+    let all = store.conversations(bob, 10, None).await.unwrap();
+    let order: Vec<_> = all.iter().map(|c| c.peer.as_str()).collect();
+    assert_eq!(
+        order,
+        vec![
+            "+15550000001",
+            "+15550000004",
+            "+15550000003",
+            "+15550000002",
+            "+15550000000"
+        ]
+    );
+    assert_eq!(all[0].unread, 2);
+    assert_eq!(all[0].updated_at, base + Duration::minutes(30));
+    let page1 = store.conversations(bob, 2, None).await.unwrap();
+    assert_eq!(page1.len(), 2);
+    let page2 = store
+        .conversations(bob, 2, Some(page1[1].updated_at))
+        .await
+        .unwrap();
+    assert_eq!(
+        page2.iter().map(|c| c.peer.as_str()).collect::<Vec<_>>(),
+        vec!["+15550000003", "+15550000002"]
+    );
+    assert!(page2.iter().all(|c| c.last_message.is_some()));
+}
+
+async fn mark_read_never_moves_backwards(store: SharedStore) {
+    let alice = account(&store, "alice").await;
+    let bob = account(&store, "bob").await;
+    let mut received = Vec::new();
+    for _ in 0..4 {
+        let done = store
+            .deliver(in_network(alice, "@alice", bob, "@bob"))
+            .await
+            .unwrap();
+        received.push(done.recipient.unwrap());
+    }
+    let conversation = received[0].conversation_id;
+    store
+        .mark_read(bob, conversation, received[2].id, now())
+        .await
+        .unwrap();
+    let conv = store
+        .conversation(bob, conversation)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(conv.unread, 1);
+    // Backwards: the marker stays at message 3.
+    store
+        .mark_read(bob, conversation, received[0].id, now())
+        .await
+        .unwrap();
+    let conv = store
+        .conversation(bob, conversation)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(conv.unread, 1);
+    let reads: Vec<_> = all_events(&store, bob)
+        .await
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::ConversationRead {
+                conversation_id,
+                up_to,
+                unread,
+            } => Some((conversation_id, up_to, unread)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reads.len(), 2);
+    assert_eq!(reads[0], (conversation, received[2].id, 1));
+    assert_eq!(reads[1].1, received[2].id);
+    assert_eq!(reads[1].2, 1);
+    // A new message after the marker counts.
+    store
+        .deliver(in_network(alice, "@alice", bob, "@bob"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .conversation(bob, conversation)
+            .await
+            .unwrap()
+            .unwrap()
+            .unread,
+        2
+    );
+    store
+        .mark_read(bob, conversation, received[3].id, now())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .conversation(bob, conversation)
+            .await
+            .unwrap()
+            .unwrap()
+            .unread,
+        1
+    );
+
+    // Outbound copies never count as unread; marking with one works.
+    let alices = store.conversations(alice, 10, None).await.unwrap();
+    assert_eq!(alices[0].unread, 0);
+
+    // Not this account's conversation, or a message outside it.
+    assert!(matches!(
+        store
+            .mark_read(alice, conversation, received[3].id, now())
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    let elsewhere = store
+        .deliver(inbound(bob, "+15559990000"))
+        .await
+        .unwrap()
+        .recipient
+        .unwrap();
+    assert!(matches!(
+        store
+            .mark_read(bob, conversation, elsewhere.id, now())
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store
+            .mark_read(bob, ConversationId::new(), received[3].id, now())
+            .await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn delete_message_fixes_the_conversation(store: SharedStore) {
+    let alice = account(&store, "alice").await;
+    let bob = account(&store, "bob").await;
+    let one = store
+        .deliver(in_network(alice, "@alice", bob, "@bob"))
+        .await
+        .unwrap();
+    let two = store
+        .deliver(in_network(alice, "@alice", bob, "@bob"))
+        .await
+        .unwrap();
+    let b1 = one.recipient.unwrap();
+    let b2 = two.recipient.unwrap();
+    let a2 = two.sender.unwrap();
+    assert!(matches!(
+        store.delete_message(alice, b2.id, now()).await,
+        Err(StoreError::NotFound)
+    ));
+    store.delete_message(bob, b2.id, now()).await.unwrap();
+    assert!(store.message(bob, b2.id).await.unwrap().is_none());
+    // Only bob's copy went.
+    assert!(store.message(alice, a2.id).await.unwrap().is_some());
+    let conv = store
+        .conversation(bob, b1.conversation_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(conv.last_message.unwrap().id, b1.id);
+    assert_eq!(conv.unread, 1);
+    let last = all_events(&store, bob).await.pop().unwrap();
+    assert_eq!(
+        last.kind,
+        EventKind::MessageDeleted {
+            message_id: b2.id,
+            conversation_id: b1.conversation_id
+        }
+    );
+    store.delete_message(bob, b1.id, now()).await.unwrap();
+    let conv = store
+        .conversation(bob, b1.conversation_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(conv.last_message.is_none());
+    assert_eq!(conv.unread, 0);
+    assert!(matches!(
+        store.delete_message(bob, b1.id, now()).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn contacts_upsert_and_log(store: SharedStore) {
+    let alice = account(&store, "alice").await;
+    let bob = account(&store, "bob").await;
+    let mut contact = Contact {
+        address: "+15550001111".into(),
+        path: PathChoice::Cellular,
+        fallback: true,
+        name: Some("Mum".into()),
+        updated_at: now(),
+    };
+    store.put_contact(alice, contact.clone()).await.unwrap();
+    assert_eq!(store.contacts(alice).await.unwrap(), vec![contact.clone()]);
+    contact.path = PathChoice::Cloud;
+    contact.fallback = false;
+    contact.name = None;
+    contact.updated_at = now();
+    store.put_contact(alice, contact.clone()).await.unwrap();
+    assert_eq!(store.contacts(alice).await.unwrap(), vec![contact.clone()]);
+    assert!(store.contacts(bob).await.unwrap().is_empty());
+    let events = all_events(&store, alice).await;
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1].kind, EventKind::ContactUpdated { contact });
+}
+
+async fn events_page_with_more_flag(store: SharedStore) {
+    let bob = account(&store, "bob").await;
+    for i in 0..5 {
+        store
+            .deliver(inbound(bob, &format!("+155500000{i}")))
+            .await
+            .unwrap();
+    }
+    let (page, more) = store.events_after(bob, 0, 2).await.unwrap();
+    assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
+    assert!(more);
+    let (page, more) = store.events_after(bob, 2, 3).await.unwrap();
+    assert_eq!(
+        page.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![3, 4, 5]
+    );
+    assert!(!more);
+    let (page, more) = store.events_after(bob, 5, 3).await.unwrap();
+    assert!(page.is_empty());
+    assert!(!more);
+    let (page, _) = store.events_after(AccountId::new(), 0, 3).await.unwrap();
+    assert!(page.is_empty());
+    assert_eq!(store.last_seq(AccountId::new()).await.unwrap(), 0);
+    // Events round-trip through JSON as devices receive them.
+    let json = serde_json::to_value(&page).unwrap();
+    assert!(json.is_array());
+}
+
+async fn other_accounts_ids_are_not_found(store: SharedStore) {
+    let alice = account(&store, "alice").await;
+    let bob = account(&store, "bob").await;
+    let eve = account(&store, "eve").await;
+    let done = store
+        .deliver(in_network(alice, "@alice", bob, "@bob"))
+        .await
+        .unwrap();
+    let a = done.sender.unwrap();
+    let b = done.recipient.unwrap();
+    assert!(store.message(eve, a.id).await.unwrap().is_none());
+    assert!(store.message(eve, b.id).await.unwrap().is_none());
+    assert!(store
+        .conversation(eve, a.conversation_id)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .conversation(alice, b.conversation_id)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .messages(eve, b.conversation_id, 10, None)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store.conversations(eve, 10, None).await.unwrap().is_empty());
+    assert!(matches!(
+        store.delete_message(eve, a.id, now()).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.mark_read(eve, b.conversation_id, b.id, now()).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(store.events_after(eve, 0, 10).await.unwrap().0.is_empty());
+    // Nothing of eve's failed attempts touched the others.
+    assert!(store.message(alice, a.id).await.unwrap().is_some());
+    assert_eq!(store.last_seq(bob).await.unwrap(), 1);
+}
+
+async fn subscribers_hear_of_commits(store: SharedStore) {
+    let alice = account(&store, "alice").await;
+    let bob = account(&store, "bob").await;
+    let mut rx = store.subscribe();
+    store
+        .deliver(in_network(alice, "@alice", bob, "@bob"))
+        .await
+        .unwrap();
+    let mut heard = Vec::new();
+    while heard.len() < 2 {
+        let hint: LogAdvanced = tokio::time::timeout(StdDuration::from_secs(5), rx.recv())
+            .await
+            .expect("a hint arrives")
+            .unwrap();
+        // By the time the hint arrives, the events are readable.
+        let (events, _) = store.events_after(hint.account_id, 0, 100).await.unwrap();
+        assert_eq!(events.last().map(|e| e.seq), Some(hint.seq));
+        heard.push(hint);
+    }
+    let accounts: HashSet<_> = heard.iter().map(|h| h.account_id).collect();
+    assert_eq!(accounts, HashSet::from([alice, bob]));
+    assert!(heard.iter().all(|h| h.seq == 1));
+    // A write that appends nothing (a repeated status) publishes nothing.
+    store
+        .create_device(NewDevice {
+            id: DeviceId::new(),
+            account_id: alice,
+            name: "x".into(),
+            has_cellular: false,
+            token_hash: TokenHash([1; 32]),
+            created_at: now(),
+        })
+        .await
+        .unwrap();
+    store
+        .put_contact(
+            alice,
+            Contact {
+                address: "@bob".into(),
+                path: PathChoice::Auto,
+                fallback: false,
+                name: None,
+                updated_at: now(),
+            },
+        )
+        .await
+        .unwrap();
+    let hint = tokio::time::timeout(StdDuration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        hint,
+        LogAdvanced {
+            account_id: alice,
+            seq: 2
+        }
+    );
+}
+
+async fn writes_after_close_are_unavailable(store: SharedStore) {
+    let alice = account(&store, "alice").await;
+    let bob = account(&store, "bob").await;
+    // Writes queued before close are flushed, not lost.
+    let pending: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .deliver(in_network(alice, "@alice", bob, "@bob"))
+                    .await
+            })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    store.close().await;
+    let mut ok = 0;
+    for p in pending {
+        match p.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(StoreError::Unavailable(_)) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    let _ = ok;
+    let after = store
+        .deliver(in_network(alice, "@alice", bob, "@bob"))
+        .await;
+    assert!(
+        matches!(after, Err(StoreError::Unavailable(_))),
+        "{after:?}"
+    );
+    let after = store
+        .put_contact(
+            alice,
+            Contact {
+                address: "@bob".into(),
+                path: PathChoice::Auto,
+                fallback: false,
+                name: None,
+                updated_at: now(),
+            },
+        )
+        .await;
+    assert!(
+        matches!(after, Err(StoreError::Unavailable(_))),
+        "{after:?}"
+    );
+    // Closing twice is harmless.
+    store.close().await;
+}
+
+async fn corrupt_rows_are_errors_not_panics(h: &Harness) {
+    let store = h.store.clone();
+    let alice = account(&store, "alice").await;
+    let bob = account(&store, "bob").await;
+    let done = store
+        .deliver(in_network(alice, "@alice", bob, "@bob"))
+        .await
+        .unwrap();
+    let b = done.recipient.unwrap();
+    h.exec("UPDATE messages SET status = 'teleported'").await;
+    let read = store.message(bob, b.id).await;
+    assert!(matches!(read, Err(StoreError::Corrupt(_))), "{read:?}");
+    let list = store.messages(bob, b.conversation_id, 10, None).await;
+    assert!(matches!(list, Err(StoreError::Corrupt(_))), "{list:?}");
+    let conv = store.conversations(bob, 10, None).await;
+    assert!(matches!(conv, Err(StoreError::Corrupt(_))), "{conv:?}");
+    let status = store
+        .update_status(StatusUpdate {
+            message_id: b.id,
+            status: SendStatus::Delivered,
+            failure_reason: None,
+            at: now(),
+        })
+        .await;
+    assert!(matches!(status, Err(StoreError::Corrupt(_))), "{status:?}");
+    h.exec("UPDATE events SET payload = 'not json'").await;
+    let events = store.events_after(bob, 0, 10).await;
+    assert!(matches!(events, Err(StoreError::Corrupt(_))), "{events:?}");
+    h.exec("UPDATE contacts SET path = 'x'").await;
+    // The store still works for everything else.
+    store.ping().await.unwrap();
+    store.deliver(inbound(alice, "+15550000000")).await.unwrap();
+    let _ = Arc::clone(&store);
+}
