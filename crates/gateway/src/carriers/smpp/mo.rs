@@ -140,7 +140,7 @@ pub fn decode(fields: &MoFields<'_>) -> Result<MoPart, MoError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use std::time::Duration;
 

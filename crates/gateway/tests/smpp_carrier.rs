@@ -1,0 +1,1025 @@
+//! The SMPP carrier against an SMSC this project did not write: the `smpp34` crate's server
+//! (1.5.1), started in each test on 127.0.0.1, playing the carrier. Between the two sits a
+//! small tap (a TCP relay that reads the PDU framing) so tests can see every command on the
+//! wire and cut the connection at a chosen moment.
+//!
+//! Each test drives `SmppCarrier` through the `Carrier` trait only, as the gateway does.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use airtext_gateway::carriers::config::SmppCarrierConfig;
+use airtext_gateway::carriers::smpp::{SmppCarrier, SmppTuning};
+use airtext_gateway::carriers::{Carrier, CarrierError, CarrierReport, OutboundSms, ReceiptStatus};
+use async_trait::async_trait;
+use smpp34::server::ESME;
+use smpp34::{
+    bind_transceiver, bind_transceiver_resp, submit_sm, submit_sm_resp, unbind, unbind_resp,
+    SmppConnectionInformation, SmppError, SmppServer, SmppServerListener, TlvTag,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+const OUR_DID: &str = "+14155550100";
+const PHONE: &str = "+447700900123";
+/// The SMSC refuses submits to this number with ESME_RINVDSTADR.
+const INVALID: &str = "+15005550001";
+/// The SMSC refuses submits to this number with ESME_RTHROTTLED.
+const THROTTLED: &str = "+15005550002";
+
+const BIND_TRANSCEIVER: u32 = 0x0000_0009;
+const SUBMIT_SM: u32 = 0x0000_0004;
+const UNBIND: u32 = 0x0000_0006;
+const UNBIND_RESP: u32 = 0x8000_0006;
+const ENQUIRE_LINK: u32 = 0x0000_0015;
+const ENQUIRE_LINK_RESP: u32 = 0x8000_0015;
+
+// ---------------------------------------------------------------------------------------------
+// The SMSC: smpp34's server with a listener that records what it accepted.
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Default)]
+struct Smsc {
+    password: String,
+    binds: AtomicU32,
+    refused_binds: AtomicU32,
+    unbinds: AtomicU32,
+    bind_requests: Mutex<Vec<bind_transceiver>>,
+    /// Every submit_sm this SMSC acknowledged with ESME_ROK, with the id it gave.
+    accepted: Mutex<Vec<(String, submit_sm)>>,
+    esme: Mutex<Option<Arc<ESME>>>,
+    next_id: AtomicU64,
+    /// Milliseconds to wait before answering each submit.
+    delay_ms: AtomicU64,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    /// submit_sm received so far.
+    received: AtomicI64,
+    /// From this many received submits on, hold them outstanding until `gate` opens and then
+    /// refuse them. Negative: answer everything.
+    hold_from: AtomicI64,
+    held: AtomicUsize,
+    gate: Mutex<Option<watch::Receiver<bool>>>,
+}
+
+impl Smsc {
+    fn new(password: &str) -> Arc<Smsc> {
+        Arc::new(Smsc {
+            password: password.to_owned(),
+            hold_from: AtomicI64::new(-1),
+            next_id: AtomicU64::new(1000),
+            ..Smsc::default()
+        })
+    }
+
+    fn accepted(&self) -> Vec<(String, submit_sm)> {
+        self.accepted.lock().unwrap().clone()
+    }
+
+    fn esme(&self) -> Arc<ESME> {
+        self.esme.lock().unwrap().clone().expect("a bound ESME")
+    }
+
+    async fn deliver(&self, esm_class: u8, data_coding: u8, short_message: Vec<u8>) {
+        let resp = self
+            .esme()
+            .deliver_sm()
+            .source_addr_ton(1)
+            .source_addr_npi(1)
+            .source_addr(PHONE.trim_start_matches('+'))
+            .dest_addr_ton(1)
+            .dest_addr_npi(1)
+            .destination_addr(OUR_DID.trim_start_matches('+'))
+            .esm_class(esm_class)
+            .data_coding(data_coding)
+            .short_message(short_message)
+            .send()
+            .await
+            .expect("deliver_sm_resp");
+        assert!(
+            resp.is_success(),
+            "deliver_sm_resp {:#x}",
+            resp.command_status()
+        );
+    }
+}
+
+#[async_trait]
+impl SmppServerListener for Smsc {
+    async fn on_bind_transceiver(
+        &self,
+        req: bind_transceiver,
+        _c: &SmppConnectionInformation,
+        _s: &String,
+    ) -> bind_transceiver_resp {
+        self.bind_requests.lock().unwrap().push(req.clone());
+        if req.system_id != "airtext" || req.password != self.password {
+            self.refused_binds.fetch_add(1, Ordering::SeqCst);
+            return req.reject(SmppError::ESME_RINVPASWD);
+        }
+        self.binds.fetch_add(1, Ordering::SeqCst);
+        req.accept("SMSC".to_owned(), Some(0x34))
+    }
+
+    async fn on_unbind(
+        &self,
+        req: unbind,
+        _c: &SmppConnectionInformation,
+        _s: &String,
+    ) -> unbind_resp {
+        self.unbinds.fetch_add(1, Ordering::SeqCst);
+        req.accept()
+    }
+
+    async fn on_esme_bound(&self, esme: ESME, _s: &String) {
+        *self.esme.lock().unwrap() = Some(Arc::new(esme));
+    }
+
+    async fn on_esme_unbound(&self, _s: &String) {
+        // smpp34 1.5.1 aborts the session writer right after this hook; without a pause the
+        // unbind_resp is often never written (PLATFORM.md).
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    async fn on_submit_sm(
+        &self,
+        req: submit_sm,
+        _c: &SmppConnectionInformation,
+        _s: &String,
+    ) -> submit_sm_resp {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        let delay = self.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        let n = self.received.fetch_add(1, Ordering::SeqCst);
+        let hold_from = self.hold_from.load(Ordering::SeqCst);
+        if hold_from >= 0 && n >= hold_from {
+            // Left outstanding until the test opens the gate, then refused: by then the
+            // connection it came on is gone, so the refusal reaches nobody.
+            self.held.fetch_add(1, Ordering::SeqCst);
+            let gate = self.gate.lock().unwrap().clone();
+            if let Some(mut gate) = gate {
+                let _ = gate.wait_for(|open| *open).await;
+            }
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            return req.reject(SmppError::ESME_RSYSERR);
+        }
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let response = match req.destination_addr.as_str() {
+            d if d == INVALID.trim_start_matches('+') => req.reject(SmppError::ESME_RINVDSTADR),
+            d if d == THROTTLED.trim_start_matches('+') => req.reject(SmppError::ESME_RTHROTTLED),
+            _ => {
+                let id = format!("M{}", self.next_id.fetch_add(1, Ordering::SeqCst));
+                self.accepted
+                    .lock()
+                    .unwrap()
+                    .push((id.clone(), req.clone()));
+                return req.accept(id);
+            }
+        };
+        response
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
+/// Starts the smpp34 server; `enquire_link_ms` is how often it probes us.
+async fn start_smsc(smsc: Arc<Smsc>, enquire_link_ms: u64) -> (SmppServer, u16) {
+    let port = free_port();
+    let mut server = SmppServer::new_with_default_timers(
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        port,
+        smsc,
+        5_000,
+        enquire_link_ms,
+        300_000,
+        30_000,
+        64 * 1024,
+    );
+    server.start().await;
+    assert!(server.is_alive(), "the SMSC could not listen on {port}");
+    (server, port)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tap: a relay that logs each PDU's command_id and can cut every connection at once.
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dir {
+    ToSmsc,
+    ToEsme,
+}
+
+struct Tap {
+    port: u16,
+    log: Arc<Mutex<Vec<(Dir, u32)>>>,
+    cut: Arc<Mutex<CancellationToken>>,
+    connections: Arc<AtomicUsize>,
+}
+
+impl Tap {
+    async fn start(upstream: u16) -> Tap {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let cut = Arc::new(Mutex::new(CancellationToken::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (l, c, n) = (log.clone(), cut.clone(), connections.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
+                    continue;
+                };
+                n.fetch_add(1, Ordering::SeqCst);
+                let token = c.lock().unwrap().clone();
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                tokio::spawn(pump(cr, sw, Dir::ToSmsc, l.clone(), token.clone()));
+                tokio::spawn(pump(sr, cw, Dir::ToEsme, l.clone(), token));
+            }
+        });
+        Tap {
+            port,
+            log,
+            cut,
+            connections,
+        }
+    }
+
+    /// Drops every open connection, both ways, without unbinding.
+    fn cut(&self) {
+        let mut token = self.cut.lock().unwrap();
+        token.cancel();
+        *token = CancellationToken::new();
+    }
+
+    fn count(&self, dir: Dir, command_id: u32) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(d, c)| *d == dir && *c == command_id)
+            .count()
+    }
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    dir: Dir,
+    log: Arc<Mutex<Vec<(Dir, u32)>>>,
+    cut: CancellationToken,
+) {
+    loop {
+        let frame = tokio::select! {
+            frame = read_frame(&mut from) => frame,
+            _ = cut.cancelled() => break,
+        };
+        let Ok(frame) = frame else { break };
+        let command_id = u32::from_be_bytes(frame[4..8].try_into().unwrap());
+        log.lock().unwrap().push((dir, command_id));
+        if to.write_all(&frame).await.is_err() {
+            break;
+        }
+    }
+}
+
+async fn read_frame(r: &mut (impl AsyncReadExt + Unpin)) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).await?;
+    let n = u32::from_be_bytes(len) as usize;
+    if !(16..=1 << 20).contains(&n) {
+        return Err(std::io::Error::other("bad length"));
+    }
+    let mut frame = vec![0u8; n];
+    frame[..4].copy_from_slice(&len);
+    r.read_exact(&mut frame[4..]).await?;
+    Ok(frame)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The carrier under test.
+// ---------------------------------------------------------------------------------------------
+
+fn config(port: u16) -> SmppCarrierConfig {
+    SmppCarrierConfig {
+        name: "smsc1".to_owned(),
+        host: "127.0.0.1".to_owned(),
+        port,
+        system_id: "airtext".to_owned(),
+        password: Some("secret".to_owned()),
+        system_type: None,
+        window: 8,
+        max_per_second: None,
+        any_sender: false,
+        numbers: vec![OUR_DID.to_owned()],
+        rates: vec![],
+        use_message_payload: false,
+        delivery_receipts: true,
+        enquire_link_secs: 30,
+        max_binds: 1,
+    }
+}
+
+fn tuning() -> SmppTuning {
+    SmppTuning {
+        bind_timeout: Duration::from_secs(3),
+        response_timeout: Duration::from_secs(5),
+        enquire_link_timeout: Duration::from_secs(2),
+        reconnect_min: Duration::from_millis(50),
+        reconnect_max: Duration::from_millis(400),
+        bind_wait: Duration::from_secs(3),
+        shutdown_grace: Duration::from_secs(1),
+        unbind_timeout: Duration::from_secs(2),
+        ..SmppTuning::default()
+    }
+}
+
+struct World {
+    smsc: Arc<Smsc>,
+    _server: SmppServer,
+    tap: Tap,
+    carrier: Arc<SmppCarrier>,
+    reports: mpsc::Receiver<CarrierReport>,
+    shutdown: CancellationToken,
+}
+
+async fn world_with(
+    smsc: Arc<Smsc>,
+    enquire_link_ms: u64,
+    edit: impl FnOnce(&mut SmppCarrierConfig),
+) -> World {
+    let (server, port) = start_smsc(smsc.clone(), enquire_link_ms).await;
+    let tap = Tap::start(port).await;
+    let mut cfg = config(tap.port);
+    edit(&mut cfg);
+    let (tx, reports) = mpsc::channel(64);
+    let shutdown = CancellationToken::new();
+    let carrier = SmppCarrier::start_with(cfg, tuning(), tx, shutdown.clone()).unwrap();
+    World {
+        smsc,
+        _server: server,
+        tap,
+        carrier,
+        reports,
+        shutdown,
+    }
+}
+
+async fn bound_world(edit: impl FnOnce(&mut SmppCarrierConfig)) -> World {
+    let w = world_with(Smsc::new("secret"), 30_000, edit).await;
+    assert!(
+        w.carrier.wait_bound(Duration::from_secs(5)).await,
+        "not bound: {:?}",
+        w.carrier.last_error()
+    );
+    w
+}
+
+fn sms(to: &str, body: &str) -> OutboundSms {
+    OutboundSms {
+        from: OUR_DID.to_owned(),
+        to: to.to_owned(),
+        body: body.to_owned(),
+    }
+}
+
+async fn next_report(reports: &mut mpsc::Receiver<CarrierReport>) -> CarrierReport {
+    tokio::time::timeout(Duration::from_secs(5), reports.recv())
+        .await
+        .expect("a report within 5 s")
+        .expect("the channel is open")
+}
+
+/// GSM 03.38 unpacked septets of a text, as an independent oracle for the basic characters
+/// and the escapes used here.
+fn gsm7(text: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for c in text.chars() {
+        match c {
+            '€' => out.extend([0x1B, 0x65]),
+            '[' => out.extend([0x1B, 0x3C]),
+            ']' => out.extend([0x1B, 0x3E]),
+            '{' => out.extend([0x1B, 0x28]),
+            '}' => out.extend([0x1B, 0x29]),
+            '@' => out.push(0x00),
+            c if c.is_ascii_alphanumeric() || " .,!?".contains(c) => out.push(c as u8),
+            other => panic!("no oracle for {other:?}"),
+        }
+    }
+    out
+}
+
+fn utf16be(text: &str) -> Vec<u8> {
+    text.encode_utf16().flat_map(u16::to_be_bytes).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn binds_as_a_transceiver_with_its_credentials() {
+    let w = bound_world(|_| {}).await;
+    let binds = w.smsc.bind_requests.lock().unwrap().clone();
+    assert_eq!(binds.len(), 1);
+    assert_eq!(binds[0].system_id, "airtext");
+    assert_eq!(binds[0].password, "secret");
+    assert_eq!(binds[0].interface_version, 0x34);
+    assert_eq!(w.tap.count(Dir::ToSmsc, BIND_TRANSCEIVER), 1);
+    assert_eq!(w.carrier.name(), "smsc1");
+    let inventory = w.carrier.inventory();
+    assert_eq!(inventory.len(), 1);
+    assert_eq!(inventory[0].number, OUR_DID);
+    assert_eq!(inventory[0].country, "US");
+    assert_eq!(inventory[0].carrier, "smsc1");
+}
+
+#[tokio::test]
+async fn a_wrong_password_fails_the_bind_clearly_and_is_retried() {
+    let w = world_with(Smsc::new("other"), 30_000, |_| {}).await;
+    assert!(!w.carrier.wait_bound(Duration::from_millis(700)).await);
+    let error = w.carrier.last_error().unwrap_or_default();
+    assert!(error.contains("ESME_RINVPASWD"), "{error}");
+    assert!(error.contains("airtext"), "{error}");
+    match w.carrier.send(sms(PHONE, "hello")).await {
+        Err(CarrierError::Retryable(reason)) => {
+            assert!(reason.contains("not bound"), "{reason}");
+            assert!(reason.contains("ESME_RINVPASWD"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // it keeps trying, with back-off
+    assert!(
+        w.smsc.refused_binds.load(Ordering::SeqCst) >= 2,
+        "{} attempts",
+        w.smsc.refused_binds.load(Ordering::SeqCst)
+    );
+    assert_eq!(w.smsc.binds.load(Ordering::SeqCst), 0);
+    assert!(w.smsc.accepted().is_empty());
+}
+
+#[tokio::test]
+async fn a_single_gsm7_text_with_escape_characters() {
+    let w = bound_world(|_| {}).await;
+    let body = "Price 5€ [a] {b} @home";
+    let accepted = w.carrier.send(sms(PHONE, body)).await.unwrap();
+    let got = w.smsc.accepted();
+    assert_eq!(got.len(), 1);
+    let (id, sm) = &got[0];
+    assert_eq!(&accepted.carrier_message_id, id);
+    assert_eq!(sm.data_coding, 0);
+    assert_eq!(sm.esm_class, 0);
+    assert_eq!(sm.registered_delivery, 1);
+    assert_eq!(
+        (sm.source_addr_ton, sm.source_addr_npi),
+        (1, 1),
+        "international"
+    );
+    assert_eq!(sm.source_addr, "14155550100");
+    assert_eq!((sm.dest_addr_ton, sm.dest_addr_npi), (1, 1));
+    assert_eq!(sm.destination_addr, "447700900123");
+    assert_eq!(sm.short_message, gsm7(body));
+    // each of €[]{} is an ESC pair
+    assert_eq!(sm.short_message.iter().filter(|&&b| b == 0x1B).count(), 5);
+}
+
+#[tokio::test]
+async fn a_single_ucs2_text_with_an_emoji() {
+    let w = bound_world(|_| {}).await;
+    let body = "On my way 🚲 ok";
+    w.carrier.send(sms(PHONE, body)).await.unwrap();
+    let got = w.smsc.accepted();
+    let sm = &got[0].1;
+    assert_eq!(sm.data_coding, 8);
+    assert_eq!(sm.esm_class, 0);
+    assert_eq!(sm.short_message, utf16be(body));
+}
+
+/// Checks the parts of one concatenated message; returns its reference.
+fn check_parts(parts: &[&submit_sm], data_coding: u8, joined_payload: &[u8]) -> u8 {
+    let total = parts.len() as u8;
+    let reference = parts[0].short_message[3];
+    let mut payload = Vec::new();
+    for (i, sm) in parts.iter().enumerate() {
+        assert_eq!(sm.esm_class, 0x40, "UDHI");
+        assert_eq!(sm.data_coding, data_coding);
+        assert_eq!(
+            &sm.short_message[..6],
+            &[0x05, 0x00, 0x03, reference, total, i as u8 + 1],
+            "UDH of part {}",
+            i + 1
+        );
+        payload.extend_from_slice(&sm.short_message[6..]);
+    }
+    assert_eq!(payload, joined_payload);
+    reference
+}
+
+#[tokio::test]
+async fn long_texts_go_as_concatenated_parts() {
+    let w = bound_world(|_| {}).await;
+    // 300 GSM-7 characters: 153 + 147
+    let gsm_body: String = (0..300).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+    let first = w.carrier.send(sms(PHONE, &gsm_body)).await.unwrap();
+    let got = w.smsc.accepted();
+    assert_eq!(got.len(), 2);
+    let mut by_seq: Vec<&(String, submit_sm)> = got.iter().collect();
+    by_seq.sort_by_key(|(_, sm)| sm.short_message[5]);
+    // the id returned is the first part's
+    assert_eq!(first.carrier_message_id, by_seq[0].0);
+    let parts: Vec<&submit_sm> = by_seq.iter().map(|(_, sm)| sm).collect();
+    assert_eq!(parts[0].short_message.len(), 6 + 153);
+    assert_eq!(parts[1].short_message.len(), 6 + 147);
+    let ref1 = check_parts(&parts, 0, &gsm7(&gsm_body));
+
+    // UCS-2: 150 units → 67 + 67 + 16
+    let ucs_body: String = "Привет мир! "
+        .repeat(13)
+        .chars()
+        .take(148)
+        .chain(['😀'])
+        .collect();
+    assert_eq!(ucs_body.encode_utf16().count(), 150);
+    w.carrier.send(sms(PHONE, &ucs_body)).await.unwrap();
+    let got = w.smsc.accepted();
+    let mut ucs: Vec<&submit_sm> = got[2..].iter().map(|(_, sm)| sm).collect();
+    ucs.sort_by_key(|sm| sm.short_message[5]);
+    assert_eq!(ucs.len(), 3);
+    let ref2 = check_parts(&ucs, 8, &utf16be(&ucs_body));
+    // one reference per message, rolling
+    assert_ne!(ref1, ref2);
+    // every part asked for a receipt
+    assert!(got.iter().all(|(_, sm)| sm.registered_delivery == 1));
+}
+
+#[tokio::test]
+async fn message_payload_mode_sends_long_texts_whole() {
+    let w = bound_world(|c| {
+        c.use_message_payload = true;
+        c.delivery_receipts = false;
+    })
+    .await;
+    let body: String = "Long text with € in it. ".repeat(15);
+    w.carrier.send(sms(PHONE, &body)).await.unwrap();
+    let got = w.smsc.accepted();
+    assert_eq!(got.len(), 1, "one submit_sm");
+    let sm = &got[0].1;
+    assert_eq!(sm.esm_class, 0);
+    assert_eq!(sm.registered_delivery, 0);
+    assert!(sm.short_message.is_empty());
+    let payload = sm
+        .tlvs
+        .iter()
+        .find(|t| t.tag == TlvTag::MessagePayload as u16)
+        .expect("message_payload TLV");
+    assert_eq!(payload.value, gsm7(&body));
+    // a short text still goes in short_message
+    w.carrier.send(sms(PHONE, "short")).await.unwrap();
+    assert_eq!(w.smsc.accepted()[1].1.short_message, b"short");
+}
+
+#[tokio::test]
+async fn receipts_in_text_and_tlv_form() {
+    let mut w = bound_world(|_| {}).await;
+    let a = w
+        .carrier
+        .send(sms(PHONE, "one"))
+        .await
+        .unwrap()
+        .carrier_message_id;
+    let b = w
+        .carrier
+        .send(sms(PHONE, "two"))
+        .await
+        .unwrap()
+        .carrier_message_id;
+
+    // Appendix B text only
+    let text = format!(
+        "id:{a} sub:001 dlvrd:001 submit date:2511291530 done date:2511291531 stat:DELIVRD err:000 text:one"
+    );
+    w.smsc.deliver(0x04, 0, text.into_bytes()).await;
+    assert_eq!(
+        next_report(&mut w.reports).await,
+        CarrierReport::Receipt {
+            carrier: "smsc1".into(),
+            carrier_message_id: a.clone(),
+            status: ReceiptStatus::Delivered,
+            reason: None,
+        }
+    );
+
+    // TLVs only: receipted_message_id + message_state UNDELIVERABLE
+    let mut id = b.clone().into_bytes();
+    id.push(0);
+    let resp = w
+        .smsc
+        .esme()
+        .deliver_sm()
+        .source_addr_ton(1)
+        .source_addr_npi(1)
+        .source_addr("447700900123")
+        .destination_addr("14155550100")
+        .esm_class(0x04)
+        .tlv(TlvTag::ReceiptedMessageId, id)
+        .tlv(TlvTag::MessageStateTlv, vec![5u8])
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.is_success());
+    match next_report(&mut w.reports).await {
+        CarrierReport::Receipt {
+            carrier_message_id,
+            status,
+            reason,
+            ..
+        } => {
+            assert_eq!(carrier_message_id, b);
+            assert_eq!(status, ReceiptStatus::Failed);
+            assert_eq!(reason.as_deref(), Some("UNDELIV"));
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // intermediate state, and an id nobody knows: reported as they are
+    w.smsc
+        .deliver(0x04, 0, b"id:nobody stat:ENROUTE err:000 text:".to_vec())
+        .await;
+    match next_report(&mut w.reports).await {
+        CarrierReport::Receipt {
+            carrier_message_id,
+            status,
+            ..
+        } => {
+            assert_eq!(carrier_message_id, "nobody");
+            assert_eq!(status, ReceiptStatus::Sent);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn receipts_of_every_part_make_one_delivered_report() {
+    let mut w = bound_world(|_| {}).await;
+    let body: String = "x".repeat(200);
+    let first = w
+        .carrier
+        .send(sms(PHONE, &body))
+        .await
+        .unwrap()
+        .carrier_message_id;
+    let ids: Vec<String> = w.smsc.accepted().into_iter().map(|(id, _)| id).collect();
+    assert_eq!(ids.len(), 2);
+    let other = ids.iter().find(|id| **id != first).unwrap().clone();
+    // the second part's receipt alone reports nothing yet
+    w.smsc
+        .deliver(
+            0x04,
+            0,
+            format!("id:{other} stat:DELIVRD err:000").into_bytes(),
+        )
+        .await;
+    w.smsc
+        .deliver(
+            0x04,
+            0,
+            format!("id:{first} stat:DELIVRD err:000").into_bytes(),
+        )
+        .await;
+    assert_eq!(
+        next_report(&mut w.reports).await,
+        CarrierReport::Receipt {
+            carrier: "smsc1".into(),
+            carrier_message_id: first,
+            status: ReceiptStatus::Delivered,
+            reason: None,
+        }
+    );
+    assert!(w.reports.try_recv().is_err(), "exactly one report");
+}
+
+#[tokio::test]
+async fn mobile_originated_texts_single_and_concatenated_out_of_order() {
+    let mut w = bound_world(|_| {}).await;
+    // single, GSM-7 with escapes
+    w.smsc.deliver(0, 0, gsm7("Hi there [ok] 5€")).await;
+    assert_eq!(
+        next_report(&mut w.reports).await,
+        CarrierReport::Inbound {
+            carrier: "smsc1".into(),
+            from: PHONE.into(),
+            to: OUR_DID.into(),
+            body: "Hi there [ok] 5€".into(),
+        }
+    );
+    // single UCS-2
+    w.smsc.deliver(0, 8, utf16be("Ça va? 😀")).await;
+    match next_report(&mut w.reports).await {
+        CarrierReport::Inbound { body, .. } => assert_eq!(body, "Ça va? 😀"),
+        other => panic!("{other:?}"),
+    }
+    // three UCS-2 parts, arriving 3, 1, 2 (a surrogate pair split across parts 1 and 2)
+    let full = "First part, then 😀 second, and the third.";
+    let bytes = utf16be(full);
+    let cut1 = 2 * 18 + 2; // inside the emoji's surrogate pair
+    let cut2 = 2 * 30;
+    let chunks = [&bytes[..cut1], &bytes[cut1..cut2], &bytes[cut2..]];
+    for seq in [3u8, 1, 2] {
+        let mut sm = vec![0x05, 0x00, 0x03, 0x7A, 0x03, seq];
+        sm.extend_from_slice(chunks[usize::from(seq) - 1]);
+        w.smsc.deliver(0x40, 8, sm).await;
+    }
+    assert_eq!(
+        next_report(&mut w.reports).await,
+        CarrierReport::Inbound {
+            carrier: "smsc1".into(),
+            from: PHONE.into(),
+            to: OUR_DID.into(),
+            body: full.into(),
+        }
+    );
+    // two GSM-7 parts with a 16-bit reference, 2 then 1
+    let one = [
+        &[0x06, 0x08, 0x04, 0x12, 0x34, 0x02, 0x01][..],
+        &gsm7("Hello, "),
+    ]
+    .concat();
+    let two = [
+        &[0x06, 0x08, 0x04, 0x12, 0x34, 0x02, 0x02][..],
+        &gsm7("world {x}"),
+    ]
+    .concat();
+    w.smsc.deliver(0x40, 0, two).await;
+    w.smsc.deliver(0x40, 0, one).await;
+    match next_report(&mut w.reports).await {
+        CarrierReport::Inbound { body, .. } => assert_eq!(body, "Hello, world {x}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(w.reports.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn enquire_link_is_answered_and_sent() {
+    // the SMSC probes every 300 ms; we probe every second
+    let w = world_with(Smsc::new("secret"), 300, |c| c.enquire_link_secs = 1).await;
+    assert!(w.carrier.wait_bound(Duration::from_secs(5)).await);
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    assert!(w.tap.count(Dir::ToEsme, ENQUIRE_LINK) >= 3);
+    assert_eq!(
+        w.tap.count(Dir::ToSmsc, ENQUIRE_LINK_RESP),
+        w.tap.count(Dir::ToEsme, ENQUIRE_LINK)
+    );
+    assert!(w.tap.count(Dir::ToSmsc, ENQUIRE_LINK) >= 1);
+    assert!(w.tap.count(Dir::ToEsme, ENQUIRE_LINK_RESP) >= 1);
+    assert!(w.carrier.is_bound());
+    assert_eq!(w.tap.connections.load(Ordering::SeqCst), 1, "never rebound");
+}
+
+#[tokio::test]
+async fn throttling_is_retryable_and_an_invalid_destination_permanent() {
+    let w = bound_world(|_| {}).await;
+    match w.carrier.send(sms(THROTTLED, "hi")).await {
+        Err(CarrierError::Retryable(reason)) => {
+            assert!(reason.contains("ESME_RTHROTTLED"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    match w.carrier.send(sms(INVALID, "hi")).await {
+        Err(CarrierError::Permanent(reason)) => {
+            assert!(reason.contains("ESME_RINVDSTADR"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // an address that is not a number never reaches the SMSC
+    assert!(matches!(
+        w.carrier.send(sms("not a number", "hi")).await,
+        Err(CarrierError::Permanent(_))
+    ));
+    assert!(w.smsc.accepted().is_empty());
+    assert_eq!(w.tap.count(Dir::ToSmsc, SUBMIT_SM), 2);
+    // the session is still fine
+    w.carrier.send(sms(PHONE, "hi")).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_window_bounds_outstanding_submits() {
+    let w = bound_world(|c| c.window = 4).await;
+    w.smsc.delay_ms.store(80, Ordering::SeqCst);
+    let sends = (0..16).map(|i| {
+        let carrier = w.carrier.clone();
+        tokio::spawn(async move { carrier.send(sms(PHONE, &format!("window {i}"))).await })
+    });
+    for r in futures::future::join_all(sends).await {
+        r.unwrap().unwrap();
+    }
+    let max = w.smsc.max_in_flight.load(Ordering::SeqCst);
+    assert!(max <= 4, "{max} outstanding at once");
+    assert!(max >= 3, "the window is used ({max} at once)");
+    assert_eq!(w.smsc.accepted().len(), 16);
+}
+
+#[tokio::test]
+async fn a_dropped_connection_mid_window_loses_and_doubles_nothing() {
+    let w = bound_world(|c| c.window = 8).await;
+    let (open_gate, gate) = watch::channel(false);
+    *w.smsc.gate.lock().unwrap() = Some(gate);
+    // the SMSC acknowledges 5 submits, then leaves the next ones unanswered
+    w.smsc.hold_from.store(5, Ordering::SeqCst);
+    let texts: Vec<String> = (0..20).map(|i| format!("drop test {i:02}")).collect();
+    let sends: Vec<_> = texts
+        .iter()
+        .map(|text| {
+            let carrier = w.carrier.clone();
+            let text = text.clone();
+            tokio::spawn(async move { (text.clone(), carrier.send(sms(PHONE, &text)).await) })
+        })
+        .collect();
+    // wait for a full window outstanding at the SMSC, then cut the connection
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while w.smsc.held.load(Ordering::SeqCst) < 8 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("8 submits outstanding");
+    w.tap.cut();
+    w.smsc.hold_from.store(-1, Ordering::SeqCst);
+    let _ = open_gate.send(true);
+    let mut first_round = HashMap::new();
+    for s in sends {
+        let (text, result) = s.await.unwrap();
+        first_round.insert(text, result);
+    }
+    let ok = first_round.values().filter(|r| r.is_ok()).count();
+    let retryable = first_round
+        .values()
+        .filter(|r| matches!(r, Err(CarrierError::Retryable(_))))
+        .count();
+    assert_eq!((ok, retryable), (5, 15), "{first_round:?}");
+    // the caller (the gateway's queue) retries what was retryable; the carrier rebinds
+    for (text, result) in &first_round {
+        if result.is_ok() {
+            continue;
+        }
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match w.carrier.send(sms(PHONE, text)).await {
+                Ok(_) => break,
+                Err(CarrierError::Retryable(_)) if tries < 50 => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+    }
+    assert!(w.tap.connections.load(Ordering::SeqCst) >= 2, "rebound");
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for (_, sm) in w.smsc.accepted() {
+        *counts
+            .entry(String::from_utf8(sm.short_message).unwrap())
+            .or_default() += 1;
+    }
+    for text in &texts {
+        assert_eq!(
+            counts.get(text),
+            Some(&1),
+            "{text} accepted once: {counts:?}"
+        );
+    }
+    assert_eq!(counts.len(), 20);
+}
+
+#[tokio::test]
+async fn shutdown_unbinds_cleanly() {
+    let w = bound_world(|_| {}).await;
+    w.carrier.send(sms(PHONE, "before shutdown")).await.unwrap();
+    w.shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), w.carrier.stopped())
+        .await
+        .expect("stopped within 5 s");
+    assert_eq!(w.tap.count(Dir::ToSmsc, UNBIND), 1);
+    assert_eq!(w.tap.count(Dir::ToEsme, UNBIND_RESP), 1);
+    assert_eq!(w.smsc.unbinds.load(Ordering::SeqCst), 1);
+    assert!(!w.carrier.is_bound());
+    assert!(matches!(
+        w.carrier.send(sms(PHONE, "after")).await,
+        Err(CarrierError::Retryable(_))
+    ));
+    assert_eq!(w.tap.connections.load(Ordering::SeqCst), 1, "no rebind");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Garbage from the SMSC: a raw socket that binds, then sends bytes no SMSC should.
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn garbage_from_the_smsc_closes_the_session_and_rebinds() {
+    // shown when the test fails (or with --nocapture): why each session ended
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("airtext_gateway=info")
+        .try_init();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let n = connections.clone();
+    let garbage: Vec<Vec<u8>> = vec![
+        // a header whose command_length is below the 16-octet header itself
+        vec![0, 0, 0, 5, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 9],
+        // a deliver_sm whose sm_length runs past the end of the PDU
+        {
+            let mut body = vec![0u8]; // service_type
+            body.extend([1, 1]);
+            body.extend(b"447700900123\0");
+            body.extend([1, 1]);
+            body.extend(b"14155550100\0");
+            body.extend([0, 0, 0, 0, 0, 0, 0, 0, 0]); // esm..sm_default_msg_id, empty times
+            body.push(200); // sm_length
+            body.extend(b"abc");
+            pdu(0x0000_0005, 0, 7, &body)
+        },
+        // a submit_sm_resp for nothing with a non-ASCII message_id, then an unknown command
+        [
+            pdu(0x8000_0004, 0, 999, b"\xFF\xFE\0"),
+            pdu(0x0000_7777, 0, 8, b"??"),
+        ]
+        .concat(),
+        // a huge command_length
+        vec![0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 1],
+    ];
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let i = n.fetch_add(1, Ordering::SeqCst);
+            let bytes = garbage.get(i).cloned();
+            tokio::spawn(async move {
+                let Ok(bind) = read_frame(&mut s).await else {
+                    return;
+                };
+                let seq = u32::from_be_bytes(bind[12..16].try_into().unwrap());
+                let _ = s.write_all(&pdu(0x8000_0009, 0, seq, b"RAW\0")).await;
+                if let Some(bytes) = bytes {
+                    let _ = s.write_all(&bytes).await;
+                }
+                // keep the socket open; the carrier must be the one to close it
+                let mut sink = [0u8; 1024];
+                while let Ok(n) = s.read(&mut sink).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let (tx, _reports) = mpsc::channel(16);
+    let shutdown = CancellationToken::new();
+    let carrier = SmppCarrier::start_with(config(port), tuning(), tx, shutdown.clone()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while connections.load(Ordering::SeqCst) < 5 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "a new bind after each malformed PDU; {} connections, last error {:?}",
+            connections.load(Ordering::SeqCst),
+            carrier.last_error()
+        )
+    });
+    // the fifth connection is well-behaved and stays bound
+    assert!(carrier.wait_bound(Duration::from_secs(3)).await);
+    shutdown.cancel();
+    carrier.stopped().await;
+}
+
+fn pdu(command_id: u32, status: u32, seq: u32, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + body.len());
+    out.extend(((16 + body.len()) as u32).to_be_bytes());
+    out.extend(command_id.to_be_bytes());
+    out.extend(status.to_be_bytes());
+    out.extend(seq.to_be_bytes());
+    out.extend(body);
+    out
+}
