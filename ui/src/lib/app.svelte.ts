@@ -1,0 +1,291 @@
+// The app's state (Svelte 5 runes): session, conversation list, open threads, contacts,
+// connection and sync, drafts. Components read it and call its methods; it talks only to the
+// `Backend`. Large lists are `$state.raw` and replaced, never deeply proxied (50,000 messages).
+
+import {
+  BackendError,
+  type Backend,
+  type BackendEvent,
+  type ChatConversation,
+  type ChatMessage,
+  type ConnectionState,
+  type Contact,
+  type Me,
+  type PathChoice,
+} from './backend/types';
+import { Drafts } from './drafts';
+import { prependPage, removeFrom, replaceIn, upsertInto } from './thread';
+
+export const PAGE = 100;
+
+export class ThreadState {
+  messages: ChatMessage[] = $state.raw([]);
+  loading = $state(false);
+  /** No older messages remain. */
+  complete = $state(false);
+  error: BackendError | null = $state(null);
+  constructor(readonly peer: string) {}
+}
+
+export type Screen = 'chats' | 'settings' | 'contacts' | 'new';
+
+export class AppState {
+  phase: 'loading' | 'onboarding' | 'app' = $state('loading');
+  me: Me | null = $state(null);
+  conversations: ChatConversation[] = $state.raw([]);
+  contacts: Map<string, Contact> = $state.raw(new Map());
+  selected: string | null = $state(null);
+  screen: Screen = $state('chats');
+  connection: ConnectionState = $state('offline');
+  connectionError: string | null = $state(null);
+  sync = $state({ applied: 0, remaining: 0 as number | null, cursor: 0 });
+  /** A short message for a live region ("Message from …", "Contact saved"). */
+  announcement = $state('');
+  error: BackendError | null = $state(null);
+  readonly drafts: Drafts;
+  private threads = new Map<string, ThreadState>();
+  private unsubscribe: (() => void) | null = null;
+
+  constructor(
+    readonly backend: Backend,
+    drafts?: Drafts,
+  ) {
+    this.drafts = drafts ?? new Drafts();
+  }
+
+  async start(): Promise<void> {
+    this.unsubscribe?.();
+    this.unsubscribe = this.backend.subscribe((e) => this.onEvent(e));
+    try {
+      const me = await this.backend.restore();
+      if (me) await this.enter(me);
+      else this.phase = 'onboarding';
+    } catch (e) {
+      this.error = BackendError.from(e);
+      this.phase = 'onboarding';
+    }
+  }
+
+  /** After sign-in (or restore): load the list and show the app. */
+  async enter(me: Me): Promise<void> {
+    this.me = me;
+    this.phase = 'app';
+    await Promise.all([this.refreshConversations(), this.refreshContacts()]);
+  }
+
+  async refreshConversations(): Promise<void> {
+    try {
+      this.conversations = sortConversations(await this.backend.conversations());
+    } catch (e) {
+      this.error = BackendError.from(e);
+    }
+  }
+
+  async refreshContacts(): Promise<void> {
+    try {
+      this.contacts = new Map((await this.backend.contacts()).map((c) => [c.address, c]));
+    } catch {
+      // the list still works without names
+    }
+  }
+
+  async refreshMe(): Promise<void> {
+    this.me = await this.backend.me();
+  }
+
+  async signOut(): Promise<void> {
+    await this.backend.signOut();
+    this.reset();
+  }
+
+  private reset(): void {
+    this.me = null;
+    this.conversations = [];
+    this.threads.clear();
+    this.selected = null;
+    this.screen = 'chats';
+    this.phase = 'onboarding';
+  }
+
+  conversation(peer: string): ChatConversation | undefined {
+    return this.conversations.find((c) => c.peer === peer);
+  }
+
+  thread(peer: string): ThreadState {
+    let t = this.threads.get(peer);
+    if (!t) {
+      t = new ThreadState(peer);
+      this.threads.set(peer, t);
+    }
+    return t;
+  }
+
+  /** Opens a thread (loading its newest page the first time). */
+  async open(peer: string): Promise<void> {
+    this.selected = peer;
+    this.screen = 'chats';
+    const t = this.thread(peer);
+    if (t.messages.length === 0 && !t.complete) await this.loadOlder(peer);
+    await this.markRead(peer);
+  }
+
+  close(): void {
+    this.selected = null;
+  }
+
+  async loadOlder(peer: string): Promise<void> {
+    const t = this.thread(peer);
+    if (t.loading || t.complete) return;
+    t.loading = true;
+    t.error = null;
+    try {
+      const before = t.messages[0] ?? null;
+      const page = await this.backend.messages(peer, before, PAGE);
+      if (before) {
+        t.messages = prependPage(t.messages, page);
+      } else {
+        // Messages that arrived live while the page loaded merge in.
+        let list = [...page].reverse();
+        for (const m of t.messages) list = upsertInto(list, m);
+        t.messages = list;
+      }
+      if (page.length < PAGE) t.complete = true;
+    } catch (e) {
+      t.error = BackendError.from(e);
+    } finally {
+      t.loading = false;
+    }
+  }
+
+  async markRead(peer: string): Promise<void> {
+    const conv = this.conversation(peer);
+    const t = this.threads.get(peer);
+    if (!conv || conv.unread === 0 || !t) return;
+    const lastInbound = [...t.messages].reverse().find((m) => m.direction === 'inbound' && m.id);
+    if (!lastInbound) return;
+    this.patchConversation({ ...conv, unread: 0 });
+    try {
+      await this.backend.markRead(peer, lastInbound);
+    } catch {
+      // the next open marks it again
+    }
+  }
+
+  async send(peer: string, body: string): Promise<ChatMessage | null> {
+    const text = body.replace(/\s+$/, '');
+    if (!text.trim()) return null;
+    try {
+      const m = await this.backend.send(peer, text);
+      this.addMessage(m);
+      this.drafts.set(peer, '');
+      return m;
+    } catch (e) {
+      this.error = BackendError.from(e);
+      return null;
+    }
+  }
+
+  async retry(m: ChatMessage): Promise<void> {
+    try {
+      const again = await this.backend.retry(m);
+      const t = this.thread(m.peer);
+      t.messages = again.key === m.key ? replaceIn(t.messages, again) : upsertInto(removeFrom(t.messages, m.key, m.id), again);
+    } catch (e) {
+      this.error = BackendError.from(e);
+    }
+  }
+
+  async deleteMessage(m: ChatMessage): Promise<void> {
+    try {
+      await this.backend.deleteMessage(m);
+      const t = this.thread(m.peer);
+      t.messages = removeFrom(t.messages, m.key, m.id);
+    } catch (e) {
+      this.error = BackendError.from(e);
+    }
+  }
+
+  async setPath(peer: string, path: PathChoice, fallback?: boolean): Promise<void> {
+    const existing = this.contacts.get(peer);
+    try {
+      const c = await this.backend.setContact(peer, path, fallback ?? existing?.fallback ?? false, existing?.name ?? null);
+      this.applyContact(c);
+      this.announcement = `Path for ${c.name ?? peer} set to ${path}`;
+    } catch (e) {
+      this.error = BackendError.from(e);
+    }
+  }
+
+  private applyContact(c: Contact): void {
+    const next = new Map(this.contacts);
+    next.set(c.address, c);
+    this.contacts = next;
+    const conv = this.conversation(c.address);
+    if (conv && conv.name !== c.name) this.patchConversation({ ...conv, name: c.name });
+  }
+
+  private patchConversation(c: ChatConversation): void {
+    const others = this.conversations.filter((x) => x.peer !== c.peer);
+    this.conversations = sortConversations([...others, c]);
+  }
+
+  private addMessage(m: ChatMessage): void {
+    const t = this.threads.get(m.peer);
+    if (t) t.messages = upsertInto(t.messages, m);
+  }
+
+  onEvent(e: BackendEvent): void {
+    switch (e.type) {
+      case 'message_added':
+      case 'message_updated': {
+        this.addMessage(e.message);
+        if (e.type === 'message_added' && e.message.direction === 'inbound') {
+          this.announcement = `New message from ${this.conversation(e.message.peer)?.name ?? e.message.peer}`;
+        }
+        break;
+      }
+      case 'message_deleted': {
+        for (const t of this.threads.values()) {
+          if (e.peer && t.peer !== e.peer) continue;
+          const next = removeFrom(t.messages, e.key, e.id);
+          if (next !== t.messages) t.messages = next;
+        }
+        break;
+      }
+      case 'conversation_changed': {
+        const c = { ...e.conversation };
+        // A thread on screen is read as it arrives.
+        const visible = this.selected === c.peer && this.phase === 'app' && this.screen === 'chats' &&
+          (typeof document === 'undefined' || document.visibilityState !== 'hidden');
+        if (visible && c.unread > 0) {
+          this.patchConversation(c);
+          void this.markRead(c.peer);
+        } else {
+          this.patchConversation(c);
+        }
+        break;
+      }
+      case 'contact_changed':
+        this.applyContact(e.contact);
+        break;
+      case 'sync_progress':
+        this.sync = { applied: e.applied, remaining: e.remaining, cursor: e.cursor };
+        break;
+      case 'connection_changed':
+        this.connection = e.state;
+        this.connectionError = e.error ?? null;
+        break;
+      case 'signed_out':
+        this.reset();
+        this.error = new BackendError('unauthorized', 'This device was signed out. Sign in again to keep texting.');
+        break;
+      case 'open_thread':
+        void this.open(e.peer);
+        break;
+    }
+  }
+}
+
+export function sortConversations(list: ChatConversation[]): ChatConversation[] {
+  return list.slice().sort((a, b) => (a.updated_at < b.updated_at ? 1 : a.updated_at > b.updated_at ? -1 : 0));
+}

@@ -1,0 +1,233 @@
+// The one interface the whole UI talks to. Two implementations:
+// - `TauriBackend` (tauri.ts): IPC into the Rust shell, which delegates to airtext-client
+//   (local SQLite cache, outbox, path policy, cellular modem, keyring, notifications);
+// - `WebBackend` (web.ts): fetch + WebSocket straight to a gateway (API v1), with an in-memory
+//   cache, for the web portal and the browser tests.
+//
+// Every failure is thrown as a `BackendError` carrying the shared `{code, message}` vocabulary
+// (the same `ErrorCode`s the gateway returns), so the UI handles both backends alike.
+
+import type { ConversationId } from '../bindings/ConversationId';
+import type { ClientId } from '../bindings/ClientId';
+import type { Contact } from '../bindings/Contact';
+import type { Direction } from '../bindings/Direction';
+import type { Encoding } from '../bindings/Encoding';
+import type { ErrorBody } from '../bindings/ErrorBody';
+import type { ErrorCode } from '../bindings/ErrorCode';
+import type { IdentityKind } from '../bindings/IdentityKind';
+import type { IdentityPending } from '../bindings/IdentityPending';
+import type { IdentityVerified } from '../bindings/IdentityVerified';
+import type { Lookup } from '../bindings/Lookup';
+import type { Me } from '../bindings/Me';
+import type { MessageId } from '../bindings/MessageId';
+import type { PathChoice } from '../bindings/PathChoice';
+import type { Route } from '../bindings/Route';
+import type { SendStatus } from '../bindings/SendStatus';
+import type { TextPlan } from '../bindings/TextPlan';
+import type { DeviceId } from '../bindings/DeviceId';
+
+export type { Contact, Me, TextPlan, Lookup, PathChoice, SendStatus, Route, ErrorCode };
+
+/** The way a text actually goes (airtext-client's `SendPath`). */
+export type SendPath = 'cloud' | 'cellular';
+
+/**
+ * A message as the UI shows it: the cache's copy (airtext-client's `CachedMessage`), which may
+ * exist only on this device so far (`id` null while queued).
+ */
+export interface ChatMessage {
+  /** Stable for the message's whole life on this device (the cache's local id). */
+  key: string;
+  /** The gateway's id, once the gateway has it. */
+  id: MessageId | null;
+  conversation_id: ConversationId | null;
+  /** The other party, normalised. */
+  peer: string;
+  direction: Direction;
+  from: string;
+  to: string;
+  body: string;
+  status: SendStatus;
+  /** The route the gateway took (in-network or carrier) or `cellular`; null while unknown. */
+  route: Route | null;
+  /** The path it took or is queued for. */
+  path: SendPath | null;
+  client_id: ClientId | null;
+  encoding: Encoding;
+  segments: number;
+  failure_reason?: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+/** A thread (airtext-client's `CachedConversation`); the UI keys threads by `peer`. */
+export interface ChatConversation {
+  id: ConversationId | null;
+  peer: string;
+  /** The contact's name, when one is set. */
+  name: string | null;
+  last_message: ChatMessage | null;
+  unread: number;
+  updated_at: string;
+}
+
+export interface SearchHit {
+  conversation: ChatConversation;
+  /** The matching message, or null when the peer or name matched. */
+  message: ChatMessage | null;
+}
+
+/** Which path the next text to a peer will take, and why (airtext-client's `path::Decision`). */
+export interface PathDecision {
+  path: SendPath;
+  /** The path used at once if `path` fails (the contact allows fallback). */
+  fallback: SendPath | null;
+  reason: string;
+  /** Whether the peer is an Airtext account; null when unknown (offline). */
+  in_network: boolean | null;
+  /** The contact's setting. */
+  choice: PathChoice;
+}
+
+export interface Settings {
+  /** `socks5h://127.0.0.1:9050` (Tor) or any SOCKS5 proxy; empty for a direct connection. */
+  proxy_url: string;
+  /** The cellular modem's serial port (`/dev/ttyUSB2`, `COM4`); empty for none. */
+  modem_port: string;
+  notifications: boolean;
+  /** Show only the sender in notifications, never the text. */
+  hide_text: boolean;
+}
+
+/** What this backend can do (the web portal has no modem, proxy or desktop notifications). */
+export interface Capabilities {
+  proxy: boolean;
+  modem: boolean;
+  notifications: boolean;
+  kind: 'tauri' | 'web';
+}
+
+export type ConnectionState = 'online' | 'connecting' | 'offline';
+
+export type BackendEvent =
+  | { type: 'message_added'; message: ChatMessage }
+  | { type: 'message_updated'; message: ChatMessage }
+  | { type: 'message_deleted'; key: string | null; id: MessageId | null; peer: string | null }
+  | { type: 'conversation_changed'; conversation: ChatConversation }
+  | { type: 'contact_changed'; contact: Contact }
+  | { type: 'sync_progress'; applied: number; remaining: number | null; cursor: number }
+  | { type: 'connection_changed'; state: ConnectionState; error?: string | null }
+  | { type: 'signed_out' }
+  /** The user clicked a desktop notification: show that thread. */
+  | { type: 'open_thread'; peer: string };
+
+export interface SignUpInput {
+  username: string;
+  password: string;
+  email: string | null;
+}
+
+export interface SignInInput {
+  username: string;
+  password: string;
+  device_name: string;
+}
+
+export interface ContactInput {
+  name: string | null;
+  /** Phone numbers, e-mail addresses or @usernames, as written in the source. */
+  addresses: string[];
+}
+
+export interface ImportResult {
+  imported: Contact[];
+  /** Addresses the gateway refused, with why. */
+  skipped: { address: string; error: BackendError }[];
+}
+
+export interface Backend {
+  readonly capabilities: Capabilities;
+
+  // — session —
+  gatewayUrl(): Promise<string | null>;
+  /** Checks the gateway answers (`/healthz`) and remembers it. */
+  setGatewayUrl(url: string): Promise<void>;
+  /** The signed-in account, or null when signed out (a missing token is not an error). */
+  restore(): Promise<Me | null>;
+  signUp(input: SignUpInput): Promise<void>;
+  signIn(input: SignInInput): Promise<Me>;
+  signOut(): Promise<void>;
+  me(): Promise<Me>;
+  revokeDevice(id: DeviceId): Promise<void>;
+
+  // — numbers and identities —
+  availableNumbers(areaCode: string): Promise<string[]>;
+  claimNumber(number: string): Promise<string>;
+  addIdentity(kind: IdentityKind, value: string): Promise<IdentityPending>;
+  verifyIdentity(id: string, code: string): Promise<IdentityVerified>;
+
+  // — conversations and messages —
+  conversations(): Promise<ChatConversation[]>;
+  /** Searches the local cache: peers, contact names and message bodies. */
+  search(query: string): Promise<SearchHit[]>;
+  /** Normalises an address and says whether it is on Airtext. */
+  lookup(address: string): Promise<Lookup>;
+  /** A page of a thread, newest first, older than `before` (the oldest message shown). */
+  messages(peer: string, before: ChatMessage | null, limit: number): Promise<ChatMessage[]>;
+  /** Writes the message locally and returns it at once (status `queued`); sending follows. */
+  send(to: string, body: string): Promise<ChatMessage>;
+  retry(message: ChatMessage): Promise<ChatMessage>;
+  markRead(peer: string, upTo: ChatMessage): Promise<void>;
+  deleteMessage(message: ChatMessage): Promise<void>;
+
+  // — contacts and path —
+  contacts(): Promise<Contact[]>;
+  setContact(address: string, path: PathChoice, fallback: boolean, name: string | null): Promise<Contact>;
+  importContacts(contacts: ContactInput[]): Promise<ImportResult>;
+  decidePath(peer: string): Promise<PathDecision>;
+  /** Encoding, segments and characters left, decided by airtext-sms; null when unavailable. */
+  plan(text: string): Promise<TextPlan | null>;
+
+  // — settings —
+  settings(): Promise<Settings>;
+  saveSettings(settings: Settings): Promise<void>;
+  /** Serial ports that may be a modem (empty where there are none or it can't be known). */
+  serialPorts(): Promise<string[]>;
+
+  /** Live changes; returns the unsubscribe function. */
+  subscribe(listener: (event: BackendEvent) => void): () => void;
+}
+
+/** Every error the UI sees: the shared `{code, message}` vocabulary. */
+export class BackendError extends Error implements ErrorBody {
+  readonly code: ErrorCode;
+  /** The HTTP status, when the error came from the gateway over HTTP. */
+  readonly status: number | null;
+
+  constructor(code: ErrorCode, message: string, status: number | null = null) {
+    super(message);
+    this.name = 'BackendError';
+    this.code = code;
+    this.status = status;
+  }
+
+  static from(error: unknown): BackendError {
+    if (error instanceof BackendError) return error;
+    if (isErrorBody(error)) return new BackendError(error.code, error.message);
+    if (error instanceof Error) return new BackendError('unavailable', error.message);
+    return new BackendError('unknown', String(error));
+  }
+
+  toJSON(): ErrorBody {
+    return { code: this.code, message: this.message };
+  }
+}
+
+export function isErrorBody(value: unknown): value is ErrorBody {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { code?: unknown }).code === 'string' &&
+    typeof (value as { message?: unknown }).message === 'string'
+  );
+}
