@@ -15,7 +15,12 @@
 //!
 //! `--db postgres` uses AIRTEXT_TEST_DATABASE_URL (or postgres://postgres@127.0.0.1:5432/test)
 //! in a fresh schema.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,7 +63,9 @@ fn options() -> Options {
             "--recipients" => o.recipients = value().parse().expect("--recipients N"),
             "--messages" => o.messages = value().parse().expect("--messages N"),
             "--rate" => o.rate = value().parse().expect("--rate N"),
-            "--gateway-threads" => o.gateway_threads = value().parse().expect("--gateway-threads N"),
+            "--gateway-threads" => {
+                o.gateway_threads = value().parse().expect("--gateway-threads N")
+            }
             "--bench" => {
                 i += 1;
                 continue;
@@ -166,7 +173,9 @@ async fn run(o: &Options, url: &str) {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let accept = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap()));
+    let accept = Arc::new(Mutex::new(
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap(),
+    ));
     let next = Arc::new(AtomicU64::new(0));
     let total = o.messages as u64;
     let started = Instant::now();
@@ -231,7 +240,11 @@ async fn run(o: &Options, url: &str) {
         o.senders,
         o.recipients,
         o.messages,
-        if o.rate == 0 { "max".to_owned() } else { o.rate.to_string() }
+        if o.rate == 0 {
+            "max".to_owned()
+        } else {
+            o.rate.to_string()
+        }
     );
     println!(
         "accepted: {:.0} msg/s ({} in {:.2} s)",
@@ -275,11 +288,19 @@ async fn device(http: reqwest::Client, url: String, token: String, clock: Arc<Cl
             Err(_) => return,
         };
         if frame.is_ping() {
-            let _ = ws.send(tokio_tungstenite::tungstenite::Message::Pong(frame.into_data())).await;
+            let _ = ws
+                .send(tokio_tungstenite::tungstenite::Message::Pong(
+                    frame.into_data(),
+                ))
+                .await;
             continue;
         }
-        let Ok(text) = frame.into_text() else { continue };
-        let Ok(hint) = serde_json::from_str::<Value>(&text) else { continue };
+        let Ok(text) = frame.into_text() else {
+            continue;
+        };
+        let Ok(hint) = serde_json::from_str::<Value>(&text) else {
+            continue;
+        };
         let target = hint["seq"].as_i64().unwrap_or(0);
         while cursor < target {
             let page: Value = http
@@ -295,7 +316,10 @@ async fn device(http: reqwest::Client, url: String, token: String, clock: Arc<Cl
             for event in page["events"].as_array().unwrap() {
                 if event["type"] == "message.created" {
                     let body = event["message"]["body"].as_str().unwrap_or("");
-                    if let Some(n) = body.strip_prefix("bench ").and_then(|n| n.parse::<u64>().ok()) {
+                    if let Some(n) = body
+                        .strip_prefix("bench ")
+                        .and_then(|n| n.parse::<u64>().ok())
+                    {
                         let started = clock.started.lock().unwrap().get(&n).copied();
                         if let Some(started) = started {
                             let micros = now.duration_since(started).as_micros() as u64;
@@ -322,7 +346,12 @@ async fn sign_up(http: &reqwest::Client, url: &str, name: &str) {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status().as_u16(), 201, "{:?}", response.text().await);
+    assert_eq!(
+        response.status().as_u16(),
+        201,
+        "{:?}",
+        response.text().await
+    );
 }
 
 async fn sign_in(http: &reqwest::Client, url: &str, name: &str, device: &str) -> String {

@@ -261,9 +261,10 @@ async fn unknown_users_cost_the_same_time_as_wrong_passwords() {
     unknown.sort();
     let (k, u) = (known[2].as_secs_f64(), unknown[2].as_secs_f64());
     // Both pay for one argon2 verification; without the dummy hash the unknown user would
-    // answer orders of magnitude faster.
+    // answer orders of magnitude (~1000x) faster. The bound is wide so that a loaded machine
+    // running other tests at once cannot make it flaky.
     assert!(
-        u > k / 3.0 && u < k * 3.0,
+        u > k / 20.0 && u < k * 20.0,
         "median wrong-password {k:.4}s vs unknown-user {u:.4}s"
     );
     gw.stop().await;

@@ -23,13 +23,16 @@ pub fn router() -> OpenApiRouter<AppState> {
     tag = "messages",
     request_body = PlanText,
     responses(
-        (status = 200, body = TextPlan),
-        (status = 400, body = airtext_api::ErrorBody),
-        (status = 401, body = airtext_api::ErrorBody),
+        (status = 200, description = "How the text would be sent", body = TextPlan),
+        (status = 400, description = "The body is not JSON of this shape", body = airtext_api::ErrorBody),
+        (status = 401, description = "No valid device token", body = airtext_api::ErrorBody),
     ),
     security(("device_token" = []))
 )]
-pub async fn plan_text(_device: AuthDevice, ApiJson(request): ApiJson<PlanText>) -> ApiResult<Json<TextPlan>> {
+pub async fn plan_text(
+    _device: AuthDevice,
+    ApiJson(request): ApiJson<PlanText>,
+) -> ApiResult<Json<TextPlan>> {
     Ok(Json(text_plan(&request.text)))
 }
 
