@@ -351,6 +351,7 @@ fn tuning() -> SmppTuning {
         bind_wait: Duration::from_secs(3),
         shutdown_grace: Duration::from_secs(1),
         unbind_timeout: Duration::from_secs(2),
+        throttle_pause: Duration::from_millis(300),
         ..SmppTuning::default()
     }
 }
@@ -805,12 +806,19 @@ async fn throttling_is_retryable_and_an_invalid_destination_permanent() {
         }
         other => panic!("{other:?}"),
     }
+    // after a throttling answer the carrier holds new submits for `throttle_pause`
+    let started = std::time::Instant::now();
     match w.carrier.send(sms(INVALID, "hi")).await {
         Err(CarrierError::Permanent(reason)) => {
             assert!(reason.contains("ESME_RINVDSTADR"), "{reason}")
         }
         other => panic!("{other:?}"),
     }
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
     // an address that is not a number never reaches the SMSC
     assert!(matches!(
         w.carrier.send(sms("not a number", "hi")).await,
@@ -837,6 +845,24 @@ async fn the_window_bounds_outstanding_submits() {
     assert!(max <= 4, "{max} outstanding at once");
     assert!(max >= 3, "the window is used ({max} at once)");
     assert_eq!(w.smsc.accepted().len(), 16);
+}
+
+#[tokio::test]
+async fn max_per_second_paces_submit_sm() {
+    // 50 per second with bursts of 2: 12 single-part texts take at least 10 × 20 ms
+    let w = bound_world(|c| c.max_per_second = Some(50)).await;
+    let started = std::time::Instant::now();
+    let sends = (0..12).map(|i| {
+        let carrier = w.carrier.clone();
+        tokio::spawn(async move { carrier.send(sms(PHONE, &format!("paced {i}"))).await })
+    });
+    for r in futures::future::join_all(sends).await {
+        r.unwrap().unwrap();
+    }
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(190), "{took:?}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert_eq!(w.smsc.accepted().len(), 12);
 }
 
 #[tokio::test]

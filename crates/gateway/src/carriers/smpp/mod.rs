@@ -23,8 +23,10 @@
 //!   so the cap is on PDUs, not texts). A part refused permanently makes the whole message
 //!   permanent; otherwise any retryable failure (throttling, queue full, system error, no
 //!   response in time, a dropped connection) makes it retryable and the gateway's queue sends
-//!   the whole message again. A part the SMSC had acknowledged may then go twice; a new
-//!   concatenation reference is used, so a phone never mixes parts of the two attempts.
+//!   the whole message again; a part the SMSC had acknowledged may then go twice, but under a
+//!   new concatenation reference, so a phone never mixes parts of the two attempts.
+//! - After ESME_RTHROTTLED or ESME_RMSGQFUL every new submit waits `throttle_pause`: the SMSC
+//!   asked us to slow down, and the rest of the window would only earn more refusals.
 //! - A submit the SMSC acknowledged returned `Ok` before any drop, and the gateway never resends
 //!   a message it got an id for; one outstanding when the connection dropped returns
 //!   `Retryable`. So, across a reconnect, a message is accepted once — except when the SMSC
@@ -102,6 +104,9 @@ pub struct SmppTuning {
     /// Multi-part messages whose receipts are joined, and for how long.
     pub receipt_tracking: usize,
     pub receipt_tracking_ttl: Duration,
+    /// After ESME_RTHROTTLED or ESME_RMSGQFUL, new submits wait this long (the SMSC asked us
+    /// to slow down; hammering it with the rest of the window would only earn more refusals).
+    pub throttle_pause: Duration,
 }
 
 impl Default for SmppTuning {
@@ -118,6 +123,7 @@ impl Default for SmppTuning {
             reassembly_timeout: Duration::from_secs(600),
             receipt_tracking: 200_000,
             receipt_tracking_ttl: Duration::from_secs(72 * 3600),
+            throttle_pause: Duration::from_secs(1),
         }
     }
 }
@@ -178,6 +184,8 @@ pub(crate) struct Inner {
     epoch: Instant,
     next_reference: AtomicU8,
     pace: Option<Pace>,
+    /// No submit before this instant (set by throttling answers).
+    paused_until: Mutex<Option<tokio::time::Instant>>,
 }
 
 impl fmt::Debug for Inner {
@@ -192,6 +200,22 @@ impl fmt::Debug for Inner {
 }
 
 impl Inner {
+    /// Holds new submits for `throttle_pause`.
+    fn pause(&self) {
+        let until = tokio::time::Instant::now() + self.tuning.throttle_pause;
+        let mut paused = lock(&self.paused_until);
+        if paused.is_none_or(|p| p < until) {
+            *paused = Some(until);
+        }
+    }
+
+    async fn wait_if_paused(&self) {
+        let until = *lock(&self.paused_until);
+        if let Some(until) = until {
+            tokio::time::sleep_until(until).await;
+        }
+    }
+
     fn set_error(&self, error: String) {
         *lock(&self.last_error) = Some(error);
     }
@@ -467,6 +491,7 @@ impl SmppCarrier {
             epoch: Instant::now(),
             next_reference: AtomicU8::new(rand::random()),
             pace,
+            paused_until: Mutex::new(None),
         });
         let task = tokio::spawn(session::run(inner.clone(), shutdown.clone()));
         tokio::spawn(expire_texts(inner.clone(), shutdown));
@@ -555,6 +580,7 @@ impl Carrier for SmppCarrier {
         let results = futures::future::join_all(submits.into_iter().map(|sm| {
             let session = &session;
             async move {
+                inner.wait_if_paused().await;
                 if let Some(pace) = &inner.pace {
                     pace.wait().await;
                 }
@@ -587,6 +613,12 @@ impl Carrier for SmppCarrier {
                         ));
                     }
                     (StatusClass::Retryable, _) => {
+                        if matches!(
+                            reply.status,
+                            status::ESME_RTHROTTLED | status::ESME_RMSGQFUL
+                        ) {
+                            self.inner.pause();
+                        }
                         retryable.get_or_insert(format!(
                             "{part}the SMSC deferred it: {}",
                             status::describe(reply.status)

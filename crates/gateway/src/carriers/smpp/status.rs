@@ -24,6 +24,11 @@
 //! | 0x65, 0x66 | ESME_RX_P_APPN, ESME_RX_R_APPN | permanent | "permanent application error", "reject message" |
 //! | 0xC0–0xC4 | TLV errors | permanent | |
 
+/// "Throttling error": the ESME exceeded the SMSC's allowed message rate.
+pub const ESME_RTHROTTLED: u32 = 0x58;
+/// "Message queue full".
+pub const ESME_RMSGQFUL: u32 = 0x14;
+
 /// The class of a response status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusClass {
