@@ -9,6 +9,7 @@ export function mergeMessage(old: ChatMessage, next: ChatMessage): ChatMessage {
   return {
     ...old,
     ...next,
+    key: old.key,
     status: reduce(old.status, next.status),
     failure_reason: next.failure_reason ?? old.failure_reason ?? null,
     created_at: old.created_at,

@@ -339,7 +339,7 @@ try {
     await page.keyboard.press('Control+k');
     await until('search focused', async () => page.evaluate(() => document.activeElement?.id === 'search'));
     await page.keyboard.type('Erin');
-    await page.locator('.list button.item').first().waitFor();
+    await page.getByLabel('Search results').getByRole('button', { name: /Erin/ }).waitFor();
     await page.keyboard.press('Tab');
     await page.keyboard.press('Enter');
     await until('erin thread', async () => (await page.getByTestId('thread-title').textContent()).includes('Erin'));

@@ -441,6 +441,16 @@ export class WebBackend implements Backend {
         hits.push({ conversation: { ...c }, message: null });
       }
     }
+    await this.ensureContacts();
+    for (const c of this.contactMap.values()) {
+      if (this.convs.has(c.address)) continue;
+      if (c.address.toLowerCase().includes(q) || (c.name ?? '').toLowerCase().includes(q)) {
+        hits.push({
+          conversation: { id: null, peer: c.address, name: c.name, last_message: null, unread: 0, updated_at: c.updated_at },
+          message: null,
+        });
+      }
+    }
     const messages = [...this.byKey.values()]
       .filter((m) => m.body.toLowerCase().includes(q))
       .sort((a, b) => (a.created_at < b.created_at ? 1 : -1))

@@ -1,0 +1,149 @@
+import { beforeEach, describe, expect, it } from 'vitest';
+import type { Message } from '../../src/lib/bindings/Message';
+import type { BackendEvent } from '../../src/lib/backend/types';
+import { WebBackend, normaliseGatewayUrl } from '../../src/lib/backend/web';
+
+type Handler = (method: string, path: string, body: unknown) => { status: number; body?: unknown } | Promise<{ status: number; body?: unknown }>;
+
+function fakeFetch(handler: Handler): { fetch: typeof fetch; calls: { method: string; path: string; body: unknown }[] } {
+  const calls: { method: string; path: string; body: unknown }[] = [];
+  const f = (async (input: RequestInfo | URL, init?: RequestInit) => {
+    const url = new URL(String(input));
+    const method = init?.method ?? 'GET';
+    const body = init?.body ? JSON.parse(String(init.body)) : undefined;
+    calls.push({ method, path: url.pathname + url.search, body });
+    const r = await handler(method, url.pathname + url.search, body);
+    return new Response(r.body === undefined ? null : JSON.stringify(r.body), { status: r.status });
+  }) as typeof fetch;
+  return { fetch: f, calls };
+}
+
+function serverMessage(over: Partial<Message>): Message {
+  return {
+    id: 'm1',
+    conversation_id: 'c1',
+    direction: 'outbound',
+    from: '+14155550100',
+    to: '+12065550123',
+    body: 'hello',
+    status: 'queued',
+    route: 'carrier',
+    client_id: null,
+    encoding: 'gsm7',
+    segments: 1,
+    failure_reason: null,
+    created_at: '2025-01-01T00:00:00Z',
+    updated_at: '2025-01-01T00:00:00Z',
+    ...over,
+  };
+}
+
+async function signedIn(handler: Handler) {
+  const me = { account_id: 'a', username: 'alice', email: null, number: '+14155550100', identities: [], devices: [] };
+  const fake = fakeFetch((method, path, body) => {
+    if (path === '/healthz') return { status: 200, body: { status: 'ok' } };
+    if (method === 'POST' && path === '/v1/sessions') return { status: 201, body: { token: 't', device_id: 'd', account_id: 'a' } };
+    if (path === '/v1/me') return { status: 200, body: me };
+    if (path === '/v1/contacts') return { status: 200, body: { contacts: [] } };
+    return handler(method, path, body);
+  });
+  const backend = new WebBackend({ fetch: fake.fetch, WebSocket: undefined as never });
+  await backend.setGatewayUrl('127.0.0.1:9');
+  await backend.signIn({ username: 'alice', password: 'pw', device_name: 'test' });
+  const events: BackendEvent[] = [];
+  backend.subscribe((e) => events.push(e));
+  return { backend, events, calls: fake.calls };
+}
+
+const tick = () => new Promise((r) => setTimeout(r, 0));
+
+beforeEach(() => {
+  sessionStorage.clear();
+  localStorage.clear();
+});
+
+describe('WebBackend', () => {
+  it('normalises the gateway address', () => {
+    expect(normaliseGatewayUrl('127.0.0.1:8080/')).toBe('http://127.0.0.1:8080');
+    expect(normaliseGatewayUrl(' https://sms.example.org ')).toBe('https://sms.example.org');
+  });
+
+  it('keeps the token in sessionStorage and errors as {code, message}', async () => {
+    const { backend } = await signedIn(() => ({ status: 409, body: { code: 'number_taken', message: 'taken' } }));
+    expect(sessionStorage.getItem('airtext.token')).toBe('t');
+    await expect(backend.claimNumber('+14155550100')).rejects.toMatchObject({ code: 'number_taken', message: 'taken', status: 409 });
+  });
+
+  it('send returns the queued message at once, then merges the server copy by client_id', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const { backend, events } = await signedIn(async (method, path, body) => {
+      if (method === 'POST' && path === '/v1/messages') {
+        await gate;
+        const b = body as { client_id: string };
+        return { status: 201, body: serverMessage({ client_id: b.client_id, status: 'sent' }) };
+      }
+      return { status: 404, body: { code: 'not_found', message: 'no' } };
+    });
+    const m = await backend.send('+12065550123', 'hello');
+    expect(m.status).toBe('queued');
+    expect(m.id).toBeNull();
+    release();
+    await tick();
+    await tick();
+    const updated = events.filter((e) => e.type === 'message_updated').at(-1);
+    expect(updated).toMatchObject({ message: { key: m.key, id: 'm1', status: 'sent' } });
+    // A late, backward report changes nothing; a forward one does.
+    backend.apply({ seq: 1, at: 'x', type: 'message.status', message_id: 'm1', conversation_id: 'c1', status: 'sending', updated_at: 'x' });
+    backend.apply({ seq: 2, at: 'x', type: 'message.status', message_id: 'm1', conversation_id: 'c1', status: 'delivered', updated_at: 'x' });
+    backend.apply({ seq: 3, at: 'x', type: 'message.status', message_id: 'm1', conversation_id: 'c1', status: 'sent', updated_at: 'x' });
+    const statuses = events.filter((e) => e.type === 'message_updated').map((e) => (e.type === 'message_updated' ? e.message.status : null));
+    expect(statuses).toEqual(['sent', 'delivered']);
+  });
+
+  it('a refused send is failed with the gateway message; a network error leaves it queued', async () => {
+    let mode: 'refuse' | 'down' = 'refuse';
+    const { backend, events } = await signedIn((method, path) => {
+      if (method === 'POST' && path === '/v1/messages') {
+        if (mode === 'refuse') return { status: 404, body: { code: 'unknown_recipient', message: 'Nobody is @ghost.' } };
+        throw new TypeError('network down');
+      }
+      return { status: 404, body: { code: 'not_found', message: 'no' } };
+    });
+    const m = await backend.send('@ghost', 'boo');
+    await tick();
+    await tick();
+    expect(events.filter((e) => e.type === 'message_updated').at(-1)).toMatchObject({
+      message: { key: m.key, status: 'failed', failure_reason: 'Nobody is @ghost.' },
+    });
+    mode = 'down';
+    const q = await backend.send('+12065550123', 'later');
+    await tick();
+    await tick();
+    const last = events.filter((e) => (e.type === 'message_updated' || e.type === 'message_added') && e.message.key === q.key);
+    expect(last.every((e) => (e.type === 'message_added' || e.type === 'message_updated') && e.message.status === 'queued')).toBe(true);
+    expect(events.some((e) => e.type === 'connection_changed' && e.state === 'offline')).toBe(true);
+  });
+
+  it('applies sync events idempotently and counts unread once', async () => {
+    const { backend, events } = await signedIn(() => ({ status: 404, body: { code: 'not_found', message: 'no' } }));
+    const inbound = serverMessage({ id: 'in1', direction: 'inbound', from: '+12065550123', to: '+14155550100', status: 'delivered' });
+    backend.apply({ seq: 1, at: 'x', type: 'message.created', message: inbound });
+    backend.apply({ seq: 1, at: 'x', type: 'message.created', message: inbound });
+    const convs = events.filter((e) => e.type === 'conversation_changed');
+    expect(convs.at(-1)).toMatchObject({ conversation: { peer: '+12065550123', unread: 1 } });
+    expect(events.filter((e) => e.type === 'message_added')).toHaveLength(1);
+    backend.apply({ seq: 2, at: 'x', type: 'conversation.read', conversation_id: 'c1', up_to: 'in1', unread: 0 });
+    expect(events.filter((e) => e.type === 'conversation_changed').at(-1)).toMatchObject({ conversation: { unread: 0 } });
+    backend.apply({ seq: 3, at: 'x', type: 'message.deleted', message_id: 'in1', conversation_id: 'c1' });
+    expect(events.at(-1)).toMatchObject({ type: 'message_deleted', id: 'in1' });
+  });
+
+  it('plan asks the gateway, and says "unavailable" (null) rather than guess', async () => {
+    const plan = { encoding: 'gsm7', segments: 1, chars_left: 158, parts: ['hi'], ucs2_characters: [] };
+    const { backend } = await signedIn((method, path) => (method === 'POST' && path === '/v1/messages/plan' ? { status: 200, body: plan } : { status: 404 }));
+    expect(await backend.plan('hi')).toEqual(plan);
+    const { backend: old } = await signedIn(() => ({ status: 404, body: { code: 'not_found', message: 'no such endpoint' } }));
+    expect(await old.plan('hi')).toBeNull();
+  });
+});
