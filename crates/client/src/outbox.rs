@@ -450,7 +450,13 @@ impl Session {
                 self.store_recorded(local, server).await?;
                 Ok(Outcome::Sent)
             }
-            Err(error) if error.is_transient() || error.code() == ErrorCode::NotFound => {
+            Err(error)
+                if error.is_transient()
+                    || matches!(
+                        error.code(),
+                        ErrorCode::NotFound | ErrorCode::MethodNotAllowed
+                    ) =>
+            {
                 // Not reachable, or a gateway without the endpoint yet: keep it and retry
                 // slowly; the text itself has gone.
                 let wait = Backoff::delay(

@@ -141,6 +141,12 @@ fn open_connection(path: &Path) -> Result<Connection, CacheError> {
         path: display.clone(),
         detail: e.to_string(),
     };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| CacheError::Open {
+            path: display.clone(),
+            detail: e.to_string(),
+        })?;
+    }
     let mut conn = Connection::open(path).map_err(open_error)?;
     conn.busy_timeout(Duration::from_secs(10))
         .map_err(open_error)?;

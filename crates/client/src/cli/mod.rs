@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod device;
 pub mod pdu;
 pub mod segments;
 
@@ -31,6 +32,8 @@ pub const EXIT_ERROR: u8 = 1;
     propagate_version = true
 )]
 pub struct Cli {
+    #[command(flatten)]
+    pub globals: device::Globals,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -44,14 +47,17 @@ pub enum Command {
     /// Decode and encode SMS PDUs in the hex form AT+CMGS / AT+CMGR use (SMSC field first).
     #[command(subcommand)]
     Pdu(pdu::Command),
+    #[command(flatten)]
+    Device(device::Command),
 }
 
 impl Command {
     /// Runs the command, writing its result to `out`.
-    pub fn run(&self, out: &mut dyn Write) -> anyhow::Result<()> {
+    pub fn run(&self, globals: &device::Globals, out: &mut dyn Write) -> anyhow::Result<()> {
         match self {
             Command::Segments(args) => segments::run(args, out),
             Command::Pdu(cmd) => pdu::run(cmd, out),
+            Command::Device(cmd) => device::run(cmd, globals, out),
         }
     }
 }
@@ -74,7 +80,7 @@ where
     };
     match cli
         .command
-        .run(out)
+        .run(&cli.globals, out)
         .and_then(|()| out.flush().map_err(Into::into))
     {
         Ok(()) => 0,
