@@ -1,4 +1,4 @@
-import { flushSync, mount, unmount } from 'svelte';
+import { flushSync, mount, unmount, type Component } from 'svelte';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { TextPlan } from '../../src/lib/bindings/TextPlan';
 import Composer from '../../src/lib/components/Composer.svelte';
@@ -9,10 +9,11 @@ import { Drafts } from '../../src/lib/drafts';
 import { msg } from './helpers';
 
 let mounted: ReturnType<typeof mount>[] = [];
-function render<P extends Record<string, unknown>>(component: Parameters<typeof mount>[0], props: P): HTMLElement {
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function render(component: Component<any, any, any>, props: Record<string, unknown>): HTMLElement {
   const target = document.createElement('div');
   document.body.appendChild(target);
-  mounted.push(mount(component as never, { target, props }));
+  mounted.push(mount(component, { target, props }));
   flushSync();
   return target;
 }
