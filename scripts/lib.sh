@@ -48,3 +48,13 @@ need_rust() {
 need_build_tools() {
   apt_install build-essential pkg-config curl ca-certificates python3 python3-pip
 }
+
+# Node.js 20 or newer with npm (Vite 8 needs it).
+need_node() {
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    apt_install nodejs npm
+  fi
+  local major
+  major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+  [ "$major" -ge 20 ] || die "Node.js $major is too old: the UI needs Node.js 20 or newer (install it from NodeSource or nvm), then run this again"
+}

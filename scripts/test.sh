@@ -54,6 +54,15 @@ cargo test --workspace --locked 2>&1 | tee "${TMPDIR:-/tmp}/airtext-test.log"
 say "TypeScript bindings of airtext-api match ui/src/lib/bindings"
 cargo test --locked -p airtext-api --features ts --test typescript_bindings
 
+# --- The UI: type check, unit tests, and browser tests against a real gateway. ---
+need_node
+apt_install chromium fonts-noto-color-emoji
+say "ui: npm ci, svelte-check, vitest"
+(cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run check && npm test)
+say "ui: browser tests (Debian chromium) against a real gateway"
+cargo build --locked -p airtext-gateway
+(cd ui && AIRTEXT_SCREENSHOTS=0 AIRTEXT_GATEWAY_BIN="$CARGO_TARGET_DIR/debug/airtext-gateway" npm run test:browser)
+
 if [ -z "${AIRTEXT_TEST_DATABASE_URL:-}" ]; then
   printf '\n\033[1;33m*** WARNING: PostgreSQL tests were SKIPPED (no server reachable) ***\033[0m\n' >&2
 fi
