@@ -260,6 +260,16 @@ pub enum OutboundOutcome {
     Failed { reason: String },
 }
 
+/// Where an out-of-network message went (see [`Store::carrier_record`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CarrierRecord {
+    pub carrier: String,
+    pub carrier_message_id: String,
+    /// What the send cost by the carrier's rate table (cost per segment × segments), when
+    /// it was recorded.
+    pub cost: Option<f64>,
+}
+
 /// An account's log moved: devices of `account_id` should pull up to `seq`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogAdvanced {
@@ -428,6 +438,31 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         carrier: &str,
         carrier_message_id: &str,
     ) -> StoreResult<Option<MessageId>>;
+
+    // ----- least-cost routing and opt-outs -----
+    /// [`Store::finish_outbound`], also recording on a `Sent` message what the send cost
+    /// (`cost` is ignored for the other outcomes).
+    async fn finish_outbound_priced(
+        &self,
+        message_id: MessageId,
+        outcome: OutboundOutcome,
+        cost: Option<f64>,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// The carrier, carrier id and cost recorded on a message; `None` until a carrier took it
+    /// (and for unknown ids). Operators' and tests' view: no account scope.
+    async fn carrier_record(&self, message_id: MessageId) -> StoreResult<Option<CarrierRecord>>;
+    /// Records (`opted_out: true`) or clears that the outside number `remote` asked our DID
+    /// `did` to stop texting it. Both are E.164 (or a short code as received). Idempotent.
+    async fn set_opt_out(
+        &self,
+        did: &str,
+        remote: &str,
+        opted_out: bool,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Whether `remote` has opted out of texts from `did`.
+    async fn opted_out(&self, did: &str, remote: &str) -> StoreResult<bool>;
 }
 
 pub type SharedStore = Arc<dyn Store>;
@@ -436,8 +471,7 @@ pub type SharedStore = Arc<dyn Store>;
 /// its migrations.
 pub async fn open(database_url: &str) -> StoreResult<SharedStore> {
     if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
-        postgres::PostgresStore::open(database_url).await?;
-        Err(StoreError::Unavailable("not written yet".into()))
+        Ok(Arc::new(postgres::PostgresStore::open(database_url).await?))
     } else if database_url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::SqliteStore::open(database_url).await?))
     } else {

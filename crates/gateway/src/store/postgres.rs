@@ -1,14 +1,1228 @@
-//! PLACEHOLDER: being written (PostgreSQL engine).
+//! The engine for scale: PostgreSQL, ordinary transactions per call.
+//!
+//! - Seqs come from the account's `account_log` row, updated (and so locked until commit) by
+//!   the transaction that appends the event; seqs of one account therefore commit strictly in
+//!   order. A global sequence would let seq 5 commit before 4.
+//! - Lock order, to keep concurrent writers free of deadlocks: conversation rows (sorted by
+//!   account and peer) before `account_log` rows (sorted by account), and the log rows last.
+//! - Each transaction that appended events also sends `pg_notify('airtext_log',
+//!   '<account>:<seq>')` (delivered at commit, to every node), and after commit publishes
+//!   [`LogAdvanced`] on this node's broadcast.
 
-use crate::store::StoreResult;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use airtext_api::contacts::Contact;
+use airtext_api::conversations::Conversation;
+use airtext_api::identities::IdentityKind;
+use airtext_api::messages::{Direction, Message};
+use airtext_api::sync::{EventKind, SyncEvent};
+use airtext_api::{AccountId, ConversationId, DeviceId, IdentityId, MessageId, SendStatus};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use super::rows::{self, corrupt, Cols};
+use super::{
+    AccountRecord, Conflict, Delivered, Delivery, DeviceRecord, IdentityRecord, InventoryNumber,
+    LogAdvanced, NewAccount, NewDevice, NewIdentityCode, NewMessage, NumberSearch, OutboundJob,
+    OutboundOutcome, StatusOutcome, StatusUpdate, Store, StoreError, StoreResult, TokenHash,
+};
+
+const MAX_CONNECTIONS: u32 = 32;
+const LOG_CAPACITY: usize = 65_536;
+/// The channel other nodes LISTEN on for log hints.
+pub const NOTIFY_CHANNEL: &str = "airtext_log";
+/// Authentication refreshes `last_seen_at` only when it is older than this.
+const LAST_SEEN_GRANULARITY: chrono::Duration = chrono::Duration::minutes(5);
 
 #[derive(Debug)]
-pub struct PostgresStore;
+pub struct PostgresStore {
+    pool: PgPool,
+    log: broadcast::Sender<LogAdvanced>,
+    closed: AtomicBool,
+}
+
+/// A write transaction and the logs it advanced.
+struct Tx {
+    tx: Transaction<'static, Postgres>,
+    advanced: BTreeMap<AccountId, i64>,
+}
+
+impl Tx {
+    fn conn(&mut self) -> &mut PgConnection {
+        &mut self.tx
+    }
+
+    /// Appends one event: moves the account's counter (locking its row until commit) and
+    /// inserts the event with that seq, in one statement.
+    async fn append(
+        &mut self,
+        account: AccountId,
+        at: DateTime<Utc>,
+        kind: &EventKind,
+    ) -> StoreResult<i64> {
+        let payload = rows::event_payload(kind)?;
+        let seq: i64 = sqlx::query_scalar(
+            "WITH s AS (UPDATE account_log SET last_seq = last_seq + 1 WHERE account_id = $1 \
+                        RETURNING last_seq) \
+             INSERT INTO events (account_id, seq, at, type, payload) \
+             SELECT $1, s.last_seq, $2, $3, $4 FROM s RETURNING seq",
+        )
+        .bind(account.0)
+        .bind(at)
+        .bind(kind.type_name())
+        .bind(payload)
+        .fetch_optional(&mut *self.tx)
+        .await?
+        .ok_or_else(|| corrupt(format!("account {account} has no log row")))?;
+        let last = self.advanced.entry(account).or_insert(seq);
+        *last = (*last).max(seq);
+        Ok(seq)
+    }
+}
+
+impl Cols for PgRow {
+    fn uuid(&self, col: &str) -> StoreResult<Uuid> {
+        self.try_get(col).map_err(corrupt)
+    }
+    fn opt_uuid(&self, col: &str) -> StoreResult<Option<Uuid>> {
+        self.try_get(col).map_err(corrupt)
+    }
+    fn text(&self, col: &str) -> StoreResult<String> {
+        self.try_get(col).map_err(corrupt)
+    }
+    fn opt_text(&self, col: &str) -> StoreResult<Option<String>> {
+        self.try_get(col).map_err(corrupt)
+    }
+    fn int(&self, col: &str) -> StoreResult<i64> {
+        self.try_get(col).map_err(corrupt)
+    }
+    fn boolean(&self, col: &str) -> StoreResult<bool> {
+        self.try_get(col).map_err(corrupt)
+    }
+    fn time(&self, col: &str) -> StoreResult<DateTime<Utc>> {
+        self.try_get(col).map_err(corrupt)
+    }
+    fn opt_time(&self, col: &str) -> StoreResult<Option<DateTime<Utc>>> {
+        self.try_get(col).map_err(corrupt)
+    }
+}
+
+fn closed_or(error: sqlx::Error) -> StoreError {
+    match error {
+        sqlx::Error::PoolClosed => StoreError::Unavailable("the store is closed".into()),
+        sqlx::Error::PoolTimedOut => StoreError::Unavailable("no database connection".into()),
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => corrupt(error),
+        other => other.into(),
+    }
+}
 
 impl PostgresStore {
-    pub async fn open(_url: &str) -> StoreResult<Self> {
-        Err(crate::store::StoreError::Unavailable(
-            "not written yet".into(),
+    /// Connects to `postgres://…` (an `options=-c search_path=…` parameter selects a schema)
+    /// and runs the migrations.
+    pub async fn open(url: &str) -> StoreResult<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        let (log, _) = broadcast::channel(LOG_CAPACITY);
+        Ok(PostgresStore {
+            pool,
+            log,
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    fn pool(&self) -> StoreResult<&PgPool> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Unavailable("the store is closed".into()));
+        }
+        Ok(&self.pool)
+    }
+
+    async fn begin(&self) -> StoreResult<Tx> {
+        let tx = self.pool()?.begin().await.map_err(closed_or)?;
+        Ok(Tx {
+            tx,
+            advanced: BTreeMap::new(),
+        })
+    }
+
+    /// Commits; the NOTIFY rides in the transaction so other nodes hear only of committed
+    /// events, and this node's subscribers hear after the commit.
+    async fn commit(&self, mut tx: Tx) -> StoreResult<()> {
+        for (account, seq) in &tx.advanced {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(NOTIFY_CHANNEL)
+                .bind(format!("{account}:{seq}"))
+                .execute(&mut *tx.tx)
+                .await?;
+        }
+        tx.tx.commit().await?;
+        for (account_id, seq) in tx.advanced {
+            let _ = self.log.send(LogAdvanced { account_id, seq });
+        }
+        Ok(())
+    }
+}
+
+/// Finds or creates `(account, peer)` and records `copy` as its newest message. Locks the
+/// conversation row until commit.
+async fn upsert_conversation(conn: &mut PgConnection, copy: &NewMessage) -> StoreResult<Uuid> {
+    let unread = i64::from(copy.direction == Direction::Inbound);
+    let id: Uuid = sqlx::query_scalar(
+        "INSERT INTO conversations (id, account_id, peer, last_message_id, updated_at, unread) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (account_id, peer) DO UPDATE SET \
+             last_message_id = excluded.last_message_id, \
+             updated_at = greatest(conversations.updated_at, excluded.updated_at), \
+             unread = conversations.unread + excluded.unread \
+         RETURNING id",
+    )
+    .bind(ConversationId::new().0)
+    .bind(copy.account_id.0)
+    .bind(&copy.peer)
+    .bind(copy.id.0)
+    .bind(copy.created_at)
+    .bind(unread)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(id)
+}
+
+/// Inserts a copy; `false` when its `(account, client_id)` already exists.
+async fn insert_message(
+    conn: &mut PgConnection,
+    copy: &NewMessage,
+    conversation: Uuid,
+) -> StoreResult<bool> {
+    let inserted: Option<i32> = sqlx::query_scalar(
+        "INSERT INTO messages (id, account_id, conversation_id, direction, from_addr, to_addr, \
+                               body, status, route, client_id, encoding, segments, \
+                               created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) \
+         ON CONFLICT (account_id, client_id) DO NOTHING \
+         RETURNING 1",
+    )
+    .bind(copy.id.0)
+    .bind(copy.account_id.0)
+    .bind(conversation)
+    .bind(copy.direction.as_str())
+    .bind(&copy.from)
+    .bind(&copy.to)
+    .bind(&copy.body)
+    .bind(copy.status.as_str())
+    .bind(copy.route.as_str())
+    .bind(copy.client_id.map(|c| c.0))
+    .bind(copy.encoding.as_str())
+    .bind(i64::from(copy.segments))
+    .bind(copy.created_at)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(inserted.is_some())
+}
+
+async fn message_by_client_id(
+    conn: &mut PgConnection,
+    copy: &NewMessage,
+) -> StoreResult<Option<Message>> {
+    let Some(client_id) = copy.client_id else {
+        return Ok(None);
+    };
+    let row = sqlx::query(&format!(
+        "SELECT {} FROM messages m WHERE m.account_id = $1 AND m.client_id = $2",
+        rows::MESSAGE_COLUMNS
+    ))
+    .bind(copy.account_id.0)
+    .bind(client_id.0)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.as_ref().map(rows::message).transpose()
+}
+
+/// Applies a status report through `SendStatus::advance` (locking the message row). `None`
+/// when the message does not exist.
+async fn apply_status(
+    tx: &mut Tx,
+    id: MessageId,
+    incoming: SendStatus,
+    failure_reason: Option<String>,
+    at: DateTime<Utc>,
+) -> StoreResult<Option<StatusOutcome>> {
+    let Some(row) = sqlx::query(&format!(
+        "SELECT m.account_id AS owner, {} FROM messages m WHERE m.id = $1 FOR UPDATE",
+        rows::MESSAGE_COLUMNS
+    ))
+    .bind(id.0)
+    .fetch_optional(tx.conn())
+    .await?
+    else {
+        return Ok(None);
+    };
+    let account: AccountId = row.uuid("owner")?.into();
+    let mut message = rows::message(&row)?;
+    let Some(next) = message.status.advance(incoming) else {
+        return Ok(Some(StatusOutcome {
+            message,
+            changed: false,
+        }));
+    };
+    let reason = if next == SendStatus::Failed {
+        failure_reason
+    } else {
+        None
+    };
+    sqlx::query(
+        "UPDATE messages SET status = $2, failure_reason = COALESCE($3, failure_reason), \
+             updated_at = $4 \
+         WHERE id = $1",
+    )
+    .bind(id.0)
+    .bind(next.as_str())
+    .bind(&reason)
+    .bind(at)
+    .execute(tx.conn())
+    .await?;
+    message.status = next;
+    if reason.is_some() {
+        message.failure_reason = reason;
+    }
+    message.updated_at = at;
+    tx.append(
+        account,
+        at,
+        &EventKind::MessageStatus {
+            message_id: message.id,
+            conversation_id: message.conversation_id,
+            status: next,
+            failure_reason: message.failure_reason.clone(),
+            updated_at: at,
+        },
+    )
+    .await?;
+    Ok(Some(StatusOutcome {
+        message,
+        changed: true,
+    }))
+}
+
+fn account_conflict(error: sqlx::Error) -> StoreError {
+    match rows::unique_violation(&error) {
+        Some(which) if which.contains("username") => StoreError::Conflict(Conflict::Username),
+        Some(which) if which.contains("email") => StoreError::Conflict(Conflict::Email),
+        _ => closed_or(error),
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(self.pool()?)
+            .await
+            .map_err(closed_or)?;
+        Ok(())
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<LogAdvanced> {
+        self.log.subscribe()
+    }
+
+    async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        // Waits for transactions in flight to return their connections.
+        self.pool.close().await;
+    }
+
+    async fn create_account(&self, account: NewAccount) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO accounts (id, username, email, password_hash, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(account.id.0)
+        .bind(&account.username)
+        .bind(&account.email)
+        .bind(&account.password_hash)
+        .bind(account.created_at)
+        .execute(tx.conn())
+        .await
+        .map_err(account_conflict)?;
+        sqlx::query("INSERT INTO account_log (account_id, last_seq) VALUES ($1, 0)")
+            .bind(account.id.0)
+            .execute(tx.conn())
+            .await?;
+        self.commit(tx).await
+    }
+
+    async fn account(&self, id: AccountId) -> StoreResult<Option<AccountRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {} FROM accounts a LEFT JOIN numbers n ON n.owner = a.id WHERE a.id = $1",
+            rows::ACCOUNT_COLUMNS
         ))
+        .bind(id.0)
+        .fetch_optional(self.pool()?)
+        .await
+        .map_err(closed_or)?;
+        row.as_ref().map(rows::account).transpose()
+    }
+
+    async fn account_by_username(&self, username: &str) -> StoreResult<Option<AccountRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {} FROM accounts a LEFT JOIN numbers n ON n.owner = a.id \
+             WHERE a.username = $1",
+            rows::ACCOUNT_COLUMNS
+        ))
+        .bind(username)
+        .fetch_optional(self.pool()?)
+        .await
+        .map_err(closed_or)?;
+        row.as_ref().map(rows::account).transpose()
+    }
+
+    async fn create_device(&self, device: NewDevice) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO devices (id, account_id, name, has_cellular, token_hash, created_at, \
+                                  last_seen_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6)",
+        )
+        .bind(device.id.0)
+        .bind(device.account_id.0)
+        .bind(&device.name)
+        .bind(device.has_cellular)
+        .bind(&device.token_hash.0[..])
+        .bind(device.created_at)
+        .execute(self.pool()?)
+        .await
+        .map_err(closed_or)?;
+        Ok(())
+    }
+
+    async fn device_by_token(
+        &self,
+        token: &TokenHash,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<DeviceRecord>> {
+        let row = sqlx::query(
+            "SELECT id, account_id, name, has_cellular, created_at, last_seen_at \
+             FROM devices WHERE token_hash = $1",
+        )
+        .bind(&token.0[..])
+        .fetch_optional(self.pool()?)
+        .await
+        .map_err(closed_or)?;
+        let Some(device) = row.as_ref().map(rows::device).transpose()? else {
+            return Ok(None);
+        };
+        if device.last_seen_at < now - LAST_SEEN_GRANULARITY {
+            sqlx::query("UPDATE devices SET last_seen_at = $2 WHERE id = $1 AND last_seen_at < $2")
+                .bind(device.id.0)
+                .bind(now)
+                .execute(self.pool()?)
+                .await
+                .map_err(closed_or)?;
+            return Ok(Some(DeviceRecord {
+                last_seen_at: now,
+                ..device
+            }));
+        }
+        Ok(Some(device))
+    }
+
+    async fn devices(&self, account: AccountId) -> StoreResult<Vec<DeviceRecord>> {
+        let found = sqlx::query(
+            "SELECT id, account_id, name, has_cellular, created_at, last_seen_at \
+             FROM devices WHERE account_id = $1 ORDER BY created_at, id",
+        )
+        .bind(account.0)
+        .fetch_all(self.pool()?)
+        .await
+        .map_err(closed_or)?;
+        found.iter().map(rows::device).collect()
+    }
+
+    async fn revoke_device(&self, account: AccountId, device: DeviceId) -> StoreResult<()> {
+        let done = sqlx::query("DELETE FROM devices WHERE id = $1 AND account_id = $2")
+            .bind(device.0)
+            .bind(account.0)
+            .execute(self.pool()?)
+            .await
+            .map_err(closed_or)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn add_inventory(&self, numbers: &[InventoryNumber]) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        for n in numbers {
+            sqlx::query(
+                "INSERT INTO numbers (number, carrier, country) VALUES ($1, $2, $3) \
+                 ON CONFLICT (number) DO NOTHING",
+            )
+            .bind(&n.number)
+            .bind(&n.carrier)
+            .bind(&n.country)
+            .execute(tx.conn())
+            .await?;
+        }
+        self.commit(tx).await
+    }
+
+    async fn available_numbers(&self, search: NumberSearch) -> StoreResult<Vec<String>> {
+        let prefix = search.prefix.unwrap_or_default();
+        let found: Vec<String> = sqlx::query_scalar(
+            "SELECT number FROM numbers \
+             WHERE country = $1 AND owner IS NULL AND available_at <= $2 \
+               AND left(number, length($3)) = $3 \
+             ORDER BY number LIMIT $4",
+        )
+        .bind(&search.country)
+        .bind(search.now)
+        .bind(&prefix)
+        .bind(i64::from(search.limit))
+        .fetch_all(self.pool()?)
+        .await
+        .map_err(closed_or)?;
+        Ok(found)
+    }
+
+    async fn claim_number(
+        &self,
+        account: AccountId,
+        number: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(
+            "SELECT owner, available_at > $2 AS quarantined FROM numbers WHERE number = $1 \
+             FOR UPDATE",
+        )
+        .bind(number)
+        .bind(now)
+        .fetch_optional(tx.conn())
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let owner = row.opt_uuid("owner")?;
+        if owner == Some(account.0) {
+            return Err(StoreError::Conflict(Conflict::AlreadyHasNumber));
+        }
+        if owner.is_some() || row.boolean("quarantined")? {
+            return Err(StoreError::Conflict(Conflict::NumberTaken));
+        }
+        // The unique owner column settles two claims by one account racing.
+        sqlx::query("UPDATE numbers SET owner = $1 WHERE number = $2")
+            .bind(account.0)
+            .bind(number)
+            .execute(tx.conn())
+            .await
+            .map_err(|e| match rows::unique_violation(&e) {
+                Some(_) => StoreError::Conflict(Conflict::AlreadyHasNumber),
+                None => e.into(),
+            })?;
+        self.commit(tx).await
+    }
+
+    async fn release_number(
+        &self,
+        account: AccountId,
+        number: &str,
+        available_at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE numbers SET owner = NULL, available_at = $3 WHERE number = $1 AND owner = $2",
+        )
+        .bind(number)
+        .bind(account.0)
+        .bind(available_at)
+        .execute(self.pool()?)
+        .await
+        .map_err(closed_or)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn number_owner(&self, number: &str) -> StoreResult<Option<AccountId>> {
+        let owner: Option<Option<Uuid>> =
+            sqlx::query_scalar("SELECT owner FROM numbers WHERE number = $1")
+                .bind(number)
+                .fetch_optional(self.pool()?)
+                .await
+                .map_err(closed_or)?;
+        Ok(owner.flatten().map(Into::into))
+    }
+
+    async fn put_identity_code(&self, code: NewIdentityCode) -> StoreResult<IdentityId> {
+        let id: Uuid = sqlx::query_scalar(
+            "INSERT INTO identities (id, account_id, kind, value, status, code_hash, \
+                                     code_expires_at, attempts, created_at) \
+             VALUES ($1, $2, $3, $4, 'pending', $5, $6, 0, $7) \
+             ON CONFLICT (account_id, kind, value) DO UPDATE SET \
+                 code_hash = excluded.code_hash, code_expires_at = excluded.code_expires_at, \
+                 attempts = 0 \
+             RETURNING id",
+        )
+        .bind(code.id.0)
+        .bind(code.account_id.0)
+        .bind(code.kind.as_str())
+        .bind(&code.value)
+        .bind(&code.code_hash)
+        .bind(code.expires_at)
+        .bind(code.now)
+        .fetch_one(self.pool()?)
+        .await
+        .map_err(closed_or)?;
+        Ok(id.into())
+    }
+
+    async fn identity(
+        &self,
+        account: AccountId,
+        id: IdentityId,
+    ) -> StoreResult<Option<IdentityRecord>> {
+        let row = sqlx::query("SELECT * FROM identities WHERE id = $1 AND account_id = $2")
+            .bind(id.0)
+            .bind(account.0)
+            .fetch_optional(self.pool()?)
+            .await
+            .map_err(closed_or)?;
+        row.as_ref().map(rows::identity).transpose()
+    }
+
+    async fn identities(&self, account: AccountId) -> StoreResult<Vec<IdentityRecord>> {
+        let found =
+            sqlx::query("SELECT * FROM identities WHERE account_id = $1 ORDER BY created_at, id")
+                .bind(account.0)
+                .fetch_all(self.pool()?)
+                .await
+                .map_err(closed_or)?;
+        found.iter().map(rows::identity).collect()
+    }
+
+    async fn count_failed_attempt(&self, account: AccountId, id: IdentityId) -> StoreResult<u32> {
+        let attempts: Option<i64> = sqlx::query_scalar(
+            "UPDATE identities SET attempts = attempts + 1 WHERE id = $1 AND account_id = $2 \
+             RETURNING attempts",
+        )
+        .bind(id.0)
+        .bind(account.0)
+        .fetch_optional(self.pool()?)
+        .await
+        .map_err(closed_or)?;
+        rows::to_u32(attempts.ok_or(StoreError::NotFound)?, "attempts")
+    }
+
+    async fn mark_verified(
+        &self,
+        account: AccountId,
+        id: IdentityId,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let row =
+            sqlx::query("SELECT kind, value FROM identities WHERE id = $1 AND account_id = $2")
+                .bind(id.0)
+                .bind(account.0)
+                .fetch_optional(tx.conn())
+                .await?
+                .ok_or(StoreError::NotFound)?;
+        let kind = row.text("kind")?;
+        let value = row.text("value")?;
+        // Verifications of one value take turns, so the newest wins without tripping the
+        // partial unique index.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!("identity:{kind}:{value}"))
+            .execute(tx.conn())
+            .await?;
+        sqlx::query(
+            "UPDATE identities SET status = 'pending', verified_at = NULL \
+             WHERE kind = $1 AND value = $2 AND status = 'verified' AND id <> $3",
+        )
+        .bind(&kind)
+        .bind(&value)
+        .bind(id.0)
+        .execute(tx.conn())
+        .await?;
+        sqlx::query(
+            "UPDATE identities SET status = 'verified', code_hash = NULL, \
+                 code_expires_at = NULL, attempts = 0, verified_at = $2 \
+             WHERE id = $1",
+        )
+        .bind(id.0)
+        .bind(at)
+        .execute(tx.conn())
+        .await?;
+        self.commit(tx).await
+    }
+
+    async fn verified_owner(
+        &self,
+        kind: IdentityKind,
+        value: &str,
+    ) -> StoreResult<Option<AccountId>> {
+        let owner: Option<Uuid> = sqlx::query_scalar(
+            "SELECT account_id FROM identities \
+             WHERE kind = $1 AND value = $2 AND status = 'verified'",
+        )
+        .bind(kind.as_str())
+        .bind(value)
+        .fetch_optional(self.pool()?)
+        .await
+        .map_err(closed_or)?;
+        Ok(owner.map(Into::into))
+    }
+
+    async fn deliver(&self, delivery: Delivery) -> StoreResult<Delivered> {
+        // A repeat that already committed is answered without taking any lock.
+        if let Some(sender) = &delivery.sender {
+            let mut conn = self.pool()?.acquire().await.map_err(closed_or)?;
+            if let Some(first) = message_by_client_id(&mut conn, sender).await? {
+                return Ok(Delivered {
+                    sender: Some(first),
+                    recipient: None,
+                    created: false,
+                });
+            }
+        }
+
+        let mut tx = self.begin().await?;
+        // Conversations in a fixed order, so two texts crossing between the same accounts
+        // never lock each other's rows in opposite orders.
+        let mut copies: Vec<(bool, &NewMessage)> = Vec::with_capacity(2);
+        if let Some(copy) = &delivery.sender {
+            copies.push((true, copy));
+        }
+        if let Some(copy) = &delivery.recipient {
+            copies.push((false, copy));
+        }
+        copies.sort_by(|a, b| (a.1.account_id, &a.1.peer).cmp(&(b.1.account_id, &b.1.peer)));
+        let mut conversations = Vec::with_capacity(2);
+        for (is_sender, copy) in &copies {
+            conversations.push((*is_sender, upsert_conversation(tx.conn(), copy).await?));
+        }
+        let conversation_of = |want_sender: bool| {
+            conversations
+                .iter()
+                .find(|(is_sender, _)| *is_sender == want_sender)
+                .map(|(_, id)| *id)
+                .ok_or_else(|| corrupt("conversation not upserted"))
+        };
+
+        let mut sender = None;
+        if let Some(copy) = &delivery.sender {
+            let conversation = conversation_of(true)?;
+            if !insert_message(tx.conn(), copy, conversation).await? {
+                // A concurrent repeat won (its insert committed while we waited on the
+                // unique index): drop our work and answer with its message.
+                tx.tx.rollback().await?;
+                let mut conn = self.pool()?.acquire().await.map_err(closed_or)?;
+                let first = message_by_client_id(&mut conn, copy)
+                    .await?
+                    .ok_or_else(|| corrupt("client_id conflict without a message"))?;
+                return Ok(Delivered {
+                    sender: Some(first),
+                    recipient: None,
+                    created: false,
+                });
+            }
+            sender = Some(rows::stored_message(copy, conversation.into()));
+        }
+        let mut recipient = None;
+        if let Some(copy) = &delivery.recipient {
+            let conversation = conversation_of(false)?;
+            if !insert_message(tx.conn(), copy, conversation).await? {
+                return Err(corrupt("recipient copy repeats a client_id"));
+            }
+            recipient = Some(rows::stored_message(copy, conversation.into()));
+        }
+        if delivery.enqueue {
+            if let Some(copy) = &delivery.sender {
+                sqlx::query(
+                    "INSERT INTO outbound (message_id, account_id, from_addr, to_addr, body, \
+                                           attempts, not_before, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, 0, $6, $6)",
+                )
+                .bind(copy.id.0)
+                .bind(copy.account_id.0)
+                .bind(&copy.from)
+                .bind(&copy.to)
+                .bind(&copy.body)
+                .bind(copy.created_at)
+                .execute(tx.conn())
+                .await?;
+            }
+        }
+        // Log rows last and in account order (see the module doc); within one account the
+        // sender's copy first.
+        let mut appends: Vec<(AccountId, u8, &NewMessage, &Message)> = Vec::with_capacity(2);
+        if let (Some(copy), Some(message)) = (&delivery.sender, &sender) {
+            appends.push((copy.account_id, 0, copy, message));
+        }
+        if let (Some(copy), Some(message)) = (&delivery.recipient, &recipient) {
+            appends.push((copy.account_id, 1, copy, message));
+        }
+        appends.sort_by_key(|(account, order, _, _)| (*account, *order));
+        for (account, _, copy, message) in appends {
+            tx.append(
+                account,
+                copy.created_at,
+                &EventKind::MessageCreated {
+                    message: message.clone(),
+                },
+            )
+            .await?;
+        }
+        self.commit(tx).await?;
+        Ok(Delivered {
+            sender,
+            recipient,
+            created: true,
+        })
+    }
+
+    async fn message(&self, account: AccountId, id: MessageId) -> StoreResult<Option<Message>> {
+        let row = sqlx::query(&format!(
+            "SELECT {} FROM messages m WHERE m.id = $1 AND m.account_id = $2",
+            rows::MESSAGE_COLUMNS
+        ))
+        .bind(id.0)
+        .bind(account.0)
+        .fetch_optional(self.pool()?)
+        .await
+        .map_err(closed_or)?;
+        row.as_ref().map(rows::message).transpose()
+    }
+
+    async fn update_status(&self, update: StatusUpdate) -> StoreResult<StatusOutcome> {
+        let mut tx = self.begin().await?;
+        let outcome = apply_status(
+            &mut tx,
+            update.message_id,
+            update.status,
+            update.failure_reason,
+            update.at,
+        )
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        self.commit(tx).await?;
+        Ok(outcome)
+    }
+
+    async fn messages(
+        &self,
+        account: AccountId,
+        conversation: ConversationId,
+        limit: u32,
+        before: Option<MessageId>,
+    ) -> StoreResult<Vec<Message>> {
+        let found = sqlx::query(&format!(
+            "SELECT {} FROM messages m \
+             WHERE m.conversation_id = $1 AND m.account_id = $2 \
+               AND ($3::uuid IS NULL OR m.id < $3) \
+             ORDER BY m.id DESC LIMIT $4",
+            rows::MESSAGE_COLUMNS
+        ))
+        .bind(conversation.0)
+        .bind(account.0)
+        .bind(before.map(|b| b.0))
+        .bind(i64::from(limit))
+        .fetch_all(self.pool()?)
+        .await
+        .map_err(closed_or)?;
+        found.iter().map(rows::message).collect()
+    }
+
+    async fn conversations(
+        &self,
+        account: AccountId,
+        limit: u32,
+        before: Option<DateTime<Utc>>,
+    ) -> StoreResult<Vec<Conversation>> {
+        let found = sqlx::query(&format!(
+            "SELECT {} FROM conversations c LEFT JOIN messages m ON m.id = c.last_message_id \
+             WHERE c.account_id = $1 AND ($2::timestamptz IS NULL OR c.updated_at < $2) \
+             ORDER BY c.updated_at DESC, c.id DESC LIMIT $3",
+            rows::CONVERSATION_COLUMNS
+        ))
+        .bind(account.0)
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool()?)
+        .await
+        .map_err(closed_or)?;
+        found.iter().map(rows::conversation).collect()
+    }
+
+    async fn conversation(
+        &self,
+        account: AccountId,
+        id: ConversationId,
+    ) -> StoreResult<Option<Conversation>> {
+        let row = sqlx::query(&format!(
+            "SELECT {} FROM conversations c LEFT JOIN messages m ON m.id = c.last_message_id \
+             WHERE c.id = $1 AND c.account_id = $2",
+            rows::CONVERSATION_COLUMNS
+        ))
+        .bind(id.0)
+        .bind(account.0)
+        .fetch_optional(self.pool()?)
+        .await
+        .map_err(closed_or)?;
+        row.as_ref().map(rows::conversation).transpose()
+    }
+
+    async fn mark_read(
+        &self,
+        account: AccountId,
+        conversation: ConversationId,
+        up_to: MessageId,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let in_conversation: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM messages WHERE id = $1 AND account_id = $2 AND conversation_id = $3",
+        )
+        .bind(up_to.0)
+        .bind(account.0)
+        .bind(conversation.0)
+        .fetch_optional(tx.conn())
+        .await?;
+        if in_conversation.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        // The marker only moves forward (UUIDv7 order is time order); the count uses the
+        // new marker, since SET expressions see the row's old values.
+        let row = sqlx::query(
+            "WITH marker AS ( \
+                 SELECT CASE WHEN read_up_to IS NOT NULL AND read_up_to > $3 \
+                             THEN read_up_to ELSE $3 END AS up_to \
+                 FROM conversations WHERE id = $1 AND account_id = $2 FOR UPDATE) \
+             UPDATE conversations c SET read_up_to = marker.up_to, \
+                 unread = (SELECT count(*) FROM messages m WHERE m.conversation_id = $1 \
+                           AND m.direction = 'inbound' AND m.id > marker.up_to) \
+             FROM marker WHERE c.id = $1 \
+             RETURNING c.read_up_to, c.unread",
+        )
+        .bind(conversation.0)
+        .bind(account.0)
+        .bind(up_to.0)
+        .fetch_optional(tx.conn())
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let marker = row.uuid("read_up_to")?;
+        let unread = rows::to_u32(row.int("unread")?, "unread")?;
+        tx.append(
+            account,
+            at,
+            &EventKind::ConversationRead {
+                conversation_id: conversation,
+                up_to: marker.into(),
+                unread,
+            },
+        )
+        .await?;
+        self.commit(tx).await
+    }
+
+    async fn delete_message(
+        &self,
+        account: AccountId,
+        id: MessageId,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let conversation: Uuid = sqlx::query_scalar(
+            "DELETE FROM messages WHERE id = $1 AND account_id = $2 RETURNING conversation_id",
+        )
+        .bind(id.0)
+        .bind(account.0)
+        .fetch_optional(tx.conn())
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        sqlx::query(
+            "UPDATE conversations c SET \
+                 last_message_id = (SELECT m.id FROM messages m WHERE m.conversation_id = $1 \
+                                    ORDER BY m.id DESC LIMIT 1), \
+                 unread = (SELECT count(*) FROM messages m WHERE m.conversation_id = $1 \
+                           AND m.direction = 'inbound' \
+                           AND (c.read_up_to IS NULL OR m.id > c.read_up_to)) \
+             WHERE c.id = $1",
+        )
+        .bind(conversation)
+        .execute(tx.conn())
+        .await?;
+        tx.append(
+            account,
+            at,
+            &EventKind::MessageDeleted {
+                message_id: id,
+                conversation_id: conversation.into(),
+            },
+        )
+        .await?;
+        self.commit(tx).await
+    }
+
+    async fn put_contact(&self, account: AccountId, contact: Contact) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO contacts (account_id, address, path, fallback, name, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (account_id, address) DO UPDATE SET path = excluded.path, \
+                 fallback = excluded.fallback, name = excluded.name, \
+                 updated_at = excluded.updated_at",
+        )
+        .bind(account.0)
+        .bind(&contact.address)
+        .bind(contact.path.as_str())
+        .bind(contact.fallback)
+        .bind(&contact.name)
+        .bind(contact.updated_at)
+        .execute(tx.conn())
+        .await?;
+        let at = contact.updated_at;
+        tx.append(account, at, &EventKind::ContactUpdated { contact })
+            .await?;
+        self.commit(tx).await
+    }
+
+    async fn contacts(&self, account: AccountId) -> StoreResult<Vec<Contact>> {
+        let found = sqlx::query(
+            "SELECT address, path, fallback, name, updated_at FROM contacts \
+             WHERE account_id = $1 ORDER BY address",
+        )
+        .bind(account.0)
+        .fetch_all(self.pool()?)
+        .await
+        .map_err(closed_or)?;
+        found.iter().map(rows::contact).collect()
+    }
+
+    async fn events_after(
+        &self,
+        account: AccountId,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<(Vec<SyncEvent>, bool)> {
+        let found = sqlx::query(
+            "SELECT seq, at, payload FROM events WHERE account_id = $1 AND seq > $2 \
+             ORDER BY seq LIMIT $3",
+        )
+        .bind(account.0)
+        .bind(after)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(self.pool()?)
+        .await
+        .map_err(closed_or)?;
+        let more = found.len() > limit as usize;
+        let events = found
+            .iter()
+            .take(limit as usize)
+            .map(rows::event)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok((events, more))
+    }
+
+    async fn last_seq(&self, account: AccountId) -> StoreResult<i64> {
+        let seq: Option<i64> =
+            sqlx::query_scalar("SELECT last_seq FROM account_log WHERE account_id = $1")
+                .bind(account.0)
+                .fetch_optional(self.pool()?)
+                .await
+                .map_err(closed_or)?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    async fn claim_outbound(
+        &self,
+        limit: u32,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> StoreResult<Vec<OutboundJob>> {
+        let found = sqlx::query(
+            "UPDATE outbound SET lease_until = $2 \
+             WHERE message_id IN ( \
+                 SELECT message_id FROM outbound \
+                 WHERE not_before <= $1 AND (lease_until IS NULL OR lease_until <= $1) \
+                 ORDER BY not_before, created_at LIMIT $3 \
+                 FOR UPDATE SKIP LOCKED) \
+             RETURNING message_id, account_id, from_addr, to_addr, body, attempts, created_at",
+        )
+        .bind(now)
+        .bind(lease_until)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool()?)
+        .await
+        .map_err(closed_or)?;
+        let mut jobs = found
+            .iter()
+            .map(rows::outbound_job)
+            .collect::<StoreResult<Vec<_>>>()?;
+        jobs.sort_by_key(|job| (job.created_at, job.message_id));
+        Ok(jobs)
+    }
+
+    async fn finish_outbound(
+        &self,
+        message_id: MessageId,
+        outcome: OutboundOutcome,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        match outcome {
+            OutboundOutcome::Sent {
+                carrier,
+                carrier_message_id,
+            } => {
+                let job = sqlx::query("DELETE FROM outbound WHERE message_id = $1")
+                    .bind(message_id.0)
+                    .execute(tx.conn())
+                    .await?;
+                let recorded = sqlx::query(
+                    "UPDATE messages SET carrier = $2, carrier_message_id = $3 WHERE id = $1",
+                )
+                .bind(message_id.0)
+                .bind(&carrier)
+                .bind(&carrier_message_id)
+                .execute(tx.conn())
+                .await?;
+                if job.rows_affected() == 0 && recorded.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                // A receipt may already have moved it past `sent`; advance decides.
+                apply_status(&mut tx, message_id, SendStatus::Sent, None, at).await?;
+            }
+            OutboundOutcome::Retry { not_before, reason } => {
+                let done = sqlx::query(
+                    "UPDATE outbound SET attempts = attempts + 1, not_before = $2, \
+                         lease_until = NULL, last_error = $3 \
+                     WHERE message_id = $1",
+                )
+                .bind(message_id.0)
+                .bind(not_before)
+                .bind(&reason)
+                .execute(tx.conn())
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+            }
+            OutboundOutcome::Failed { reason } => {
+                let job = sqlx::query("DELETE FROM outbound WHERE message_id = $1")
+                    .bind(message_id.0)
+                    .execute(tx.conn())
+                    .await?;
+                let status =
+                    apply_status(&mut tx, message_id, SendStatus::Failed, Some(reason), at).await?;
+                if job.rows_affected() == 0 && status.is_none() {
+                    return Err(StoreError::NotFound);
+                }
+            }
+        }
+        self.commit(tx).await
+    }
+
+    async fn message_by_carrier_id(
+        &self,
+        carrier: &str,
+        carrier_message_id: &str,
+    ) -> StoreResult<Option<MessageId>> {
+        let id: Option<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM messages WHERE carrier = $1 AND carrier_message_id = $2 \
+             ORDER BY id LIMIT 1",
+        )
+        .bind(carrier)
+        .bind(carrier_message_id)
+        .fetch_optional(self.pool()?)
+        .await
+        .map_err(closed_or)?;
+        Ok(id.map(Into::into))
+    }
+
+    // ----- least-cost routing and opt-outs (added by the routing work) -----
+
+    async fn finish_outbound_priced(
+        &self,
+        message_id: MessageId,
+        outcome: OutboundOutcome,
+        cost: Option<f64>,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        // The cost goes first, in its own statement: a crash between the two leaves the cost
+        // of a send that did happen on a message that is sent again (and priced again).
+        if let (OutboundOutcome::Sent { .. }, Some(cost)) = (&outcome, cost) {
+            sqlx::query("UPDATE messages SET cost = $2 WHERE id = $1")
+                .bind(message_id.0)
+                .bind(cost)
+                .execute(self.pool()?)
+                .await
+                .map_err(closed_or)?;
+        }
+        self.finish_outbound(message_id, outcome, at).await
+    }
+
+    async fn carrier_record(
+        &self,
+        message_id: MessageId,
+    ) -> StoreResult<Option<super::CarrierRecord>> {
+        let row = sqlx::query(
+            "SELECT carrier, carrier_message_id, cost FROM messages \
+             WHERE id = $1 AND carrier IS NOT NULL AND carrier_message_id IS NOT NULL",
+        )
+        .bind(message_id.0)
+        .fetch_optional(self.pool()?)
+        .await
+        .map_err(closed_or)?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(super::CarrierRecord {
+            carrier: row.try_get("carrier").map_err(corrupt)?,
+            carrier_message_id: row.try_get("carrier_message_id").map_err(corrupt)?,
+            cost: row.try_get::<Option<f64>, _>("cost").map_err(corrupt)?,
+        }))
+    }
+
+    async fn set_opt_out(
+        &self,
+        did: &str,
+        remote: &str,
+        opted_out: bool,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let query = if opted_out {
+            sqlx::query(
+                "INSERT INTO opt_outs (did, remote, at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (did, remote) DO NOTHING",
+            )
+            .bind(did)
+            .bind(remote)
+            .bind(at)
+        } else {
+            sqlx::query("DELETE FROM opt_outs WHERE did = $1 AND remote = $2")
+                .bind(did)
+                .bind(remote)
+        };
+        query.execute(self.pool()?).await.map_err(closed_or)?;
+        Ok(())
+    }
+
+    async fn opted_out(&self, did: &str, remote: &str) -> StoreResult<bool> {
+        let found: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM opt_outs WHERE did = $1 AND remote = $2")
+                .bind(did)
+                .bind(remote)
+                .fetch_optional(self.pool()?)
+                .await
+                .map_err(closed_or)?;
+        Ok(found.is_some())
     }
 }
