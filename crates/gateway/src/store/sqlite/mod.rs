@@ -31,9 +31,10 @@ use uuid::Uuid;
 
 use super::rows::{self, corrupt, micros, Cols};
 use super::{
-    AccountRecord, Delivered, Delivery, DeviceRecord, IdentityRecord, InventoryNumber, LogAdvanced,
-    NewAccount, NewDevice, NewIdentityCode, NumberSearch, OutboundJob, OutboundOutcome,
-    StatusOutcome, StatusUpdate, Store, StoreError, StoreResult, TokenHash,
+    AccountRecord, CarrierRecord, Delivered, Delivery, DeviceRecord, IdentityRecord,
+    InventoryNumber, LogAdvanced, NewAccount, NewDevice, NewIdentityCode, NumberSearch,
+    OutboundJob, OutboundOutcome, StatusOutcome, StatusUpdate, Store, StoreError, StoreResult,
+    TokenHash,
 };
 use writer::{Cmd, Op, Out};
 
@@ -562,6 +563,7 @@ impl Store for SqliteStore {
         self.write_done(Op::FinishOutbound {
             message_id,
             outcome,
+            cost: None,
             at,
         })
         .await
@@ -582,6 +584,65 @@ impl Store for SqliteStore {
         .await
         .map_err(decode_or_db)?;
         Ok(id.map(Into::into))
+    }
+
+    async fn finish_outbound_priced(
+        &self,
+        message_id: MessageId,
+        outcome: OutboundOutcome,
+        cost: Option<f64>,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        self.write_done(Op::FinishOutbound {
+            message_id,
+            outcome,
+            cost,
+            at,
+        })
+        .await
+    }
+
+    async fn carrier_record(&self, message_id: MessageId) -> StoreResult<Option<CarrierRecord>> {
+        let row = sqlx::query(
+            "SELECT carrier, carrier_message_id, cost FROM messages \
+             WHERE id = ?1 AND carrier IS NOT NULL AND carrier_message_id IS NOT NULL",
+        )
+        .bind(message_id.0)
+        .fetch_optional(self.pool()?)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(CarrierRecord {
+            carrier: row.text("carrier")?,
+            carrier_message_id: row.text("carrier_message_id")?,
+            cost: row.try_get::<Option<f64>, _>("cost").map_err(corrupt)?,
+        }))
+    }
+
+    async fn set_opt_out(
+        &self,
+        did: &str,
+        remote: &str,
+        opted_out: bool,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        self.write_done(Op::SetOptOut {
+            did: did.to_owned(),
+            remote: remote.to_owned(),
+            opted_out,
+            at,
+        })
+        .await
+    }
+
+    async fn opted_out(&self, did: &str, remote: &str) -> StoreResult<bool> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM opt_outs WHERE did = ?1 AND remote = ?2")
+                .bind(did)
+                .bind(remote)
+                .fetch_optional(self.pool()?)
+                .await
+                .map_err(decode_or_db)?;
+        Ok(found.is_some())
     }
 }
 

@@ -96,6 +96,13 @@ pub(super) enum Op {
     FinishOutbound {
         message_id: MessageId,
         outcome: OutboundOutcome,
+        cost: Option<f64>,
+        at: DateTime<Utc>,
+    },
+    SetOptOut {
+        did: String,
+        remote: String,
+        opted_out: bool,
         at: DateTime<Utc>,
     },
 }
@@ -309,8 +316,15 @@ async fn execute(conn: &mut SqliteConnection, op: Op, fx: &mut Effects) -> Store
         Op::FinishOutbound {
             message_id,
             outcome,
+            cost,
             at,
-        } => finish_outbound(conn, fx, message_id, outcome, at).await,
+        } => finish_outbound(conn, fx, message_id, outcome, cost, at).await,
+        Op::SetOptOut {
+            did,
+            remote,
+            opted_out,
+            at,
+        } => set_opt_out(conn, &did, &remote, opted_out, at).await,
     }
 }
 
@@ -932,6 +946,7 @@ async fn finish_outbound(
     fx: &mut Effects,
     message_id: MessageId,
     outcome: OutboundOutcome,
+    cost: Option<f64>,
     at: DateTime<Utc>,
 ) -> StoreResult<Out> {
     match outcome {
@@ -944,11 +959,13 @@ async fn finish_outbound(
                 .execute(&mut *conn)
                 .await?;
             let recorded = sqlx::query(
-                "UPDATE messages SET carrier = ?2, carrier_message_id = ?3 WHERE id = ?1",
+                "UPDATE messages SET carrier = ?2, carrier_message_id = ?3, cost = ?4 \
+                 WHERE id = ?1",
             )
             .bind(message_id.0)
             .bind(&carrier)
             .bind(&carrier_message_id)
+            .bind(cost)
             .execute(&mut *conn)
             .await?;
             if job.rows_affected() == 0 && recorded.rows_affected() == 0 {
@@ -983,6 +1000,33 @@ async fn finish_outbound(
                 return Err(StoreError::NotFound);
             }
         }
+    }
+    Ok(Out::Done)
+}
+
+async fn set_opt_out(
+    conn: &mut SqliteConnection,
+    did: &str,
+    remote: &str,
+    opted_out: bool,
+    at: DateTime<Utc>,
+) -> StoreResult<Out> {
+    if opted_out {
+        sqlx::query(
+            "INSERT INTO opt_outs (did, remote, at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (did, remote) DO NOTHING",
+        )
+        .bind(did)
+        .bind(remote)
+        .bind(micros(at))
+        .execute(&mut *conn)
+        .await?;
+    } else {
+        sqlx::query("DELETE FROM opt_outs WHERE did = ?1 AND remote = ?2")
+            .bind(did)
+            .bind(remote)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(Out::Done)
 }
