@@ -2,7 +2,7 @@
 //!
 //! One transceiver bind (SMPP 3.4 §2.2, §4.1.5) carries both directions: `submit_sm` (§4.4)
 //! for our texts, `deliver_sm` (§4.6) for receipts and for texts from phones. The session
-//! machinery (windowing, keep-alive, reconnect, unbind) is in [`session`]; receipts are read by
+//! machinery (windowing, keep-alive, reconnect, unbind) is in `session`; receipts are read by
 //! [`receipts`], mobile-originated texts by [`mo`]; what a `command_status` means for a message
 //! is in [`status`].
 //!
@@ -49,7 +49,7 @@
 
 pub mod mo;
 pub mod receipts;
-pub mod session;
+mod session;
 pub mod status;
 
 use std::fmt;
