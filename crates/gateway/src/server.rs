@@ -65,6 +65,7 @@ impl Gateway {
         let built = carriers::registry::build(&config, reports_tx, shutdown.clone()).await?;
         let carriers = built.all;
         let simulator = built.simulator;
+        let twilio = Arc::new(built.twilio);
         for carrier in &carriers {
             store
                 .add_inventory(&carrier.inventory())
@@ -84,6 +85,7 @@ impl Gateway {
             carriers: carriers.into(),
             region,
             simulator,
+            twilio,
             push,
             queue: QueueWaker::new(),
             config: Arc::new(config),

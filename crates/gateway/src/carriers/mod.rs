@@ -10,6 +10,7 @@ pub mod config;
 pub mod registry;
 pub mod simulator;
 pub mod smpp;
+pub mod twilio;
 
 use std::fmt;
 

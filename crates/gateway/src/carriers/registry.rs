@@ -19,6 +19,8 @@ pub struct BuiltCarriers {
     pub all: Vec<Arc<dyn Carrier>>,
     /// The simulator, when one runs (its demo endpoints need it).
     pub simulator: Option<Arc<Simulator>>,
+    /// The Twilio carriers by name (their webhooks check signatures with these).
+    pub twilio: std::collections::HashMap<String, Arc<crate::carriers::twilio::TwilioCarrier>>,
 }
 
 pub async fn build(
@@ -56,11 +58,17 @@ pub async fn build(
                 .with_context(context)?;
                 built.all.push(carrier);
             }
-            CarrierConfig::Twilio(_) => {
-                return Err(anyhow::anyhow!(
-                    "Twilio carriers are not available in this build"
-                ))
-                .with_context(context);
+            CarrierConfig::Twilio(twilio) => {
+                let carrier = Arc::new(
+                    crate::carriers::twilio::TwilioCarrier::new(
+                        twilio.clone(),
+                        config.public_url.as_deref(),
+                        reports.clone(),
+                    )
+                    .with_context(context)?,
+                );
+                built.twilio.insert(twilio.name.clone(), carrier.clone());
+                built.all.push(carrier);
             }
         }
     }

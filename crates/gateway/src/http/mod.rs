@@ -6,6 +6,7 @@
 //! axum itself would answer in plain text (unknown path, wrong method).
 
 pub mod accounts;
+pub mod carriers;
 pub mod compose;
 pub mod contacts;
 pub mod conversations;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub carriers: Arc<[Arc<dyn Carrier>]>,
     /// The simulator carrier, when it runs (its demo endpoints 404 otherwise).
     pub simulator: Option<Arc<Simulator>>,
+    /// The Twilio carriers by name, for their signed webhooks.
+    pub twilio: Arc<std::collections::HashMap<String, Arc<crate::carriers::twilio::TwilioCarrier>>>,
     pub mailer: Arc<dyn Mailer>,
     pub push: PushHub,
     pub rate_limits: Arc<RateLimiter>,
@@ -82,6 +85,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(sync::router())
         .merge(stream::router())
         .merge(simulator::router())
+        .merge(carriers::router())
 }
 
 /// The whole HTTP service.
