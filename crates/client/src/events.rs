@@ -11,6 +11,7 @@ use crate::cache::conversations::CachedConversation;
 use crate::cache::messages::CachedMessage;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientEvent {
     /// A message this device did not have (received, or sent from another device or here).
@@ -34,8 +35,11 @@ pub enum ClientEvent {
     /// Sync progress: events applied so far in this run, and how many remain when known (from
     /// the stream's hint).
     SyncProgress {
+        #[cfg_attr(feature = "ts", ts(type = "number"))]
         applied: u64,
+        #[cfg_attr(feature = "ts", ts(type = "number | null"))]
         remaining: Option<u64>,
+        #[cfg_attr(feature = "ts", ts(type = "number"))]
         cursor: i64,
     },
     /// The live connection to the gateway came up or went down.

@@ -22,6 +22,7 @@ pub const LOOKUP_TTL: Duration = Duration::from_secs(6 * 60 * 60);
 
 /// The way a text actually goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum SendPath {
     /// Through the gateway (in-network, or out through a carrier).

@@ -55,9 +55,10 @@ impl Session {
             let next_fetch = page.more.then(|| fetch(page.next));
             let next = page.next;
             let events = page.events;
+            let want_changes = self.events.receiver_count() > 0;
             let applied = self
                 .cache
-                .call(move |c| apply::apply_page(c, &events, next, fail_after))
+                .call(move |c| apply::apply_page(c, &events, next, fail_after, want_changes))
                 .await;
             let applied = match applied {
                 Ok(applied) => applied,

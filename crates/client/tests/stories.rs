@@ -125,7 +125,7 @@ async fn an_offline_device_catches_up_on_5000_events_and_a_broken_sync_resumes_e
         .cache
         .call(move |c| {
             c.execute("UPDATE sync_state SET cursor = 0", [])?;
-            airtext_client::cache::apply::apply_page(c, &events, page.next, FailAfter(None))
+            airtext_client::cache::apply::apply_page(c, &events, page.next, FailAfter(None), true)
         })
         .await
         .unwrap();

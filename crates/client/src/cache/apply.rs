@@ -29,12 +29,14 @@ pub struct Applied {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct FailAfter(pub Option<usize>);
 
-/// Applies `events` and moves the cursor to `next`, in one transaction.
+/// Applies `events` and moves the cursor to `next`, in one transaction. `want_changes`
+/// asks for the [`ClientEvent`]s (nobody listening saves reading every row back).
 pub fn apply_page(
     conn: &mut Connection,
     events: &[SyncEvent],
     next: i64,
     fail_after: FailAfter,
+    want_changes: bool,
 ) -> Result<Applied, CacheError> {
     let tx = conn.transaction()?;
     let cursor = sync_state::cursor(&tx)?;
@@ -49,12 +51,16 @@ pub fn apply_page(
                 "injected failure after {i} events"
             )));
         }
-        apply_one(&tx, event, &mut out.changes, &mut touched)?;
+        apply_one(&tx, event, &mut out.changes, &mut touched, want_changes)?;
         out.applied += 1;
     }
     if next > cursor {
         sync_state::set_cursor(&tx, next)?;
         out.cursor = next;
+    }
+    if !want_changes {
+        out.changes.clear();
+        touched.clear();
     }
     touched.sort();
     touched.dedup();
@@ -73,11 +79,12 @@ fn apply_one(
     event: &SyncEvent,
     changes: &mut Vec<ClientEvent>,
     touched: &mut Vec<LocalConversationId>,
+    want_changes: bool,
 ) -> Result<(), CacheError> {
     match &event.kind {
         EventKind::MessageCreated { message } => {
             let stored = messages::store_server_copy(tx, message)?;
-            if matches!(stored, Stored::Unchanged(_)) {
+            if matches!(stored, Stored::Unchanged(_)) || !want_changes {
                 return Ok(());
             }
             if let Some(cached) = messages::get(tx, stored.id())? {

@@ -29,13 +29,13 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Contact> {
 }
 
 pub fn get(conn: &Connection, address: &str) -> Result<Option<Contact>, CacheError> {
-    Ok(conn
-        .query_row(
-            "SELECT address, path, fallback, name, updated_at FROM contacts WHERE address = ?1",
-            [address],
-            from_row,
-        )
-        .optional()?)
+    Ok(super::one(
+        conn,
+        "SELECT address, path, fallback, name, updated_at FROM contacts WHERE address = ?1",
+        [address],
+        from_row,
+    )
+    .optional()?)
 }
 
 pub fn list(conn: &Connection) -> Result<Vec<Contact>, CacheError> {
@@ -51,7 +51,8 @@ pub fn put(conn: &Connection, contact: &Contact) -> Result<bool, CacheError> {
     if get(conn, &contact.address)?.as_ref() == Some(contact) {
         return Ok(false);
     }
-    conn.execute(
+    super::exec(
+        conn,
         "INSERT INTO contacts (address, path, fallback, name, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (address) DO UPDATE SET path = excluded.path, fallback = excluded.fallback,
             name = excluded.name, updated_at = excluded.updated_at",

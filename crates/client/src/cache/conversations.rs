@@ -26,11 +26,14 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
 
 /// The cache's own id of a conversation (it exists before the server's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(type = "number"))]
 #[serde(transparent)]
 pub struct LocalConversationId(pub i64);
 
 /// A conversation as the app lists it; field names follow the API's `Conversation`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct CachedConversation {
     /// The server's id; `null` until the gateway has a message of it.
     pub id: Option<ConversationId>,
@@ -53,34 +56,36 @@ pub fn ensure(
     at: DateTime<Utc>,
 ) -> Result<LocalConversationId, CacheError> {
     if let Some(server_id) = server_id {
-        let found: Option<i64> = conn
-            .query_row(
-                "SELECT id FROM conversations WHERE server_id = ?1",
-                [server_id.to_string()],
-                |row| row.get(0),
-            )
-            .optional()?;
+        let found: Option<i64> = super::one(
+            conn,
+            "SELECT id FROM conversations WHERE server_id = ?1",
+            [server_id.to_string()],
+            |row| row.get(0),
+        )
+        .optional()?;
         if let Some(id) = found {
             return Ok(LocalConversationId(id));
         }
     }
-    let found: Option<i64> = conn
-        .query_row(
-            "SELECT id FROM conversations WHERE peer = ?1",
-            [peer],
-            |row| row.get(0),
-        )
-        .optional()?;
+    let found: Option<i64> = super::one(
+        conn,
+        "SELECT id FROM conversations WHERE peer = ?1",
+        [peer],
+        |row| row.get(0),
+    )
+    .optional()?;
     if let Some(id) = found {
         if let Some(server_id) = server_id {
-            conn.execute(
+            super::exec(
+                conn,
                 "UPDATE conversations SET server_id = ?1 WHERE id = ?2",
                 params![server_id.to_string(), id],
             )?;
         }
         return Ok(LocalConversationId(id));
     }
-    conn.execute(
+    super::exec(
+        conn,
         "INSERT INTO conversations (server_id, peer, unread, updated_at) VALUES (?1, ?2, 0, ?3)",
         params![server_id.map(|id| id.to_string()), peer, to_ms(at)],
     )?;
@@ -94,7 +99,8 @@ pub fn touch(
     at: DateTime<Utc>,
     unread: u32,
 ) -> Result<(), CacheError> {
-    conn.execute(
+    super::exec(
+        conn,
         "UPDATE conversations SET updated_at = max(updated_at, ?1), unread = unread + ?2 WHERE id = ?3",
         params![to_ms(at), unread, id.0],
     )?;
@@ -109,18 +115,19 @@ pub fn mark_read(
     up_to: &str,
     unread: u32,
 ) -> Result<Option<LocalConversationId>, CacheError> {
-    let found: Option<(i64, u32, Option<String>)> = conn
-        .query_row(
-            "SELECT id, unread, read_up_to FROM conversations WHERE server_id = ?1",
-            [server_id.to_string()],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-        )
-        .optional()?;
+    let found: Option<(i64, u32, Option<String>)> = super::one(
+        conn,
+        "SELECT id, unread, read_up_to FROM conversations WHERE server_id = ?1",
+        [server_id.to_string()],
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+    )
+    .optional()?;
     match found {
         Some((id, old_unread, old_up_to))
             if old_unread != unread || old_up_to.as_deref() != Some(up_to) =>
         {
-            conn.execute(
+            super::exec(
+                conn,
                 "UPDATE conversations SET unread = ?1, read_up_to = ?2 WHERE id = ?3",
                 params![unread, up_to, id],
             )?;
@@ -133,7 +140,8 @@ pub fn mark_read(
 /// Deletes a conversation that has neither a server id nor messages (left behind when its
 /// first text was reconciled into the server's conversation under a canonical peer).
 pub fn drop_if_orphan(conn: &Connection, id: LocalConversationId) -> Result<(), CacheError> {
-    conn.execute(
+    super::exec(
+        conn,
         "DELETE FROM conversations WHERE id = ?1 AND server_id IS NULL
            AND NOT EXISTS (SELECT 1 FROM messages WHERE conversation = ?1)",
         [id.0],
@@ -185,12 +193,12 @@ pub fn get(
 }
 
 pub fn by_peer(conn: &Connection, peer: &str) -> Result<Option<LocalConversationId>, CacheError> {
-    Ok(conn
-        .query_row(
-            "SELECT id FROM conversations WHERE peer = ?1",
-            [peer],
-            |row| row.get(0),
-        )
-        .optional()?
-        .map(LocalConversationId))
+    Ok(super::one(
+        conn,
+        "SELECT id FROM conversations WHERE peer = ?1",
+        [peer],
+        |row| row.get(0),
+    )
+    .optional()?
+    .map(LocalConversationId))
 }

@@ -19,13 +19,13 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
 
 /// The cached answer for `address` and when it was checked.
 pub fn get(conn: &Connection, address: &str) -> Result<Option<(bool, DateTime<Utc>)>, CacheError> {
-    Ok(conn
-        .query_row(
-            "SELECT in_network, checked_at FROM lookups WHERE address = ?1",
-            [address],
-            |row| Ok((row.get::<_, bool>(0)?, from_ms(row.get(1)?))),
-        )
-        .optional()?)
+    Ok(super::one(
+        conn,
+        "SELECT in_network, checked_at FROM lookups WHERE address = ?1",
+        [address],
+        |row| Ok((row.get::<_, bool>(0)?, from_ms(row.get(1)?))),
+    )
+    .optional()?)
 }
 
 pub fn put(
@@ -34,7 +34,8 @@ pub fn put(
     in_network: bool,
     at: DateTime<Utc>,
 ) -> Result<(), CacheError> {
-    conn.execute(
+    super::exec(
+        conn,
         "INSERT INTO lookups (address, in_network, checked_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (address) DO UPDATE SET in_network = excluded.in_network,
             checked_at = excluded.checked_at",

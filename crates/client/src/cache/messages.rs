@@ -59,12 +59,15 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
 
 /// The cache's own id of a message (it exists before the server's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(type = "number"))]
 #[serde(transparent)]
 pub struct LocalMessageId(pub i64);
 
 /// A message as the app shows it. Field names follow the API's `Message`; `id` and
 /// `conversation_id` are `null` and `route` is `null` until the gateway has the message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct CachedMessage {
     pub id: Option<MessageId>,
     pub local_id: LocalMessageId,
@@ -128,22 +131,20 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<CachedMessage> {
 }
 
 pub fn get(conn: &Connection, id: LocalMessageId) -> Result<Option<CachedMessage>, CacheError> {
-    Ok(conn
-        .query_row(&format!("{SELECT} WHERE m.id = ?1"), [id.0], from_row)
-        .optional()?)
+    Ok(super::one(conn, &format!("{SELECT} WHERE m.id = ?1"), [id.0], from_row).optional()?)
 }
 
 pub fn by_client_id(
     conn: &Connection,
     client_id: ClientId,
 ) -> Result<Option<CachedMessage>, CacheError> {
-    Ok(conn
-        .query_row(
-            &format!("{SELECT} WHERE m.client_id = ?1"),
-            [client_id.to_string()],
-            from_row,
-        )
-        .optional()?)
+    Ok(super::one(
+        conn,
+        &format!("{SELECT} WHERE m.client_id = ?1"),
+        [client_id.to_string()],
+        from_row,
+    )
+    .optional()?)
 }
 
 /// The newest message of a conversation.
@@ -151,15 +152,15 @@ pub fn latest_in(
     conn: &Connection,
     conversation: LocalConversationId,
 ) -> Result<Option<CachedMessage>, CacheError> {
-    Ok(conn
-        .query_row(
-            &format!(
-                "{SELECT} WHERE m.conversation = ?1 ORDER BY m.created_at DESC, m.id DESC LIMIT 1"
-            ),
-            [conversation.0],
-            from_row,
-        )
-        .optional()?)
+    Ok(super::one(
+        conn,
+        &format!(
+            "{SELECT} WHERE m.conversation = ?1 ORDER BY m.created_at DESC, m.id DESC LIMIT 1"
+        ),
+        [conversation.0],
+        from_row,
+    )
+    .optional()?)
 }
 
 /// The newest `limit` messages of a conversation older than `before` (when given), newest
@@ -235,7 +236,8 @@ pub fn insert_local(conn: &Connection, new: &NewLocal<'_>) -> Result<LocalMessag
         airtext_sms::Encoding::Gsm7 => Encoding::Gsm7,
         airtext_sms::Encoding::Ucs2 => Encoding::Ucs2,
     };
-    conn.execute(
+    super::exec(
+        conn,
         "INSERT INTO messages (client_id, conversation, peer, direction, from_addr, to_addr, body,
             status, route, path, encoding, segments, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)",
@@ -297,26 +299,26 @@ pub fn store_server_copy(conn: &Connection, message: &Message) -> Result<Stored,
         Direction::Outbound => message.to.as_str(),
         Direction::Inbound => message.from.as_str(),
     };
-    let existing: Option<ExistingRow> = conn
-        .query_row(
-            "SELECT id, server_id, status, conversation, path FROM messages
+    let existing: Option<ExistingRow> = super::one(
+        conn,
+        "SELECT id, server_id, status, conversation, path FROM messages
              WHERE server_id = ?1 OR (?2 IS NOT NULL AND client_id = ?2)
              ORDER BY server_id IS NULL LIMIT 1",
-            params![
-                message.id.to_string(),
-                message.client_id.map(|c| c.to_string())
-            ],
-            |row| {
-                Ok((
-                    row.get(0)?,
-                    row.get(1)?,
-                    row.get(2)?,
-                    row.get(3)?,
-                    row.get(4)?,
-                ))
-            },
-        )
-        .optional()?;
+        params![
+            message.id.to_string(),
+            message.client_id.map(|c| c.to_string())
+        ],
+        |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+            ))
+        },
+    )
+    .optional()?;
     let Some((local, server_id, status, old_conversation, path)) = existing else {
         let conversation = conversations::ensure(
             conn,
@@ -324,7 +326,8 @@ pub fn store_server_copy(conn: &Connection, message: &Message) -> Result<Stored,
             peer,
             message.created_at,
         )?;
-        conn.execute(
+        super::exec(
+            conn,
             "INSERT INTO messages (server_id, client_id, conversation, peer, direction, from_addr,
                 to_addr, body, status, route, path, encoding, segments, failure_reason, created_at,
                 updated_at)
@@ -370,7 +373,8 @@ pub fn store_server_copy(conn: &Connection, message: &Message) -> Result<Stored,
             message.created_at,
         )?;
         let path = path.unwrap_or_else(|| path_of(message.route).as_str().to_owned());
-        conn.execute(
+        super::exec(
+            conn,
             "UPDATE messages SET server_id = ?1, conversation = ?2, peer = ?3, from_addr = ?4,
                 to_addr = ?5, status = ?6, route = ?7, path = ?8, encoding = ?9, segments = ?10,
                 failure_reason = coalesce(?11, failure_reason), updated_at = ?12
@@ -414,7 +418,8 @@ fn set_status_row(
     failure_reason: Option<&str>,
     at: DateTime<Utc>,
 ) -> Result<(), CacheError> {
-    conn.execute(
+    super::exec(
+        conn,
         "UPDATE messages SET status = ?1, failure_reason = coalesce(?2, failure_reason),
             updated_at = max(updated_at, ?3) WHERE id = ?4",
         params![status.as_str(), failure_reason, to_ms(at), id.0],
@@ -431,13 +436,13 @@ pub fn apply_status(
     failure_reason: Option<&str>,
     at: DateTime<Utc>,
 ) -> Result<Option<LocalMessageId>, CacheError> {
-    let found: Option<(i64, String)> = conn
-        .query_row(
-            "SELECT id, status FROM messages WHERE server_id = ?1",
-            [id.to_string()],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .optional()?;
+    let found: Option<(i64, String)> = super::one(
+        conn,
+        "SELECT id, status FROM messages WHERE server_id = ?1",
+        [id.to_string()],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )
+    .optional()?;
     let Some((local, current)) = found else {
         return Ok(None);
     };
@@ -459,11 +464,13 @@ pub fn apply_local_status(
     status: SendStatus,
     failure_reason: Option<&str>,
 ) -> Result<bool, CacheError> {
-    let current: Option<String> = conn
-        .query_row("SELECT status FROM messages WHERE id = ?1", [id.0], |row| {
-            row.get(0)
-        })
-        .optional()?;
+    let current: Option<String> = super::one(
+        conn,
+        "SELECT status FROM messages WHERE id = ?1",
+        [id.0],
+        |row| row.get(0),
+    )
+    .optional()?;
     let Some(current) = current.as_deref().and_then(SendStatus::parse) else {
         return Ok(false);
     };
@@ -483,7 +490,8 @@ pub fn set_path(
     path: SendPath,
     route: Option<Route>,
 ) -> Result<(), CacheError> {
-    conn.execute(
+    super::exec(
+        conn,
         "UPDATE messages SET path = ?1, route = coalesce(?2, route) WHERE id = ?3",
         params![path.as_str(), route.map(Route::as_str), id.0],
     )?;
@@ -492,19 +500,24 @@ pub fn set_path(
 
 /// Deletes the message with server id `id`; returns its conversation when it existed.
 pub fn delete(conn: &Connection, id: MessageId) -> Result<Option<LocalConversationId>, CacheError> {
-    let conversation: Option<i64> = conn
-        .query_row(
-            "DELETE FROM messages WHERE server_id = ?1 RETURNING conversation",
-            [id.to_string()],
-            |row| row.get(0),
-        )
-        .optional()?;
+    let conversation: Option<i64> = super::one(
+        conn,
+        "DELETE FROM messages WHERE server_id = ?1 RETURNING conversation",
+        [id.to_string()],
+        |row| row.get(0),
+    )
+    .optional()?;
     Ok(conversation.map(LocalConversationId))
 }
 
 /// Counts messages (for tests and the benchmarks).
 pub fn count(conn: &Connection) -> Result<i64, CacheError> {
-    Ok(conn.query_row("SELECT count(*) FROM messages", [], |row| row.get(0))?)
+    Ok(super::one(
+        conn,
+        "SELECT count(*) FROM messages",
+        [],
+        |row| row.get(0),
+    )?)
 }
 
 #[cfg(test)]

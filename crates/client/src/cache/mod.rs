@@ -167,6 +167,7 @@ fn open_connection(path: &Path) -> Result<Connection, CacheError> {
         .map_err(open_error)?;
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(open_error)?;
+    conn.set_prepared_statement_cache_capacity(64);
     migrate(&mut conn, found)?;
     Ok(conn)
 }
@@ -193,6 +194,25 @@ fn migrate(conn: &mut Connection, from: u32) -> Result<(), CacheError> {
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;
     Ok(())
+}
+
+/// Runs a statement through the connection's statement cache (the hot paths run the same
+/// few statements for every event of a sync).
+pub(crate) fn exec<P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params)
+}
+
+/// Queries one row through the statement cache.
+pub(crate) fn one<T, P, F>(conn: &Connection, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+where
+    P: rusqlite::Params,
+    F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+{
+    conn.prepare_cached(sql)?.query_row(params, f)
 }
 
 /// Milliseconds since the epoch: how the cache stores times (sortable, compact).

@@ -82,7 +82,8 @@ pub fn enqueue(
     stage: Stage,
     at: DateTime<Utc>,
 ) -> Result<(), CacheError> {
-    conn.execute(
+    super::exec(
+        conn,
         "INSERT INTO outbox (message, via, stage, attempts, next_attempt_at) VALUES (?1, ?2, ?3, 0, ?4)",
         params![message.0, via.map(PathChoice::as_str), stage.as_str(), to_ms(at)],
     )?;
@@ -129,7 +130,7 @@ pub fn all(conn: &Connection) -> Result<Vec<OutboxEntry>, CacheError> {
 
 /// When the next piece of work falls due, if any.
 pub fn next_due(conn: &Connection) -> Result<Option<DateTime<Utc>>, CacheError> {
-    let at: Option<i64> = conn.query_row("SELECT min(next_attempt_at) FROM outbox", [], |row| {
+    let at: Option<i64> = super::one(conn, "SELECT min(next_attempt_at) FROM outbox", [], |row| {
         row.get(0)
     })?;
     Ok(at.map(from_ms))
@@ -144,7 +145,8 @@ pub fn move_stage(
     to: Stage,
     due: DateTime<Utc>,
 ) -> Result<bool, CacheError> {
-    Ok(conn.execute(
+    Ok(super::exec(
+        conn,
         "UPDATE outbox SET stage = ?1, next_attempt_at = ?2 WHERE message = ?3 AND stage = ?4",
         params![to.as_str(), to_ms(due), message.0, from.as_str()],
     )? == 1)
@@ -157,7 +159,8 @@ pub fn redirect(
     via: PathChoice,
     now: DateTime<Utc>,
 ) -> Result<bool, CacheError> {
-    Ok(conn.execute(
+    Ok(super::exec(
+        conn,
         "UPDATE outbox SET via = ?1, next_attempt_at = ?2 WHERE message = ?3 AND stage = 'send'",
         params![via.as_str(), to_ms(now), message.0],
     )? == 1)
@@ -170,7 +173,8 @@ pub fn retry_at(
     at: DateTime<Utc>,
     error: &str,
 ) -> Result<(), CacheError> {
-    conn.execute(
+    super::exec(
+        conn,
         "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?1, last_error = ?2 WHERE message = ?3",
         params![to_ms(at), error, message.0],
     )?;
@@ -178,13 +182,14 @@ pub fn retry_at(
 }
 
 pub fn remove(conn: &Connection, message: LocalMessageId) -> Result<(), CacheError> {
-    conn.execute("DELETE FROM outbox WHERE message = ?1", [message.0])?;
+    super::exec(conn, "DELETE FROM outbox WHERE message = ?1", [message.0])?;
     Ok(())
 }
 
 /// Makes every waiting row due now (the connection just came back).
 pub fn wake_all(conn: &Connection, now: DateTime<Utc>) -> Result<usize, CacheError> {
-    Ok(conn.execute(
+    Ok(super::exec(
+        conn,
         "UPDATE outbox SET next_attempt_at = ?1 WHERE next_attempt_at > ?1",
         [to_ms(now)],
     )?)

@@ -40,25 +40,26 @@ impl Profile {
 }
 
 pub fn load(conn: &Connection) -> Result<Option<Profile>, CacheError> {
-    Ok(conn
-        .query_row(
-            "SELECT gateway_url, account_id, username, device_id, number FROM profile WHERE id = 1",
-            [],
-            |row| {
-                Ok(Profile {
-                    gateway_url: row.get(0)?,
-                    account_id: parse_uuid(&row.get::<_, String>(1)?)?,
-                    username: row.get(2)?,
-                    device_id: parse_uuid(&row.get::<_, String>(3)?)?,
-                    number: row.get(4)?,
-                })
-            },
-        )
-        .optional()?)
+    Ok(super::one(
+        conn,
+        "SELECT gateway_url, account_id, username, device_id, number FROM profile WHERE id = 1",
+        [],
+        |row| {
+            Ok(Profile {
+                gateway_url: row.get(0)?,
+                account_id: parse_uuid(&row.get::<_, String>(1)?)?,
+                username: row.get(2)?,
+                device_id: parse_uuid(&row.get::<_, String>(3)?)?,
+                number: row.get(4)?,
+            })
+        },
+    )
+    .optional()?)
 }
 
 pub fn save(conn: &Connection, profile: &Profile) -> Result<(), CacheError> {
-    conn.execute(
+    super::exec(
+        conn,
         "INSERT INTO profile (id, gateway_url, account_id, username, device_id, number)
          VALUES (1, ?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (id) DO UPDATE SET gateway_url = excluded.gateway_url,

@@ -16,14 +16,19 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
 }];
 
 pub fn cursor(conn: &Connection) -> Result<i64, CacheError> {
-    Ok(
-        conn.query_row("SELECT cursor FROM sync_state WHERE id = 1", [], |row| {
-            row.get(0)
-        })?,
-    )
+    Ok(super::one(
+        conn,
+        "SELECT cursor FROM sync_state WHERE id = 1",
+        [],
+        |row| row.get(0),
+    )?)
 }
 
 pub(crate) fn set_cursor(conn: &Connection, cursor: i64) -> Result<(), CacheError> {
-    conn.execute("UPDATE sync_state SET cursor = ?1 WHERE id = 1", [cursor])?;
+    super::exec(
+        conn,
+        "UPDATE sync_state SET cursor = ?1 WHERE id = 1",
+        [cursor],
+    )?;
     Ok(())
 }

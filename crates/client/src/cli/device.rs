@@ -17,6 +17,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::messages::CachedMessage;
+use crate::cellular::at_modem::{AtModem, AtModemConfig};
 use crate::cloud::ProxyUrl;
 use crate::events::ClientEvent;
 use crate::{Client, ClientOptions};
@@ -39,6 +40,10 @@ pub struct Globals {
     /// Print JSON (listings as arrays with the API's field names; `watch` one object per line).
     #[arg(long, global = true)]
     pub json: bool,
+    /// An AT-command modem on this serial port gives the device a cellular path (the SIM
+    /// PIN, if asked for, comes from AIRTEXT_SIM_PIN).
+    #[arg(long, global = true, env = "AIRTEXT_MODEM", value_name = "PATH")]
+    pub modem: Option<String>,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -189,7 +194,7 @@ fn password(args: &PasswordArgs) -> anyhow::Result<String> {
     }
 }
 
-fn options(globals: &Globals) -> anyhow::Result<ClientOptions> {
+async fn options(globals: &Globals) -> anyhow::Result<ClientOptions> {
     let data_dir = match &globals.data_dir {
         Some(dir) => dir.clone(),
         None => ClientOptions::default_data_dir()?,
@@ -202,6 +207,16 @@ fn options(globals: &Globals) -> anyhow::Result<ClientOptions> {
         .filter(|p| !p.is_empty())
         .map(str::parse::<ProxyUrl>)
         .transpose()?;
+    if let Some(path) = globals.modem.as_deref().filter(|p| !p.is_empty()) {
+        let mut config = AtModemConfig::new(path);
+        config.pin = std::env::var("AIRTEXT_SIM_PIN")
+            .ok()
+            .filter(|p| !p.is_empty());
+        let modem = AtModem::open(config)
+            .await
+            .with_context(|| format!("the modem on {path}"))?;
+        options.cellular = std::sync::Arc::new(modem);
+    }
     Ok(options)
 }
 
@@ -240,7 +255,7 @@ async fn run_async(
     globals: &Globals,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let client = Client::open(options(globals)?).await?;
+    let client = Client::open(options(globals).await?).await?;
     let json = globals.json;
     match command {
         Command::Signup {
