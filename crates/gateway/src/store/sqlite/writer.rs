@@ -14,12 +14,12 @@
 use std::collections::HashMap;
 
 use airtext_api::contacts::Contact;
-use airtext_api::messages::{Direction, Message};
+use airtext_api::messages::Direction;
 use airtext_api::sync::EventKind;
 use airtext_api::{AccountId, ConversationId, DeviceId, IdentityId, MessageId, SendStatus};
 use chrono::{DateTime, Duration, Utc};
 use sqlx::sqlite::SqliteConnection;
-use sqlx::Connection;
+use sqlx::{Connection, Row};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::super::rows::{self, micros, Cols};
@@ -578,56 +578,87 @@ async fn mark_verified(
     Ok(Out::Done)
 }
 
-/// Stores one copy: finds or creates its conversation, then inserts the message. `None` when
-/// the copy's `client_id` was already used by its account (nothing of it is kept then only
-/// because the caller rolls the command back).
-async fn insert_copy(
-    conn: &mut SqliteConnection,
-    copy: &NewMessage,
-) -> StoreResult<Option<Message>> {
-    let unread = i64::from(copy.direction == Direction::Inbound);
-    let conversation: uuid::Uuid = sqlx::query_scalar(
-        "INSERT INTO conversations (id, account_id, peer, last_message_id, updated_at, unread) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-         ON CONFLICT (account_id, peer) DO UPDATE SET \
-             last_message_id = excluded.last_message_id, \
-             updated_at = max(conversations.updated_at, excluded.updated_at), \
-             unread = conversations.unread + excluded.unread \
-         RETURNING id",
-    )
-    .bind(ConversationId::new().0)
-    .bind(copy.account_id.0)
-    .bind(&copy.peer)
-    .bind(copy.id.0)
-    .bind(micros(copy.created_at))
-    .bind(unread)
-    .fetch_one(&mut *conn)
-    .await?;
-    let created = micros(copy.created_at);
-    let inserted: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO messages (id, account_id, conversation_id, direction, from_addr, to_addr, \
-                               body, status, route, client_id, encoding, segments, \
-                               created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13) \
-         ON CONFLICT (account_id, client_id) DO NOTHING \
-         RETURNING 1",
-    )
-    .bind(copy.id.0)
-    .bind(copy.account_id.0)
-    .bind(conversation)
-    .bind(copy.direction.as_str())
-    .bind(&copy.from)
-    .bind(&copy.to)
-    .bind(&copy.body)
-    .bind(copy.status.as_str())
-    .bind(copy.route.as_str())
-    .bind(copy.client_id.map(|c| c.0))
-    .bind(copy.encoding.as_str())
-    .bind(i64::from(copy.segments))
-    .bind(created)
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(inserted.map(|_| rows::stored_message(copy, conversation.into())))
+/// The SQL of one deliver shape, built once: round trips to the connection's worker thread
+/// cost more than SQLite's own work here, so a deliver is two multi-statement queries. Their
+/// parameters are positional `?`, which sqlx consumes in order across the statements (it
+/// cannot mix numbered parameters with gaps across statements), so the binding code in
+/// [`deliver`] mirrors the order below exactly.
+struct DeliverSql {
+    conversations: String,
+    writes: String,
+}
+
+fn deliver_sql(copies: usize, guarded: bool, enqueue: bool) -> DeliverSql {
+    let mut conversations = String::new();
+    let mut writes = String::new();
+    for _ in 0..copies {
+        // Binds: new id, account, peer, message id, created, unread increment.
+        conversations.push_str(
+            "INSERT INTO conversations (id, account_id, peer, last_message_id, updated_at, unread) \
+             VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (account_id, peer) DO UPDATE SET \
+                 last_message_id = excluded.last_message_id, \
+                 updated_at = max(conversations.updated_at, excluded.updated_at), \
+                 unread = conversations.unread + excluded.unread \
+             RETURNING id;",
+        );
+    }
+    // When a sender copy leads, everything after its insert runs only if that insert did
+    // (a repeated client_id inserts nothing and so writes nothing else). Binds: sender id.
+    let guard = if guarded {
+        "WHERE EXISTS (SELECT 1 FROM messages WHERE id = ?)"
+    } else {
+        "WHERE 1"
+    };
+    for k in 0..copies {
+        let first = k == 0;
+        // Binds: the 14 message values, then the guard's.
+        writes.push_str(&format!(
+            "INSERT INTO messages (id, account_id, conversation_id, direction, from_addr, \
+                 to_addr, body, status, route, client_id, encoding, segments, created_at, \
+                 updated_at) \
+             SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? {} {} RETURNING 0;",
+            if first { "WHERE 1" } else { guard },
+            if first && guarded {
+                "ON CONFLICT (account_id, client_id) DO NOTHING"
+            } else {
+                ""
+            },
+        ));
+    }
+    for _ in 0..copies {
+        // Binds: account, account, at, payload, then the guard's.
+        writes.push_str(&format!(
+            "INSERT INTO events (account_id, seq, at, type, payload) \
+             SELECT ?, COALESCE((SELECT last_seq FROM account_log WHERE account_id = ?), 0) + 1, \
+                 ?, 'message.created', ? {guard} \
+             RETURNING seq;"
+        ));
+    }
+    if enqueue {
+        // Binds (the sender's copy): id, account, from, to, body, created, created, guard.
+        writes.push_str(&format!(
+            "INSERT INTO outbound (message_id, account_id, from_addr, to_addr, body, attempts, \
+                                   not_before, created_at) \
+             SELECT ?, ?, ?, ?, ?, 0, ?, ? {guard};"
+        ));
+    }
+    DeliverSql {
+        conversations,
+        writes,
+    }
+}
+
+/// The shapes: (copies, sender leads, enqueue).
+fn deliver_shape(copies: usize, guarded: bool, enqueue: bool) -> &'static DeliverSql {
+    use std::sync::OnceLock;
+    static SHAPES: [OnceLock<DeliverSql>; 12] = [const { OnceLock::new() }; 12];
+    let index = (copies.min(2)) * 4 + usize::from(guarded) * 2 + usize::from(enqueue);
+    match SHAPES.get(index) {
+        Some(cell) => cell.get_or_init(|| deliver_sql(copies, guarded, enqueue)),
+        // Unreachable with copies <= 2; built fresh (and leaked) rather than panicking.
+        None => Box::leak(Box::new(deliver_sql(copies, guarded, enqueue))),
+    }
 }
 
 async fn deliver(
@@ -635,74 +666,145 @@ async fn deliver(
     fx: &mut Effects,
     delivery: Delivery,
 ) -> StoreResult<Out> {
-    let mut sender = None;
-    if let Some(copy) = &delivery.sender {
-        match insert_copy(conn, copy).await? {
-            Some(message) => sender = Some(message),
-            None => {
-                // A repeated send: undo this command's conversation upsert and answer with
-                // the first message.
-                sqlx::query("ROLLBACK TO cmd").execute(&mut *conn).await?;
-                let first = sqlx::query(&format!(
-                    "SELECT {} FROM messages m WHERE m.account_id = ?1 AND m.client_id = ?2",
-                    rows::MESSAGE_COLUMNS
-                ))
-                .bind(copy.account_id.0)
-                .bind(copy.client_id.map(|c| c.0))
-                .fetch_one(&mut *conn)
-                .await?;
-                return Ok(Out::Delivered(Delivered {
-                    sender: Some(rows::message(&first)?),
-                    recipient: None,
-                    created: false,
-                }));
+    let copies: Vec<&NewMessage> = delivery
+        .sender
+        .iter()
+        .chain(delivery.recipient.iter())
+        .collect();
+    let has_sender = delivery.sender.is_some();
+    let guarded = has_sender;
+    let enqueue = delivery.enqueue && has_sender;
+    let sql = deliver_shape(copies.len(), guarded, enqueue);
+    if copies.is_empty() {
+        return Ok(Out::Delivered(Delivered {
+            sender: None,
+            recipient: None,
+            created: true,
+        }));
+    }
+
+    // Round trip 1: find or create each copy's conversation.
+    let mut query = sqlx::query(&sql.conversations);
+    for copy in &copies {
+        query = query
+            .bind(ConversationId::new().0)
+            .bind(copy.account_id.0)
+            .bind(copy.peer.as_str())
+            .bind(copy.id.0)
+            .bind(micros(copy.created_at))
+            .bind(i64::from(copy.direction == Direction::Inbound));
+    }
+    let found = query.fetch_all(&mut *conn).await?;
+    let mut messages = Vec::with_capacity(copies.len());
+    for (copy, row) in copies.iter().zip(found.iter()) {
+        let conversation: uuid::Uuid = row.try_get(0).map_err(rows::corrupt)?;
+        messages.push(rows::stored_message(copy, conversation.into()));
+    }
+    if messages.len() != copies.len() {
+        return Err(rows::corrupt("conversation upsert returned no id"));
+    }
+
+    // Round trip 2: the messages, their events and the queue entry.
+    let mut payloads = Vec::with_capacity(copies.len());
+    for message in &messages {
+        payloads.push(rows::event_payload(&EventKind::MessageCreated {
+            message: message.clone(),
+        })?);
+    }
+    let guard_id = delivery.sender.as_ref().map(|sender| sender.id.0);
+    let mut query = sqlx::query(&sql.writes);
+    for (k, (copy, message)) in copies.iter().zip(&messages).enumerate() {
+        query = query
+            .bind(copy.id.0)
+            .bind(copy.account_id.0)
+            .bind(message.conversation_id.0)
+            .bind(copy.direction.as_str())
+            .bind(copy.from.as_str())
+            .bind(copy.to.as_str())
+            .bind(copy.body.as_str())
+            .bind(copy.status.as_str())
+            .bind(copy.route.as_str())
+            .bind(copy.client_id.map(|c| c.0))
+            .bind(copy.encoding.as_str())
+            .bind(i64::from(copy.segments))
+            .bind(micros(copy.created_at))
+            .bind(micros(copy.created_at));
+        if k > 0 {
+            if let Some(id) = guard_id {
+                query = query.bind(id);
             }
         }
     }
-    let mut recipient = None;
-    if let Some(copy) = &delivery.recipient {
-        // A received copy's client_id never collides in practice; if it does, the write
-        // fails rather than silently dropping the copy.
-        recipient = Some(
-            insert_copy(conn, copy)
-                .await?
-                .ok_or_else(|| rows::corrupt("recipient copy repeats a client_id"))?,
-        );
-    }
-    for (copy, message) in [
-        (&delivery.sender, &sender),
-        (&delivery.recipient, &recipient),
-    ] {
-        if let (Some(copy), Some(message)) = (copy, message) {
-            append(
-                conn,
-                fx,
-                copy.account_id,
-                copy.created_at,
-                &EventKind::MessageCreated {
-                    message: message.clone(),
-                },
-            )
-            .await?;
-        }
-    }
-    if delivery.enqueue {
-        if let Some(copy) = &delivery.sender {
-            sqlx::query(
-                "INSERT INTO outbound (message_id, account_id, from_addr, to_addr, body, \
-                                       attempts, not_before, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?6)",
-            )
-            .bind(copy.id.0)
+    for (copy, payload) in copies.iter().zip(payloads) {
+        query = query
             .bind(copy.account_id.0)
-            .bind(&copy.from)
-            .bind(&copy.to)
-            .bind(&copy.body)
+            .bind(copy.account_id.0)
             .bind(micros(copy.created_at))
-            .execute(&mut *conn)
-            .await?;
+            .bind(payload);
+        if let Some(id) = guard_id {
+            query = query.bind(id);
         }
     }
+    if enqueue {
+        if let Some(sender) = &delivery.sender {
+            query = query
+                .bind(sender.id.0)
+                .bind(sender.account_id.0)
+                .bind(sender.from.as_str())
+                .bind(sender.to.as_str())
+                .bind(sender.body.as_str())
+                .bind(micros(sender.created_at))
+                .bind(micros(sender.created_at));
+            if let Some(id) = guard_id {
+                query = query.bind(id);
+            }
+        }
+    }
+    let returned = query.fetch_all(&mut *conn).await?;
+    if returned.is_empty() && has_sender {
+        // A repeated send: undo this command's conversation upserts and answer with the
+        // first message.
+        sqlx::query("ROLLBACK TO cmd").execute(&mut *conn).await?;
+        let sender = delivery
+            .sender
+            .as_ref()
+            .ok_or_else(|| rows::corrupt("sender vanished"))?;
+        let first = sqlx::query(&format!(
+            "SELECT {} FROM messages m WHERE m.account_id = ?1 AND m.client_id = ?2",
+            rows::MESSAGE_COLUMNS
+        ))
+        .bind(sender.account_id.0)
+        .bind(sender.client_id.map(|c| c.0))
+        .fetch_one(&mut *conn)
+        .await?;
+        return Ok(Out::Delivered(Delivered {
+            sender: Some(rows::message(&first)?),
+            recipient: None,
+            created: false,
+        }));
+    }
+    // Rows: one per message insert, then one seq per event, in copy order.
+    if returned.len() != copies.len() * 2 {
+        return Err(rows::corrupt(format!(
+            "deliver wrote {} rows for {} copies",
+            returned.len(),
+            copies.len()
+        )));
+    }
+    for (copy, row) in copies.iter().zip(returned.iter().skip(copies.len())) {
+        let seq: i64 = row.try_get(0).map_err(rows::corrupt)?;
+        fx.advanced.push(LogAdvanced {
+            account_id: copy.account_id,
+            seq,
+        });
+    }
+    let mut messages = messages.into_iter();
+    let sender = if has_sender { messages.next() } else { None };
+    let recipient = if delivery.recipient.is_some() {
+        messages.next()
+    } else {
+        None
+    };
     Ok(Out::Delivered(Delivered {
         sender,
         recipient,
