@@ -78,6 +78,10 @@ pub struct Config {
     pub rate_limits: RateLimits,
     pub simulator: SimulatorConfig,
     pub verification: VerificationConfig,
+    /// The outbound queue and least-cost routing (`[queue]`).
+    pub queue: QueueConfig,
+    /// Automatic replies to STOP, START and HELP (`[opt_outs]`).
+    pub opt_outs: OptOutConfig,
     /// Carriers in the order they are listed; none means the simulator alone.
     pub carriers: Vec<CarrierConfig>,
 }
@@ -97,6 +101,8 @@ impl Default for Config {
             rate_limits: RateLimits::default(),
             simulator: SimulatorConfig::default(),
             verification: VerificationConfig::default(),
+            queue: QueueConfig::default(),
+            opt_outs: OptOutConfig::default(),
             carriers: Vec::new(),
         }
     }
@@ -221,6 +227,113 @@ impl Default for VerificationConfig {
     }
 }
 
+/// The outbound queue (`[queue]`): how long a text may wait for a carrier, how retries back
+/// off, and when a failing carrier is left alone for a while (its circuit breaker).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// A text no carrier took within this many seconds of being accepted fails [default:
+    /// 14400, 4 h].
+    pub validity_secs: u64,
+    /// The first retry waits this long; each next one twice as long [default: 1].
+    pub first_backoff_secs: u64,
+    /// The longest wait between retries [default: 300].
+    pub max_backoff_secs: u64,
+    /// How long one carrier may take to answer a send [default: 30].
+    pub send_timeout_secs: u64,
+    /// How long a claimed job is one worker's; must exceed `send_timeout_secs` so a slow
+    /// carrier never has two workers send one text [default: 60].
+    pub lease_secs: u64,
+    /// Retryable failures in a row that open a carrier's circuit breaker [default: 5].
+    pub breaker_failures: u32,
+    /// How long an open breaker keeps its carrier out of routing before one trial send
+    /// [default: 30].
+    pub breaker_cooldown_secs: u64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            validity_secs: 4 * 60 * 60,
+            first_backoff_secs: 1,
+            max_backoff_secs: 300,
+            send_timeout_secs: 30,
+            lease_secs: 60,
+            breaker_failures: 5,
+            breaker_cooldown_secs: 30,
+        }
+    }
+}
+
+impl QueueConfig {
+    pub fn validity(&self) -> Duration {
+        Duration::from_secs(self.validity_secs)
+    }
+
+    pub fn send_timeout(&self) -> Duration {
+        Duration::from_secs(self.send_timeout_secs)
+    }
+
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs)
+    }
+
+    pub fn breaker_cooldown(&self) -> Duration {
+        Duration::from_secs(self.breaker_cooldown_secs)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.validity_secs == 0 {
+            anyhow::bail!("queue.validity_secs must be at least 1");
+        }
+        if self.first_backoff_secs == 0 {
+            anyhow::bail!("queue.first_backoff_secs must be at least 1");
+        }
+        if self.max_backoff_secs < self.first_backoff_secs {
+            anyhow::bail!("queue.max_backoff_secs must be at least queue.first_backoff_secs");
+        }
+        if self.send_timeout_secs == 0 {
+            anyhow::bail!("queue.send_timeout_secs must be at least 1");
+        }
+        if self.lease_secs <= self.send_timeout_secs {
+            anyhow::bail!(
+                "queue.lease_secs must be longer than queue.send_timeout_secs ({}), or a slow carrier could see one text from two workers",
+                self.send_timeout_secs
+            );
+        }
+        if self.breaker_failures == 0 {
+            anyhow::bail!("queue.breaker_failures must be at least 1");
+        }
+        if self.breaker_cooldown_secs == 0 {
+            anyhow::bail!("queue.breaker_cooldown_secs must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Automatic replies to the keywords carriers require us to honour (`[opt_outs]`). They go
+/// back from the DID that was texted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptOutConfig {
+    /// The answer to HELP.
+    pub help_reply: String,
+    /// The confirmation of STOP.
+    pub stop_reply: String,
+    /// The confirmation of START.
+    pub start_reply: String,
+}
+
+impl Default for OptOutConfig {
+    fn default() -> Self {
+        OptOutConfig {
+            help_reply: "Airtext: texts from an Airtext user. Reply STOP to opt out, START to opt back in.".to_owned(),
+            stop_reply: "You have been unsubscribed and will get no more texts from this number. Reply START to resubscribe.".to_owned(),
+            start_reply: "You have been resubscribed and can get texts from this number again. Reply STOP to opt out.".to_owned(),
+        }
+    }
+}
+
 impl Config {
     /// Defaults, then the file named by `--config`, then flags and environment.
     pub fn load(args: &Args) -> anyhow::Result<Config> {
@@ -331,6 +444,16 @@ impl Config {
         if let Some(url) = &self.smtp_url {
             if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
                 anyhow::bail!("smtp_url {url:?}: use smtp://HOST:PORT or smtps://USER:PASS@HOST");
+            }
+        }
+        self.queue.validate()?;
+        for (key, text) in [
+            ("help_reply", &self.opt_outs.help_reply),
+            ("stop_reply", &self.opt_outs.stop_reply),
+            ("start_reply", &self.opt_outs.start_reply),
+        ] {
+            if text.trim().is_empty() || text.contains('\0') {
+                anyhow::bail!("opt_outs.{key} must be a non-empty text without NUL");
             }
         }
         Ok(())

@@ -6,6 +6,8 @@
 //! - [`http`]: API v1, one module per resource, and the OpenAPI document;
 //! - [`routing`]: where a message goes (DID → verified phone → username/e-mail → carrier);
 //! - [`queue`]: the worker that hands out-of-network messages to carriers;
+//! - [`lcr`]: least-cost routing over the carriers, with a circuit breaker per carrier;
+//! - [`opt_out`]: STOP / START / HELP from outside phones, and their automatic replies;
 //! - [`carriers`]: the `Carrier` trait and its implementations (the simulator today);
 //! - [`push`]: live fan-out of log hints to each account's WebSocket connections;
 //! - [`mail`]: e-mail for verification codes (SMTP, or the simulator's outbox);
@@ -15,7 +17,9 @@ pub mod carriers;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod lcr;
 pub mod mail;
+pub mod opt_out;
 pub mod push;
 pub mod queue;
 pub mod rate_limit;

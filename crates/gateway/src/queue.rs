@@ -2,13 +2,19 @@
 //!
 //! The queue itself is durable (rows in the store, written in the same transaction as the
 //! message); this worker only leases due rows, sends them, and records the outcome:
-//! - leases last [`LEASE`]; a job leased by a worker that crashed is claimed again once its
-//!   lease ends, so nothing accepted is ever lost (a crash between a carrier's acceptance and
-//!   the record of it can send a text twice: at-least-once, as every SMS gateway);
-//! - carriers are tried in configuration order; a retryable failure tries the next one, and
-//!   when all fail the job is rescheduled with exponential back-off (1 s doubling, at most
-//!   5 min) until the message is [`GIVE_UP_AFTER`] old, then it fails with the last reason;
-//! - a permanent failure fails the message at once with the carrier's reason;
+//! - leases last `queue.lease_secs` (60); a job leased by a worker that crashed is claimed
+//!   again once its lease ends, so nothing accepted is ever lost. A crash between a carrier's
+//!   acceptance and the record of it sends that text again: delivery is at-least-once, as in
+//!   every SMS gateway (docs/decisions.md explains why exactly-once is out of reach);
+//! - the carriers come from least-cost routing ([`crate::lcr`]): cheapest first, carriers
+//!   whose circuit breaker is open skipped; a retryable failure tries the next, and when none
+//!   takes it the job is rescheduled with exponential back-off (`queue.first_backoff_secs`
+//!   doubling, at most `queue.max_backoff_secs`) until the message is `queue.validity_secs`
+//!   old, then it fails with the last reason;
+//! - a permanent failure, a text no carrier can route, or a recipient who replied STOP fails
+//!   the message at once (the opt-out is checked again here: STOP may have arrived after the
+//!   text was accepted);
+//! - the carrier, its message id and the cost are recorded on the message;
 //! - at most [`MAX_IN_FLIGHT`] sends run at once;
 //! - on shutdown it stops claiming and lets in-flight sends finish for at most
 //!   [`DRAIN_TIMEOUT`]; what is still leased then simply waits for its lease to end.
@@ -22,23 +28,16 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::carriers::{CarrierError, OutboundSms};
+use crate::config::QueueConfig;
 use crate::http::AppState;
-use crate::routing::SEND_TIMEOUT;
 use crate::store::{OutboundJob, OutboundOutcome};
 
-/// How long a claimed job is this worker's before another may take it. Longer than
-/// [`SEND_TIMEOUT`], so a slow carrier never leads to two workers sending one job.
-pub const LEASE: Duration = Duration::from_secs(60);
 /// How often the worker looks for due jobs (retries come due without anyone waking it).
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// Sends running at once.
-pub const MAX_IN_FLIGHT: usize = 64;
-/// A message no carrier took within this time fails.
-pub const GIVE_UP_AFTER: Duration = Duration::from_secs(4 * 60 * 60);
+pub const MAX_IN_FLIGHT: usize = 256;
 /// How long shutdown waits for in-flight sends.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(5 * 60);
 
 /// Wakes the worker when a message is queued. A wake with no worker waiting is remembered,
 /// so one sent between two claims is never missed.
@@ -59,10 +58,12 @@ impl QueueWaker {
     }
 }
 
-/// The delay before try number `attempts + 1`: 1 s doubling, capped at 5 min.
-pub fn backoff(attempts: u32) -> Duration {
+/// The delay before try number `attempts + 1`: the first back-off doubling, capped.
+pub fn backoff(queue: &QueueConfig, attempts: u32) -> Duration {
     let factor = 1u32.checked_shl(attempts.min(31)).unwrap_or(u32::MAX);
-    FIRST_BACKOFF.saturating_mul(factor).min(MAX_BACKOFF)
+    Duration::from_secs(queue.first_backoff_secs)
+        .saturating_mul(factor)
+        .min(Duration::from_secs(queue.max_backoff_secs))
 }
 
 /// Runs until `shutdown` is cancelled, then drains in-flight sends (bounded).
@@ -75,7 +76,8 @@ pub async fn run_worker(state: AppState, shutdown: CancellationToken) {
         let mut claimed_all = false;
         if free > 0 {
             let now = Utc::now();
-            let lease_until = now + chrono::Duration::from_std(LEASE).unwrap_or_default();
+            let lease = chrono::Duration::from_std(state.config.queue.lease()).unwrap_or_default();
+            let lease_until = now + lease;
             let limit = u32::try_from(free).unwrap_or(u32::MAX);
             match state.store.claim_outbound(limit, now, lease_until).await {
                 Ok(jobs) => {
@@ -120,15 +122,17 @@ pub async fn run_worker(state: AppState, shutdown: CancellationToken) {
 
 /// Sends one job and records how it ended.
 async fn process(state: &AppState, job: OutboundJob) {
-    let outcome = send_through_carriers(state, &job).await;
-    let outcome = match outcome {
-        Attempt::Sent(outcome) => outcome,
-        Attempt::Permanent(reason) => OutboundOutcome::Failed { reason },
-        Attempt::AllRetryable(reason) => retry_or_give_up(&job, reason, Utc::now()),
+    let (outcome, cost) = match send_through_carriers(state, &job).await {
+        Attempt::Sent(outcome, cost) => (outcome, Some(cost)),
+        Attempt::Permanent(reason) => (OutboundOutcome::Failed { reason }, None),
+        Attempt::Retryable(reason) => (
+            retry_or_give_up(&state.config.queue, &job, reason, Utc::now()),
+            None,
+        ),
     };
     if let Err(error) = state
         .store
-        .finish_outbound(job.message_id, outcome, Utc::now())
+        .finish_outbound_priced(job.message_id, outcome, cost, Utc::now())
         .await
     {
         // The lease runs out and the job is claimed again: delayed, not lost.
@@ -141,53 +145,126 @@ async fn process(state: &AppState, job: OutboundJob) {
 }
 
 enum Attempt {
-    Sent(OutboundOutcome),
+    /// Taken; with its cost.
+    Sent(OutboundOutcome, f64),
+    /// It can never go as it is.
     Permanent(String),
-    AllRetryable(String),
+    /// Nobody took it now; the last reason.
+    Retryable(String),
 }
 
 async fn send_through_carriers(state: &AppState, job: &OutboundJob) -> Attempt {
-    let mut last = "no carrier is configured".to_owned();
-    for carrier in state.carriers.iter() {
+    match state.store.opted_out(&job.from, &job.to).await {
+        Ok(false) => {}
+        Ok(true) => {
+            return Attempt::Permanent(format!(
+                "{} replied STOP to {}: texts to them are blocked until they reply START",
+                job.to, job.from
+            ))
+        }
+        Err(error) => {
+            return Attempt::Retryable(format!("cannot check opt-outs: {error}"));
+        }
+    }
+    let (_, segments) = crate::routing::encoding_of(&job.body);
+    let candidates = match state.lcr.candidates(&job.from, &job.to, segments) {
+        Ok(candidates) => candidates,
+        Err(no_route) if no_route.waits() => return Attempt::Retryable(no_route.0),
+        Err(no_route) => return Attempt::Permanent(no_route.0),
+    };
+    let timeout = state.config.queue.send_timeout();
+    let mut last: Option<String> = None;
+    let mut resting = Vec::new();
+    for candidate in candidates {
+        let name = candidate.carrier.name();
+        if !state.lcr.admit(candidate.index) {
+            resting.push(name.to_owned());
+            continue;
+        }
         let sms = OutboundSms {
             from: job.from.clone(),
             to: job.to.clone(),
             body: job.body.clone(),
         };
-        match tokio::time::timeout(SEND_TIMEOUT, carrier.send(sms)).await {
+        match tokio::time::timeout(timeout, candidate.carrier.send(sms)).await {
             Ok(Ok(accepted)) => {
-                return Attempt::Sent(OutboundOutcome::Sent {
-                    carrier: carrier.name().to_owned(),
-                    carrier_message_id: accepted.carrier_message_id,
-                })
+                state.lcr.succeeded(candidate.index);
+                return Attempt::Sent(
+                    OutboundOutcome::Sent {
+                        carrier: name.to_owned(),
+                        carrier_message_id: accepted.carrier_message_id,
+                    },
+                    candidate.cost,
+                );
             }
-            Ok(Err(CarrierError::Permanent(reason))) => return Attempt::Permanent(reason),
+            Ok(Err(CarrierError::Permanent(reason))) => {
+                state.lcr.succeeded(candidate.index);
+                return Attempt::Permanent(format!("{name}: {reason}"));
+            }
             Ok(Err(CarrierError::Retryable(reason))) => {
+                state.lcr.failed(candidate.index);
                 tracing::info!(
-                    carrier = carrier.name(),
+                    carrier = name,
                     message_id = %job.message_id,
                     reason,
                     "carrier failed; trying the next"
                 );
-                last = format!("{}: {reason}", carrier.name());
+                last = Some(format!("{name}: {reason}"));
             }
-            Err(_) => last = format!("{}: no answer within {SEND_TIMEOUT:?}", carrier.name()),
+            Err(_) => {
+                state.lcr.failed(candidate.index);
+                last = Some(format!("{name}: no answer within {timeout:?}"));
+            }
         }
     }
-    Attempt::AllRetryable(last)
+    let reason = match (last, resting.is_empty()) {
+        (Some(last), true) => last,
+        (Some(last), false) => format!(
+            "{last}; paused after repeated failures: {}",
+            resting.join(", ")
+        ),
+        (None, _) => format!(
+            "every carrier that can take it is paused after repeated failures: {}",
+            resting.join(", ")
+        ),
+    };
+    Attempt::Retryable(reason)
 }
 
-fn retry_or_give_up(job: &OutboundJob, reason: String, now: DateTime<Utc>) -> OutboundOutcome {
-    let give_up_at = job.created_at + chrono::Duration::from_std(GIVE_UP_AFTER).unwrap_or_default();
+fn retry_or_give_up(
+    queue: &QueueConfig,
+    job: &OutboundJob,
+    reason: String,
+    now: DateTime<Utc>,
+) -> OutboundOutcome {
+    let validity = chrono::Duration::from_std(queue.validity()).unwrap_or_default();
+    let give_up_at = job.created_at + validity;
     if now >= give_up_at {
         return OutboundOutcome::Failed {
-            reason: format!("no carrier could take it within 4 hours (last: {reason})"),
+            reason: format!(
+                "no carrier took it within {} (last: {reason})",
+                human(queue.validity())
+            ),
         };
     }
-    let delay = chrono::Duration::from_std(backoff(job.attempts)).unwrap_or_default();
+    let delay = chrono::Duration::from_std(backoff(queue, job.attempts)).unwrap_or_default();
     OutboundOutcome::Retry {
         not_before: (now + delay).min(give_up_at),
         reason,
+    }
+}
+
+/// `4 hours`, `90 seconds`: for failure reasons people read.
+fn human(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        s if s % 3600 == 0 && s >= 3600 => {
+            format!("{} hour{}", s / 3600, if s == 3600 { "" } else { "s" })
+        }
+        s if s % 60 == 0 && s >= 60 => {
+            format!("{} minute{}", s / 60, if s == 60 { "" } else { "s" })
+        }
+        s => format!("{s} second{}", if s == 1 { "" } else { "s" }),
     }
 }
 
@@ -201,12 +278,13 @@ mod tests {
 
     #[test]
     fn backoff_doubles_from_one_second_to_five_minutes() {
-        assert_eq!(backoff(0), Duration::from_secs(1));
-        assert_eq!(backoff(1), Duration::from_secs(2));
-        assert_eq!(backoff(5), Duration::from_secs(32));
-        assert_eq!(backoff(8), Duration::from_secs(256));
-        assert_eq!(backoff(9), Duration::from_secs(300));
-        assert_eq!(backoff(u32::MAX), Duration::from_secs(300));
+        let q = QueueConfig::default();
+        assert_eq!(backoff(&q, 0), Duration::from_secs(1));
+        assert_eq!(backoff(&q, 1), Duration::from_secs(2));
+        assert_eq!(backoff(&q, 5), Duration::from_secs(32));
+        assert_eq!(backoff(&q, 8), Duration::from_secs(256));
+        assert_eq!(backoff(&q, 9), Duration::from_secs(300));
+        assert_eq!(backoff(&q, u32::MAX), Duration::from_secs(300));
     }
 
     fn job(age: chrono::Duration, attempts: u32) -> (OutboundJob, DateTime<Utc>) {
@@ -228,15 +306,19 @@ mod tests {
     #[test]
     fn retries_until_four_hours_then_fails() {
         let (young, now) = job(chrono::Duration::minutes(1), 2);
-        match retry_or_give_up(&young, "busy".into(), now) {
+        let q = QueueConfig::default();
+        match retry_or_give_up(&q, &young, "busy".into(), now) {
             OutboundOutcome::Retry { not_before, .. } => {
                 assert_eq!(not_before - now, chrono::Duration::seconds(4));
             }
             other => panic!("expected a retry, got {other:?}"),
         }
         let (old, now) = job(chrono::Duration::hours(4), 20);
-        match retry_or_give_up(&old, "busy".into(), now) {
-            OutboundOutcome::Failed { reason } => assert!(reason.contains("busy"), "{reason}"),
+        match retry_or_give_up(&q, &old, "busy".into(), now) {
+            OutboundOutcome::Failed { reason } => {
+                assert!(reason.contains("busy"), "{reason}");
+                assert!(reason.contains("within 4 hours"), "{reason}");
+            }
             other => panic!("expected a failure, got {other:?}"),
         }
     }

@@ -273,6 +273,15 @@ pub async fn send_message(
                     "claim a number to text phones outside Airtext; you can still text Airtext users by @username",
                 )
             })?;
+            // The sender learns now, not from a failed message later (the queue checks
+            // again: STOP may arrive while the text waits).
+            if state.store.opted_out(did, &address).await? {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    ErrorCode::RecipientOptedOut,
+                    format!("{address} replied STOP to your number {did}: you cannot text them until they reply START"),
+                ));
+            }
             Delivery {
                 sender: Some(copy(
                     sender.id,
@@ -397,6 +406,8 @@ pub async fn receive_inbound(
     };
     // A carrier's text is stored whatever it holds, except what no store can keep.
     let body = body.replace('\0', "");
+    // STOP / START / HELP: recorded before the text is stored (see `opt_out`).
+    let auto_reply = crate::opt_out::apply_keyword(state, to.as_str(), &from_text, &body).await?;
     let (encoding, segments) = encoding_of(&body);
     let delivery = Delivery {
         sender: None,
@@ -417,12 +428,16 @@ pub async fn receive_inbound(
         }),
         enqueue: false,
     };
-    state
+    let stored = state
         .store
         .deliver(delivery)
         .await?
         .recipient
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("the store returned no inbound copy")))
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("the store returned no inbound copy")))?;
+    if let Some(reply) = auto_reply {
+        crate::opt_out::send_auto_reply(state, to.as_str(), &stored.from, reply);
+    }
+    Ok(stored)
 }
 
 /// An unparseable sender, trimmed and bounded so a hostile carrier payload cannot make a

@@ -49,6 +49,16 @@ impl Gateway {
     }
 
     pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<RunningGateway> {
+        Gateway::start_with_carriers(config, listener, Vec::new()).await
+    }
+
+    /// [`Gateway::start_on`] with carriers built elsewhere (tests' fakes) routed after the
+    /// configured ones, with the routing facts given.
+    pub async fn start_with_carriers(
+        config: Config,
+        listener: TcpListener,
+        extra: Vec<crate::lcr::RoutedCarrier>,
+    ) -> anyhow::Result<RunningGateway> {
         config.validate()?;
         let addr = listener.local_addr()?;
         let region = config
@@ -63,7 +73,14 @@ impl Gateway {
 
         let (reports_tx, mut reports_rx) = mpsc::channel::<CarrierReport>(10_000);
         let built = carriers::registry::build(&config, reports_tx, shutdown.clone()).await?;
-        let carriers = built.all;
+        let mut routes: Vec<crate::lcr::RoutedCarrier> = built
+            .all
+            .into_iter()
+            .map(|carrier| crate::lcr::RoutedCarrier::from_config(carrier, &config.carriers))
+            .collect();
+        routes.extend(extra);
+        let carriers: Vec<_> = routes.iter().map(|route| route.carrier.clone()).collect();
+        let lcr = Arc::new(crate::lcr::Lcr::new(routes, &config.queue));
         let simulator = built.simulator;
         let twilio = Arc::new(built.twilio);
         for carrier in &carriers {
@@ -83,6 +100,7 @@ impl Gateway {
             rate_limits: Arc::new(RateLimiter::new(config.rate_limits.clone())),
             store,
             carriers: carriers.into(),
+            lcr,
             region,
             simulator,
             twilio,

@@ -38,6 +38,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 200, description = "This `client_id` was sent before: the first message, unchanged", body = Message),
         (status = 400, description = "`bad_request` (malformed JSON), `invalid_address`, or `invalid_body` (empty or too long)", body = ErrorBody),
         (status = 401, description = "`unauthorized`: no valid device token", body = ErrorBody),
+        (status = 403, description = "`recipient_opted_out`: the outside phone replied STOP to your number", body = ErrorBody),
         (status = 404, description = "`unknown_recipient`: a username or e-mail address that matches no account", body = ErrorBody),
         (status = 409, description = "`no_number`: texting a phone outside Airtext needs a number of your own", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),

@@ -53,6 +53,8 @@ pub struct AppState {
     pub region: airtext_sms::Region,
     /// The carriers, in configuration order (the simulator among them when it runs).
     pub carriers: Arc<[Arc<dyn Carrier>]>,
+    /// Least-cost routing over those carriers, with their circuit breakers.
+    pub lcr: Arc<crate::lcr::Lcr>,
     /// The simulator carrier, when it runs (its demo endpoints 404 otherwise).
     pub simulator: Option<Arc<Simulator>>,
     /// The Twilio carriers by name, for their signed webhooks.

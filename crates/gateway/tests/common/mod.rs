@@ -418,3 +418,34 @@ impl TestGateway {
         }
     }
 }
+
+impl TestGateway {
+    /// [`TestGateway::start_with`] plus carriers built by the test (routed after the
+    /// configured ones, with the routing facts given).
+    pub async fn start_with_carriers(
+        adjust: impl FnOnce(&mut Config),
+        extra: Vec<airtext_gateway::lcr::RoutedCarrier>,
+    ) -> TestGateway {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.database_url = format!("sqlite://{}", dir.path().join("gateway.db").display());
+        config.simulator.receipt_delay_ms = 50;
+        adjust(&mut config);
+        let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+        let gateway = Gateway::start_with_carriers(config, listener, extra)
+            .await
+            .expect("gateway starts");
+        let url = gateway.url();
+        TestGateway {
+            gateway: Some(gateway),
+            url,
+            http: reqwest::Client::new(),
+            _dir: dir,
+        }
+    }
+
+    pub fn state(&self) -> &airtext_gateway::http::AppState {
+        &self.gateway.as_ref().expect("running").state
+    }
+}

@@ -1,0 +1,372 @@
+//! Least-cost routing with failover, circuit breakers, back-off, validity and permanent
+//! refusals, through the whole gateway (HTTP → store → queue → carriers), with carriers
+//! written here so each test decides who fails and how.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use airtext_api::messages::Message;
+use airtext_api::{AccountId, MessageId, SendStatus};
+use airtext_gateway::carriers::config::RateEntry;
+use airtext_gateway::carriers::{Carrier, CarrierAccepted, CarrierError, OutboundSms};
+use airtext_gateway::lcr::RoutedCarrier;
+use airtext_gateway::store::InventoryNumber;
+use async_trait::async_trait;
+use common::{eventually, Device, TestGateway};
+use serde_json::Value;
+
+const OUR_DID: &str = "+14155550100";
+const US_PHONE: &str = "+12025550143";
+const UK_PHONE: &str = "+447911123456";
+const FR_PHONE: &str = "+33612345678";
+const WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Accept,
+    Retryable,
+    Permanent,
+}
+
+/// A carrier that does what the test says and remembers what it was asked.
+#[derive(Debug)]
+struct Fake {
+    name: &'static str,
+    numbers: Vec<&'static str>,
+    mode: Mutex<Mode>,
+    calls: AtomicUsize,
+    sent: Mutex<Vec<OutboundSms>>,
+}
+
+impl Fake {
+    fn new(name: &'static str, numbers: Vec<&'static str>) -> Arc<Fake> {
+        Arc::new(Fake {
+            name,
+            numbers,
+            mode: Mutex::new(Mode::Accept),
+            calls: AtomicUsize::new(0),
+            sent: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn set(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    fn sent(&self) -> Vec<OutboundSms> {
+        self.sent.lock().unwrap().clone()
+    }
+
+    fn routed(self: &Arc<Self>, any_sender: bool, rates: &[(&str, f64)]) -> RoutedCarrier {
+        RoutedCarrier {
+            carrier: self.clone(),
+            any_sender,
+            rates: rates
+                .iter()
+                .map(|(prefix, cost)| RateEntry {
+                    prefix: (*prefix).to_owned(),
+                    cost_per_segment: *cost,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[async_trait]
+impl Carrier for Fake {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn inventory(&self) -> Vec<InventoryNumber> {
+        self.numbers
+            .iter()
+            .map(|n| InventoryNumber {
+                number: (*n).to_owned(),
+                carrier: self.name.to_owned(),
+                country: "US".to_owned(),
+            })
+            .collect()
+    }
+
+    async fn send(&self, sms: OutboundSms) -> Result<CarrierAccepted, CarrierError> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        let mode = *self.mode.lock().unwrap();
+        match mode {
+            Mode::Accept => {
+                self.sent.lock().unwrap().push(sms);
+                Ok(CarrierAccepted {
+                    carrier_message_id: format!("{}-{n}", self.name),
+                })
+            }
+            Mode::Retryable => Err(CarrierError::Retryable("busy".into())),
+            Mode::Permanent => Err(CarrierError::Permanent("invalid destination".into())),
+        }
+    }
+}
+
+/// The simulator is off: only the test's carriers run.
+async fn gateway(
+    adjust: impl FnOnce(&mut airtext_gateway::Config),
+    carriers: Vec<RoutedCarrier>,
+) -> (TestGateway, Device) {
+    let gw = TestGateway::start_with_carriers(
+        |c| {
+            c.simulator.enabled = false;
+            adjust(c);
+        },
+        carriers,
+    )
+    .await;
+    let alice = gw.sign_up("alice").await;
+    let number = gw.claim_number(&alice, "415").await;
+    assert_eq!(number, OUR_DID);
+    (gw, alice)
+}
+
+async fn stored(gw: &TestGateway, device: &Device, sent: &Value) -> Message {
+    let account: AccountId = device.account_id.parse().unwrap();
+    let id: MessageId = sent["id"].as_str().unwrap().parse().unwrap();
+    gw.state()
+        .store
+        .message(account, id)
+        .await
+        .unwrap()
+        .expect("the message is stored")
+}
+
+async fn settled(gw: &TestGateway, device: &Device, sent: &Value, timeout: Duration) -> Message {
+    eventually(timeout, || async {
+        let m = stored(gw, device, sent).await;
+        (m.status != SendStatus::Queued).then_some(m)
+    })
+    .await
+}
+
+fn message_id(sent: &Value) -> MessageId {
+    sent["id"].as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cheapest_carrier_that_may_send_takes_it_and_its_cost_is_recorded() {
+    // home owns our DID; the others may send from any DID. Longest prefix wins per carrier.
+    let home = Fake::new("home", vec![OUR_DID]);
+    let dear = Fake::new("dear", vec![]);
+    let cheap = Fake::new("cheap", vec![]);
+    let narrow = Fake::new("narrow", vec!["+14155550101"]);
+    let (gw, alice) = gateway(
+        |_| {},
+        vec![
+            home.routed(false, &[("+", 0.010)]),
+            dear.routed(true, &[("+1", 0.020), ("+44", 0.030)]),
+            cheap.routed(true, &[("+1", 0.008), ("+1202", 0.001)]),
+            // Cheapest of all, but not allowed to send from our DID.
+            narrow.routed(false, &[("+", 0.0)]),
+        ],
+    )
+    .await;
+
+    // Two segments to +1202…: cheap at 0.001 × 2.
+    let long = "x".repeat(200);
+    let sent = gw.send(&alice, US_PHONE, &long).await;
+    let m = settled(&gw, &alice, &sent, WAIT).await;
+    assert_eq!(m.status, SendStatus::Sent, "{m:?}");
+    let record = gw
+        .state()
+        .store
+        .carrier_record(message_id(&sent))
+        .await
+        .unwrap()
+        .expect("carrier recorded");
+    assert_eq!(record.carrier, "cheap");
+    assert_eq!(record.carrier_message_id, "cheap-0");
+    assert!((record.cost.unwrap() - 0.002).abs() < 1e-12, "{record:?}");
+    assert_eq!(cheap.sent()[0].from, OUR_DID);
+
+    // To the UK: cheap has no price; home (0.010, catch-all) beats dear (0.030).
+    let sent = gw.send(&alice, UK_PHONE, "hello").await;
+    settled(&gw, &alice, &sent, WAIT).await;
+    let record = gw
+        .state()
+        .store
+        .carrier_record(message_id(&sent))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (record.carrier.as_str(), record.cost),
+        ("home", Some(0.010))
+    );
+    assert_eq!(narrow.calls(), 0, "narrow may not send from our DID");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_carrier_for_the_destination_fails_at_once_saying_why() {
+    let only_us = Fake::new("only-us", vec![OUR_DID]);
+    let (gw, alice) = gateway(|_| {}, vec![only_us.routed(false, &[("+1", 0.01)])]).await;
+    let sent = gw.send(&alice, FR_PHONE, "bonjour").await;
+    let m = settled(&gw, &alice, &sent, WAIT).await;
+    assert_eq!(m.status, SendStatus::Failed);
+    let reason = m.failure_reason.unwrap();
+    assert!(
+        reason.contains(&format!("no carrier can send from {OUR_DID} to {FR_PHONE}")),
+        "{reason}"
+    );
+    assert_eq!(only_us.calls(), 0);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_carrier_is_routed_around_and_its_breaker_opens_and_closes() {
+    let cheap = Fake::new("cheap", vec![OUR_DID]);
+    let dear = Fake::new("dear", vec![]);
+    let (gw, alice) = gateway(
+        |c| {
+            c.queue.breaker_failures = 2;
+            c.queue.breaker_cooldown_secs = 1;
+        },
+        vec![
+            cheap.routed(false, &[("+", 0.001)]),
+            dear.routed(true, &[("+", 0.01)]),
+        ],
+    )
+    .await;
+    cheap.set(Mode::Retryable);
+
+    // Failover: the cheapest fails, the next takes it at once (no back-off).
+    for (i, expected_cheap_calls) in [(0, 1), (1, 2)] {
+        let sent = gw.send(&alice, US_PHONE, &format!("failover {i}")).await;
+        let m = settled(&gw, &alice, &sent, WAIT).await;
+        assert_eq!(m.status, SendStatus::Sent);
+        let record = gw
+            .state()
+            .store
+            .carrier_record(m.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.carrier, "dear");
+        assert_eq!(cheap.calls(), expected_cheap_calls);
+    }
+    // Two failures in a row: the breaker is open and cheap is not even tried.
+    assert!(gw.state().lcr.is_open("cheap"));
+    let sent = gw.send(&alice, US_PHONE, "while open").await;
+    settled(&gw, &alice, &sent, WAIT).await;
+    assert_eq!(cheap.calls(), 2, "an open breaker skips its carrier");
+    assert_eq!(dear.sent().len(), 3);
+
+    // Cheap recovers; after the cool-down one trial goes to it and closes the breaker.
+    cheap.set(Mode::Accept);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let sent = gw.send(&alice, US_PHONE, "trial").await;
+    let m = settled(&gw, &alice, &sent, WAIT).await;
+    let record = gw
+        .state()
+        .store
+        .carrier_record(m.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.carrier, "cheap");
+    assert!(!gw.state().lcr.is_open("cheap"));
+    let sent = gw.send(&alice, US_PHONE, "closed again").await;
+    let m = settled(&gw, &alice, &sent, WAIT).await;
+    let record = gw
+        .state()
+        .store
+        .carrier_record(m.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.carrier, "cheap");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_back_off_until_the_validity_runs_out_then_fail_with_the_last_reason() {
+    let a = Fake::new("a", vec![OUR_DID]);
+    let b = Fake::new("b", vec![]);
+    let (gw, alice) = gateway(
+        |c| {
+            c.queue.validity_secs = 4;
+            c.queue.first_backoff_secs = 1;
+            c.queue.max_backoff_secs = 2;
+            c.queue.breaker_failures = 1_000;
+        },
+        vec![
+            a.routed(false, &[("+", 0.0)]),
+            b.routed(true, &[("+", 0.1)]),
+        ],
+    )
+    .await;
+    a.set(Mode::Retryable);
+    b.set(Mode::Retryable);
+    let started = std::time::Instant::now();
+    let sent = gw.send(&alice, US_PHONE, "never").await;
+
+    // Still queued after the first round: it waits for the back-off.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(stored(&gw, &alice, &sent).await.status, SendStatus::Queued);
+    assert_eq!(
+        (a.calls(), b.calls()),
+        (1, 1),
+        "both tried once, then back-off"
+    );
+
+    let m = settled(&gw, &alice, &sent, Duration::from_secs(15)).await;
+    let elapsed = started.elapsed();
+    assert_eq!(m.status, SendStatus::Failed);
+    let reason = m.failure_reason.unwrap();
+    assert!(
+        reason.contains("no carrier took it within 4 seconds"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("b: busy"),
+        "the last attempt's reason: {reason}"
+    );
+    // Tries at 0, +1 s, +2 s (1 doubled), +4 s capped by validity: 3 or 4 rounds.
+    assert!((3..=4).contains(&a.calls()), "rounds: {}", a.calls());
+    assert!(elapsed >= Duration::from_secs(4), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(8), "{elapsed:?}");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_refusal_fails_at_once_without_trying_others() {
+    let cheap = Fake::new("cheap", vec![OUR_DID]);
+    let dear = Fake::new("dear", vec![]);
+    let (gw, alice) = gateway(
+        |_| {},
+        vec![
+            cheap.routed(false, &[("+", 0.001)]),
+            dear.routed(true, &[("+", 0.01)]),
+        ],
+    )
+    .await;
+    cheap.set(Mode::Permanent);
+    let sent = gw.send(&alice, US_PHONE, "to nowhere").await;
+    let m = settled(&gw, &alice, &sent, WAIT).await;
+    assert_eq!(m.status, SendStatus::Failed);
+    let reason = m.failure_reason.unwrap();
+    assert!(reason.contains("invalid destination"), "{reason}");
+    assert_eq!((cheap.calls(), dear.calls()), (1, 0));
+    // A refusal is an answer: it does not count against the carrier's breaker.
+    assert!(!gw.state().lcr.is_open("cheap"));
+    gw.stop().await;
+}
