@@ -1,6 +1,7 @@
 //! The Airtext client core: everything the app does except drawing it. The CLI (`airtext`)
 //! and the Tauri app are thin layers over [`Client`].
 //!
+//! - [`app`]: what the app's window needs beyond the CLI (paging, search hits, retry, import).
 //! - [`cache`]: the local SQLite cache (one file per signed-in profile, FTS5 search).
 //! - [`cloud`]: API v1 over HTTP and the `/v1/stream` WebSocket, through an optional proxy.
 //! - [`sync`]: mirrors the account's event log into the cache, crash-safe and idempotent.
@@ -11,6 +12,7 @@
 //! - [`events`]: typed change notifications for the UI.
 //! - [`cli`]: the `airtext` command line.
 
+pub mod app;
 pub mod cache;
 pub mod cellular;
 pub mod cli;

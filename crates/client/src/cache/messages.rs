@@ -41,7 +41,7 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
     CREATE INDEX messages_by_conversation ON messages (conversation, created_at DESC, id DESC);
     CREATE VIRTUAL TABLE messages_fts USING fts5 (
         body, peer, content = 'messages', content_rowid = 'id',
-        tokenize = 'unicode61 remove_diacritics 2'
+        tokenize = 'unicode61 remove_diacritics 2', prefix = '2 3'
     );
     CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
         INSERT INTO messages_fts (rowid, body, peer) VALUES (new.id, new.body, new.peer);

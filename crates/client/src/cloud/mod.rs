@@ -5,6 +5,7 @@
 //! `{code, message}`, `Network` when the gateway could not be reached, `Proxy` when the
 //! configured proxy could not (never followed by a direct attempt).
 
+mod app_calls;
 pub mod backoff;
 pub mod proxy;
 pub mod stream;

@@ -1,0 +1,418 @@
+//! What the app's window asks of the client core beyond the CLI's needs: choosing the gateway
+//! before signing in, paging a thread, search hits with their conversation, the read marker,
+//! deleting, retrying, the contact list and import, and the composer's path and SMS plan.
+//!
+//! These live here, not in the Tauri shell, so the shell stays a one-call-per-command layer
+//! and the rules (which message a retry re-queues, what an import keeps) are tested without a
+//! window.
+
+use airtext_api::compose::TextPlan;
+use airtext_api::contacts::{Contact, PathChoice};
+use airtext_api::messages::{Direction, Encoding};
+use airtext_api::{DeviceId, ErrorBody, ErrorCode, SendStatus};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+use crate::cache::contacts;
+use crate::cache::conversations::{self, CachedConversation};
+use crate::cache::messages::{self, CachedMessage, LocalMessageId};
+use crate::cloud::Cloud;
+use crate::events::ClientEvent;
+use crate::path::{self, Facts, SendPath};
+use crate::secrets::DeviceFile;
+use crate::{Client, Error, Result};
+
+/// One search result: the conversation, and the message that matched (none when the peer or
+/// the contact's name matched).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct SearchHit {
+    pub conversation: CachedConversation,
+    pub message: Option<CachedMessage>,
+}
+
+/// Which path the next text to a peer takes, and why (what the composer shows).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct PathDecision {
+    pub path: SendPath,
+    /// The path used at once if `path` fails (the contact allows fallback).
+    pub fallback: Option<SendPath>,
+    pub reason: String,
+    /// Whether the peer is an Airtext account; `None` when unknown.
+    pub in_network: Option<bool>,
+    /// The contact's setting.
+    pub choice: PathChoice,
+}
+
+/// A contact to import (from a vCard): a name and the addresses written in the source.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct ContactInput {
+    pub name: Option<String>,
+    pub addresses: Vec<String>,
+}
+
+/// An address an import could not use, and why.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct SkippedContact {
+    pub address: String,
+    pub error: ErrorBody,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct ImportResult {
+    pub imported: Vec<Contact>,
+    pub skipped: Vec<SkippedContact>,
+}
+
+/// How a text will go on the air (encoding, segments, characters left), from `airtext-sms`.
+pub fn text_plan(text: &str) -> TextPlan {
+    use airtext_sms::plan::Encoding as SmsEncoding;
+    let plan = airtext_sms::plan(text);
+    let mut ucs2_characters: Vec<String> = Vec::new();
+    if plan.encoding == SmsEncoding::Ucs2 {
+        for c in text.chars() {
+            let name = c.to_string();
+            if SmsEncoding::Gsm7.units_of(c).is_none() && !ucs2_characters.contains(&name) {
+                ucs2_characters.push(name);
+            }
+        }
+    }
+    TextPlan {
+        encoding: match plan.encoding {
+            SmsEncoding::Gsm7 => Encoding::Gsm7,
+            SmsEncoding::Ucs2 => Encoding::Ucs2,
+        },
+        segments: u32::try_from(plan.segment_count()).unwrap_or(u32::MAX),
+        chars_left: u32::try_from(plan.chars_left).unwrap_or(u32::MAX),
+        parts: plan.segments,
+        ucs2_characters,
+    }
+}
+
+/// Serial ports that may be a cellular modem (empty where none can be listed).
+pub fn serial_ports() -> Vec<String> {
+    tokio_serial::available_ports()
+        .map(|ports| ports.into_iter().map(|p| p.port_name).collect())
+        .unwrap_or_default()
+}
+
+/// Reads a proxy setting: empty means a direct connection.
+pub fn parse_proxy(url: &str) -> Result<Option<crate::cloud::ProxyUrl>> {
+    let url = url.trim();
+    if url.is_empty() {
+        return Ok(None);
+    }
+    url.parse().map(Some).map_err(|e| {
+        Error::invalid(
+            ErrorCode::InvalidField,
+            format!("proxy {url:?}: {e} (use socks5h://HOST:PORT, e.g. socks5h://127.0.0.1:9050 for Tor)"),
+        )
+    })
+}
+
+/// Opens the cellular modem on serial port `port` (AT commands); empty means no cellular.
+pub async fn open_modem(port: &str) -> Result<std::sync::Arc<dyn crate::cellular::Cellular>> {
+    let port = port.trim();
+    if port.is_empty() {
+        return Ok(std::sync::Arc::new(crate::cellular::NoCellular));
+    }
+    let modem = crate::cellular::at_modem::AtModem::open(
+        crate::cellular::at_modem::AtModemConfig::new(port),
+    )
+    .await
+    .map_err(|e| Error::invalid(ErrorCode::Unavailable, e.to_string()))?;
+    Ok(std::sync::Arc::new(modem))
+}
+
+impl Client {
+    /// The gateway this device uses (or will sign in to), if one is known.
+    pub fn gateway_url(&self) -> Result<Option<String>> {
+        if let Some(gateway) = &self.inner.options.gateway {
+            return Ok(Some(gateway.clone()));
+        }
+        Ok(DeviceFile::load(&self.inner.options.data_dir)?.gateway_url)
+    }
+
+    /// Checks that `url` is an Airtext gateway that answers (`/healthz`), then remembers it as
+    /// the gateway to sign in to.
+    pub async fn set_gateway_url(&self, url: &str) -> Result<()> {
+        let url = url.trim();
+        let cloud = Cloud::new(url, self.inner.options.proxy.clone())?;
+        cloud.healthz().await?;
+        let data_dir = &self.inner.options.data_dir;
+        let mut device = DeviceFile::load(data_dir)?;
+        device.gateway_url = Some(cloud.base().to_string().trim_end_matches('/').to_owned());
+        device.save(data_dir)
+    }
+
+    /// Creates an account without signing in (the app signs in as a separate step).
+    pub async fn create_account(
+        &self,
+        username: &str,
+        password: &str,
+        email: Option<&str>,
+    ) -> Result<()> {
+        self.anonymous_cloud()?
+            .sign_up(&airtext_api::accounts::SignUp {
+                username: username.to_owned(),
+                password: password.to_owned(),
+                email: email.map(str::to_owned),
+            })
+            .await
+            .map(drop)
+    }
+
+    pub async fn revoke_device(&self, id: DeviceId) -> Result<()> {
+        self.session().await?.cloud.revoke_device(id).await
+    }
+
+    /// Every conversation, most recently updated first.
+    pub async fn all_conversations(&self) -> Result<Vec<CachedConversation>> {
+        self.conversations(u32::MAX).await
+    }
+
+    /// A page of the thread with `peer`, newest first, older than `before` when given. A peer
+    /// with no conversation yet has an empty thread (a new conversation), not an error.
+    pub async fn page(
+        &self,
+        peer: &str,
+        before: Option<LocalMessageId>,
+        limit: u32,
+    ) -> Result<Vec<CachedMessage>> {
+        let session = self.session().await?;
+        let peer = session.normalise(peer)?.as_str().to_owned();
+        Ok(session
+            .cache
+            .call(move |c| match conversations::by_peer(c, &peer)? {
+                Some(id) => messages::list(c, id, limit, before),
+                None => Ok(Vec::new()),
+            })
+            .await?)
+    }
+
+    /// Conversations whose peer or contact name contain `query`, then messages matching every
+    /// word of it (newest first), each with its conversation.
+    pub async fn search_hits(&self, query: &str, limit: u32) -> Result<Vec<SearchHit>> {
+        let session = self.session().await?;
+        let query = query.trim().to_owned();
+        if query.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(session
+            .cache
+            .call(move |c| {
+                let needle = query.to_lowercase();
+                let mut hits: Vec<SearchHit> = conversations::list(c, u32::MAX)?
+                    .into_iter()
+                    .filter(|conv| {
+                        conv.peer.to_lowercase().contains(&needle)
+                            || conv
+                                .name
+                                .as_deref()
+                                .is_some_and(|n| n.to_lowercase().contains(&needle))
+                    })
+                    .take(limit as usize)
+                    .map(|conversation| SearchHit {
+                        conversation,
+                        message: None,
+                    })
+                    .collect();
+                for message in messages::search(c, &query, limit)? {
+                    let Some(id) = conversations::by_peer(c, &message.peer)? else {
+                        continue;
+                    };
+                    if let Some(conversation) = conversations::get(c, id)? {
+                        hits.push(SearchHit {
+                            conversation,
+                            message: Some(message),
+                        });
+                    }
+                }
+                Ok(hits)
+            })
+            .await?)
+    }
+
+    /// Writes a text locally and returns it at once (queued); the live loop ([`Client::run`])
+    /// sends it.
+    pub async fn queue(&self, to: &str, body: &str) -> Result<CachedMessage> {
+        self.session().await?.queue_text(to, body, None).await
+    }
+
+    /// Tries a text again now: a waiting one is made due at once; a failed one is queued again
+    /// as a new text (with a new `client_id`, since the gateway refused the first one).
+    pub async fn retry(&self, id: LocalMessageId) -> Result<CachedMessage> {
+        let session = self.session().await?;
+        let message = session
+            .cache
+            .call(move |c| messages::get(c, id))
+            .await?
+            .ok_or_else(|| Error::invalid(ErrorCode::NotFound, "no such message on this device"))?;
+        if message.direction != Direction::Outbound {
+            return Err(Error::invalid(
+                ErrorCode::BadRequest,
+                "only texts sent from here can be retried",
+            ));
+        }
+        if message.status == SendStatus::Failed {
+            return session.queue_text(&message.peer, &message.body, None).await;
+        }
+        session
+            .cache
+            .call(move |c| {
+                Ok(c.execute(
+                    "UPDATE outbox SET next_attempt_at = ?1 WHERE message = ?2",
+                    rusqlite::params![crate::cache::to_ms(Utc::now()), id.0],
+                )?)
+            })
+            .await?;
+        session.outbox_wake.notify_one();
+        Ok(message)
+    }
+
+    /// Marks the thread with `peer` read up to the message `up_to` (here at once, then at the
+    /// gateway, which tells the account's other devices).
+    pub async fn mark_read(&self, peer: &str, up_to: LocalMessageId) -> Result<()> {
+        let session = self.session().await?;
+        let message = session.cache.call(move |c| messages::get(c, up_to)).await?;
+        let Some(message) = message else {
+            return Ok(());
+        };
+        let (Some(conversation), Some(id)) = (message.conversation_id, message.id) else {
+            // Not at the gateway yet: nothing unread can precede a text of our own.
+            return Ok(());
+        };
+        let changed = session
+            .cache
+            .call(move |c| conversations::mark_read(c, conversation, &id.to_string(), 0))
+            .await?;
+        if changed.is_some() {
+            session.emit_conversation(peer).await;
+        }
+        session.cloud.mark_read(conversation, id).await
+    }
+
+    /// Deletes a message on every device of the account. A text the gateway does not have yet
+    /// cannot be deleted (it may be on its way): wait until it is sent or has failed.
+    pub async fn delete_message(&self, id: LocalMessageId) -> Result<()> {
+        let session = self.session().await?;
+        let message = session
+            .cache
+            .call(move |c| messages::get(c, id))
+            .await?
+            .ok_or_else(|| Error::invalid(ErrorCode::NotFound, "no such message on this device"))?;
+        let Some(server_id) = message.id else {
+            return Err(Error::invalid(
+                ErrorCode::BadRequest,
+                "this text is still being sent: delete it once it is sent or has failed",
+            ));
+        };
+        session.cloud.delete_message(server_id).await?;
+        let deleted = session
+            .cache
+            .call(move |c| messages::delete(c, server_id))
+            .await?;
+        if deleted.is_some() {
+            session.emit(ClientEvent::MessageDeleted { id: server_id });
+            session.emit_conversation(&message.peer).await;
+        }
+        Ok(())
+    }
+
+    pub async fn contacts(&self) -> Result<Vec<Contact>> {
+        Ok(self
+            .session()
+            .await?
+            .cache
+            .call(|c| contacts::list(c))
+            .await?)
+    }
+
+    /// Imports contacts: each address gets the name; an existing contact keeps its path and
+    /// fallback. Addresses that cannot be used are reported, not fatal.
+    pub async fn import_contacts(&self, input: Vec<ContactInput>) -> Result<ImportResult> {
+        let mut result = ImportResult::default();
+        for contact in input {
+            for address in contact.addresses {
+                let current = {
+                    let session = self.session().await?;
+                    match session.normalise(&address) {
+                        Ok(a) => {
+                            let key = a.as_str().to_owned();
+                            session.cache.call(move |c| contacts::get(c, &key)).await?
+                        }
+                        Err(error) => {
+                            result.skipped.push(SkippedContact {
+                                address,
+                                error: error.to_body(),
+                            });
+                            continue;
+                        }
+                    }
+                };
+                let path = current.map(|c| c.path).unwrap_or_default();
+                match self
+                    .set_path(&address, path, None, contact.name.clone())
+                    .await
+                {
+                    Ok(saved) => result.imported.push(saved),
+                    Err(Error::SignedOut) => return Err(Error::SignedOut),
+                    Err(error) => result.skipped.push(SkippedContact {
+                        address,
+                        error: error.to_body(),
+                    }),
+                }
+            }
+        }
+        Ok(result)
+    }
+
+    /// The path the next text to `peer` would take, and why.
+    pub async fn decide_path(&self, peer: &str) -> Result<PathDecision> {
+        let session = self.session().await?;
+        let address = session.normalise(peer)?;
+        let key = address.as_str().to_owned();
+        let contact = session.cache.call(move |c| contacts::get(c, &key)).await?;
+        let choice = contact.as_ref().map(|c| c.path).unwrap_or_default();
+        let peer_is_phone = address.is_phone_like();
+        let in_network = if peer_is_phone {
+            session.in_network(address.as_str()).await
+        } else {
+            Some(true)
+        };
+        let decision = path::decide(&Facts {
+            choice,
+            fallback: contact.map(|c| c.fallback).unwrap_or(false),
+            peer_is_phone,
+            in_network,
+            cellular: session.cellular.status(),
+        });
+        Ok(PathDecision {
+            path: decision.path,
+            fallback: decision.fallback,
+            reason: decision.reason.to_owned(),
+            in_network,
+            choice,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_name_the_characters_that_force_ucs2() {
+        let plan = text_plan("Hi 😀 ü 😀");
+        assert_eq!(plan.encoding, Encoding::Ucs2);
+        assert_eq!(plan.ucs2_characters, vec!["😀".to_owned()]);
+        let plan = text_plan("Plain");
+        assert_eq!(plan.encoding, Encoding::Gsm7);
+        assert_eq!(plan.segments, 1);
+        assert!(plan.ucs2_characters.is_empty());
+    }
+}

@@ -1,0 +1,317 @@
+//! The IPC commands: the contract in `ui/src/lib/backend/tauri.ts`. Each is one call into
+//! airtext-client plus the error mapping ([`IpcError`]); arguments arrive camelCase from JS.
+
+use airtext_api::accounts::{Device, Me};
+use airtext_api::compose::TextPlan;
+use airtext_api::contacts::{Contact, PathChoice};
+use airtext_api::identities::{IdentityKind, IdentityPending, IdentityStatus, IdentityVerified};
+use airtext_api::{DeviceId, ErrorCode, IdentityId};
+use airtext_client::app::{ContactInput, ImportResult, PathDecision, SearchHit};
+use airtext_client::cache::conversations::CachedConversation;
+use airtext_client::cache::messages::{CachedMessage, LocalMessageId};
+use airtext_client::Client;
+use serde::Serialize;
+use tauri::{AppHandle, Runtime, State};
+
+use crate::error::{IpcError, IpcResult};
+use crate::settings::Settings;
+use crate::state::{client_options, AppState};
+
+/// What this platform's shell can do.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct Capabilities {
+    pub proxy: bool,
+    pub modem: bool,
+    pub notifications: bool,
+}
+
+const SEARCH_LIMIT: u32 = 200;
+
+#[tauri::command]
+pub async fn gateway_url(state: State<'_, AppState>) -> IpcResult<Option<String>> {
+    Ok(state
+        .client()
+        .await
+        .gateway_url()?
+        .or_else(|| state.suggested_gateway.clone()))
+}
+
+#[tauri::command]
+pub async fn set_gateway_url(state: State<'_, AppState>, url: String) -> IpcResult<()> {
+    Ok(state.client().await.set_gateway_url(&url).await?)
+}
+
+/// The signed-in account, or null. Offline, the account as this device last knew it.
+#[tauri::command]
+pub async fn restore<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+) -> IpcResult<Option<Me>> {
+    let client = state.client().await;
+    let Some(profile) = client.profile().await else {
+        return Ok(None);
+    };
+    match client.me().await {
+        Ok(me) => {
+            state.start_live(&app).await;
+            Ok(Some(me))
+        }
+        Err(airtext_client::Error::Api { status: 401, .. }) => {
+            let _ = client.sign_out().await;
+            Ok(None)
+        }
+        Err(e) if e.is_transient() => {
+            // Offline start: show the cache; the live loop connects when the network returns.
+            state.start_live(&app).await;
+            Ok(Some(Me {
+                account_id: profile.account_id,
+                username: profile.username,
+                email: None,
+                number: profile.number,
+                identities: Vec::new(),
+                devices: Vec::<Device>::new(),
+            }))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[tauri::command]
+pub async fn sign_up(
+    state: State<'_, AppState>,
+    username: String,
+    password: String,
+    email: Option<String>,
+) -> IpcResult<()> {
+    let email = email.filter(|e| !e.trim().is_empty());
+    Ok(state
+        .client()
+        .await
+        .create_account(&username, &password, email.as_deref())
+        .await?)
+}
+
+#[tauri::command]
+pub async fn sign_in<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+    username: String,
+    password: String,
+    device_name: String,
+) -> IpcResult<Me> {
+    let client = state.client().await;
+    state.stop_live().await;
+    client.sign_in(&username, &password, &device_name).await?;
+    let me = client.me().await?;
+    state.start_live(&app).await;
+    Ok(me)
+}
+
+#[tauri::command]
+pub async fn sign_out(state: State<'_, AppState>) -> IpcResult<()> {
+    state.stop_live().await;
+    Ok(state.client().await.sign_out().await?)
+}
+
+#[tauri::command]
+pub async fn me(state: State<'_, AppState>) -> IpcResult<Me> {
+    Ok(state.client().await.me().await?)
+}
+
+#[tauri::command]
+pub async fn revoke_device(state: State<'_, AppState>, id: DeviceId) -> IpcResult<()> {
+    Ok(state.client().await.revoke_device(id).await?)
+}
+
+#[tauri::command]
+pub async fn available_numbers(
+    state: State<'_, AppState>,
+    area_code: Option<String>,
+) -> IpcResult<Vec<String>> {
+    let area_code = area_code.filter(|a| !a.trim().is_empty());
+    Ok(state
+        .client()
+        .await
+        .search_numbers(Some("US"), area_code.as_deref(), None)
+        .await?)
+}
+
+#[tauri::command]
+pub async fn claim_number(state: State<'_, AppState>, number: String) -> IpcResult<String> {
+    Ok(state.client().await.claim_number(&number).await?)
+}
+
+#[tauri::command]
+pub async fn add_identity(
+    state: State<'_, AppState>,
+    kind: IdentityKind,
+    value: String,
+) -> IpcResult<IdentityPending> {
+    Ok(state
+        .client()
+        .await
+        .start_verification(kind, &value)
+        .await?)
+}
+
+#[tauri::command]
+pub async fn verify_identity(
+    state: State<'_, AppState>,
+    id: IdentityId,
+    code: String,
+) -> IpcResult<IdentityVerified> {
+    let status: IdentityStatus = state.client().await.verify(id, &code).await?;
+    Ok(IdentityVerified { status })
+}
+
+#[tauri::command]
+pub async fn conversations(state: State<'_, AppState>) -> IpcResult<Vec<CachedConversation>> {
+    Ok(state.client().await.all_conversations().await?)
+}
+
+#[tauri::command]
+pub async fn search(state: State<'_, AppState>, query: String) -> IpcResult<Vec<SearchHit>> {
+    Ok(state
+        .client()
+        .await
+        .search_hits(&query, SEARCH_LIMIT)
+        .await?)
+}
+
+#[tauri::command]
+pub async fn lookup(
+    state: State<'_, AppState>,
+    address: String,
+) -> IpcResult<airtext_api::messages::Lookup> {
+    let session = state.client().await.session().await?;
+    Ok(session.cloud.lookup(&address).await?)
+}
+
+#[tauri::command]
+pub async fn messages(
+    state: State<'_, AppState>,
+    peer: String,
+    before: Option<i64>,
+    limit: u32,
+) -> IpcResult<Vec<CachedMessage>> {
+    Ok(state
+        .client()
+        .await
+        .page(&peer, before.map(LocalMessageId), limit)
+        .await?)
+}
+
+#[tauri::command]
+pub async fn send(
+    state: State<'_, AppState>,
+    to: String,
+    body: String,
+) -> IpcResult<CachedMessage> {
+    Ok(state.client().await.queue(&to, &body).await?)
+}
+
+#[tauri::command]
+pub async fn retry(state: State<'_, AppState>, local_id: i64) -> IpcResult<CachedMessage> {
+    Ok(state.client().await.retry(LocalMessageId(local_id)).await?)
+}
+
+#[tauri::command]
+pub async fn mark_read(state: State<'_, AppState>, peer: String, up_to: i64) -> IpcResult<()> {
+    Ok(state
+        .client()
+        .await
+        .mark_read(&peer, LocalMessageId(up_to))
+        .await?)
+}
+
+#[tauri::command]
+pub async fn delete_message(state: State<'_, AppState>, local_id: i64) -> IpcResult<()> {
+    Ok(state
+        .client()
+        .await
+        .delete_message(LocalMessageId(local_id))
+        .await?)
+}
+
+#[tauri::command]
+pub async fn contacts(state: State<'_, AppState>) -> IpcResult<Vec<Contact>> {
+    Ok(state.client().await.contacts().await?)
+}
+
+#[tauri::command]
+pub async fn set_contact(
+    state: State<'_, AppState>,
+    address: String,
+    path: PathChoice,
+    fallback: bool,
+    name: Option<String>,
+) -> IpcResult<Contact> {
+    Ok(state
+        .client()
+        .await
+        .set_path(&address, path, Some(fallback), name)
+        .await?)
+}
+
+#[tauri::command]
+pub async fn import_contacts(
+    state: State<'_, AppState>,
+    contacts: Vec<ContactInput>,
+) -> IpcResult<ImportResult> {
+    Ok(state.client().await.import_contacts(contacts).await?)
+}
+
+#[tauri::command]
+pub async fn decide_path(state: State<'_, AppState>, peer: String) -> IpcResult<PathDecision> {
+    Ok(state.client().await.decide_path(&peer).await?)
+}
+
+#[tauri::command]
+pub fn plan(text: String) -> IpcResult<TextPlan> {
+    Ok(airtext_client::app::text_plan(&text))
+}
+
+#[tauri::command]
+pub fn settings(state: State<'_, AppState>) -> IpcResult<Settings> {
+    Ok(state.settings())
+}
+
+/// Saves the settings; a new proxy or modem takes effect at once (the client is re-opened
+/// with it). A proxy that does not parse or a modem that does not answer is refused and
+/// nothing changes.
+#[tauri::command]
+pub async fn save_settings<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+    settings: Settings,
+) -> IpcResult<()> {
+    let old = state.settings();
+    if settings.proxy_url != old.proxy_url || settings.modem_port != old.modem_port {
+        let options = client_options(&state.data_dir, &settings).await?;
+        let client = Client::open(options).await?;
+        state.replace_client(&app, client).await;
+    }
+    settings.save(&state.data_dir)?;
+    let mut current = state
+        .settings
+        .lock()
+        .map_err(|_| IpcError::new(ErrorCode::Internal, "settings are unavailable"))?;
+    *current = settings;
+    Ok(())
+}
+
+#[tauri::command]
+pub fn serial_ports() -> IpcResult<Vec<String>> {
+    Ok(airtext_client::app::serial_ports())
+}
+
+#[tauri::command]
+pub fn capabilities() -> IpcResult<Capabilities> {
+    Ok(Capabilities {
+        proxy: true,
+        // Tablets have no serial modem to drive; their own SMS app is the cellular path.
+        modem: cfg!(not(mobile)),
+        notifications: true,
+    })
+}

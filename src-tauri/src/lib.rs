@@ -1,0 +1,146 @@
+//! The Airtext app: a thin Tauri 2 shell over `airtext-client`. It holds no business logic:
+//! every command ([`commands`]) is one call into the client core plus the mapping of its error
+//! to the shared `{code, message}` vocabulary ([`error`]). Around the commands the shell adds
+//! only what needs the platform: the device token in the OS keyring ([`token_store`]),
+//! notifications ([`notify`]), the window (single instance, remembered size and position), and
+//! forwarding the client's events to the window ([`state`]).
+//!
+//! Configuration (environment): `AIRTEXT_DATA_DIR` (default: the platform's data directory)
+//! and `AIRTEXT_GATEWAY` (the gateway onboarding suggests, e.g. from `scripts/run.sh`).
+
+pub mod commands;
+pub mod error;
+pub mod notify;
+pub mod settings;
+pub mod state;
+pub mod token_store;
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+use airtext_client::{Client, ClientOptions};
+use tauri::{Manager, WindowEvent};
+
+use crate::settings::Settings;
+use crate::state::{client_options, AppState};
+
+fn data_dir<R: tauri::Runtime>(app: &tauri::App<R>) -> Result<PathBuf, String> {
+    if let Some(dir) = std::env::var_os("AIRTEXT_DATA_DIR").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    // Mobile apps can only write inside their sandbox; desktop shares the CLI's directory
+    // layout so `airtext --data-dir` can inspect it.
+    if cfg!(mobile) {
+        app.path().app_data_dir().map_err(|e| e.to_string())
+    } else {
+        ClientOptions::default_data_dir().map_err(|e| e.to_string())
+    }
+}
+
+/// Opens the client: with the saved proxy and modem, or, if those fail (modem unplugged),
+/// without them so the app still starts and the settings screen can fix them.
+async fn open_client(dir: &std::path::Path, settings: &Settings) -> airtext_client::Result<Client> {
+    match client_options(dir, settings).await {
+        Ok(options) => Client::open(options).await,
+        Err(error) => {
+            tracing::warn!(%error, "opening without the saved proxy/modem");
+            let plain = Settings {
+                proxy_url: String::new(),
+                modem_port: String::new(),
+                ..settings.clone()
+            };
+            Client::open(client_options(dir, &plain).await?).await
+        }
+    }
+}
+
+fn setup<R: tauri::Runtime>(app: &mut tauri::App<R>) -> Result<(), Box<dyn std::error::Error>> {
+    #[cfg(mobile)]
+    {
+        token_store::init_platform_store()?;
+        app.handle().plugin(tauri_plugin_notification::init())?;
+    }
+    let dir = data_dir(app)?;
+    let settings = Settings::load(&dir);
+    let suggested = std::env::var("AIRTEXT_GATEWAY")
+        .ok()
+        .filter(|g| !g.is_empty());
+    let client = tauri::async_runtime::block_on(open_client(&dir, &settings))?;
+    let state = AppState::new(dir, suggested, client, settings);
+    let focused = state.focused.clone();
+    app.manage(state);
+    let handle = app.handle().clone();
+    tauri::async_runtime::block_on(async {
+        if let Some(state) = handle.try_state::<AppState>() {
+            state.forward_events(&handle).await;
+        }
+    });
+    if let Some(window) = app.get_webview_window("main") {
+        window.on_window_event(move |event| {
+            if let WindowEvent::Focused(now) = event {
+                focused.store(*now, Ordering::Relaxed);
+            }
+        });
+    }
+    Ok(())
+}
+
+#[cfg_attr(mobile, tauri::mobile_entry_point)]
+pub fn run() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("AIRTEXT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .try_init();
+    let builder = tauri::Builder::default();
+    #[cfg(not(mobile))]
+    let builder = builder
+        // A second launch focuses the running window instead of opening a second device.
+        .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
+            if let Some(window) = app.get_webview_window("main") {
+                let _ = window.unminimize();
+                let _ = window.show();
+                let _ = window.set_focus();
+            }
+        }))
+        .plugin(tauri_plugin_window_state::Builder::default().build());
+    let result = builder
+        .setup(setup)
+        .invoke_handler(tauri::generate_handler![
+            commands::gateway_url,
+            commands::set_gateway_url,
+            commands::restore,
+            commands::sign_up,
+            commands::sign_in,
+            commands::sign_out,
+            commands::me,
+            commands::revoke_device,
+            commands::available_numbers,
+            commands::claim_number,
+            commands::add_identity,
+            commands::verify_identity,
+            commands::conversations,
+            commands::search,
+            commands::lookup,
+            commands::messages,
+            commands::send,
+            commands::retry,
+            commands::mark_read,
+            commands::delete_message,
+            commands::contacts,
+            commands::set_contact,
+            commands::import_contacts,
+            commands::decide_path,
+            commands::plan,
+            commands::settings,
+            commands::save_settings,
+            commands::serial_ports,
+            commands::capabilities,
+        ])
+        .run(tauri::generate_context!());
+    if let Err(error) = result {
+        eprintln!("airtext: the app could not start: {error}");
+        std::process::exit(1);
+    }
+}
