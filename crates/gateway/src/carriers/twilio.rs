@@ -35,7 +35,10 @@
 //! names sorted, each name's distinct values sorted, the URL as Twilio called it (the
 //! configured `public_url` + path + query), accepted with or without the default port, since
 //! Twilio's own signing is inconsistent there. The comparison is constant-time. What the
-//! webhooks learn goes into the same report channel as every carrier's reports.
+//! webhooks learn goes into the same report channel as every carrier's reports; an inbound
+//! `MessageSid` seen in the last 10,000 is not reported again (Twilio may retry a webhook).
+//! Without a `public_url`, signatures are checked over `https://` and `http://` + the request's
+//! `Host` (the signature still needs the auth token, so a forged Host gains nothing).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -112,6 +115,9 @@ pub struct TwilioCarrier {
     pace: Option<Pace>,
     reports: mpsc::Sender<CarrierReport>,
     inventory: Vec<InventoryNumber>,
+    /// `MessageSid`s of inbound texts already reported, so a webhook Twilio retries (after a
+    /// timeout, or with `#rc=` connection overrides) does not make a second message.
+    recent_inbound: Mutex<RecentSids>,
 }
 
 impl fmt::Debug for TwilioCarrier {
@@ -189,6 +195,7 @@ impl TwilioCarrier {
             http,
             reports,
             inventory,
+            recent_inbound: Mutex::new(RecentSids::default()),
             config,
         })
     }
@@ -234,8 +241,20 @@ impl TwilioCarrier {
         valid
     }
 
-    /// Reports a text an outside phone sent to one of our numbers (the inbound webhook).
-    pub async fn report_inbound(&self, inbound: &InboundForm) -> Result<(), ReportClosed> {
+    /// Reports a text an outside phone sent to one of our numbers (the inbound webhook);
+    /// returns false for a `MessageSid` reported already (a retried webhook).
+    pub async fn report_inbound(&self, inbound: &InboundForm) -> Result<bool, ReportClosed> {
+        let sid = inbound.message_sid.as_deref().filter(|sid| !sid.is_empty());
+        if let Some(sid) = sid {
+            if !lock(&self.recent_inbound).insert(sid) {
+                tracing::info!(
+                    carrier = self.config.name,
+                    sid,
+                    "inbound webhook repeated; ignored"
+                );
+                return Ok(false);
+            }
+        }
         let mut body = inbound.body.clone().unwrap_or_default();
         // MMS: the recipient at least gets the links (Twilio's media URLs).
         for url in inbound.media_urls.iter().flatten() {
@@ -244,13 +263,19 @@ impl TwilioCarrier {
             }
             body.push_str(url);
         }
-        self.report(CarrierReport::Inbound {
-            carrier: self.config.name.clone(),
-            from: inbound.from.clone(),
-            to: inbound.to.clone(),
-            body,
-        })
-        .await
+        let reported = self
+            .report(CarrierReport::Inbound {
+                carrier: self.config.name.clone(),
+                from: inbound.from.clone(),
+                to: inbound.to.clone(),
+                body,
+            })
+            .await;
+        if let (Err(_), Some(sid)) = (&reported, sid) {
+            // Not taken: Twilio's retry must not be mistaken for a repeat.
+            lock(&self.recent_inbound).remove(sid);
+        }
+        reported.map(|()| true)
     }
 
     /// Reports a receipt from the status webhook; statuses that say nothing about our
@@ -649,6 +674,39 @@ fn country_of(number: &str) -> String {
         .region(&parsed.country().code())
         .and_then(|ids| ids.first().map(|id| id.to_string()))
         .unwrap_or_else(|| "ZZ".to_owned())
+}
+
+/// How many inbound `MessageSid`s are remembered for spotting repeats.
+const RECENT_INBOUND: usize = 10_000;
+
+/// A bounded set of recent sids (oldest forgotten first).
+#[derive(Debug, Default)]
+struct RecentSids {
+    order: std::collections::VecDeque<String>,
+    set: std::collections::HashSet<String>,
+}
+
+impl RecentSids {
+    /// False when `sid` is already there.
+    fn insert(&mut self, sid: &str) -> bool {
+        if self.set.contains(sid) {
+            return false;
+        }
+        while self.order.len() >= RECENT_INBOUND {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        self.order.push_back(sid.to_owned());
+        self.set.insert(sid.to_owned());
+        true
+    }
+
+    fn remove(&mut self, sid: &str) {
+        if self.set.remove(sid) {
+            self.order.retain(|s| s != sid);
+        }
+    }
 }
 
 /// Spaces sends `1/rate` apart: a token bucket holding one token.
