@@ -1690,3 +1690,117 @@ async fn corrupt_rows_are_errors_not_panics(h: &Harness) {
     store.deliver(inbound(alice, "+15550000000")).await.unwrap();
     let _ = Arc::clone(&store);
 }
+
+// ----- least-cost routing and opt-outs -----
+
+/// The routing work's methods, instantiated for both engines like the rest.
+mod routing_and_opt_outs {
+    use super::*;
+
+    conformance!(
+        store: [
+            a_sent_message_records_carrier_id_and_cost,
+            opt_outs_are_per_pair_and_idempotent,
+        ],
+        raw: []
+    );
+
+    async fn a_sent_message_records_carrier_id_and_cost(store: SharedStore) {
+        let alice = account(&store, "alice").await;
+        let priced = store
+            .deliver(carrier_send(alice, "+15550000001"))
+            .await
+            .unwrap()
+            .sender
+            .unwrap();
+        let unpriced = store
+            .deliver(carrier_send(alice, "+15550000002"))
+            .await
+            .unwrap()
+            .sender
+            .unwrap();
+        let failed = store
+            .deliver(carrier_send(alice, "+15550000003"))
+            .await
+            .unwrap()
+            .sender
+            .unwrap();
+        assert_eq!(store.carrier_record(priced.id).await.unwrap(), None);
+        let t = now() + Duration::seconds(1);
+        let jobs = store
+            .claim_outbound(10, t, t + Duration::seconds(30))
+            .await
+            .unwrap();
+        assert_eq!(jobs.len(), 3);
+
+        let sent = |id: &str| OutboundOutcome::Sent {
+            carrier: "smsc1".into(),
+            carrier_message_id: id.into(),
+        };
+        store
+            .finish_outbound_priced(priced.id, sent("M1"), Some(0.0125), t)
+            .await
+            .unwrap();
+        store
+            .finish_outbound(unpriced.id, sent("M2"), t)
+            .await
+            .unwrap();
+        store
+            .finish_outbound_priced(
+                failed.id,
+                OutboundOutcome::Failed {
+                    reason: "no carrier can send from +1 to +1".into(),
+                },
+                Some(9.0),
+                t,
+            )
+            .await
+            .unwrap();
+
+        let record = store.carrier_record(priced.id).await.unwrap().unwrap();
+        assert_eq!(
+            record,
+            store::CarrierRecord {
+                carrier: "smsc1".into(),
+                carrier_message_id: "M1".into(),
+                cost: Some(0.0125),
+            }
+        );
+        let record = store.carrier_record(unpriced.id).await.unwrap().unwrap();
+        assert_eq!((record.carrier_message_id.as_str(), record.cost), ("M2", None));
+        assert_eq!(store.carrier_record(failed.id).await.unwrap(), None);
+        let failed = store.message(alice, failed.id).await.unwrap().unwrap();
+        assert_eq!(failed.status, SendStatus::Failed);
+        assert_eq!(
+            store.message_by_carrier_id("smsc1", "M1").await.unwrap(),
+            Some(priced.id)
+        );
+        assert_eq!(store.carrier_record(MessageId::new()).await.unwrap(), None);
+        // Nothing is left in the queue.
+        let later = t + Duration::seconds(120);
+        assert!(store
+            .claim_outbound(10, later, later + Duration::seconds(30))
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    async fn opt_outs_are_per_pair_and_idempotent(store: SharedStore) {
+        let did = "+14155550100";
+        let phone = "+12025550143";
+        assert!(!store.opted_out(did, phone).await.unwrap());
+        store.set_opt_out(did, phone, true, now()).await.unwrap();
+        store.set_opt_out(did, phone, true, now()).await.unwrap();
+        assert!(store.opted_out(did, phone).await.unwrap());
+        // Only that pair.
+        assert!(!store.opted_out(did, "+12025550144").await.unwrap());
+        assert!(!store.opted_out("+14155550101", phone).await.unwrap());
+        assert!(!store.opted_out(phone, did).await.unwrap());
+        store.set_opt_out(did, phone, false, now()).await.unwrap();
+        store.set_opt_out(did, phone, false, now()).await.unwrap();
+        assert!(!store.opted_out(did, phone).await.unwrap());
+        // Short codes are kept as received.
+        store.set_opt_out(did, "12345", true, now()).await.unwrap();
+        assert!(store.opted_out(did, "12345").await.unwrap());
+    }
+}
