@@ -65,10 +65,17 @@ impl SqliteStore {
             .starts_with("file:sqlx-in-memory")
             || url.contains(":memory:")
             || url.contains("mode=memory");
+        // Each command runs in a savepoint, whose undo pages go to a sub-journal: kept in
+        // memory, not in a temp file written page by page. A bigger page cache keeps the hot
+        // indexes of the write connection resident.
+        let write_base = base
+            .clone()
+            .pragma("temp_store", "memory")
+            .pragma("cache_size", "-65536");
         let write_options = if in_memory {
-            base.clone()
+            write_base
         } else {
-            base.clone()
+            write_base
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
