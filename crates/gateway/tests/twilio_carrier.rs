@@ -567,6 +567,7 @@ async fn twilios_errors_are_classified() {
         ("status:503", "20503"),
         ("status:401", "20003"),
         ("code:21606", "21606"), // our From is not a Twilio number: another carrier may send it
+        ("code:21609", "21609"), // our public_url makes a bad StatusCallback: fix and retry
         ("slow", "timed out"),
         ("no-sid", "without a message sid"),
     ];
@@ -633,6 +634,19 @@ async fn sends_keep_to_max_per_second_and_the_token_may_come_from_the_environmen
         "{error}"
     );
     std::env::set_var("AIRTEXT_CARRIER_TW_ENV_AUTH_TOKEN", TOKEN);
+    // Settings Twilio would refuse on every send stop start-up instead, naming the key.
+    for (public_url, service, key) in [
+        (Some("sms.example.org"), None, "public_url"),
+        (None, Some("AC0123"), "messaging_service_sid"),
+    ] {
+        let mut config = config.clone();
+        config.messaging_service_sid = service.map(str::to_owned);
+        let error = TwilioCarrier::new(config, public_url, tx.clone())
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(error.contains(key), "{error}");
+    }
     let carrier = Arc::new(TwilioCarrier::new(config, None, tx).unwrap());
 
     let started = Instant::now();

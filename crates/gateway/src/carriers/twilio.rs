@@ -17,7 +17,7 @@
 //! | connection error, timeout, unreadable reply       | retryable                              |
 //! | 429, or any 5xx                                   | retryable                              |
 //! | 401, 403, 404                                     | retryable, logged as an error: wrong `account_sid`/`auth_token`/`base_url`, which another carrier (or a fixed configuration) gets past |
-//! | 400 with a sender/account code ([`SENDER_CODES`]: the `From` is not ours on Twilio, the Messaging Service is wrong, throttled) | retryable, logged as an error: another carrier may send from that DID |
+//! | 400 with a sender/account code ([`SENDER_CODES`]: the `From` is not ours on Twilio, the Messaging Service or our `StatusCallback` is wrong, throttled) | retryable, logged as an error: another carrier may send from that DID |
 //! | 400 with any other code (21211 invalid `To`, 21614 not a mobile, 21610 recipient texted STOP, 21408 region not enabled, 21612 unroutable, 21617 body too long, …) | permanent, with Twilio's code and message |
 //! | any other status                                  | retryable                              |
 //!
@@ -74,6 +74,7 @@ pub const SENDER_CODES: &[u32] = &[
     21212, // invalid From number
     21603, // From is required
     21606, // the From number is not a valid, SMS-capable number of this account
+    21609, // invalid StatusCallback (our public_url)
     21611, // this From number has too many queued messages
     21654, // Messaging Service has no sender
     21659, // From is not a Twilio number or verified caller ID
@@ -166,6 +167,21 @@ impl TwilioCarrier {
             .build()
             .context("cannot build the HTTP client")?;
         let public_url = public_url.map(|url| url.trim_end_matches('/').to_owned());
+        if let Some(url) = &public_url {
+            // Twilio refuses a relative StatusCallback (error 21609) on every send.
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                anyhow::bail!(
+                    "public_url {url:?}: Twilio calls back an absolute URL such as https://sms.example.org"
+                );
+            }
+        }
+        if let Some(service) = &config.messaging_service_sid {
+            if !service.starts_with("MG") {
+                anyhow::bail!(
+                    "messaging_service_sid {service:?}: a Messaging Service SID starts with MG"
+                );
+            }
+        }
         if public_url.is_none() {
             tracing::warn!(
                 carrier = config.name,
