@@ -104,9 +104,11 @@ fn main() {
             .build()
             .unwrap();
         runtime.block_on(async move {
-            let mut config = Config::default();
-            config.listen = "127.0.0.1:0".parse().unwrap();
-            config.database_url = database_url;
+            let mut config = Config {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                database_url,
+                ..Config::default()
+            };
             let unlimited = Rate {
                 per_minute: 100_000_000,
                 burst: 1_000_000,
@@ -196,12 +198,13 @@ async fn run(o: &Options, url: &str) {
                     return;
                 }
                 // Open loop: message n is due at n / rate seconds; latency counts from then.
-                let due = if rate > 0 {
-                    let due = started + Duration::from_nanos(n * 1_000_000_000 / rate);
-                    tokio::time::sleep_until(due.into()).await;
-                    due
-                } else {
-                    Instant::now()
+                let due = match (n * 1_000_000_000).checked_div(rate) {
+                    Some(offset) => {
+                        let due = started + Duration::from_nanos(offset);
+                        tokio::time::sleep_until(due.into()).await;
+                        due
+                    }
+                    None => Instant::now(),
                 };
                 clock.started.lock().unwrap().insert(n, due);
                 let to = &recipient_names[(n as usize + s) % recipient_names.len()];

@@ -186,7 +186,7 @@ async fn security_is_declared_where_a_token_is_needed() {
     for (method, path, op) in operations(&doc) {
         if path.starts_with(WEBHOOK_PREFIX) {
             assert!(
-                !op["security"].as_array().is_some_and(|r| !r.is_empty()),
+                op["security"].as_array().is_none_or(|r| r.is_empty()),
                 "{method} {path} is a carrier webhook but documents a device token"
             );
             continue;
@@ -242,9 +242,9 @@ async fn errors_are_documented_as_error_bodies() {
                     "{method} {path} {status} is not an ErrorBody: {response}"
                 ));
             }
-            if !response["description"]
+            if response["description"]
                 .as_str()
-                .is_some_and(|d| !d.is_empty())
+                .is_none_or(|d| d.is_empty())
             {
                 problems.push(format!(
                     "{method} {path} {status} has no description (say which codes it carries)"

@@ -275,6 +275,7 @@ impl CarrierConfig {
 }
 
 #[cfg(test)]
+#[allow(clippy::panic)]
 mod tests {
     use super::*;
 
