@@ -60,7 +60,9 @@ fn skip(what: &str) {
     if std::env::var("AIRTEXT_TEST_REQUIRE_TWILIO_TOOLS").is_ok_and(|v| v == "1") {
         panic!("required tool missing: {what}");
     }
-    eprintln!("SKIPPED (twilio_carrier): {what}");
+    // Straight to stderr: the test harness captures eprintln! of passing tests.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED (twilio_carrier): {what}");
 }
 
 fn spec_path() -> PathBuf {
