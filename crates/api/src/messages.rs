@@ -156,3 +156,20 @@ pub struct Lookup {
     pub address: String,
     pub in_network: bool,
 }
+
+/// `POST /v1/messages/record`: a text the device sent or received over its own cellular
+/// modem, recorded so every device of the account shows the whole thread.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(deny_unknown_fields)]
+pub struct RecordCellular {
+    pub direction: Direction,
+    /// The other party: the recipient of an outbound text, the sender of an inbound one.
+    pub peer: String,
+    pub body: String,
+    /// Chosen by the device; recording twice with it stores one message.
+    pub client_id: ClientId,
+    /// When the modem sent or received it.
+    pub at: DateTime<Utc>,
+}

@@ -31,6 +31,7 @@ fn export_all(dir: &Path) {
         numbers::ClaimNumber,
         numbers::ClaimedNumber,
         messages::SendMessage,
+        messages::RecordCellular,
         messages::MessagePage,
         messages::Lookup,
         conversations::ConversationPage,

@@ -15,14 +15,13 @@ use std::time::Duration;
 use airtext_api::accounts::{AccountCreated, Me, Session, SignIn, SignUp};
 use airtext_api::contacts::{Contact, PutContact};
 use airtext_api::identities::{AddIdentity, IdentityPending, IdentityVerified, VerifyIdentity};
-use airtext_api::messages::{Direction, Lookup, Message, SendMessage};
+use airtext_api::messages::{Lookup, Message, SendMessage};
 use airtext_api::numbers::{AvailableNumbers, ClaimNumber, ClaimedNumber};
 use airtext_api::sync::SyncPage;
-use airtext_api::{ClientId, ErrorBody, ErrorCode, IdentityId};
-use chrono::{DateTime, Utc};
+use airtext_api::{ErrorBody, ErrorCode, IdentityId};
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::error::{Error, Result};
@@ -32,20 +31,8 @@ pub use proxy::ProxyUrl;
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-/// PROPOSED extension of API v1 (not in the gateway yet): `POST /v1/messages/record` records a
-/// text that went over this device's own cellular path, so every device of the account shows
-/// the whole thread. Idempotent by `client_id`, like `POST /v1/messages`; the stored message
-/// has `route: "cellular"` and its status is `sent` (outbound) or `delivered` (inbound).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RecordCellular {
-    pub direction: Direction,
-    /// The other party: the recipient of an outbound text, the sender of an inbound one.
-    pub peer: String,
-    pub body: String,
-    pub client_id: ClientId,
-    /// When the modem sent or received it.
-    pub at: DateTime<Utc>,
-}
+/// `POST /v1/messages/record` (an extension of API v1, see docs/decisions.md).
+pub use airtext_api::messages::RecordCellular;
 
 /// `GET /v1/contacts` (an extension listed in docs/decisions.md).
 #[derive(Debug, Clone, Deserialize)]

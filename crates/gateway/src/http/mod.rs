@@ -18,6 +18,7 @@ pub mod me;
 pub mod messages;
 pub mod numbers;
 pub mod openapi;
+pub mod record;
 pub mod sessions;
 pub mod simulator;
 pub mod stream;
@@ -81,6 +82,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(identities::router())
         .merge(messages::router())
         .merge(compose::router())
+        .merge(record::router())
         .merge(conversations::router())
         .merge(lookup::router())
         .merge(contacts::router())
