@@ -36,6 +36,18 @@ else
   printf '\n\033[1;33m*** WARNING: no PostgreSQL reachable: every PostgreSQL test will be SKIPPED ***\033[0m\n\n' >&2
 fi
 
+# --- Peers the tests talk to: a SOCKS5 proxy, Twilio's spec as a validating mock, and the
+# official twilio package's webhook signature validator. A missing one fails its tests. ---
+apt_install microsocks
+need_node
+pip_install twilio
+if [ ! -x "$HOME/.cache/airtext/prism/node_modules/.bin/prism" ]; then
+  say "installing the prism mock server (Twilio's OpenAPI spec)"
+  npm install --prefix "$HOME/.cache/airtext/prism" --no-audit --no-fund --loglevel=error @stoplight/prism-cli@5
+fi
+export AIRTEXT_PRISM="$HOME/.cache/airtext/prism/node_modules/.bin/prism"
+export AIRTEXT_REQUIRE_MICROSOCKS=1 AIRTEXT_TEST_REQUIRE_TWILIO_TOOLS=1
+
 # --- The independent oracle for airtext-sms (Python implementations of GSM 03.38 and PDUs). ---
 if [ -x crates/sms/tests/oracle/regenerate.sh ]; then
   say "regenerating airtext-sms oracle fixtures"
@@ -55,13 +67,52 @@ say "TypeScript bindings of airtext-api match ui/src/lib/bindings"
 cargo test --locked -p airtext-api --features ts --test typescript_bindings
 
 # --- The UI: type check, unit tests, and browser tests against a real gateway. ---
-need_node
 apt_install chromium fonts-noto-color-emoji
 say "ui: npm ci, svelte-check, vitest"
 (cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run check && npm test)
 say "ui: browser tests (Debian chromium) against a real gateway"
 cargo build --locked -p airtext-gateway
 (cd ui && AIRTEXT_SCREENSHOTS=0 AIRTEXT_GATEWAY_BIN="$CARGO_TARGET_DIR/debug/airtext-gateway" npm run test:browser)
+
+# ════════════════════ the app (src-tauri): owned by the app shell; keep this block together ════════════════════
+# System packages for building WebKitGTK apps, a virtual display, WebKitWebDriver, a session bus,
+# a keyring and a notification daemon (shared/PLATFORM.md); tauri-driver; then: the mobile-cfg
+# compile check, the TypeScript bindings of the cache types, and the real app end to end under
+# Xvfb (tauri-driver + WebKitWebDriver, real gateway, CLI as a second device, D-Bus notifications,
+# keyring). AIRTEXT_APP_E2E=0 skips the end-to-end part.
+apt_install libwebkit2gtk-4.1-dev build-essential curl wget file libssl-dev libxdo-dev \
+  libayatana-appindicator3-dev librsvg2-dev pkg-config xvfb xauth webkit2gtk-driver dbus-x11 \
+  dunst gnome-keyring keyutils libsecret-tools libnotify-bin imagemagick
+tauri_driver="$(command -v tauri-driver || echo "$HOME/.cargo/bin/tauri-driver")"
+if [ ! -x "$tauri_driver" ]; then
+  say "app: installing tauri-driver"
+  cargo install tauri-driver --locked --version '^2'
+fi
+
+say "app: the shell's mobile code compiles (--cfg mobile; docs/mobile.md)"
+cargo rustc --locked -p airtext-app --lib --profile check -- --cfg mobile
+
+say "app: TypeScript bindings of the cache types match ui/src/lib/bindings/app"
+cargo test --locked -p airtext-app --features ts --test typescript_bindings
+
+if [ "${AIRTEXT_APP_E2E:-1}" != 0 ]; then
+  say "app: building the UI and the app with the UI embedded"
+  (cd ui && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm run build)
+  # Last cargo build before the run: a build without custom-protocol would replace the binary
+  # with one that loads the Vite dev server.
+  cargo build --locked -p airtext-gateway -p airtext-client -p airtext-app --features tauri/custom-protocol
+  (cd tests/webdriver && npm ci --no-audit --no-fund --silent)
+  say "app: end-to-end tests of the real app (Xvfb, tauri-driver, WebKitWebDriver, keyring, D-Bus)"
+  app_home="$(mktemp -d)"
+  # A throwaway HOME: its own keyring (unlocked with a throwaway password) and window state.
+  HOME="$app_home" TAURI_DRIVER="$tauri_driver" \
+    xvfb-run -a -s "-screen 0 1280x800x24" dbus-run-session -- bash -c '
+      eval "$(printf airtext-test | gnome-keyring-daemon --unlock --components=secrets)"
+      export GNOME_KEYRING_CONTROL
+      exec node tests/webdriver/run.mjs'
+  rm -rf "$app_home"
+fi
+# ════════════════════ end of the app block ════════════════════
 
 if [ -z "${AIRTEXT_TEST_DATABASE_URL:-}" ]; then
   printf '\n\033[1;33m*** WARNING: PostgreSQL tests were SKIPPED (no server reachable) ***\033[0m\n' >&2
