@@ -1,5 +1,10 @@
 //! `POST /v1/messages/record`: texts a device carried over its own modem reach every device.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
@@ -19,14 +24,18 @@ async fn recorded_cellular_texts_reach_every_device_once() {
         "client_id": client_id,
         "at": "2026-11-29T06:00:00Z",
     });
-    let (status, first) = gw.post("/v1/messages/record", Some(&phone.token), record.clone()).await;
+    let (status, first) = gw
+        .post("/v1/messages/record", Some(&phone.token), record.clone())
+        .await;
     assert_eq!(status, 201, "{first}");
     assert_eq!(first["route"], "cellular");
     assert_eq!(first["status"], "sent");
     assert_eq!(first["to"], "+14155550142");
     assert_eq!(first["created_at"], "2026-11-29T06:00:00Z");
     // A retry after a lost reply stores nothing new.
-    let (status, again) = gw.post("/v1/messages/record", Some(&phone.token), record).await;
+    let (status, again) = gw
+        .post("/v1/messages/record", Some(&phone.token), record)
+        .await;
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["id"], first["id"]);
 
@@ -86,7 +95,9 @@ async fn recorded_texts_are_checked() {
         (with("direction", json!("sideways")), "bad_request"),
         (with("extra", json!(1)), "bad_request"),
     ] {
-        let (status, reply) = gw.post("/v1/messages/record", Some(&phone.token), body).await;
+        let (status, reply) = gw
+            .post("/v1/messages/record", Some(&phone.token), body)
+            .await;
         assert_eq!(status, 400, "{reply}");
         assert_eq!(reply["code"], code, "{reply}");
     }
