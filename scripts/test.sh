@@ -90,7 +90,7 @@ if [ ! -x "$tauri_driver" ]; then
 fi
 
 say "app: the shell's mobile code compiles (--cfg mobile; docs/mobile.md)"
-cargo rustc --locked -p airtext-app --lib --profile check -- --cfg mobile
+cargo rustc --locked -p airtext-app --lib --profile check -- --cfg mobile --cfg airtext_mobile_check
 
 say "app: TypeScript bindings of the cache types match ui/src/lib/bindings/app"
 cargo test --locked -p airtext-app --features ts --test typescript_bindings

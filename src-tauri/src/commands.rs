@@ -30,11 +30,7 @@ const SEARCH_LIMIT: u32 = 200;
 
 #[tauri::command]
 pub async fn gateway_url(state: State<'_, AppState>) -> IpcResult<Option<String>> {
-    Ok(state
-        .client()
-        .await
-        .gateway_url()?
-        .or_else(|| state.suggested_gateway.clone()))
+    Ok(state.client().await.gateway_url()?)
 }
 
 #[tauri::command]
@@ -137,9 +133,19 @@ pub async fn available_numbers(
         .await?)
 }
 
+/// Claims a number. The client starts a new session with the number in its profile, so the
+/// live loop is restarted on it (the old loop would keep waiting on the old session's outbox).
 #[tauri::command]
-pub async fn claim_number(state: State<'_, AppState>, number: String) -> IpcResult<String> {
-    Ok(state.client().await.claim_number(&number).await?)
+pub async fn claim_number<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+    number: String,
+) -> IpcResult<String> {
+    let claimed = state.client().await.claim_number(&number).await?;
+    if state.stop_live().await {
+        state.start_live(&app).await;
+    }
+    Ok(claimed)
 }
 
 #[tauri::command]

@@ -66,7 +66,10 @@ fn setup<R: tauri::Runtime>(app: &mut tauri::App<R>) -> Result<(), Box<dyn std::
         .ok()
         .filter(|g| !g.is_empty());
     let client = tauri::async_runtime::block_on(open_client(&dir, &settings))?;
-    let state = AppState::new(dir, suggested, client, settings);
+    if let Some(url) = &suggested {
+        client.suggest_gateway_url(url)?;
+    }
+    let state = AppState::new(dir, client, settings);
     let focused = state.focused.clone();
     app.manage(state);
     let handle = app.handle().clone();
@@ -76,6 +79,9 @@ fn setup<R: tauri::Runtime>(app: &mut tauri::App<R>) -> Result<(), Box<dyn std::
         }
     });
     if let Some(window) = app.get_webview_window("main") {
+        // Start from the real focus: a window opened behind another one never gets a
+        // Focused(false) event.
+        focused.store(window.is_focused().unwrap_or(true), Ordering::Relaxed);
         window.on_window_event(move |event| {
             if let WindowEvent::Focused(now) = event {
                 focused.store(*now, Ordering::Relaxed);
@@ -85,7 +91,11 @@ fn setup<R: tauri::Runtime>(app: &mut tauri::App<R>) -> Result<(), Box<dyn std::
     Ok(())
 }
 
-#[cfg_attr(mobile, tauri::mobile_entry_point)]
+/// The entry point on every platform: `main.rs` calls it on desktop, the mobile shells through
+/// the `start_app` symbol `tauri::mobile_entry_point` generates. (`airtext_mobile_check` is
+/// set only by the Linux compile check of the mobile code, where tauri has no mobile entry
+/// point to expand; see docs/mobile.md.)
+#[cfg_attr(all(mobile, not(airtext_mobile_check)), tauri::mobile_entry_point)]
 pub fn run() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -93,7 +103,20 @@ pub fn run() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .try_init();
-    let builder = tauri::Builder::default();
+    // Start-up figures for docs/benchmarks.md: the process start as a wall-clock time (the
+    // page's `performance.timeOrigin` is one too), and the page load after it.
+    let started = std::time::Instant::now();
+    let started_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    tracing::info!(started_ms, "startup: process started");
+    let builder = tauri::Builder::default().on_page_load(move |_webview, payload| {
+        if matches!(payload.event(), tauri::webview::PageLoadEvent::Finished) {
+            let ms = started.elapsed().as_millis();
+            tracing::info!(ms, "startup: page loaded");
+        }
+    });
     #[cfg(not(mobile))]
     let builder = builder
         // A second launch focuses the running window instead of opening a second device.

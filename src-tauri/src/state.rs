@@ -30,8 +30,6 @@ const FRESH_SECS: i64 = 300;
 #[derive(Debug)]
 pub struct AppState {
     pub data_dir: PathBuf,
-    /// The gateway onboarding suggests (`AIRTEXT_GATEWAY`), until one is chosen.
-    pub suggested_gateway: Option<String>,
     client: RwLock<Client>,
     live: Mutex<Option<CancellationToken>>,
     forwarder: StdMutex<Option<CancellationToken>>,
@@ -52,15 +50,9 @@ pub async fn client_options(
 }
 
 impl AppState {
-    pub fn new(
-        data_dir: PathBuf,
-        suggested_gateway: Option<String>,
-        client: Client,
-        settings: Settings,
-    ) -> Self {
+    pub fn new(data_dir: PathBuf, client: Client, settings: Settings) -> Self {
         AppState {
             data_dir,
-            suggested_gateway,
             client: RwLock::new(client),
             live: Mutex::new(None),
             forwarder: StdMutex::new(None),

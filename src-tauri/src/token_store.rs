@@ -71,12 +71,17 @@ impl TokenStore for KeyringTokenStore {
 pub fn init_platform_store() -> Result<()> {
     #[cfg(target_os = "ios")]
     {
-        let store = apple_native_keyring_store::protected::Store::new().map_err(unavailable)?;
+        let store = apple_native_keyring_store::protected::Store::new_with_configuration(
+            &Default::default(),
+        )
+        .map_err(unavailable)?;
         keyring_core::set_default_store(store);
     }
     #[cfg(target_os = "android")]
     {
-        let store = android_native_keyring_store::Store::new().map_err(unavailable)?;
+        let store =
+            android_native_keyring_store::Store::new_with_configuration(&Default::default())
+                .map_err(unavailable)?;
         keyring_core::set_default_store(store);
     }
     Ok(())

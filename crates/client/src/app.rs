@@ -149,6 +149,18 @@ impl Client {
         device.save(data_dir)
     }
 
+    /// Makes `url` the gateway to sign in to when this device has none yet (a launcher's
+    /// suggestion, e.g. `scripts/run.sh` starting a local gateway); a chosen one is kept.
+    pub fn suggest_gateway_url(&self, url: &str) -> Result<()> {
+        let data_dir = &self.inner.options.data_dir;
+        let mut device = DeviceFile::load(data_dir)?;
+        if device.gateway_url.is_none() {
+            device.gateway_url = Some(url.trim().trim_end_matches('/').to_owned());
+            device.save(data_dir)?;
+        }
+        Ok(())
+    }
+
     /// Creates an account without signing in (the app signs in as a separate step).
     pub async fn create_account(
         &self,

@@ -1,0 +1,198 @@
+// Benchmarks of the real app (figures for docs/benchmarks.md, "The app"; not pass/fail tests):
+//   1. start to first paint of the RELEASE app (process start → the page's first contentful
+//      paint, from the shell's `startup: process started` log and the page's Paint Timing);
+//   2. idle RSS with 10,000 conversations / 200,000 cached messages (app process and the WebKit
+//      processes it starts), seeded through airtext-client's cache API (examples/seed_cache.rs);
+//   3. opening a 50,000-message thread: click → first message bubble in the DOM, measured in
+//      the page, and the `messages` IPC command alone.
+// Run under a display, a session bus and an unlocked keyring (as tests/webdriver/run.mjs):
+//   xvfb-run -a -s "-screen 0 1280x800x24" dbus-run-session -- node tests/webdriver/bench.mjs
+// Needs the release app (cargo build --release -p airtext-app --features tauri/custom-protocol)
+// and the seeder (cargo build --release -p airtext-app --example seed_cache).
+
+import { spawn, execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { remote } from 'webdriverio';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repoRoot = path.resolve(here, '../..');
+const targetDir = process.env.CARGO_TARGET_DIR ?? path.join(repoRoot, 'target');
+const appBin = process.env.AIRTEXT_APP_BIN ?? path.join(targetDir, 'release/airtext-app');
+const seeder = path.join(targetDir, 'release/examples/seed_cache');
+const tauriDriver = process.env.TAURI_DRIVER ?? path.join(os.homedir(), '.cargo/bin/tauri-driver');
+const runs = Number(process.env.RUNS ?? 5);
+for (const p of [appBin, seeder, tauriDriver]) {
+  if (!existsSync(p)) {
+    console.error(`missing ${p}`);
+    process.exit(2);
+  }
+}
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'airtext-bench-'));
+
+function startDriver(dataDir) {
+  const child = spawn(tauriDriver, [], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, AIRTEXT_DATA_DIR: dataDir, AIRTEXT_GATEWAY: 'http://127.0.0.1:1', AIRTEXT_LOG: 'info', NO_COLOR: '1' },
+  });
+  child.log = '';
+  child.stdout.on('data', (d) => (child.log += d));
+  child.stderr.on('data', (d) => (child.log += d));
+  return child;
+}
+async function waitDriver() {
+  for (let i = 0; i < 100; i++) {
+    try {
+      if ((await fetch('http://127.0.0.1:4444/status')).status < 500) return;
+    } catch {
+      // not yet
+    }
+    await sleep(100);
+  }
+  throw new Error('tauri-driver did not start');
+}
+async function open() {
+  return remote({
+    hostname: '127.0.0.1',
+    port: 4444,
+    logLevel: 'error',
+    connectionRetryCount: 0,
+    connectionRetryTimeout: 30_000,
+    capabilities: { 'tauri:options': { application: appBin }, 'wdio:enforceWebDriverClassic': true },
+  });
+}
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+function startedMs(log) {
+  const all = [...log.matchAll(/started_ms=(\d+)/g)];
+  return all.length ? Number(all[all.length - 1][1]) : null;
+}
+/** RSS (kB) of the newest airtext-app process and of every process under it (WebKit's). */
+function rssTree() {
+  const procs = readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number);
+  const info = new Map();
+  for (const pid of procs) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      const rss = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+      info.set(pid, { comm, ppid, rss });
+    } catch {
+      // gone
+    }
+  }
+  const apps = [...info.entries()].filter(([, v]) => v.comm === 'airtext-app').map(([pid]) => pid);
+  const app = Math.max(...apps);
+  const tree = [app];
+  for (let i = 0; i < tree.length; i++) {
+    for (const [pid, v] of info) if (v.ppid === tree[i]) tree.push(pid);
+  }
+  return tree.map((pid) => ({ pid, ...info.get(pid) }));
+}
+
+const results = {};
+try {
+  // ——— 1. start to first paint (a fresh data directory: the onboarding screen) ———
+  {
+    const paints = [];
+    const loads = [];
+    for (let i = 0; i < runs; i++) {
+      const dir = path.join(tmp, `fresh-${i}`);
+      const driver = startDriver(dir);
+      await waitDriver();
+      const app = await open();
+      await (await app.$('[data-testid="gateway"]')).waitForDisplayed({ timeout: 20_000 });
+      const t = await app.execute(() => {
+        const fcp = performance.getEntriesByType('paint').find((e) => e.name === 'first-contentful-paint');
+        return { origin: performance.timeOrigin, fcp: fcp ? fcp.startTime : null };
+      });
+      await app.deleteSession();
+      driver.kill('SIGTERM');
+      await sleep(500);
+      const started = startedMs(driver.log);
+      const load = /startup: page loaded ms=(\d+)|ms=(\d+)\s+startup: page loaded/.exec(driver.log);
+      if (started && t.fcp != null) paints.push(t.origin + t.fcp - started);
+      if (load) loads.push(Number(load[1] ?? load[2]));
+    }
+    results.first_paint_ms = { median: median(paints), all: paints.map(Math.round) };
+    results.page_loaded_ms = { median: median(loads), all: loads };
+    console.log('start → first contentful paint (ms):', results.first_paint_ms, 'page loaded:', results.page_loaded_ms);
+  }
+
+  // ——— 2 and 3: a seeded cache ———
+  const seeded = path.join(tmp, 'seeded');
+  console.log(execFileSync(seeder, [seeded, 'http://127.0.0.1:1'], { encoding: 'utf8' }).trim());
+  const driver = startDriver(seeded);
+  await waitDriver();
+  const app = await open();
+  const t0 = Date.now();
+  await (await app.$('[data-testid="conversation-list"]')).waitForDisplayed({ timeout: 60_000 });
+  await (await app.$('[data-testid="conversation"]')).waitForDisplayed({ timeout: 60_000 });
+  results.list_shown_ms = Date.now() - t0;
+  await sleep(15_000);
+  const tree = rssTree();
+  const main = tree[0];
+  results.idle_rss_mb = {
+    app: Math.round(main.rss / 1024),
+    total_with_webkit: Math.round(tree.reduce((a, p) => a + p.rss, 0) / 1024),
+    processes: tree.map((p) => `${p.comm}:${Math.round(p.rss / 1024)}`),
+  };
+  console.log('idle RSS (MB), 10,000 conversations / 200,000 messages:', results.idle_rss_mb);
+
+  const opens = [];
+  const ipc = [];
+  for (let i = 0; i < runs; i++) {
+    // IPC alone: the newest page of the 50,000-message thread.
+    ipc.push(
+      await app.execute(async () => {
+        const t = performance.now();
+        await window.__TAURI_INTERNALS__.invoke('messages', { peer: '+12065550000', before: null, limit: 50 });
+        return performance.now() - t;
+      }),
+    );
+    // Leave the thread (open another one), then time opening the big one.
+    const ms = await app.execute(async () => {
+      const convs = [...document.querySelectorAll('[data-testid="conversation"]')];
+      const big = convs.find((c) => c.textContent.includes('555-0000'));
+      const other = convs.find((c) => !c.textContent.includes('555-0000'));
+      if (!big || !other) return -1;
+      other.click();
+      await new Promise((r) => setTimeout(r, 400));
+      const t = performance.now();
+      big.click();
+      return await new Promise((resolve) => {
+        const done = () => {
+          const m = document.querySelector('[data-testid="message"]');
+          if (m && m.textContent.includes('thread 0')) {
+            resolve(performance.now() - t);
+            return true;
+          }
+          return false;
+        };
+        if (done()) return;
+        const obs = new MutationObserver(() => {
+          if (done()) obs.disconnect();
+        });
+        obs.observe(document.body, { childList: true, subtree: true, characterData: true });
+        setTimeout(() => resolve(-2), 10_000);
+      });
+    });
+    opens.push(ms);
+  }
+  results.open_thread_ms = { median: median(opens), all: opens.map(Math.round) };
+  results.messages_ipc_ms = { median: median(ipc), all: ipc.map((x) => Math.round(x * 10) / 10) };
+  console.log('open the 50,000-message thread, click → first bubble (ms):', results.open_thread_ms);
+  console.log('`messages` IPC, newest 50 of 50,000 (ms):', results.messages_ipc_ms);
+  await app.saveScreenshot(path.join(repoRoot, 'docs/screenshots/app-bench-50k-thread.png'));
+  await app.deleteSession();
+  driver.kill('SIGTERM');
+} finally {
+  rmSync(tmp, { recursive: true, force: true });
+}
+console.log(JSON.stringify(results));
