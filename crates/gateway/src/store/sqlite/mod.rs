@@ -9,8 +9,10 @@
 
 mod writer;
 
+use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use airtext_api::contacts::Contact;
@@ -43,6 +45,8 @@ const QUEUE_DEPTH: usize = 16_384;
 const READERS: u32 = 4;
 const LOG_CAPACITY: usize = 65_536;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Past this many cached device tokens the cache starts over (it only saves reads).
+const TOKEN_CACHE_CAP: usize = 100_000;
 
 #[derive(Debug)]
 pub struct SqliteStore {
@@ -50,6 +54,51 @@ pub struct SqliteStore {
     reader: SqlitePool,
     log: broadcast::Sender<LogAdvanced>,
     closed: AtomicBool,
+    tokens: TokenCache,
+}
+
+/// Devices by token hash, so authenticating a request is not a read through sqlx's worker
+/// thread. Sound because this process is the database's only writer: a device row changes
+/// only through [`SqliteStore::revoke_device`] (deleted) and `last_seen_at` (kept here too).
+/// A revoke bumps `generation` before it writes and again, under the lock, after it commits
+/// and evicts; a read that missed caches its row only if no revoke began since it started,
+/// so a row read before a revoke's commit can never be cached after its eviction.
+#[derive(Debug, Default)]
+struct TokenCache {
+    generation: AtomicU64,
+    devices: Mutex<HashMap<[u8; 32], DeviceRecord>>,
+}
+
+impl TokenCache {
+    fn get(&self, token: &TokenHash) -> Option<DeviceRecord> {
+        self.devices.lock().ok()?.get(&token.0).cloned()
+    }
+
+    fn put(&self, token: &TokenHash, device: &DeviceRecord, generation: u64) {
+        if let Ok(mut devices) = self.devices.lock() {
+            if self.generation.load(Ordering::Acquire) != generation {
+                return;
+            }
+            if devices.len() >= TOKEN_CACHE_CAP {
+                devices.clear();
+            }
+            devices.insert(token.0, device.clone());
+        }
+    }
+
+    fn evict(&self, device: DeviceId) {
+        match self.devices.lock() {
+            Ok(mut devices) => {
+                devices.retain(|_, cached| cached.id != device);
+                self.generation.fetch_add(1, Ordering::AcqRel);
+            }
+            Err(poisoned) => {
+                let mut devices = poisoned.into_inner();
+                devices.clear();
+                self.generation.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+    }
 }
 
 impl SqliteStore {
@@ -104,6 +153,7 @@ impl SqliteStore {
             reader,
             log,
             closed: AtomicBool::new(false),
+            tokens: TokenCache::default(),
         })
     }
 
@@ -225,23 +275,34 @@ impl Store for SqliteStore {
         token: &TokenHash,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<DeviceRecord>> {
-        let row = sqlx::query(
-            "SELECT id, account_id, name, has_cellular, created_at, last_seen_at \
-             FROM devices WHERE token_hash = ?1",
-        )
-        .bind(&token.0[..])
-        .fetch_optional(self.pool()?)
-        .await?;
-        let Some(device) = row.as_ref().map(rows::device).transpose()? else {
-            return Ok(None);
+        let pool = self.pool()?;
+        let generation = self.tokens.generation.load(Ordering::Acquire);
+        let device = match self.tokens.get(token) {
+            Some(device) => device,
+            None => {
+                let row = sqlx::query(
+                    "SELECT id, account_id, name, has_cellular, created_at, last_seen_at \
+                     FROM devices WHERE token_hash = ?1",
+                )
+                .bind(&token.0[..])
+                .fetch_optional(pool)
+                .await?;
+                let Some(device) = row.as_ref().map(rows::device).transpose()? else {
+                    return Ok(None);
+                };
+                self.tokens.put(token, &device, generation);
+                device
+            }
         };
         if device.last_seen_at < now - writer::LAST_SEEN_GRANULARITY {
             self.write_done(Op::TouchDevice { id: device.id, now })
                 .await?;
-            return Ok(Some(DeviceRecord {
+            let device = DeviceRecord {
                 last_seen_at: now,
                 ..device
-            }));
+            };
+            self.tokens.put(token, &device, generation);
+            return Ok(Some(device));
         }
         Ok(Some(device))
     }
@@ -258,7 +319,10 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_device(&self, account: AccountId, device: DeviceId) -> StoreResult<()> {
-        self.write_done(Op::RevokeDevice { account, device }).await
+        self.tokens.generation.fetch_add(1, Ordering::AcqRel);
+        let revoked = self.write_done(Op::RevokeDevice { account, device }).await;
+        self.tokens.evict(device);
+        revoked
     }
 
     async fn add_inventory(&self, numbers: &[InventoryNumber]) -> StoreResult<()> {

@@ -185,7 +185,13 @@ async fn run_batch(
     writes: Vec<(Op, oneshot::Sender<StoreResult<Out>>)>,
     log: &broadcast::Sender<LogAdvanced>,
 ) {
-    if let Err(error) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+    // The first command's savepoint opens with the transaction, and each later one is
+    // released together with the next one's opening: one handoff to sqlx's worker thread
+    // between commands instead of two.
+    if let Err(error) = sqlx::query("BEGIN IMMEDIATE; SAVEPOINT cmd")
+        .execute(&mut *conn)
+        .await
+    {
         let message = format!("cannot begin a write transaction: {error}");
         for (_, reply) in writes {
             let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
@@ -195,25 +201,26 @@ async fn run_batch(
 
     let mut finished = Vec::with_capacity(writes.len());
     let mut broken: Option<String> = None;
-    for (op, reply) in writes {
+    let last = writes.len().saturating_sub(1);
+    for (k, (op, reply)) in writes.into_iter().enumerate() {
         if let Some(message) = &broken {
             let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
             continue;
         }
+        // The savepoint `cmd` is open here (from BEGIN or the previous command's close).
         let mut effects = Effects::default();
-        let result = match sqlx::query("SAVEPOINT cmd").execute(&mut *conn).await {
-            Ok(_) => execute(conn, op, &mut effects).await,
-            Err(error) => Err(error.into()),
-        };
-        let closed = if result.is_ok() {
-            sqlx::query("RELEASE cmd").execute(&mut *conn).await
-        } else {
+        let result = execute(conn, op, &mut effects).await;
+        if result.is_err() {
             effects.advanced.clear();
-            match sqlx::query("ROLLBACK TO cmd").execute(&mut *conn).await {
-                Ok(_) => sqlx::query("RELEASE cmd").execute(&mut *conn).await,
-                Err(error) => Err(error),
-            }
+        }
+        // Close this command's savepoint (undoing it if it failed) and open the next one's.
+        let close = match (result.is_ok(), k == last) {
+            (true, true) => "RELEASE cmd",
+            (true, false) => "RELEASE cmd; SAVEPOINT cmd",
+            (false, true) => "ROLLBACK TO cmd; RELEASE cmd",
+            (false, false) => "ROLLBACK TO cmd; RELEASE cmd; SAVEPOINT cmd",
         };
+        let closed = sqlx::query(close).execute(&mut *conn).await;
         if let Err(error) = closed {
             // The transaction is in an unknown state: give up on the whole batch.
             broken = Some(format!("write transaction failed: {error}"));
