@@ -153,7 +153,7 @@ impl PushHub {
     }
 
     /// Tells every connection to re-read its account's `last_seq`.
-    fn resync_all(&self) {
+    pub fn resync_all(&self) {
         for entry in self.lock().values() {
             entry
                 .tx
@@ -178,6 +178,29 @@ impl PushHub {
                     self.resync_all();
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+}
+
+impl PushHub {
+    /// Resyncs every stream each time the store says announcements may have been lost
+    /// ([`crate::store::Store::resyncs`]), until shutdown.
+    pub async fn follow_resyncs(
+        self,
+        mut resyncs: watch::Receiver<u64>,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                changed = resyncs.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    tracing::info!("the store may have missed announcements; resyncing every stream");
+                    self.resync_all();
+                }
             }
         }
     }

@@ -94,6 +94,9 @@ impl Gateway {
 
         let push = PushHub::new();
         background.spawn(push.clone().run(store.subscribe(), shutdown.clone()));
+        if let Some(resyncs) = store.resyncs() {
+            background.spawn(push.clone().follow_resyncs(resyncs, shutdown.clone()));
+        }
 
         let state = AppState {
             mailer: mail::mailer_from_config(&config, simulator.clone())?,

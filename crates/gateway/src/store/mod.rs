@@ -287,6 +287,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Hears of every commit that appended events (on PostgreSQL, from every node).
     fn subscribe(&self) -> broadcast::Receiver<LogAdvanced>;
 
+    /// Moves when announcements may have been lost (on PostgreSQL: the listener connection was
+    /// re-established): every stream should re-read its account's `last_seq`. `None` for an
+    /// engine that never loses one (SQLite's in-process channel).
+    fn resyncs(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+
     /// Flushes pending writes and closes the connections. Writes after this fail with
     /// `Unavailable`.
     async fn close(&self);

@@ -449,3 +449,59 @@ impl TestGateway {
         &self.gateway.as_ref().expect("running").state
     }
 }
+
+// ----- PostgreSQL: a fresh schema per test (several nodes share it) -----
+
+/// A fresh schema on `AIRTEXT_TEST_DATABASE_URL`; dropped by [`PgSchema::drop_schema`].
+pub struct PgSchema {
+    pub base: String,
+    pub schema: String,
+    /// `base` with `options=-c search_path=<schema>`: what every node is given.
+    pub url: String,
+}
+
+/// `url` with `options=-c search_path=<schema>`.
+pub fn with_search_path(url: &str, schema: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-c%20search_path%3D{schema}")
+}
+
+/// A fresh schema, or `None` after a loud `SKIPPED` line when `AIRTEXT_TEST_DATABASE_URL` is
+/// unset.
+pub async fn postgres_schema(test: &str) -> Option<PgSchema> {
+    use sqlx::Connection;
+    let Ok(base) = std::env::var("AIRTEXT_TEST_DATABASE_URL") else {
+        // Straight to the process's stderr: libtest captures `eprintln!` of passing tests.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED (no AIRTEXT_TEST_DATABASE_URL): {test}"
+        );
+        return None;
+    };
+    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&base).await.expect("postgres");
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    let url = with_search_path(&base, &schema);
+    Some(PgSchema { base, schema, url })
+}
+
+impl PgSchema {
+    /// Runs `sql` on the base database (not scoped to the schema).
+    pub async fn exec_base(&self, sql: &str) -> u64 {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&self.base).await.unwrap();
+        let done = sqlx::query(sql).execute(&mut conn).await.unwrap();
+        conn.close().await.unwrap();
+        done.rows_affected()
+    }
+
+    pub async fn drop_schema(self) {
+        self.exec_base(&format!("DROP SCHEMA {} CASCADE", self.schema))
+            .await;
+    }
+}
