@@ -109,6 +109,7 @@ pub struct StreamHint {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
