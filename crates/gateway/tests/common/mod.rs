@@ -505,3 +505,16 @@ impl PgSchema {
             .await;
     }
 }
+
+impl TestGateway {
+    /// Drives a gateway this test did not start in-process (a child process, or nginx in
+    /// front of several) through the same helpers.
+    pub fn remote(url: &str) -> TestGateway {
+        TestGateway {
+            gateway: None,
+            url: url.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+            _dir: tempfile::tempdir().unwrap(),
+        }
+    }
+}
