@@ -248,10 +248,19 @@ async fn contact_paths_sync_and_cellular_texts_follow_the_policy() {
     assert_eq!(m.path.map(|p| p.as_str()), Some("cellular"));
     assert_eq!(m.status, SendStatus::Sent);
     assert_eq!(modem.sent().len(), 1);
-    // The gateway cannot record it yet (no endpoint): it waits in the outbox, never resent.
+    // It is recorded at the gateway (`POST /v1/messages/record`) and leaves the outbox, so
+    // the account's other devices show it too; the modem is never asked twice.
+    phone.flush_outbox().await.unwrap();
     let waiting = phone.session().await.unwrap().outbox().await.unwrap();
-    assert_eq!(waiting.len(), 1);
-    assert_eq!(waiting[0].stage.as_str(), "record");
+    assert!(waiting.is_empty(), "{waiting:?}");
+    a1.client.sync().await.unwrap();
+    let seen = a1.client.messages(outside, 10).await.unwrap();
+    assert!(
+        seen.iter()
+            .any(|m| m.body == "over the air" && m.route.map(|r| r.as_str()) == Some("cellular")),
+        "{seen:?}"
+    );
+    assert_eq!(modem.sent().len(), 1);
 
     // The contact set to cloud on one device reaches the other through sync.
     a1.client
