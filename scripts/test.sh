@@ -8,6 +8,10 @@ cd "$AIRTEXT_ROOT"
 need_rust
 need_build_tools
 apt_install postgresql postgresql-client
+# The workspace includes the Tauri app, so clippy and the build need WebKitGTK's headers before
+# any cargo step; nginx fronts the two-node scale-out test.
+apt_install libwebkit2gtk-4.1-dev libssl-dev libxdo-dev libayatana-appindicator3-dev librsvg2-dev \
+  file nginx
 
 # --- PostgreSQL: start it when it is installed but not running; make the test database. ---
 pg_ready() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
