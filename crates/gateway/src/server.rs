@@ -130,6 +130,15 @@ impl Gateway {
                         tracing::error!(error = format!("{error:#}"), "carrier report not stored");
                     }
                 }
+                // Carriers acknowledged what is buffered here (SMPP answered its deliver_sm):
+                // store it before the store closes. Closing first makes later reports fail
+                // at the carrier, which then asks its SMSC to try again (ESME_RX_T_APPN).
+                reports_rx.close();
+                while let Some(report) = reports_rx.recv().await {
+                    if let Err(error) = routing::handle_carrier_report(&state, report).await {
+                        tracing::error!(error = format!("{error:#}"), "carrier report not stored");
+                    }
+                }
             });
         }
 
