@@ -151,6 +151,14 @@ const monitor = start('dbus-monitor', ['--session', "interface='org.freedesktop.
 // ——— tauri-driver (fixed ports 4444/4445: never two suites at once) ———
 const driver = start(tauriDriver, [], {
   env: { ...process.env, AIRTEXT_DATA_DIR: appData, AIRTEXT_GATEWAY: gwUrl, AIRTEXT_LOG: 'info' },
+  detached: true, // its own process group: stopping it also stops the WebKitWebDriver it starts
+});
+cleanups.push(() => {
+  try {
+    process.kill(-driver.pid, 'SIGTERM');
+  } catch {
+    // already gone
+  }
 });
 
 async function cleanup() {
@@ -297,7 +305,10 @@ try {
   });
 
   const reply = 'Got it, thanks! See you at 6';
-  await step('a reply while the window is unfocused raises a desktop notification (D-Bus Notify)', async () => {
+  await step('a reply while the window is unfocused raises a desktop notification (D-Bus Notify); clicking it opens the thread', async () => {
+    // Leave the thread, so that opening it from the notification shows.
+    await (await $id('new-conversation')).click();
+    await until('the thread closed', async () => !(await textOf('thread-title')).includes('555-0123'));
     // Take the focus away from the app: minimise it (Focused(false) reaches the shell).
     try {
       await app.minimizeWindow();
@@ -315,11 +326,10 @@ try {
     assert(call.includes(outsidePhone), 'the sender is the title');
     await sleep(700);
     screenShot('4-notification');
-    try {
-      await app.maximizeWindow();
-    } catch {
-      // see above
-    }
+    // Click it (dunst's default action): the shell brings the window back and emits
+    // airtext://open-thread, and the UI opens that thread.
+    execFileSync('dunstctl', ['action', '0']);
+    await until('the thread opened from the notification', async () => (await textOf('thread-title')).includes('555-0123'));
     await until('the reply in the thread', () => messageWith(reply));
   });
 
