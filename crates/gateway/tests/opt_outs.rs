@@ -84,9 +84,15 @@ async fn stop_blocks_start_unblocks_help_answers_in_any_case() {
     // STOP, lower case with whitespace: recorded, confirmed, and shown in the thread.
     text_in(&gw, &alice, PHONE, &did, "  stop \r\n").await;
     received(&gw, &alice, PHONE, &did, "unsubscribed").await;
-    assert!(inbound_bodies(&gw, &alice).await.contains(&"  stop \r\n".to_owned()));
+    assert!(inbound_bodies(&gw, &alice)
+        .await
+        .contains(&"  stop \r\n".to_owned()));
     let (status, reply) = try_send(&gw, &alice, PHONE, "are you there?").await;
-    assert_eq!((status, reply["code"].as_str()), (403, Some("recipient_opted_out")), "{reply}");
+    assert_eq!(
+        (status, reply["code"].as_str()),
+        (403, Some("recipient_opted_out")),
+        "{reply}"
+    );
     let words = reply["message"].as_str().unwrap();
     assert!(words.contains("STOP") && words.contains(PHONE), "{words}");
     // Only that pair: another phone is still reachable.
@@ -132,14 +138,23 @@ async fn a_stop_that_arrives_while_a_text_waits_fails_that_text() {
     let account: AccountId = alice.account_id.parse().unwrap();
     let id: MessageId = sent["id"].as_str().unwrap().parse().unwrap();
     let failed = eventually(WAIT, || async {
-        let m = gw.state().store.message(account, id).await.unwrap().unwrap();
+        let m = gw
+            .state()
+            .store
+            .message(account, id)
+            .await
+            .unwrap()
+            .unwrap();
         (m.status == SendStatus::Failed).then_some(m)
     })
     .await;
     let reason = failed.failure_reason.unwrap();
     assert!(reason.contains("replied STOP"), "{reason}");
     assert!(
-        gw.outbox(&alice, PHONE).await.iter().all(|m| m["body"] != "waiting"),
+        gw.outbox(&alice, PHONE)
+            .await
+            .iter()
+            .all(|m| m["body"] != "waiting"),
         "an opted-out text never leaves"
     );
     gw.stop().await;
