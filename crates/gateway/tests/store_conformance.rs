@@ -1767,7 +1767,10 @@ mod routing_and_opt_outs {
             }
         );
         let record = store.carrier_record(unpriced.id).await.unwrap().unwrap();
-        assert_eq!((record.carrier_message_id.as_str(), record.cost), ("M2", None));
+        assert_eq!(
+            (record.carrier_message_id.as_str(), record.cost),
+            ("M2", None)
+        );
         assert_eq!(store.carrier_record(failed.id).await.unwrap(), None);
         let failed = store.message(alice, failed.id).await.unwrap().unwrap();
         assert_eq!(failed.status, SendStatus::Failed);
