@@ -109,7 +109,9 @@ if [ "${AIRTEXT_APP_E2E:-1}" != 0 ]; then
   say "app: end-to-end tests of the real app (Xvfb, tauri-driver, WebKitWebDriver, keyring, D-Bus)"
   app_home="$(mktemp -d)"
   # A throwaway HOME: its own keyring (unlocked with a throwaway password) and window state.
-  HOME="$app_home" TAURI_DRIVER="$tauri_driver" \
+  # Screenshots (docs/screenshots/app-*.png) only when asked (AIRTEXT_SCREENSHOTS=1), as for the
+  # UI's browser tests: they change on every run.
+  HOME="$app_home" TAURI_DRIVER="$tauri_driver" AIRTEXT_SCREENSHOTS="${AIRTEXT_SCREENSHOTS:-0}" \
     xvfb-run -a -s "-screen 0 1280x800x24" dbus-run-session -- bash -c '
       eval "$(printf airtext-test | gnome-keyring-daemon --unlock --components=secrets)"
       export GNOME_KEYRING_CONTROL
