@@ -48,7 +48,7 @@ apt_install libwebkit2gtk-4.1-dev build-essential curl wget file libssl-dev libx
   libayatana-appindicator3-dev librsvg2-dev pkg-config
 command -v npm >/dev/null || die "Node.js 20+ and npm are needed to build the UI: install them (e.g. apt-get install nodejs npm), then run this again"
 say "building the UI"
-(cd ui && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm run build)
+(cd ui && { [ -d node_modules ] || npm install --no-audit --no-fund --no-save; } && npm run build)
 say "building the app (first build takes several minutes)"
 cargo build --release --locked -p airtext-app --features tauri/custom-protocol
 

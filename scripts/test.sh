@@ -72,8 +72,11 @@ cargo test --locked -p airtext-api --features ts --test typescript_bindings
 
 # --- The UI: type check, unit tests, and browser tests against a real gateway. ---
 apt_install chromium fonts-noto-color-emoji
-say "ui: npm ci, svelte-check, vitest"
-(cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run check && npm test)
+say "ui: npm install, svelte-check, vitest"
+# Not `npm ci`: vite names an optional dependency (napi-windows-process-start-time) that the
+# registry does not serve, which `npm ci` treats as a lock-file mismatch; `npm install` with
+# the committed lock installs the same tree and skips the missing optional package.
+(cd ui && npm install --no-audit --no-fund --no-save --loglevel=error && npm run check && npm test)
 say "ui: browser tests (Debian chromium) against a real gateway"
 cargo build --locked -p airtext-gateway
 (cd ui && AIRTEXT_SCREENSHOTS=0 AIRTEXT_GATEWAY_BIN="$CARGO_TARGET_DIR/debug/airtext-gateway" npm run test:browser)
@@ -101,7 +104,7 @@ cargo test --locked -p airtext-app --features ts --test typescript_bindings
 
 if [ "${AIRTEXT_APP_E2E:-1}" != 0 ]; then
   say "app: building the UI and the app with the UI embedded"
-  (cd ui && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm run build)
+  (cd ui && { [ -d node_modules ] || npm install --no-audit --no-fund --no-save; } && npm run build)
   # Last cargo build before the run: a build without custom-protocol would replace the binary
   # with one that loads the Vite dev server.
   cargo build --locked -p airtext-gateway -p airtext-client -p airtext-app --features tauri/custom-protocol
