@@ -14,7 +14,8 @@
 //!     [--recipients 32] [--messages 50000] [--rate 0]
 //!
 //! `--db postgres` uses AIRTEXT_TEST_DATABASE_URL (or postgres://postgres@127.0.0.1:5432/test)
-//! in a fresh schema.
+//! in a fresh schema. `--nodes 2` (PostgreSQL only) starts two gateways on that schema, each on
+//! its own runtime; senders and devices alternate between them, so hints cross nodes.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -42,6 +43,7 @@ struct Options {
     messages: usize,
     rate: u64,
     gateway_threads: usize,
+    nodes: usize,
 }
 
 fn options() -> Options {
@@ -52,6 +54,7 @@ fn options() -> Options {
         messages: 50_000,
         rate: 0,
         gateway_threads: 2,
+        nodes: 1,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -63,6 +66,7 @@ fn options() -> Options {
             "--recipients" => o.recipients = value().parse().expect("--recipients N"),
             "--messages" => o.messages = value().parse().expect("--messages N"),
             "--rate" => o.rate = value().parse().expect("--rate N"),
+            "--nodes" => o.nodes = value().parse().expect("--nodes N"),
             "--gateway-threads" => {
                 o.gateway_threads = value().parse().expect("--gateway-threads N")
             }
@@ -94,47 +98,65 @@ fn main() {
         other => panic!("--db {other}: use sqlite or postgres"),
     };
 
-    // The gateway gets its own runtime, as if it were another process on the same 2 cores.
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let gateway_threads = o.gateway_threads;
-    let gateway_thread = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(gateway_threads)
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let mut config = Config {
-                listen: "127.0.0.1:0".parse().unwrap(),
-                database_url,
-                ..Config::default()
-            };
-            let unlimited = Rate {
-                per_minute: 100_000_000,
-                burst: 1_000_000,
-            };
-            config.rate_limits.send = unlimited;
-            config.rate_limits.sign_in = unlimited;
-            config.rate_limits.sign_up = unlimited;
-            let gateway = Gateway::start(config).await.unwrap();
-            let stop = gateway.shutdown_token();
-            addr_tx.send((gateway.url(), stop)).unwrap();
-            gateway.wait().await.unwrap();
+    assert!(
+        o.nodes == 1 || o.db == "postgres",
+        "--nodes above 1 needs --db postgres"
+    );
+    let mut urls = Vec::new();
+    let mut stops = Vec::new();
+    let mut gateway_threads_joined = Vec::new();
+    for _ in 0..o.nodes.max(1) {
+        let database_url = database_url.clone();
+        // The gateway gets its own runtime, as if it were another process on the same 2 cores.
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let gateway_threads = o.gateway_threads;
+        let gateway_thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(gateway_threads)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let mut config = Config {
+                    listen: "127.0.0.1:0".parse().unwrap(),
+                    database_url,
+                    ..Config::default()
+                };
+                let unlimited = Rate {
+                    per_minute: 100_000_000,
+                    burst: 1_000_000,
+                };
+                config.rate_limits.send = unlimited;
+                config.rate_limits.sign_in = unlimited;
+                config.rate_limits.sign_up = unlimited;
+                let gateway = Gateway::start(config).await.unwrap();
+                let stop = gateway.shutdown_token();
+                addr_tx.send((gateway.url(), stop)).unwrap();
+                gateway.wait().await.unwrap();
+            });
         });
-    });
-    let (url, stop) = addr_rx.recv().unwrap();
+        let (url, stop) = addr_rx.recv().unwrap();
+        urls.push(url);
+        stops.push(stop);
+        gateway_threads_joined.push(gateway_thread);
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(run(&o, &url));
-    stop.cancel();
-    gateway_thread.join().unwrap();
+    runtime.block_on(run(&o, &urls));
+    for stop in stops {
+        stop.cancel();
+    }
+    for gateway_thread in gateway_threads_joined {
+        gateway_thread.join().unwrap();
+    }
 }
 
-async fn run(o: &Options, url: &str) {
+async fn run(o: &Options, urls: &[String]) {
+    let url = urls[0].as_str();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(o.senders + 2 * o.recipients + 8)
         .build()
@@ -164,10 +186,10 @@ async fn run(o: &Options, url: &str) {
     let expected_arrivals = (o.messages * 2) as u64;
     let mut device_tasks = Vec::new();
     for (_, devices) in &recipients {
-        for token in devices {
+        for (d, token) in devices.iter().enumerate() {
             device_tasks.push(tokio::spawn(device(
                 http.clone(),
-                url.to_owned(),
+                urls[d % urls.len()].clone(),
                 token.clone(),
                 clock.clone(),
             )));
@@ -184,7 +206,7 @@ async fn run(o: &Options, url: &str) {
     let mut sender_tasks = Vec::new();
     for (s, token) in senders.iter().enumerate() {
         let http = http.clone();
-        let url = url.to_owned();
+        let url = urls[s % urls.len()].clone();
         let token = token.clone();
         let clock = clock.clone();
         let accept = accept.clone();
@@ -238,8 +260,9 @@ async fn run(o: &Options, url: &str) {
     let arrival = arrival.as_ref().unwrap();
     let ms = |us: u64| us as f64 / 1000.0;
     println!(
-        "db={} senders={} recipients={} (x2 devices) messages={} rate={}",
+        "db={} nodes={} senders={} recipients={} (x2 devices) messages={} rate={}",
         o.db,
+        urls.len(),
         o.senders,
         o.recipients,
         o.messages,
