@@ -354,11 +354,10 @@ rates = [ {{ prefix = "+1", cost_per_segment = 0.004 }} ]
             !recorded.contains(*text),
             "{text} was recorded as taken by the SMSC before the kill, yet sent again"
         );
-        assert_eq!(
-            at_kill.get(*text),
-            Some(&1),
-            "{text} repeated without having reached the SMSC before the kill"
-        );
+        // Not asserted: that the first copy had reached the SMSC when `at_kill` was taken. A
+        // submit the gateway wrote just before SIGKILL can still be in the socket buffers and
+        // arrive after the snapshot, so that check would race; what must hold is above (never
+        // resent once recorded) and below (at most one repeat).
         assert_eq!(counts[*text], 2, "{text} sent more than twice");
     }
     for text in &recorded {
