@@ -441,11 +441,9 @@ async fn two_nodes_behind_nginx_survive_a_sigkill() {
             !recorded_at_kill.contains(*text),
             "{text} was recorded as taken by the SMSC before the kill, yet sent again"
         );
-        assert_eq!(
-            at_kill.get(*text),
-            Some(&1),
-            "{text} repeated while both ran"
-        );
+        // Not asserted: that the first copy had reached the SMSC by the `at_kill` snapshot.
+        // Bytes node 1 wrote just before SIGKILL can still arrive after it, so that check
+        // would race; never resending a recorded text and at most one repeat are the rules.
         assert_eq!(counts_after[*text], 2, "{text} sent more than twice");
     }
 
