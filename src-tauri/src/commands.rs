@@ -6,7 +6,9 @@ use airtext_api::compose::TextPlan;
 use airtext_api::contacts::{Contact, PathChoice};
 use airtext_api::identities::{IdentityKind, IdentityPending, IdentityStatus, IdentityVerified};
 use airtext_api::{DeviceId, ErrorCode, IdentityId};
-use airtext_client::app::{ContactInput, ImportResult, PathDecision, SearchHit};
+use airtext_client::app::{
+    ContactInput, ConversationCursor, ImportResult, PathDecision, SearchHit,
+};
 use airtext_client::cache::conversations::CachedConversation;
 use airtext_client::cache::messages::{CachedMessage, LocalMessageId};
 use airtext_client::Client;
@@ -171,9 +173,29 @@ pub async fn verify_identity(
     Ok(IdentityVerified { status })
 }
 
+/// The most conversations one `conversations` call returns (the window asks for a screenful
+/// or two at a time; a list of 10,000 in one reply cost seconds and a gigabyte in WebKit).
+pub const CONVERSATION_PAGE_MAX: u32 = 500;
+/// The page size when the window names none.
+pub const CONVERSATION_PAGE_DEFAULT: u32 = 100;
+
+/// A page of the conversation list, most recently updated first, after `before` (the last
+/// conversation the window has: its `updated_at` and `local_id`) when given. `limit` is kept
+/// within 1..=[`CONVERSATION_PAGE_MAX`].
 #[tauri::command]
-pub async fn conversations(state: State<'_, AppState>) -> IpcResult<Vec<CachedConversation>> {
-    Ok(state.client().await.all_conversations().await?)
+pub async fn conversations(
+    state: State<'_, AppState>,
+    before: Option<ConversationCursor>,
+    limit: Option<u32>,
+) -> IpcResult<Vec<CachedConversation>> {
+    let limit = limit
+        .unwrap_or(CONVERSATION_PAGE_DEFAULT)
+        .clamp(1, CONVERSATION_PAGE_MAX);
+    Ok(state
+        .client()
+        .await
+        .conversations_page(before, limit)
+        .await?)
 }
 
 #[tauri::command]

@@ -24,6 +24,7 @@ fn export_all(dir: &Path) {
         airtext_client::cache::conversations::CachedConversation,
         airtext_client::events::ClientEvent,
         airtext_client::app::SearchHit,
+        airtext_client::app::ConversationCursor,
         airtext_client::app::PathDecision,
         airtext_client::app::ContactInput,
         airtext_client::app::ImportResult,

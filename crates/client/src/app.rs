@@ -413,6 +413,77 @@ impl Client {
     }
 }
 
+/// Where a page of the conversation list continues: the last conversation of the previous
+/// page (the list is ordered by `(updated_at, local_id)`, newest first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct ConversationCursor {
+    pub updated_at: chrono::DateTime<Utc>,
+    pub local_id: conversations::LocalConversationId,
+}
+
+impl From<&CachedConversation> for ConversationCursor {
+    fn from(c: &CachedConversation) -> Self {
+        ConversationCursor {
+            updated_at: c.updated_at,
+            local_id: c.local_id,
+        }
+    }
+}
+
+/// Up to `limit` conversations, most recently updated first, strictly after `before` in that
+/// order when given: a keyset page over the `(updated_at DESC, id DESC)` index, so the cost
+/// of a page does not grow with the length of the list.
+pub fn conversations_page_in(
+    conn: &rusqlite::Connection,
+    before: Option<ConversationCursor>,
+    limit: u32,
+) -> std::result::Result<Vec<CachedConversation>, crate::cache::CacheError> {
+    let ids: Vec<i64> = match before {
+        Some(b) => {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id FROM conversations WHERE (updated_at, id) < (?1, ?2)
+                 ORDER BY updated_at DESC, id DESC LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(
+                rusqlite::params![crate::cache::to_ms(b.updated_at), b.local_id.0, limit],
+                |row| row.get(0),
+            )?;
+            rows.collect::<rusqlite::Result<_>>()?
+        }
+        None => {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id FROM conversations ORDER BY updated_at DESC, id DESC LIMIT ?1",
+            )?;
+            let rows = stmt.query_map([limit], |row| row.get(0))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        }
+    };
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(c) = conversations::get(conn, conversations::LocalConversationId(id))? {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
+impl Client {
+    /// A page of the conversation list (most recently updated first), after `before` when
+    /// given: what the app's window shows and scrolls through, one page at a time.
+    pub async fn conversations_page(
+        &self,
+        before: Option<ConversationCursor>,
+        limit: u32,
+    ) -> Result<Vec<CachedConversation>> {
+        let session = self.session().await?;
+        Ok(session
+            .cache
+            .call(move |c| conversations_page_in(c, before, limit))
+            .await?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,5 +497,46 @@ mod tests {
         assert_eq!(plan.encoding, Encoding::Gsm7);
         assert_eq!(plan.segments, 1);
         assert!(plan.ucs2_characters.is_empty());
+    }
+
+    #[tokio::test]
+    #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    async fn pages_the_conversation_list_by_update_time_and_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = crate::cache::Cache::open(&dir.path().join("c.sqlite3"))
+            .await
+            .unwrap();
+        let all = cache
+            .call(|c| {
+                let at = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+                for i in 0..7i64 {
+                    // Two conversations per instant: the id breaks the tie.
+                    let t = at + chrono::Duration::seconds(i / 2);
+                    conversations::ensure(c, None, &format!("+1206555{i:04}"), t)?;
+                }
+                conversations_page_in(c, None, u32::MAX)
+            })
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 7);
+        let mut paged = Vec::new();
+        let mut before = None;
+        loop {
+            let page = cache
+                .call(move |c| conversations_page_in(c, before, 3))
+                .await
+                .unwrap();
+            let done = page.len() < 3;
+            before = page.last().map(ConversationCursor::from);
+            paged.extend(page);
+            if done {
+                break;
+            }
+        }
+        let peers = |l: &[CachedConversation]| l.iter().map(|c| c.peer.clone()).collect::<Vec<_>>();
+        assert_eq!(peers(&paged), peers(&all));
+        assert_eq!(all[0].peer, "+12065550006");
+        assert_eq!(all[1].peer, "+12065550005");
+        assert_eq!(all[2].peer, "+12065550004");
     }
 }
