@@ -13,10 +13,13 @@ import {
   type Me,
   type PathChoice,
 } from './backend/types';
+import { compareConversations, insertSorted, sortConversations } from './conversations';
 import { Drafts } from './drafts';
 import { prependPage, removeFrom, replaceIn, upsertInto } from './thread';
 
 export const PAGE = 100;
+/** Conversations per page of the list (a few screenfuls; more load as it scrolls). */
+export const CONVERSATION_PAGE = 50;
 
 export class ThreadState {
   messages: ChatMessage[] = $state.raw([]);
@@ -32,7 +35,19 @@ export type Screen = 'chats' | 'settings' | 'contacts' | 'new';
 export class AppState {
   phase: 'loading' | 'onboarding' | 'app' = $state('loading');
   me: Me | null = $state(null);
+  /**
+   * The list as far as it has been paged in, most recently updated first. The cache may hold
+   * many more (10,000+): `loadMoreConversations` pages on as the list scrolls.
+   */
   conversations: ChatConversation[] = $state.raw([]);
+  /** Every conversation is in `conversations` (the last page came back short). */
+  conversationsComplete = $state(false);
+  loadingConversations = $state(false);
+  /** Where the list was scrolled (restored when it is shown again; not reactive). */
+  listScrollTop = 0;
+  /** Conversations opened from search that lie beyond the pages loaded so far. */
+  private outside: Map<string, ChatConversation> = $state.raw(new Map());
+  private byPeer = $derived(new Map(this.conversations.map((c) => [c.peer, c])));
   contacts: Map<string, Contact> = $state.raw(new Map());
   selected: string | null = $state(null);
   screen: Screen = $state('chats');
@@ -73,11 +88,50 @@ export class AppState {
     await Promise.all([this.refreshConversations(), this.refreshContacts()]);
   }
 
+  /** (Re)loads the first page of the list. */
   async refreshConversations(): Promise<void> {
+    this.loadingConversations = true;
     try {
-      this.conversations = sortConversations(await this.backend.conversations());
+      const page = await this.backend.conversations(null, CONVERSATION_PAGE);
+      // Conversations that changed live while the page loaded merge in, where the page covers.
+      let list = sortConversations(page);
+      const complete = page.length < CONVERSATION_PAGE;
+      const inPage = new Set(list.map((c) => c.peer));
+      for (const c of this.conversations) {
+        const last = list.at(-1);
+        if (!inPage.has(c.peer) && (complete || (last && compareConversations(c, last) <= 0))) list = insertSorted(list, c);
+      }
+      this.conversations = list;
+      this.conversationsComplete = complete;
     } catch (e) {
       this.error = BackendError.from(e);
+    } finally {
+      this.loadingConversations = false;
+    }
+  }
+
+  /** The next page of the list (after the last one shown); nothing when all are loaded. */
+  async loadMoreConversations(): Promise<void> {
+    if (this.loadingConversations || this.conversationsComplete) return;
+    const last = this.conversations.at(-1);
+    if (!last) return this.refreshConversations();
+    this.loadingConversations = true;
+    try {
+      const page = await this.backend.conversations(last, CONVERSATION_PAGE);
+      const known = this.byPeer;
+      // A conversation already listed moved up by a live change: the listed copy is newer.
+      const fresh = page.filter((c) => !known.has(c.peer));
+      if (fresh.length > 0) this.conversations = [...this.conversations, ...fresh];
+      if (page.length < CONVERSATION_PAGE) this.conversationsComplete = true;
+      if (fresh.length > 0 && this.outside.size > 0) {
+        const next = new Map(this.outside);
+        for (const c of fresh) next.delete(c.peer);
+        this.outside = next;
+      }
+    } catch (e) {
+      this.error = BackendError.from(e);
+    } finally {
+      this.loadingConversations = false;
     }
   }
 
@@ -101,6 +155,9 @@ export class AppState {
   private reset(): void {
     this.me = null;
     this.conversations = [];
+    this.conversationsComplete = false;
+    this.listScrollTop = 0;
+    this.outside = new Map();
     this.threads.clear();
     this.selected = null;
     this.screen = 'chats';
@@ -108,7 +165,7 @@ export class AppState {
   }
 
   conversation(peer: string): ChatConversation | undefined {
-    return this.conversations.find((c) => c.peer === peer);
+    return this.byPeer.get(peer) ?? this.outside.get(peer);
   }
 
   thread(peer: string): ThreadState {
@@ -120,8 +177,14 @@ export class AppState {
     return t;
   }
 
-  /** Opens a thread (loading its newest page the first time). */
-  async open(peer: string): Promise<void> {
+  /**
+   * Opens a thread (loading its newest page the first time). `known` is the conversation as a
+   * search hit had it, for a thread beyond the pages of the list loaded so far.
+   */
+  async open(peer: string, known?: ChatConversation): Promise<void> {
+    if (known && known.peer === peer && !this.conversation(peer)) {
+      this.outside = new Map(this.outside).set(peer, known);
+    }
     this.selected = peer;
     this.screen = 'chats';
     const t = this.thread(peer);
@@ -224,9 +287,24 @@ export class AppState {
     if (conv && conv.name !== c.name) this.patchConversation({ ...conv, name: c.name });
   }
 
+  /**
+   * Puts a changed conversation where it now sorts. Beyond the last page loaded it is left
+   * out (paging reaches it in order), unless it was opened from search.
+   */
   private patchConversation(c: ChatConversation): void {
-    const others = this.conversations.filter((x) => x.peer !== c.peer);
-    this.conversations = sortConversations([...others, c]);
+    const others = this.byPeer.has(c.peer) ? this.conversations.filter((x) => x.peer !== c.peer) : this.conversations;
+    const last = others.at(-1);
+    if (this.conversationsComplete || !last || compareConversations(c, last) <= 0) {
+      this.conversations = insertSorted(others, c);
+      if (this.outside.has(c.peer)) {
+        const next = new Map(this.outside);
+        next.delete(c.peer);
+        this.outside = next;
+      }
+    } else {
+      if (others !== this.conversations) this.conversations = others;
+      if (this.outside.has(c.peer) || this.selected === c.peer) this.outside = new Map(this.outside).set(c.peer, c);
+    }
   }
 
   private addMessage(m: ChatMessage): void {
@@ -284,8 +362,4 @@ export class AppState {
         break;
     }
   }
-}
-
-export function sortConversations(list: ChatConversation[]): ChatConversation[] {
-  return list.slice().sort((a, b) => (a.updated_at < b.updated_at ? 1 : a.updated_at > b.updated_at ? -1 : 0));
 }

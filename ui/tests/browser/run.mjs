@@ -404,6 +404,48 @@ try {
     assert(result.drift !== null && result.drift < 4, `kept its place (drift ${result.drift})`);
   });
 
+  await step('a 10,000-conversation list renders a window of rows; keyboard reaches the end', async () => {
+    const saved = await page.evaluate(() => {
+      const app = globalThis.airtext;
+      const keep = { list: app.conversations, complete: app.conversationsComplete, selected: app.selected };
+      globalThis.__keepList = keep;
+      const base = Date.parse('2025-01-01T00:00:00Z');
+      const list = [];
+      for (let i = 0; i < 10_000; i++) {
+        const peer = `+1312555${String(i).padStart(4, '0')}`;
+        const at = new Date(base - i * 60_000).toISOString();
+        list.push({ id: null, peer, name: `Person ${i}`, unread: 0, updated_at: at, last_message: null });
+      }
+      app.selected = null;
+      app.conversationsComplete = true;
+      app.conversations = list;
+      return true;
+    });
+    assert(saved, 'list replaced');
+    await page.waitForTimeout(200);
+    const rows = await page.getByTestId('conversation').count();
+    assert(rows > 5 && rows < 60, `a window of rows, not all (${rows})`);
+    const first = page.getByTestId('conversation').first();
+    await first.focus();
+    await page.keyboard.press('End');
+    await page.waitForTimeout(200);
+    const focused = await page.evaluate(() => document.activeElement?.textContent ?? '');
+    assert(focused.includes('Person 9999'), `End focuses the last conversation (${focused.slice(0, 40)})`);
+    const label = await page.evaluate(() => document.activeElement?.closest('li')?.getAttribute('aria-posinset') + '/' + document.activeElement?.closest('li')?.getAttribute('aria-setsize'));
+    assert(label === '10000/10000', `position for screen readers (${label})`);
+    await page.keyboard.press('ArrowUp');
+    assert((await page.evaluate(() => document.activeElement?.textContent ?? '')).includes('Person 9998'), 'ArrowUp moves up');
+    const after = await page.getByTestId('conversation').count();
+    assert(after < 60, `still a window after scrolling (${after})`);
+    await page.evaluate(() => {
+      const app = globalThis.airtext;
+      const keep = globalThis.__keepList;
+      app.conversations = keep.list;
+      app.conversationsComplete = keep.complete;
+      app.selected = keep.selected;
+    });
+  });
+
   await step('phone layout (360 px): one pane, sign in, list → thread → back, light and dark', async () => {
     const phone = await newPage(360, 740);
     await phone.goto(base);

@@ -6,9 +6,10 @@
 // Commands (`#[tauri::command]`, snake_case names; arguments arrive camelCase from JS and
 // Tauri maps them to the snake_case Rust parameters). Every command returns
 // `Result<T, ErrorBody>` where `ErrorBody = {code, message}` (airtext-api's, codes from
-// `ErrorCode`) — never `Result<_, String>`. Types: `bindings/*.ts` (airtext-api) and, for the
-// cache's own types, `CachedMessage` / `CachedConversation` / `ClientEvent` of airtext-client
-// (serde as they are today; see `TauriMessage` and `TauriConversation` below).
+// `ErrorCode`) — never `Result<_, String>`. Types: `bindings/*.ts` (airtext-api) and
+// `bindings/app/*.ts` (airtext-client's cache types and the shell's own: `CachedMessage`,
+// `CachedConversation`, `ConversationCursor`, `ClientEvent`, `Settings`, …), generated from
+// the Rust types (drift tests in crates/api and src-tauri).
 //
 // | command              | args                                          | returns                      |
 // |----------------------|-----------------------------------------------|------------------------------|
@@ -24,7 +25,7 @@
 // | claim_number         | { number }                                    | string (the number)          |
 // | add_identity         | { kind, value }                               | IdentityPending              |
 // | verify_identity      | { id, code }                                  | IdentityVerified             |
-// | conversations        | —                                             | CachedConversation[] (newest first) |
+// | conversations        | { before, limit }  (before = {updated_at, local_id} of the last shown, or null; limit ≤ 500) | CachedConversation[] (newest first) |
 // | search               | { query }               (the cache's FTS5)     | {conversation, message}[]    |
 // | lookup               | { address }                                   | Lookup                       |
 // | messages             | { peer, before, limit } (before = local_id or null) | CachedMessage[] newest first |
@@ -47,25 +48,30 @@
 //   (`{type: "message_added"|"message_updated", message: CachedMessage}`,
 //   `{type: "message_deleted", id}`, `{type: "conversation_changed", conversation}`,
 //   `{type: "contact_changed", contact}`, `{type: "sync_progress", applied, remaining, cursor}`,
-//   `{type: "connection_changed", online, error?}`; add `connecting: true` while dialling);
+//   `{type: "connection_changed", online, error?}`);
 // - `airtext://signed-out`    payload: null (the token was revoked elsewhere);
-// - `airtext://open-thread`   payload: { peer } (a notification was clicked).
+// - `airtext://open-thread`   payload: OpenThread { peer } (a notification was clicked).
 // ═════════════════════════════════════════════════════════════════════════════════════
 
 import { invoke } from '@tauri-apps/api/core';
 import { listen, type UnlistenFn } from '@tauri-apps/api/event';
 import type { Contact } from '../bindings/Contact';
-import type { ConversationId } from '../bindings/ConversationId';
 import type { DeviceId } from '../bindings/DeviceId';
-import type { ErrorBody } from '../bindings/ErrorBody';
 import type { IdentityKind } from '../bindings/IdentityKind';
 import type { IdentityPending } from '../bindings/IdentityPending';
 import type { IdentityVerified } from '../bindings/IdentityVerified';
 import type { Lookup } from '../bindings/Lookup';
 import type { Me } from '../bindings/Me';
-import type { MessageId } from '../bindings/MessageId';
 import type { PathChoice } from '../bindings/PathChoice';
 import type { TextPlan } from '../bindings/TextPlan';
+import type { CachedConversation } from '../bindings/app/CachedConversation';
+import type { CachedMessage } from '../bindings/app/CachedMessage';
+import type { Capabilities as ShellCapabilities } from '../bindings/app/Capabilities';
+import type { ClientEvent } from '../bindings/app/ClientEvent';
+import type { ConversationCursor } from '../bindings/app/ConversationCursor';
+import type { ImportResult as ShellImportResult } from '../bindings/app/ImportResult';
+import type { OpenThread } from '../bindings/app/OpenThread';
+import type { SearchHit as ShellSearchHit } from '../bindings/app/SearchHit';
 import {
   BackendError,
   type Backend,
@@ -82,44 +88,19 @@ import {
   type SignUpInput,
 } from './types';
 
-/** airtext-client's `CachedMessage` as serde writes it. */
-export type TauriMessage = Omit<ChatMessage, 'key'> & { local_id: number };
-
-/** airtext-client's `CachedConversation` as serde writes it. */
-export interface TauriConversation {
-  id: ConversationId | null;
-  local_id: number;
-  peer: string;
-  name: string | null;
-  last_message: TauriMessage | null;
-  unread: number;
-  updated_at: string;
-}
-
-/** airtext-client's `ClientEvent`. */
-export type ClientEvent =
-  | { type: 'message_added'; message: TauriMessage }
-  | { type: 'message_updated'; message: TauriMessage }
-  | { type: 'message_deleted'; id: MessageId }
-  | { type: 'conversation_changed'; conversation: TauriConversation }
-  | { type: 'contact_changed'; contact: Contact }
-  | { type: 'sync_progress'; applied: number; remaining: number | null; cursor: number }
-  | { type: 'connection_changed'; online: boolean; connecting?: boolean; error?: string | null };
-
-export function fromTauriMessage(m: TauriMessage): ChatMessage {
+export function fromTauriMessage(m: CachedMessage): ChatMessage {
   const { local_id, ...rest } = m;
   return { ...rest, key: String(local_id) };
 }
 
-export function fromTauriConversation(c: TauriConversation): ChatConversation {
-  return {
-    id: c.id,
-    peer: c.peer,
-    name: c.name,
-    last_message: c.last_message ? fromTauriMessage(c.last_message) : null,
-    unread: c.unread,
-    updated_at: c.updated_at,
-  };
+export function fromTauriConversation(c: CachedConversation): ChatConversation {
+  const { last_message, ...rest } = c;
+  return { ...rest, last_message: last_message ? fromTauriMessage(last_message) : null };
+}
+
+/** Where the page after `c` starts (the list's order: `updated_at`, then the cache's id). */
+export function cursorOf(c: ChatConversation): ConversationCursor | null {
+  return c.local_id === undefined ? null : { updated_at: c.updated_at, local_id: c.local_id };
 }
 
 /** Maps one `ClientEvent` to the UI's event. */
@@ -139,7 +120,7 @@ export function fromClientEvent(e: ClientEvent): BackendEvent {
     case 'connection_changed':
       return {
         type: 'connection_changed',
-        state: e.online ? 'online' : e.connecting ? 'connecting' : 'offline',
+        state: e.online ? 'online' : 'offline',
         error: e.error ?? null,
       };
   }
@@ -165,7 +146,7 @@ export class TauriBackend implements Backend {
   /** Asks the shell what this platform can do (tablets may lack a modem or a proxy). */
   async init(): Promise<void> {
     try {
-      const caps = await call<Omit<Capabilities, 'kind'>>('capabilities');
+      const caps = await call<ShellCapabilities>('capabilities');
       this.capabilities = { ...caps, kind: 'tauri' };
     } catch {
       // an older shell: assume the desktop set
@@ -177,7 +158,7 @@ export class TauriBackend implements Backend {
     this.unlisten = Promise.all([
       listen<ClientEvent>('airtext://event', (e) => this.emit(fromClientEvent(e.payload))),
       listen('airtext://signed-out', () => this.emit({ type: 'signed_out' })),
-      listen<{ peer: string }>('airtext://open-thread', (e) =>
+      listen<OpenThread>('airtext://open-thread', (e) =>
         this.emit({ type: 'open_thread', peer: e.payload.peer }),
       ),
     ]);
@@ -233,13 +214,15 @@ export class TauriBackend implements Backend {
   verifyIdentity(id: string, code: string): Promise<IdentityVerified> {
     return call('verify_identity', { id, code });
   }
-  async conversations(): Promise<ChatConversation[]> {
-    return (await call<TauriConversation[]>('conversations')).map(fromTauriConversation);
+  async conversations(before: ChatConversation | null, limit: number): Promise<ChatConversation[]> {
+    const cursor = before ? cursorOf(before) : null;
+    // A conversation without the cache's id cannot continue the list (none comes from here).
+    if (before && !cursor) return [];
+    const page = await call<CachedConversation[]>('conversations', { before: cursor, limit });
+    return page.map(fromTauriConversation);
   }
   async search(query: string): Promise<SearchHit[]> {
-    const hits = await call<{ conversation: TauriConversation; message: TauriMessage | null }[]>('search', {
-      query,
-    });
+    const hits = await call<ShellSearchHit[]>('search', { query });
     return hits.map((h) => ({
       conversation: fromTauriConversation(h.conversation),
       message: h.message ? fromTauriMessage(h.message) : null,
@@ -249,7 +232,7 @@ export class TauriBackend implements Backend {
     return call('lookup', { address });
   }
   async messages(peer: string, before: ChatMessage | null, limit: number): Promise<ChatMessage[]> {
-    const page = await call<TauriMessage[]>('messages', {
+    const page = await call<CachedMessage[]>('messages', {
       peer,
       before: before ? localId(before) : null,
       limit,
@@ -257,10 +240,10 @@ export class TauriBackend implements Backend {
     return page.map(fromTauriMessage);
   }
   async send(to: string, body: string): Promise<ChatMessage> {
-    return fromTauriMessage(await call<TauriMessage>('send', { to, body }));
+    return fromTauriMessage(await call<CachedMessage>('send', { to, body }));
   }
   async retry(message: ChatMessage): Promise<ChatMessage> {
-    return fromTauriMessage(await call<TauriMessage>('retry', { localId: localId(message) }));
+    return fromTauriMessage(await call<CachedMessage>('retry', { localId: localId(message) }));
   }
   async markRead(peer: string, upTo: ChatMessage): Promise<void> {
     await call('mark_read', { peer, upTo: localId(upTo) });
@@ -275,10 +258,7 @@ export class TauriBackend implements Backend {
     return call('set_contact', { address, path, fallback, name });
   }
   async importContacts(contacts: ContactInput[]): Promise<ImportResult> {
-    const r = await call<{ imported: Contact[]; skipped: { address: string; error: ErrorBody }[] }>(
-      'import_contacts',
-      { contacts },
-    );
+    const r = await call<ShellImportResult>('import_contacts', { contacts });
     return {
       imported: r.imported,
       skipped: r.skipped.map((s) => ({ address: s.address, error: BackendError.from(s.error) })),

@@ -7,11 +7,7 @@
 // Every failure is thrown as a `BackendError` carrying the shared `{code, message}` vocabulary
 // (the same `ErrorCode`s the gateway returns), so the UI handles both backends alike.
 
-import type { ConversationId } from '../bindings/ConversationId';
-import type { ClientId } from '../bindings/ClientId';
 import type { Contact } from '../bindings/Contact';
-import type { Direction } from '../bindings/Direction';
-import type { Encoding } from '../bindings/Encoding';
 import type { ErrorBody } from '../bindings/ErrorBody';
 import type { ErrorCode } from '../bindings/ErrorCode';
 import type { IdentityKind } from '../bindings/IdentityKind';
@@ -25,51 +21,36 @@ import type { Route } from '../bindings/Route';
 import type { SendStatus } from '../bindings/SendStatus';
 import type { TextPlan } from '../bindings/TextPlan';
 import type { DeviceId } from '../bindings/DeviceId';
+import type { CachedConversation } from '../bindings/app/CachedConversation';
+import type { CachedMessage } from '../bindings/app/CachedMessage';
+import type { Capabilities as ShellCapabilities } from '../bindings/app/Capabilities';
+import type { ContactInput } from '../bindings/app/ContactInput';
+import type { LocalConversationId } from '../bindings/app/LocalConversationId';
+import type { PathDecision } from '../bindings/app/PathDecision';
+import type { SendPath } from '../bindings/app/SendPath';
+import type { Settings } from '../bindings/app/Settings';
 
+// Types generated from Rust (ts-rs; drift tests keep them current): airtext-api's in
+// `bindings/`, airtext-client's and the shell's in `bindings/app/`. The UI's own types below
+// are those types with the few differences both backends need spelled out.
 export type { Contact, Me, TextPlan, Lookup, PathChoice, SendStatus, Route, ErrorCode };
-
-/** The way a text actually goes (airtext-client's `SendPath`). */
-export type SendPath = 'cloud' | 'cellular';
+export type { ContactInput, PathDecision, SendPath, Settings };
 
 /**
  * A message as the UI shows it: the cache's copy (airtext-client's `CachedMessage`), which may
- * exist only on this device so far (`id` null while queued).
+ * exist only on this device so far (`id` null while queued). `key` stands in for the cache's
+ * `local_id`: stable for the message's whole life on this device (the web backend makes one).
  */
-export interface ChatMessage {
-  /** Stable for the message's whole life on this device (the cache's local id). */
-  key: string;
-  /** The gateway's id, once the gateway has it. */
-  id: MessageId | null;
-  conversation_id: ConversationId | null;
-  /** The other party, normalised. */
-  peer: string;
-  direction: Direction;
-  from: string;
-  to: string;
-  body: string;
-  status: SendStatus;
-  /** The route the gateway took (in-network or carrier) or `cellular`; null while unknown. */
-  route: Route | null;
-  /** The path it took or is queued for. */
-  path: SendPath | null;
-  client_id: ClientId | null;
-  encoding: Encoding;
-  segments: number;
-  failure_reason?: string | null;
-  created_at: string;
-  updated_at: string;
-}
+export type ChatMessage = Omit<CachedMessage, 'local_id'> & { key: string };
 
-/** A thread (airtext-client's `CachedConversation`); the UI keys threads by `peer`. */
-export interface ChatConversation {
-  id: ConversationId | null;
-  peer: string;
-  /** The contact's name, when one is set. */
-  name: string | null;
+/**
+ * A thread (airtext-client's `CachedConversation`); the UI keys threads by `peer`. `local_id`
+ * (the cache's id, the Tauri shell's list cursor with `updated_at`) is absent on the web.
+ */
+export type ChatConversation = Omit<CachedConversation, 'local_id' | 'last_message'> & {
+  local_id?: LocalConversationId;
   last_message: ChatMessage | null;
-  unread: number;
-  updated_at: string;
-}
+};
 
 export interface SearchHit {
   conversation: ChatConversation;
@@ -77,35 +58,8 @@ export interface SearchHit {
   message: ChatMessage | null;
 }
 
-/** Which path the next text to a peer will take, and why (airtext-client's `path::Decision`). */
-export interface PathDecision {
-  path: SendPath;
-  /** The path used at once if `path` fails (the contact allows fallback). */
-  fallback: SendPath | null;
-  reason: string;
-  /** Whether the peer is an Airtext account; null when unknown (offline). */
-  in_network: boolean | null;
-  /** The contact's setting. */
-  choice: PathChoice;
-}
-
-export interface Settings {
-  /** `socks5h://127.0.0.1:9050` (Tor) or any SOCKS5 proxy; empty for a direct connection. */
-  proxy_url: string;
-  /** The cellular modem's serial port (`/dev/ttyUSB2`, `COM4`); empty for none. */
-  modem_port: string;
-  notifications: boolean;
-  /** Show only the sender in notifications, never the text. */
-  hide_text: boolean;
-}
-
 /** What this backend can do (the web portal has no modem, proxy or desktop notifications). */
-export interface Capabilities {
-  proxy: boolean;
-  modem: boolean;
-  notifications: boolean;
-  kind: 'tauri' | 'web';
-}
+export type Capabilities = ShellCapabilities & { kind: 'tauri' | 'web' };
 
 export type ConnectionState = 'online' | 'connecting' | 'offline';
 
@@ -131,12 +85,6 @@ export interface SignInInput {
   username: string;
   password: string;
   device_name: string;
-}
-
-export interface ContactInput {
-  name: string | null;
-  /** Phone numbers, e-mail addresses or @usernames, as written in the source. */
-  addresses: string[];
 }
 
 export interface ImportResult {
@@ -167,7 +115,11 @@ export interface Backend {
   verifyIdentity(id: string, code: string): Promise<IdentityVerified>;
 
   // — conversations and messages —
-  conversations(): Promise<ChatConversation[]>;
+  /**
+   * A page of the conversation list, most recently updated first (`updated_at`, then the
+   * cache's id), after `before` (the last conversation already shown) when given.
+   */
+  conversations(before: ChatConversation | null, limit: number): Promise<ChatConversation[]>;
   /** Searches the local cache: peers, contact names and message bodies. */
   search(query: string): Promise<SearchHit[]>;
   /** Normalises an address and says whether it is on Airtext. */

@@ -32,6 +32,7 @@ import type { SyncEvent } from '../bindings/SyncEvent';
 import type { SyncPage } from '../bindings/SyncPage';
 import type { TextPlan } from '../bindings/TextPlan';
 import type { AvailableNumbers } from '../bindings/AvailableNumbers';
+import { compareConversations } from '../conversations';
 import { reduce } from '../status';
 import { uuid } from '../uuid';
 import {
@@ -416,7 +417,21 @@ export class WebBackend implements Backend {
 
   // ——— conversations and messages ———
 
-  async conversations(): Promise<ChatConversation[]> {
+  /**
+   * A page of the list from the in-memory cache. The first page (no `before`) reloads the
+   * cache from the gateway's pages first; later pages continue from the cache, ordered by
+   * `updated_at` then `peer` (the web has no local ids), so they never skip or repeat one.
+   */
+  async conversations(before: ChatConversation | null, limit: number): Promise<ChatConversation[]> {
+    if (!before) await this.loadConversations();
+    const all = this.sortedConversations();
+    const from = before ? all.findIndex((c) => compareConversations(c, before) > 0) : 0;
+    if (from < 0) return [];
+    return all.slice(from, from + Math.max(1, limit)).map((c) => ({ ...c }));
+  }
+
+  /** Fills the cache with the gateway's conversation pages (newest first, at most 2,000). */
+  private async loadConversations(): Promise<void> {
     await this.ensureContacts();
     let before: string | null = null;
     for (let page = 0; page < 10; page++) {
@@ -427,9 +442,10 @@ export class WebBackend implements Backend {
       if (r.conversations.length < 200) break;
       before = r.conversations[r.conversations.length - 1].updated_at;
     }
-    return [...this.convs.values()]
-      .map((c) => ({ ...c }))
-      .sort((a, b) => (a.updated_at < b.updated_at ? 1 : -1));
+  }
+
+  private sortedConversations(): ChatConversation[] {
+    return [...this.convs.values()].sort(compareConversations);
   }
 
   async search(query: string): Promise<SearchHit[]> {
@@ -625,7 +641,8 @@ export class WebBackend implements Backend {
     this.refreshTimer = setTimeout(async () => {
       this.refreshTimer = null;
       try {
-        for (const c of await this.conversations()) this.emit({ type: 'conversation_changed', conversation: c });
+        await this.loadConversations();
+        for (const c of this.sortedConversations()) this.emit({ type: 'conversation_changed', conversation: { ...c } });
       } catch {
         // next event will try again
       }
