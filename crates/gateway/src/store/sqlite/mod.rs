@@ -1,19 +1,28 @@
-//! The embedded engine: SQLite in WAL mode with `synchronous=FULL`.
+//! The embedded engine: SQLite in WAL mode with `synchronous=FULL`, driven directly through
+//! `rusqlite`.
 //!
-//! Writes go to one writer task ([`writer`]) that owns the only write connection and commits
-//! in groups; a write's future resolves after the commit holding it is durable. Reads use a
-//! separate pool of read-only connections, which WAL lets run beside the writer and which see
-//! only committed data — so a reader never sees seq N+1 before N.
+//! Writes go to one writer thread ([`writer`]) that owns the only write connection and commits
+//! in groups; a write's future resolves after the commit holding it is durable. Reads use
+//! separate read-only connections ([`conn::ReadPool`]), which WAL lets run beside the writer
+//! and which see only committed data — so a reader never sees seq N+1 before N. A point read
+//! (one indexed row) runs right in the calling task, which costs a few microseconds and no
+//! thread hand-off; a read of a page of rows runs on tokio's blocking pool, so a long page
+//! never holds up the runtime's workers. An in-memory database (`sqlite::memory:`) has one
+//! connection, the writer's, and its reads queue there.
+//!
+//! sqlx still opens a file database first to run the migrations (`migrations/sqlite`, tracked
+//! in `_sqlx_migrations` as before); see docs/decisions.md for why SQLite is no longer driven
+//! through sqlx at run time.
 //!
 //! Ids are 16-byte UUID blobs; timestamps are INTEGER microseconds (UTC), exact and ordered.
 
+mod conn;
 mod writer;
 
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use airtext_api::contacts::Contact;
 use airtext_api::conversations::Conversation;
@@ -23,42 +32,50 @@ use airtext_api::sync::SyncEvent;
 use airtext_api::{AccountId, ConversationId, DeviceId, IdentityId, MessageId};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow, SqliteSynchronous,
-};
-use sqlx::{ConnectOptions, Row};
+use rusqlite::{params, Connection};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection as _};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
-use super::rows::{self, corrupt, micros, Cols};
+use super::rows::{self, micros, Cols};
 use super::{
     AccountRecord, CarrierRecord, Delivered, Delivery, DeviceRecord, IdentityRecord,
     InventoryNumber, LogAdvanced, NewAccount, NewDevice, NewIdentityCode, NumberSearch,
     OutboundJob, OutboundOutcome, StatusOutcome, StatusUpdate, Store, StoreError, StoreResult,
     TokenHash,
 };
+use conn::{all, blob, first_int, first_opt_uuid, first_uuid, one, opt_blob, ReadPool};
 use writer::{Cmd, Op, Out};
 
 /// How many commands may wait for the writer before senders wait too (back-pressure).
 const QUEUE_DEPTH: usize = 16_384;
-const READERS: u32 = 4;
 const LOG_CAPACITY: usize = 65_536;
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Past this many cached device tokens the cache starts over (it only saves reads).
 const TOKEN_CACHE_CAP: usize = 100_000;
+
+/// The schema, embedded: the files under `migrations/sqlite` are its only source.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 #[derive(Debug)]
 pub struct SqliteStore {
     writer: mpsc::Sender<Cmd>,
-    reader: SqlitePool,
+    reads: Reads,
     log: broadcast::Sender<LogAdvanced>,
     closed: AtomicBool,
     tokens: TokenCache,
 }
 
-/// Devices by token hash, so authenticating a request is not a read through sqlx's worker
-/// thread. Sound because this process is the database's only writer: a device row changes
+/// Where reads run.
+#[derive(Debug)]
+enum Reads {
+    /// A database file: read-only connections of its own.
+    Pool(Arc<ReadPool>),
+    /// An in-memory database: the writer's connection, between its transactions.
+    Writer,
+}
+
+/// Devices by token hash, so authenticating a request is no read at all. Sound because this process is the database's only writer: a device row changes
 /// only through [`SqliteStore::revoke_device`] (deleted) and `last_seen_at` (kept here too).
 /// A revoke bumps `generation` before it writes and again, under the lock, after it commits
 /// and evicts; a read that missed caches its row only if no revoke began since it started,
@@ -106,7 +123,7 @@ impl SqliteStore {
     /// the migrations and starts the writer.
     pub async fn open(url: &str) -> StoreResult<Self> {
         let base = SqliteConnectOptions::from_str(url)?
-            .busy_timeout(BUSY_TIMEOUT)
+            .busy_timeout(conn::BUSY_TIMEOUT)
             .foreign_keys(true);
         let in_memory = base
             .get_filename()
@@ -114,43 +131,37 @@ impl SqliteStore {
             .starts_with("file:sqlx-in-memory")
             || url.contains(":memory:")
             || url.contains("mode=memory");
-        // Each command runs in a savepoint, whose undo pages go to a sub-journal: kept in
-        // memory, not in a temp file written page by page. A bigger page cache keeps the hot
-        // indexes of the write connection resident.
-        let write_base = base
-            .clone()
-            .pragma("temp_store", "memory")
-            .pragma("cache_size", "-65536");
-        let write_options = if in_memory {
-            write_base
+        let (write, reads) = if in_memory {
+            let write = conn::open_memory()?;
+            for migration in MIGRATOR.iter() {
+                if !migration.migration_type.is_down_migration() {
+                    write.execute_batch(&migration.sql)?;
+                }
+            }
+            (write, Reads::Writer)
         } else {
-            write_base
+            // sqlx applies the migrations, recording them in `_sqlx_migrations` as it always
+            // has, so databases made by earlier versions carry on unchanged.
+            let mut migrating: SqliteConnection = base
+                .clone()
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
+                .connect()
+                .await?;
+            MIGRATOR.run(&mut migrating).await?;
+            migrating.close().await?;
+            let path = base.get_filename().to_owned();
+            let write = conn::open_writer(&path)?;
+            (write, Reads::Pool(Arc::new(ReadPool::new(path)?)))
         };
-        let mut conn: SqliteConnection = write_options.connect().await?;
-        sqlx::migrate!("./migrations/sqlite").run(&mut conn).await?;
-
-        // An in-memory database is shared by name between connections, and cannot be opened
-        // read-only; a file is opened read-only so a bug in a read path cannot write.
-        let read_options = if in_memory {
-            base
-        } else {
-            base.read_only(true)
-        };
-        let reader = SqlitePoolOptions::new()
-            .max_connections(READERS)
-            .min_connections(1)
-            .connect_with(read_options)
-            .await?;
 
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let (log, _) = broadcast::channel(LOG_CAPACITY);
-        tokio::spawn(writer::run(conn, rx, log.clone()));
+        writer::spawn(write, rx, log.clone())?;
         Ok(SqliteStore {
             writer: tx,
-            reader,
+            reads,
             log,
             closed: AtomicBool::new(false),
             tokens: TokenCache::default(),
@@ -175,55 +186,79 @@ impl SqliteStore {
         }
     }
 
-    fn pool(&self) -> StoreResult<&SqlitePool> {
+    fn check_open(&self) -> StoreResult<()> {
         if self.closed.load(Ordering::Acquire) {
             return Err(StoreError::Unavailable("the store is closed".into()));
         }
-        Ok(&self.reader)
+        Ok(())
+    }
+
+    /// A point read (one indexed row, or a handful): in the calling task's thread, which
+    /// costs SQLite's few microseconds and nothing more.
+    async fn read<T, F>(&self, read: F) -> StoreResult<T>
+    where
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.check_open()?;
+        match &self.reads {
+            Reads::Pool(pool) => pool.with(read),
+            Reads::Writer => self.read_on_writer(read).await,
+        }
+    }
+
+    /// A read of up to a page of rows: on tokio's blocking pool, so a long page does not hold
+    /// up a runtime worker.
+    async fn scan<T, F>(&self, read: F) -> StoreResult<T>
+    where
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.check_open()?;
+        match &self.reads {
+            Reads::Pool(pool) => {
+                let pool = Arc::clone(pool);
+                tokio::task::spawn_blocking(move || pool.with(read))
+                    .await
+                    .map_err(|e| StoreError::Unavailable(format!("a read did not finish: {e}")))?
+            }
+            Reads::Writer => self.read_on_writer(read).await,
+        }
+    }
+
+    async fn read_on_writer<T, F>(&self, read: F) -> StoreResult<T>
+    where
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(Cmd::Read(Box::new(move |conn| {
+                let _ = reply.send(read(conn));
+            })))
+            .await
+            .map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer stopped".into()))?
     }
 }
 
 fn unexpected(out: &Out) -> StoreError {
-    corrupt(format!("the writer answered with {out:?}"))
+    rows::corrupt(format!("the writer answered with {out:?}"))
 }
 
-fn decode(error: sqlx::Error) -> StoreError {
-    corrupt(error)
-}
-
-impl Cols for SqliteRow {
-    fn uuid(&self, col: &str) -> StoreResult<Uuid> {
-        self.try_get(col).map_err(decode)
-    }
-    fn opt_uuid(&self, col: &str) -> StoreResult<Option<Uuid>> {
-        self.try_get(col).map_err(decode)
-    }
-    fn text(&self, col: &str) -> StoreResult<String> {
-        self.try_get(col).map_err(decode)
-    }
-    fn opt_text(&self, col: &str) -> StoreResult<Option<String>> {
-        self.try_get(col).map_err(decode)
-    }
-    fn int(&self, col: &str) -> StoreResult<i64> {
-        self.try_get(col).map_err(decode)
-    }
-    fn boolean(&self, col: &str) -> StoreResult<bool> {
-        self.try_get(col).map_err(decode)
-    }
-    fn time(&self, col: &str) -> StoreResult<DateTime<Utc>> {
-        rows::from_micros(self.try_get(col).map_err(decode)?)
-    }
-    fn opt_time(&self, col: &str) -> StoreResult<Option<DateTime<Utc>>> {
-        let value: Option<i64> = self.try_get(col).map_err(decode)?;
-        value.map(rows::from_micros).transpose()
-    }
-}
+const DEVICE_BY_TOKEN: &str = "SELECT id, account_id, name, has_cellular, created_at, \
+     last_seen_at FROM devices WHERE token_hash = ?1";
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(self.pool()?).await?;
-        Ok(())
+        self.read(|conn| {
+            one(conn, "SELECT 1", [], first_int)?;
+            Ok(())
+        })
+        .await
     }
 
     fn subscribe(&self) -> broadcast::Receiver<LogAdvanced> {
@@ -236,7 +271,9 @@ impl Store for SqliteStore {
             let _ = finished.await;
         }
         self.closed.store(true, Ordering::Release);
-        self.reader.close().await;
+        if let Reads::Pool(pool) = &self.reads {
+            pool.close();
+        }
     }
 
     async fn create_account(&self, account: NewAccount) -> StoreResult<()> {
@@ -244,26 +281,36 @@ impl Store for SqliteStore {
     }
 
     async fn account(&self, id: AccountId) -> StoreResult<Option<AccountRecord>> {
-        let row = sqlx::query(&format!(
-            "SELECT {} FROM accounts a LEFT JOIN numbers n ON n.owner = a.id WHERE a.id = ?1",
-            rows::ACCOUNT_COLUMNS
-        ))
-        .bind(id.0)
-        .fetch_optional(self.pool()?)
-        .await?;
-        row.as_ref().map(rows::account).transpose()
+        self.read(move |conn| {
+            one(
+                conn,
+                &format!(
+                    "SELECT {} FROM accounts a LEFT JOIN numbers n ON n.owner = a.id \
+                     WHERE a.id = ?1",
+                    rows::ACCOUNT_COLUMNS
+                ),
+                params![blob(&id.0)],
+                |row| rows::account(row),
+            )
+        })
+        .await
     }
 
     async fn account_by_username(&self, username: &str) -> StoreResult<Option<AccountRecord>> {
-        let row = sqlx::query(&format!(
-            "SELECT {} FROM accounts a LEFT JOIN numbers n ON n.owner = a.id \
-             WHERE a.username = ?1",
-            rows::ACCOUNT_COLUMNS
-        ))
-        .bind(username)
-        .fetch_optional(self.pool()?)
-        .await?;
-        row.as_ref().map(rows::account).transpose()
+        let username = username.to_owned();
+        self.read(move |conn| {
+            one(
+                conn,
+                &format!(
+                    "SELECT {} FROM accounts a LEFT JOIN numbers n ON n.owner = a.id \
+                     WHERE a.username = ?1",
+                    rows::ACCOUNT_COLUMNS
+                ),
+                params![username],
+                |row| rows::account(row),
+            )
+        })
+        .await
     }
 
     async fn create_device(&self, device: NewDevice) -> StoreResult<()> {
@@ -275,19 +322,20 @@ impl Store for SqliteStore {
         token: &TokenHash,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<DeviceRecord>> {
-        let pool = self.pool()?;
+        self.check_open()?;
         let generation = self.tokens.generation.load(Ordering::Acquire);
         let device = match self.tokens.get(token) {
             Some(device) => device,
             None => {
-                let row = sqlx::query(
-                    "SELECT id, account_id, name, has_cellular, created_at, last_seen_at \
-                     FROM devices WHERE token_hash = ?1",
-                )
-                .bind(&token.0[..])
-                .fetch_optional(pool)
-                .await?;
-                let Some(device) = row.as_ref().map(rows::device).transpose()? else {
+                let hash = token.0;
+                let found = self
+                    .read(move |conn| {
+                        one(conn, DEVICE_BY_TOKEN, params![&hash[..]], |row| {
+                            rows::device(row)
+                        })
+                    })
+                    .await?;
+                let Some(device) = found else {
                     return Ok(None);
                 };
                 self.tokens.put(token, &device, generation);
@@ -308,14 +356,16 @@ impl Store for SqliteStore {
     }
 
     async fn devices(&self, account: AccountId) -> StoreResult<Vec<DeviceRecord>> {
-        let found = sqlx::query(
-            "SELECT id, account_id, name, has_cellular, created_at, last_seen_at \
-             FROM devices WHERE account_id = ?1 ORDER BY created_at, id",
-        )
-        .bind(account.0)
-        .fetch_all(self.pool()?)
-        .await?;
-        found.iter().map(rows::device).collect()
+        self.scan(move |conn| {
+            all(
+                conn,
+                "SELECT id, account_id, name, has_cellular, created_at, last_seen_at \
+                 FROM devices WHERE account_id = ?1 ORDER BY created_at, id",
+                params![blob(&account.0)],
+                |row| rows::device(row),
+            )
+        })
+        .await
     }
 
     async fn revoke_device(&self, account: AccountId, device: DeviceId) -> StoreResult<()> {
@@ -330,20 +380,24 @@ impl Store for SqliteStore {
     }
 
     async fn available_numbers(&self, search: NumberSearch) -> StoreResult<Vec<String>> {
-        let prefix = search.prefix.unwrap_or_default();
-        let found: Vec<String> = sqlx::query_scalar(
-            "SELECT number FROM numbers \
-             WHERE country = ?1 AND owner IS NULL AND available_at <= ?2 \
-               AND substr(number, 1, length(?3)) = ?3 \
-             ORDER BY number LIMIT ?4",
-        )
-        .bind(&search.country)
-        .bind(micros(search.now))
-        .bind(&prefix)
-        .bind(i64::from(search.limit))
-        .fetch_all(self.pool()?)
-        .await?;
-        Ok(found)
+        self.scan(move |conn| {
+            let prefix = search.prefix.unwrap_or_default();
+            all(
+                conn,
+                "SELECT number FROM numbers \
+                 WHERE country = ?1 AND owner IS NULL AND available_at <= ?2 \
+                   AND substr(number, 1, length(?3)) = ?3 \
+                 ORDER BY number LIMIT ?4",
+                params![
+                    search.country,
+                    micros(search.now),
+                    prefix,
+                    i64::from(search.limit)
+                ],
+                |row| row.text("number"),
+            )
+        })
+        .await
     }
 
     async fn claim_number(
@@ -375,12 +429,17 @@ impl Store for SqliteStore {
     }
 
     async fn number_owner(&self, number: &str) -> StoreResult<Option<AccountId>> {
-        let owner: Option<Option<Uuid>> =
-            sqlx::query_scalar("SELECT owner FROM numbers WHERE number = ?1")
-                .bind(number)
-                .fetch_optional(self.pool()?)
-                .await
-                .map_err(decode_or_db)?;
+        let number = number.to_owned();
+        let owner = self
+            .read(move |conn| {
+                one(
+                    conn,
+                    "SELECT owner FROM numbers WHERE number = ?1",
+                    params![number],
+                    first_opt_uuid,
+                )
+            })
+            .await?;
         Ok(owner.flatten().map(Into::into))
     }
 
@@ -396,21 +455,27 @@ impl Store for SqliteStore {
         account: AccountId,
         id: IdentityId,
     ) -> StoreResult<Option<IdentityRecord>> {
-        let row = sqlx::query("SELECT * FROM identities WHERE id = ?1 AND account_id = ?2")
-            .bind(id.0)
-            .bind(account.0)
-            .fetch_optional(self.pool()?)
-            .await?;
-        row.as_ref().map(rows::identity).transpose()
+        self.read(move |conn| {
+            one(
+                conn,
+                "SELECT * FROM identities WHERE id = ?1 AND account_id = ?2",
+                params![blob(&id.0), blob(&account.0)],
+                |row| rows::identity(row),
+            )
+        })
+        .await
     }
 
     async fn identities(&self, account: AccountId) -> StoreResult<Vec<IdentityRecord>> {
-        let found =
-            sqlx::query("SELECT * FROM identities WHERE account_id = ?1 ORDER BY created_at, id")
-                .bind(account.0)
-                .fetch_all(self.pool()?)
-                .await?;
-        found.iter().map(rows::identity).collect()
+        self.scan(move |conn| {
+            all(
+                conn,
+                "SELECT * FROM identities WHERE account_id = ?1 ORDER BY created_at, id",
+                params![blob(&account.0)],
+                |row| rows::identity(row),
+            )
+        })
+        .await
     }
 
     async fn count_failed_attempt(&self, account: AccountId, id: IdentityId) -> StoreResult<u32> {
@@ -434,15 +499,18 @@ impl Store for SqliteStore {
         kind: IdentityKind,
         value: &str,
     ) -> StoreResult<Option<AccountId>> {
-        let owner: Option<Uuid> = sqlx::query_scalar(
-            "SELECT account_id FROM identities \
-             WHERE kind = ?1 AND value = ?2 AND status = 'verified'",
-        )
-        .bind(kind.as_str())
-        .bind(value)
-        .fetch_optional(self.pool()?)
-        .await
-        .map_err(decode_or_db)?;
+        let value = value.to_owned();
+        let owner = self
+            .read(move |conn| {
+                one(
+                    conn,
+                    "SELECT account_id FROM identities \
+                     WHERE kind = ?1 AND value = ?2 AND status = 'verified'",
+                    params![kind.as_str(), value],
+                    first_uuid,
+                )
+            })
+            .await?;
         Ok(owner.map(Into::into))
     }
 
@@ -454,15 +522,18 @@ impl Store for SqliteStore {
     }
 
     async fn message(&self, account: AccountId, id: MessageId) -> StoreResult<Option<Message>> {
-        let row = sqlx::query(&format!(
-            "SELECT {} FROM messages m WHERE m.id = ?1 AND m.account_id = ?2",
-            rows::MESSAGE_COLUMNS
-        ))
-        .bind(id.0)
-        .bind(account.0)
-        .fetch_optional(self.pool()?)
-        .await?;
-        row.as_ref().map(rows::message).transpose()
+        self.read(move |conn| {
+            one(
+                conn,
+                &format!(
+                    "SELECT {} FROM messages m WHERE m.id = ?1 AND m.account_id = ?2",
+                    rows::MESSAGE_COLUMNS
+                ),
+                params![blob(&id.0), blob(&account.0)],
+                |row| rows::message(row),
+            )
+        })
+        .await
     }
 
     async fn update_status(&self, update: StatusUpdate) -> StoreResult<StatusOutcome> {
@@ -479,19 +550,27 @@ impl Store for SqliteStore {
         limit: u32,
         before: Option<MessageId>,
     ) -> StoreResult<Vec<Message>> {
-        let found = sqlx::query(&format!(
-            "SELECT {} FROM messages m \
-             WHERE m.conversation_id = ?1 AND m.account_id = ?2 AND (?3 IS NULL OR m.id < ?3) \
-             ORDER BY m.id DESC LIMIT ?4",
-            rows::MESSAGE_COLUMNS
-        ))
-        .bind(conversation.0)
-        .bind(account.0)
-        .bind(before.map(|b| b.0))
-        .bind(i64::from(limit))
-        .fetch_all(self.pool()?)
-        .await?;
-        found.iter().map(rows::message).collect()
+        self.scan(move |conn| {
+            let before: Option<Uuid> = before.map(|b| b.0);
+            all(
+                conn,
+                &format!(
+                    "SELECT {} FROM messages m \
+                     WHERE m.conversation_id = ?1 AND m.account_id = ?2 \
+                       AND (?3 IS NULL OR m.id < ?3) \
+                     ORDER BY m.id DESC LIMIT ?4",
+                    rows::MESSAGE_COLUMNS
+                ),
+                params![
+                    blob(&conversation.0),
+                    blob(&account.0),
+                    opt_blob(&before),
+                    i64::from(limit)
+                ],
+                |row| rows::message(row),
+            )
+        })
+        .await
     }
 
     async fn conversations(
@@ -500,18 +579,21 @@ impl Store for SqliteStore {
         limit: u32,
         before: Option<DateTime<Utc>>,
     ) -> StoreResult<Vec<Conversation>> {
-        let found = sqlx::query(&format!(
-            "SELECT {} FROM conversations c LEFT JOIN messages m ON m.id = c.last_message_id \
-             WHERE c.account_id = ?1 AND (?2 IS NULL OR c.updated_at < ?2) \
-             ORDER BY c.updated_at DESC, c.id DESC LIMIT ?3",
-            rows::CONVERSATION_COLUMNS
-        ))
-        .bind(account.0)
-        .bind(before.map(micros))
-        .bind(i64::from(limit))
-        .fetch_all(self.pool()?)
-        .await?;
-        found.iter().map(rows::conversation).collect()
+        self.scan(move |conn| {
+            all(
+                conn,
+                &format!(
+                    "SELECT {} FROM conversations c \
+                     LEFT JOIN messages m ON m.id = c.last_message_id \
+                     WHERE c.account_id = ?1 AND (?2 IS NULL OR c.updated_at < ?2) \
+                     ORDER BY c.updated_at DESC, c.id DESC LIMIT ?3",
+                    rows::CONVERSATION_COLUMNS
+                ),
+                params![blob(&account.0), before.map(micros), i64::from(limit)],
+                |row| rows::conversation(row),
+            )
+        })
+        .await
     }
 
     async fn conversation(
@@ -519,16 +601,20 @@ impl Store for SqliteStore {
         account: AccountId,
         id: ConversationId,
     ) -> StoreResult<Option<Conversation>> {
-        let row = sqlx::query(&format!(
-            "SELECT {} FROM conversations c LEFT JOIN messages m ON m.id = c.last_message_id \
-             WHERE c.id = ?1 AND c.account_id = ?2",
-            rows::CONVERSATION_COLUMNS
-        ))
-        .bind(id.0)
-        .bind(account.0)
-        .fetch_optional(self.pool()?)
-        .await?;
-        row.as_ref().map(rows::conversation).transpose()
+        self.read(move |conn| {
+            one(
+                conn,
+                &format!(
+                    "SELECT {} FROM conversations c \
+                     LEFT JOIN messages m ON m.id = c.last_message_id \
+                     WHERE c.id = ?1 AND c.account_id = ?2",
+                    rows::CONVERSATION_COLUMNS
+                ),
+                params![blob(&id.0), blob(&account.0)],
+                |row| rows::conversation(row),
+            )
+        })
+        .await
     }
 
     async fn mark_read(
@@ -561,14 +647,16 @@ impl Store for SqliteStore {
     }
 
     async fn contacts(&self, account: AccountId) -> StoreResult<Vec<Contact>> {
-        let found = sqlx::query(
-            "SELECT address, path, fallback, name, updated_at FROM contacts \
-             WHERE account_id = ?1 ORDER BY address",
-        )
-        .bind(account.0)
-        .fetch_all(self.pool()?)
-        .await?;
-        found.iter().map(rows::contact).collect()
+        self.scan(move |conn| {
+            all(
+                conn,
+                "SELECT address, path, fallback, name, updated_at FROM contacts \
+                 WHERE account_id = ?1 ORDER BY address",
+                params![blob(&account.0)],
+                |row| rows::contact(row),
+            )
+        })
+        .await
     }
 
     async fn events_after(
@@ -577,32 +665,33 @@ impl Store for SqliteStore {
         after: i64,
         limit: u32,
     ) -> StoreResult<(Vec<SyncEvent>, bool)> {
-        // One extra row tells whether more remain.
-        let found = sqlx::query(
-            "SELECT seq, at, payload FROM events WHERE account_id = ?1 AND seq > ?2 \
-             ORDER BY seq LIMIT ?3",
-        )
-        .bind(account.0)
-        .bind(after)
-        .bind(i64::from(limit) + 1)
-        .fetch_all(self.pool()?)
-        .await?;
-        let more = found.len() > limit as usize;
-        let events = found
-            .iter()
-            .take(limit as usize)
-            .map(rows::event)
-            .collect::<StoreResult<Vec<_>>>()?;
-        Ok((events, more))
+        self.scan(move |conn| {
+            // One extra row tells whether more remain.
+            let mut found = all(
+                conn,
+                "SELECT seq, at, payload FROM events WHERE account_id = ?1 AND seq > ?2 \
+                 ORDER BY seq LIMIT ?3",
+                params![blob(&account.0), after, i64::from(limit) + 1],
+                |row| rows::event(row),
+            )?;
+            let more = found.len() > limit as usize;
+            found.truncate(limit as usize);
+            Ok((found, more))
+        })
+        .await
     }
 
     async fn last_seq(&self, account: AccountId) -> StoreResult<i64> {
-        let seq: Option<i64> =
-            sqlx::query_scalar("SELECT last_seq FROM account_log WHERE account_id = ?1")
-                .bind(account.0)
-                .fetch_optional(self.pool()?)
-                .await
-                .map_err(decode_or_db)?;
+        let seq = self
+            .read(move |conn| {
+                one(
+                    conn,
+                    "SELECT last_seq FROM account_log WHERE account_id = ?1",
+                    params![blob(&account.0)],
+                    first_int,
+                )
+            })
+            .await?;
         Ok(seq.unwrap_or(0))
     }
 
@@ -645,15 +734,19 @@ impl Store for SqliteStore {
         carrier: &str,
         carrier_message_id: &str,
     ) -> StoreResult<Option<MessageId>> {
-        let id: Option<Uuid> = sqlx::query_scalar(
-            "SELECT id FROM messages WHERE carrier = ?1 AND carrier_message_id = ?2 \
-             ORDER BY id LIMIT 1",
-        )
-        .bind(carrier)
-        .bind(carrier_message_id)
-        .fetch_optional(self.pool()?)
-        .await
-        .map_err(decode_or_db)?;
+        let carrier = carrier.to_owned();
+        let carrier_message_id = carrier_message_id.to_owned();
+        let id = self
+            .read(move |conn| {
+                one(
+                    conn,
+                    "SELECT id FROM messages WHERE carrier = ?1 AND carrier_message_id = ?2 \
+                     ORDER BY id LIMIT 1",
+                    params![carrier, carrier_message_id],
+                    first_uuid,
+                )
+            })
+            .await?;
         Ok(id.map(Into::into))
     }
 
@@ -674,19 +767,22 @@ impl Store for SqliteStore {
     }
 
     async fn carrier_record(&self, message_id: MessageId) -> StoreResult<Option<CarrierRecord>> {
-        let row = sqlx::query(
-            "SELECT carrier, carrier_message_id, cost FROM messages \
-             WHERE id = ?1 AND carrier IS NOT NULL AND carrier_message_id IS NOT NULL",
-        )
-        .bind(message_id.0)
-        .fetch_optional(self.pool()?)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(CarrierRecord {
-            carrier: row.text("carrier")?,
-            carrier_message_id: row.text("carrier_message_id")?,
-            cost: row.try_get::<Option<f64>, _>("cost").map_err(corrupt)?,
-        }))
+        self.read(move |conn| {
+            one(
+                conn,
+                "SELECT carrier, carrier_message_id, cost FROM messages \
+                 WHERE id = ?1 AND carrier IS NOT NULL AND carrier_message_id IS NOT NULL",
+                params![blob(&message_id.0)],
+                |row| {
+                    Ok(CarrierRecord {
+                        carrier: row.text("carrier")?,
+                        carrier_message_id: row.text("carrier_message_id")?,
+                        cost: conn::opt_real(row, "cost")?,
+                    })
+                },
+            )
+        })
+        .await
     }
 
     async fn set_opt_out(
@@ -706,22 +802,18 @@ impl Store for SqliteStore {
     }
 
     async fn opted_out(&self, did: &str, remote: &str) -> StoreResult<bool> {
-        let found: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM opt_outs WHERE did = ?1 AND remote = ?2")
-                .bind(did)
-                .bind(remote)
-                .fetch_optional(self.pool()?)
-                .await
-                .map_err(decode_or_db)?;
+        let did = did.to_owned();
+        let remote = remote.to_owned();
+        let found = self
+            .read(move |conn| {
+                one(
+                    conn,
+                    "SELECT 1 FROM opt_outs WHERE did = ?1 AND remote = ?2",
+                    params![did, remote],
+                    |_| Ok(()),
+                )
+            })
+            .await?;
         Ok(found.is_some())
-    }
-}
-
-/// A scalar query's error: a value that does not decode is corrupt data, anything else is the
-/// database's.
-fn decode_or_db(error: sqlx::Error) -> StoreError {
-    match error {
-        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => corrupt(error),
-        other => other.into(),
     }
 }

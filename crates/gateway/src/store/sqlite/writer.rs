@@ -1,26 +1,29 @@
-//! The single writer: one task owns the only write connection and commits in groups.
+//! The single writer: one OS thread owns the only write connection and commits in groups.
 //!
-//! A write is an [`Op`] sent over a channel with a oneshot for its answer. The task takes the
+//! A write is an [`Op`] sent over a channel with a oneshot for its answer. The thread takes the
 //! first command, drains whatever else is queued (up to [`BATCH_CAP`]), opens one
 //! `BEGIN IMMEDIATE` transaction, runs each command inside its own `SAVEPOINT` (a failing
 //! command is rolled back alone), commits once, and only then answers every command and
 //! publishes [`LogAdvanced`] for the logs that moved. So concurrent writers share one fsync,
 //! and nobody hears "done" (or a log hint) for data that is not yet durable.
 //!
-//! Because this task is the only writer, the per-account counter row is never contended:
+//! The whole group runs in this thread, calling SQLite directly through `rusqlite` with
+//! prepared statements kept per connection: a command costs one channel hand-off in and one
+//! oneshot out, whatever number of statements it runs.
+//!
+//! Because this thread is the only writer, the per-account counter row is never contended:
 //! each event takes `last_seq + 1` and the `events_advance_log` trigger moves the counter in
 //! the same statement, and seqs become visible exactly in commit order.
 
 use std::collections::HashMap;
 
 use airtext_api::contacts::Contact;
-use airtext_api::messages::Direction;
 use airtext_api::sync::EventKind;
 use airtext_api::{AccountId, ConversationId, DeviceId, IdentityId, MessageId, SendStatus};
 use chrono::{DateTime, Duration, Utc};
-use sqlx::sqlite::SqliteConnection;
-use sqlx::{Connection, Row};
+use rusqlite::{params, Connection};
 use tokio::sync::{broadcast, mpsc, oneshot};
+use uuid::Uuid;
 
 use super::super::rows::{self, micros, Cols};
 use super::super::{
@@ -28,6 +31,7 @@ use super::super::{
     NewIdentityCode, NewMessage, OutboundJob, OutboundOutcome, StatusOutcome, StatusUpdate,
     StoreError, StoreResult,
 };
+use super::conn::{self, all, blob, first_int, first_opt_uuid, first_uuid, one, opt_blob, run};
 
 /// The most commands one transaction holds; bounds the latency a big burst adds to its first
 /// caller.
@@ -118,14 +122,29 @@ pub(super) enum Out {
     Jobs(Vec<OutboundJob>),
 }
 
-#[derive(Debug)]
+/// A read run on the writer's connection (an in-memory database has no other).
+pub(super) type ReadFn = Box<dyn FnOnce(&Connection) + Send>;
+
 pub(super) enum Cmd {
     Write {
         op: Op,
         reply: oneshot::Sender<StoreResult<Out>>,
     },
+    /// A read on the writer's own connection, run between transactions, so it sees only
+    /// committed data.
+    Read(ReadFn),
     /// Finish everything queued, close the connection, then answer.
     Close { done: oneshot::Sender<()> },
+}
+
+impl std::fmt::Debug for Cmd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cmd::Write { op, .. } => f.debug_struct("Write").field("op", op).finish(),
+            Cmd::Read(_) => f.write_str("Read"),
+            Cmd::Close { .. } => f.write_str("Close"),
+        }
+    }
 }
 
 /// What one command did besides its answer: the logs it advanced.
@@ -140,16 +159,28 @@ struct Finished {
     effects: Effects,
 }
 
-/// Runs until the channel closes or a `Close` arrives.
-pub(super) async fn run(
-    mut conn: SqliteConnection,
-    mut rx: mpsc::Receiver<Cmd>,
+type Reply = oneshot::Sender<StoreResult<Out>>;
+
+/// Starts the writer thread; it runs until the channel closes or a `Close` arrives.
+pub(super) fn spawn(
+    conn: Connection,
+    rx: mpsc::Receiver<Cmd>,
     log: broadcast::Sender<LogAdvanced>,
-) {
+) -> StoreResult<()> {
+    std::thread::Builder::new()
+        .name("sqlite-writer".into())
+        .spawn(move || writer(conn, rx, log))
+        .map(|_| ())
+        .map_err(|e| StoreError::Unavailable(format!("cannot start the SQLite writer: {e}")))
+}
+
+fn writer(conn: Connection, mut rx: mpsc::Receiver<Cmd>, log: broadcast::Sender<LogAdvanced>) {
     let mut closers = Vec::new();
     let mut batch = Vec::with_capacity(BATCH_CAP);
     loop {
-        let Some(first) = rx.recv().await else { break };
+        let Some(first) = rx.blocking_recv() else {
+            break;
+        };
         batch.push(first);
         while batch.len() < BATCH_CAP {
             match rx.try_recv() {
@@ -161,6 +192,7 @@ pub(super) async fn run(
         for cmd in batch.drain(..) {
             match cmd {
                 Cmd::Write { op, reply } => writes.push((op, reply)),
+                Cmd::Read(read) => read(&conn),
                 Cmd::Close { done } => {
                     // No new commands from now on; those already queued still run.
                     rx.close();
@@ -169,10 +201,10 @@ pub(super) async fn run(
             }
         }
         if !writes.is_empty() {
-            run_batch(&mut conn, writes, &log).await;
+            run_batch(&conn, writes, &log);
         }
     }
-    if let Err(error) = conn.close().await {
+    if let Err((_, error)) = conn.close() {
         tracing::warn!(%error, "closing the SQLite write connection");
     }
     for done in closers {
@@ -180,18 +212,13 @@ pub(super) async fn run(
     }
 }
 
-async fn run_batch(
-    conn: &mut SqliteConnection,
-    writes: Vec<(Op, oneshot::Sender<StoreResult<Out>>)>,
-    log: &broadcast::Sender<LogAdvanced>,
-) {
-    // The first command's savepoint opens with the transaction, and each later one is
-    // released together with the next one's opening: one handoff to sqlx's worker thread
-    // between commands instead of two.
-    if let Err(error) = sqlx::query("BEGIN IMMEDIATE; SAVEPOINT cmd")
-        .execute(&mut *conn)
-        .await
-    {
+/// A statement without parameters or rows (transaction control), prepared once.
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
+fn run_batch(conn: &Connection, writes: Vec<(Op, Reply)>, log: &broadcast::Sender<LogAdvanced>) {
+    if let Err(error) = exec(conn, "BEGIN IMMEDIATE") {
         let message = format!("cannot begin a write transaction: {error}");
         for (_, reply) in writes {
             let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
@@ -201,32 +228,32 @@ async fn run_batch(
 
     let mut finished = Vec::with_capacity(writes.len());
     let mut broken: Option<String> = None;
-    let last = writes.len().saturating_sub(1);
-    for (k, (op, reply)) in writes.into_iter().enumerate() {
+    for (op, reply) in writes {
         if let Some(message) = &broken {
             let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
             continue;
         }
-        // The savepoint `cmd` is open here (from BEGIN or the previous command's close).
-        let mut effects = Effects::default();
-        let result = execute(conn, op, &mut effects).await;
-        if result.is_err() {
-            effects.advanced.clear();
+        if let Err(error) = exec(conn, "SAVEPOINT cmd") {
+            let message = format!("write transaction failed: {error}");
+            let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
+            broken = Some(message);
+            continue;
         }
-        // Close this command's savepoint (undoing it if it failed) and open the next one's.
-        let close = match (result.is_ok(), k == last) {
-            (true, true) => "RELEASE cmd",
-            (true, false) => "RELEASE cmd; SAVEPOINT cmd",
-            (false, true) => "ROLLBACK TO cmd; RELEASE cmd",
-            (false, false) => "ROLLBACK TO cmd; RELEASE cmd; SAVEPOINT cmd",
+        let mut effects = Effects::default();
+        let result = execute(conn, op, &mut effects);
+        // Close this command's savepoint, undoing it if it failed.
+        let closed = if result.is_ok() {
+            exec(conn, "RELEASE cmd")
+        } else {
+            effects.advanced.clear();
+            exec(conn, "ROLLBACK TO cmd").and_then(|()| exec(conn, "RELEASE cmd"))
         };
-        let closed = sqlx::query(close).execute(&mut *conn).await;
         if let Err(error) = closed {
-            // The transaction is in an unknown state: give up on the whole batch.
-            broken = Some(format!("write transaction failed: {error}"));
-            let _ = reply.send(Err(StoreError::Unavailable(format!(
-                "write transaction failed: {error}"
-            ))));
+            // The transaction is in an unknown state (SQLite may have rolled it back on an
+            // I/O error or a full disk): give up on the whole batch.
+            let message = format!("write transaction failed: {error}");
+            let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
+            broken = Some(message);
             continue;
         }
         finished.push(Finished {
@@ -238,11 +265,11 @@ async fn run_batch(
 
     let commit = match &broken {
         Some(message) => Err(message.clone()),
-        None => sqlx::query("COMMIT")
-            .execute(&mut *conn)
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("commit failed: {e}")),
+        None if conn.is_autocommit() => {
+            Err("the write transaction was rolled back by SQLite".to_owned())
+        }
+        // Returns once the WAL is fsynced (synchronous=FULL).
+        None => exec(conn, "COMMIT").map_err(|e| format!("commit failed: {e}")),
     };
     match commit {
         Ok(()) => {
@@ -260,8 +287,10 @@ async fn run_batch(
             }
         }
         Err(message) => {
-            if let Err(error) = sqlx::query("ROLLBACK").execute(&mut *conn).await {
-                tracing::error!(%error, "rolling back a failed write batch");
+            if !conn.is_autocommit() {
+                if let Err(error) = exec(conn, "ROLLBACK") {
+                    tracing::error!(%error, "rolling back a failed write batch");
+                }
             }
             tracing::error!(%message, "SQLite write batch lost");
             for done in finished {
@@ -273,27 +302,27 @@ async fn run_batch(
     }
 }
 
-async fn execute(conn: &mut SqliteConnection, op: Op, fx: &mut Effects) -> StoreResult<Out> {
+fn execute(conn: &Connection, op: Op, fx: &mut Effects) -> StoreResult<Out> {
     match op {
-        Op::CreateAccount(account) => create_account(conn, account).await,
-        Op::CreateDevice(device) => create_device(conn, device).await,
-        Op::TouchDevice { id, now } => touch_device(conn, id, now).await,
-        Op::RevokeDevice { account, device } => revoke_device(conn, account, device).await,
-        Op::AddInventory(numbers) => add_inventory(conn, numbers).await,
+        Op::CreateAccount(account) => create_account(conn, account),
+        Op::CreateDevice(device) => create_device(conn, device),
+        Op::TouchDevice { id, now } => touch_device(conn, id, now),
+        Op::RevokeDevice { account, device } => revoke_device(conn, account, device),
+        Op::AddInventory(numbers) => add_inventory(conn, numbers),
         Op::ClaimNumber {
             account,
             number,
             now,
-        } => claim_number(conn, account, &number, now).await,
+        } => claim_number(conn, account, &number, now),
         Op::ReleaseNumber {
             account,
             number,
             available_at,
-        } => release_number(conn, account, &number, available_at).await,
-        Op::PutIdentityCode(code) => put_identity_code(conn, code).await,
-        Op::CountFailedAttempt { account, id } => count_failed_attempt(conn, account, id).await,
-        Op::MarkVerified { account, id, at } => mark_verified(conn, account, id, at).await,
-        Op::Deliver(delivery) => deliver(conn, fx, *delivery).await,
+        } => release_number(conn, account, &number, available_at),
+        Op::PutIdentityCode(code) => put_identity_code(conn, code),
+        Op::CountFailedAttempt { account, id } => count_failed_attempt(conn, account, id),
+        Op::MarkVerified { account, id, at } => mark_verified(conn, account, id, at),
+        Op::Deliver(delivery) => deliver(conn, fx, *delivery),
         Op::UpdateStatus(update) => {
             let outcome = apply_status(
                 conn,
@@ -302,8 +331,7 @@ async fn execute(conn: &mut SqliteConnection, op: Op, fx: &mut Effects) -> Store
                 update.status,
                 update.failure_reason,
                 update.at,
-            )
-            .await?
+            )?
             .ok_or(StoreError::NotFound)?;
             Ok(Out::Status(outcome))
         }
@@ -312,50 +340,48 @@ async fn execute(conn: &mut SqliteConnection, op: Op, fx: &mut Effects) -> Store
             conversation,
             up_to,
             at,
-        } => mark_read(conn, fx, account, conversation, up_to, at).await,
-        Op::DeleteMessage { account, id, at } => delete_message(conn, fx, account, id, at).await,
-        Op::PutContact { account, contact } => put_contact(conn, fx, account, contact).await,
+        } => mark_read(conn, fx, account, conversation, up_to, at),
+        Op::DeleteMessage { account, id, at } => delete_message(conn, fx, account, id, at),
+        Op::PutContact { account, contact } => put_contact(conn, fx, account, contact),
         Op::ClaimOutbound {
             limit,
             now,
             lease_until,
-        } => claim_outbound(conn, limit, now, lease_until).await,
+        } => claim_outbound(conn, limit, now, lease_until),
         Op::FinishOutbound {
             message_id,
             outcome,
             cost,
             at,
-        } => finish_outbound(conn, fx, message_id, outcome, cost, at).await,
+        } => finish_outbound(conn, fx, message_id, outcome, cost, at),
         Op::SetOptOut {
             did,
             remote,
             opted_out,
             at,
-        } => set_opt_out(conn, &did, &remote, opted_out, at).await,
+        } => set_opt_out(conn, &did, &remote, opted_out, at),
     }
 }
 
 /// Appends one event to `account`'s log: one statement (the trigger moves the counter).
-async fn append(
-    conn: &mut SqliteConnection,
+fn append(
+    conn: &Connection,
     fx: &mut Effects,
     account: AccountId,
     at: DateTime<Utc>,
     kind: &EventKind,
 ) -> StoreResult<i64> {
     let payload = rows::event_payload(kind)?;
-    let seq: i64 = sqlx::query_scalar(
+    let seq = one(
+        conn,
         "INSERT INTO events (account_id, seq, at, type, payload) \
          VALUES (?1, COALESCE((SELECT last_seq FROM account_log WHERE account_id = ?1), 0) + 1, \
                  ?2, ?3, ?4) \
          RETURNING seq",
-    )
-    .bind(account.0)
-    .bind(micros(at))
-    .bind(kind.type_name())
-    .bind(payload)
-    .fetch_one(&mut *conn)
-    .await?;
+        params![blob(&account.0), micros(at), kind.type_name(), payload],
+        first_int,
+    )?
+    .ok_or_else(|| rows::corrupt("an event insert returned no seq"))?;
     fx.advanced.push(LogAdvanced {
         account_id: account,
         seq,
@@ -363,154 +389,149 @@ async fn append(
     Ok(seq)
 }
 
-fn account_conflict(error: sqlx::Error) -> StoreError {
-    match rows::unique_violation(&error) {
-        Some(which) if which.contains("username") => StoreError::Conflict(Conflict::Username),
-        Some(which) if which.contains("email") => StoreError::Conflict(Conflict::Email),
-        _ => error.into(),
+fn account_conflict(error: StoreError) -> StoreError {
+    let which = conn::unique_violation(&error)
+        .map(|which| (which.contains("username"), which.contains("email")));
+    match which {
+        Some((true, _)) => StoreError::Conflict(Conflict::Username),
+        Some((_, true)) => StoreError::Conflict(Conflict::Email),
+        _ => error,
     }
 }
 
-async fn create_account(conn: &mut SqliteConnection, account: NewAccount) -> StoreResult<Out> {
-    sqlx::query(
+fn create_account(conn: &Connection, account: NewAccount) -> StoreResult<Out> {
+    run(
+        conn,
         "INSERT INTO accounts (id, username, email, password_hash, created_at) \
          VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            blob(&account.id.0),
+            account.username,
+            account.email,
+            account.password_hash,
+            micros(account.created_at)
+        ],
     )
-    .bind(account.id.0)
-    .bind(&account.username)
-    .bind(&account.email)
-    .bind(&account.password_hash)
-    .bind(micros(account.created_at))
-    .execute(&mut *conn)
-    .await
     .map_err(account_conflict)?;
-    sqlx::query("INSERT INTO account_log (account_id, last_seq) VALUES (?1, 0)")
-        .bind(account.id.0)
-        .execute(&mut *conn)
-        .await?;
+    run(
+        conn,
+        "INSERT INTO account_log (account_id, last_seq) VALUES (?1, 0)",
+        params![blob(&account.id.0)],
+    )?;
     Ok(Out::Done)
 }
 
-async fn create_device(conn: &mut SqliteConnection, device: NewDevice) -> StoreResult<Out> {
-    sqlx::query(
+fn create_device(conn: &Connection, device: NewDevice) -> StoreResult<Out> {
+    run(
+        conn,
         "INSERT INTO devices (id, account_id, name, has_cellular, token_hash, created_at, \
                               last_seen_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-    )
-    .bind(device.id.0)
-    .bind(device.account_id.0)
-    .bind(&device.name)
-    .bind(device.has_cellular)
-    .bind(&device.token_hash.0[..])
-    .bind(micros(device.created_at))
-    .execute(&mut *conn)
-    .await?;
+        params![
+            blob(&device.id.0),
+            blob(&device.account_id.0),
+            device.name,
+            device.has_cellular,
+            &device.token_hash.0[..],
+            micros(device.created_at)
+        ],
+    )?;
     Ok(Out::Done)
 }
 
-async fn touch_device(
-    conn: &mut SqliteConnection,
-    id: DeviceId,
-    now: DateTime<Utc>,
-) -> StoreResult<Out> {
-    sqlx::query("UPDATE devices SET last_seen_at = ?2 WHERE id = ?1 AND last_seen_at < ?3")
-        .bind(id.0)
-        .bind(micros(now))
-        .bind(micros(now - LAST_SEEN_GRANULARITY))
-        .execute(&mut *conn)
-        .await?;
+fn touch_device(conn: &Connection, id: DeviceId, now: DateTime<Utc>) -> StoreResult<Out> {
+    run(
+        conn,
+        "UPDATE devices SET last_seen_at = ?2 WHERE id = ?1 AND last_seen_at < ?3",
+        params![
+            blob(&id.0),
+            micros(now),
+            micros(now - LAST_SEEN_GRANULARITY)
+        ],
+    )?;
     Ok(Out::Done)
 }
 
-async fn revoke_device(
-    conn: &mut SqliteConnection,
-    account: AccountId,
-    device: DeviceId,
-) -> StoreResult<Out> {
-    let done = sqlx::query("DELETE FROM devices WHERE id = ?1 AND account_id = ?2")
-        .bind(device.0)
-        .bind(account.0)
-        .execute(&mut *conn)
-        .await?;
-    if done.rows_affected() == 0 {
+fn revoke_device(conn: &Connection, account: AccountId, device: DeviceId) -> StoreResult<Out> {
+    let deleted = run(
+        conn,
+        "DELETE FROM devices WHERE id = ?1 AND account_id = ?2",
+        params![blob(&device.0), blob(&account.0)],
+    )?;
+    if deleted == 0 {
         return Err(StoreError::NotFound);
     }
     Ok(Out::Done)
 }
 
-async fn add_inventory(
-    conn: &mut SqliteConnection,
-    numbers: Vec<InventoryNumber>,
-) -> StoreResult<Out> {
+fn add_inventory(conn: &Connection, numbers: Vec<InventoryNumber>) -> StoreResult<Out> {
     for n in numbers {
-        sqlx::query(
+        run(
+            conn,
             "INSERT INTO numbers (number, carrier, country, owner, available_at) \
              VALUES (?1, ?2, ?3, NULL, 0) ON CONFLICT (number) DO NOTHING",
-        )
-        .bind(&n.number)
-        .bind(&n.carrier)
-        .bind(&n.country)
-        .execute(&mut *conn)
-        .await?;
+            params![n.number, n.carrier, n.country],
+        )?;
     }
     Ok(Out::Done)
 }
 
-async fn claim_number(
-    conn: &mut SqliteConnection,
+fn claim_number(
+    conn: &Connection,
     account: AccountId,
     number: &str,
     now: DateTime<Utc>,
 ) -> StoreResult<Out> {
-    let row = sqlx::query("SELECT owner, available_at FROM numbers WHERE number = ?1")
-        .bind(number)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or(StoreError::NotFound)?;
-    let owner = row.opt_uuid("owner")?;
+    let (owner, available_at) = one(
+        conn,
+        "SELECT owner, available_at FROM numbers WHERE number = ?1",
+        params![number],
+        |row| Ok((row.opt_uuid("owner")?, row.int("available_at")?)),
+    )?
+    .ok_or(StoreError::NotFound)?;
     if owner == Some(account.0) {
         return Err(StoreError::Conflict(Conflict::AlreadyHasNumber));
     }
-    if owner.is_some() || row.int("available_at")? > micros(now) {
+    if owner.is_some() || available_at > micros(now) {
         return Err(StoreError::Conflict(Conflict::NumberTaken));
     }
-    let has: Option<i64> = sqlx::query_scalar("SELECT 1 FROM numbers WHERE owner = ?1")
-        .bind(account.0)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let has = one(
+        conn,
+        "SELECT 1 FROM numbers WHERE owner = ?1",
+        params![blob(&account.0)],
+        |_| Ok(()),
+    )?;
     if has.is_some() {
         return Err(StoreError::Conflict(Conflict::AlreadyHasNumber));
     }
-    sqlx::query("UPDATE numbers SET owner = ?1 WHERE number = ?2 AND owner IS NULL")
-        .bind(account.0)
-        .bind(number)
-        .execute(&mut *conn)
-        .await?;
+    run(
+        conn,
+        "UPDATE numbers SET owner = ?1 WHERE number = ?2 AND owner IS NULL",
+        params![blob(&account.0), number],
+    )?;
     Ok(Out::Done)
 }
 
-async fn release_number(
-    conn: &mut SqliteConnection,
+fn release_number(
+    conn: &Connection,
     account: AccountId,
     number: &str,
     available_at: DateTime<Utc>,
 ) -> StoreResult<Out> {
-    let done = sqlx::query(
+    let released = run(
+        conn,
         "UPDATE numbers SET owner = NULL, available_at = ?3 WHERE number = ?1 AND owner = ?2",
-    )
-    .bind(number)
-    .bind(account.0)
-    .bind(micros(available_at))
-    .execute(&mut *conn)
-    .await?;
-    if done.rows_affected() == 0 {
+        params![number, blob(&account.0), micros(available_at)],
+    )?;
+    if released == 0 {
         return Err(StoreError::NotFound);
     }
     Ok(Out::Done)
 }
 
-async fn put_identity_code(conn: &mut SqliteConnection, code: NewIdentityCode) -> StoreResult<Out> {
-    let id: uuid::Uuid = sqlx::query_scalar(
+fn put_identity_code(conn: &Connection, code: NewIdentityCode) -> StoreResult<Out> {
+    let id = one(
+        conn,
         "INSERT INTO identities (id, account_id, kind, value, status, code_hash, \
                                  code_expires_at, attempts, created_at) \
          VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, 0, ?7) \
@@ -518,293 +539,172 @@ async fn put_identity_code(conn: &mut SqliteConnection, code: NewIdentityCode) -
              code_hash = excluded.code_hash, code_expires_at = excluded.code_expires_at, \
              attempts = 0 \
          RETURNING id",
-    )
-    .bind(code.id.0)
-    .bind(code.account_id.0)
-    .bind(code.kind.as_str())
-    .bind(&code.value)
-    .bind(&code.code_hash)
-    .bind(micros(code.expires_at))
-    .bind(micros(code.now))
-    .fetch_one(&mut *conn)
-    .await?;
+        params![
+            blob(&code.id.0),
+            blob(&code.account_id.0),
+            code.kind.as_str(),
+            code.value,
+            code.code_hash,
+            micros(code.expires_at),
+            micros(code.now)
+        ],
+        first_uuid,
+    )?
+    .ok_or_else(|| rows::corrupt("the identity upsert returned no id"))?;
     Ok(Out::Identity(id.into()))
 }
 
-async fn count_failed_attempt(
-    conn: &mut SqliteConnection,
-    account: AccountId,
-    id: IdentityId,
-) -> StoreResult<Out> {
-    let attempts: Option<i64> = sqlx::query_scalar(
+fn count_failed_attempt(conn: &Connection, account: AccountId, id: IdentityId) -> StoreResult<Out> {
+    let attempts = one(
+        conn,
         "UPDATE identities SET attempts = attempts + 1 WHERE id = ?1 AND account_id = ?2 \
          RETURNING attempts",
-    )
-    .bind(id.0)
-    .bind(account.0)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let attempts = attempts.ok_or(StoreError::NotFound)?;
+        params![blob(&id.0), blob(&account.0)],
+        first_int,
+    )?
+    .ok_or(StoreError::NotFound)?;
     Ok(Out::Count(rows::to_u32(attempts, "attempts")?))
 }
 
-async fn mark_verified(
-    conn: &mut SqliteConnection,
+fn mark_verified(
+    conn: &Connection,
     account: AccountId,
     id: IdentityId,
     at: DateTime<Utc>,
 ) -> StoreResult<Out> {
-    let row = sqlx::query("SELECT kind, value FROM identities WHERE id = ?1 AND account_id = ?2")
-        .bind(id.0)
-        .bind(account.0)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or(StoreError::NotFound)?;
-    let kind = row.text("kind")?;
-    let value = row.text("value")?;
+    let (kind, value) = one(
+        conn,
+        "SELECT kind, value FROM identities WHERE id = ?1 AND account_id = ?2",
+        params![blob(&id.0), blob(&account.0)],
+        |row| Ok((row.text("kind")?, row.text("value")?)),
+    )?
+    .ok_or(StoreError::NotFound)?;
     // The newest proof of possession wins: anyone else's verified claim goes back to pending
     // first, so the partial unique index never sees two.
-    sqlx::query(
+    run(
+        conn,
         "UPDATE identities SET status = 'pending', verified_at = NULL \
          WHERE kind = ?1 AND value = ?2 AND status = 'verified' AND id <> ?3",
-    )
-    .bind(&kind)
-    .bind(&value)
-    .bind(id.0)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
+        params![kind, value, blob(&id.0)],
+    )?;
+    run(
+        conn,
         "UPDATE identities SET status = 'verified', code_hash = NULL, code_expires_at = NULL, \
              attempts = 0, verified_at = ?2 \
          WHERE id = ?1",
-    )
-    .bind(id.0)
-    .bind(micros(at))
-    .execute(&mut *conn)
-    .await?;
+        params![blob(&id.0), micros(at)],
+    )?;
     Ok(Out::Done)
 }
 
-/// The SQL of one deliver shape, built once: round trips to the connection's worker thread
-/// cost more than SQLite's own work here, so a deliver is two multi-statement queries. Their
-/// parameters are positional `?`, which sqlx consumes in order across the statements (it
-/// cannot mix numbered parameters with gaps across statements), so the binding code in
-/// [`deliver`] mirrors the order below exactly.
-struct DeliverSql {
-    conversations: String,
-    writes: String,
-}
+const UPSERT_CONVERSATION: &str = "INSERT INTO conversations \
+         (id, account_id, peer, last_message_id, updated_at, unread) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+     ON CONFLICT (account_id, peer) DO UPDATE SET \
+         last_message_id = excluded.last_message_id, \
+         updated_at = max(conversations.updated_at, excluded.updated_at), \
+         unread = conversations.unread + excluded.unread \
+     RETURNING id";
 
-fn deliver_sql(copies: usize, guarded: bool, enqueue: bool) -> DeliverSql {
-    let mut conversations = String::new();
-    let mut writes = String::new();
-    for _ in 0..copies {
-        // Binds: new id, account, peer, message id, created, unread increment.
-        conversations.push_str(
-            "INSERT INTO conversations (id, account_id, peer, last_message_id, updated_at, unread) \
-             VALUES (?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (account_id, peer) DO UPDATE SET \
-                 last_message_id = excluded.last_message_id, \
-                 updated_at = max(conversations.updated_at, excluded.updated_at), \
-                 unread = conversations.unread + excluded.unread \
-             RETURNING id;",
-        );
-    }
-    // When a sender copy leads, everything after its insert runs only if that insert did
-    // (a repeated client_id inserts nothing and so writes nothing else). Binds: sender id.
-    let guard = if guarded {
-        "WHERE EXISTS (SELECT 1 FROM messages WHERE id = ?)"
-    } else {
-        "WHERE 1"
-    };
-    for k in 0..copies {
-        let first = k == 0;
-        // Binds: the 14 message values, then the guard's.
-        writes.push_str(&format!(
-            "INSERT INTO messages (id, account_id, conversation_id, direction, from_addr, \
-                 to_addr, body, status, route, client_id, encoding, segments, created_at, \
-                 updated_at) \
-             SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? {} {} RETURNING 0;",
-            if first { "WHERE 1" } else { guard },
-            if first && guarded {
-                "ON CONFLICT (account_id, client_id) DO NOTHING"
-            } else {
-                ""
-            },
-        ));
-    }
-    for _ in 0..copies {
-        // Binds: account, account, at, payload, then the guard's.
-        writes.push_str(&format!(
-            "INSERT INTO events (account_id, seq, at, type, payload) \
-             SELECT ?, COALESCE((SELECT last_seq FROM account_log WHERE account_id = ?), 0) + 1, \
-                 ?, 'message.created', ? {guard} \
-             RETURNING seq;"
-        ));
-    }
-    if enqueue {
-        // Binds (the sender's copy): id, account, from, to, body, created, created, guard.
-        writes.push_str(&format!(
-            "INSERT INTO outbound (message_id, account_id, from_addr, to_addr, body, attempts, \
-                                   not_before, created_at) \
-             SELECT ?, ?, ?, ?, ?, 0, ?, ? {guard};"
-        ));
-    }
-    DeliverSql {
-        conversations,
-        writes,
-    }
-}
+/// A repeated `(account, client_id)` inserts nothing (and the deliver answers with the first
+/// message); any other conflict is an error.
+const INSERT_MESSAGE: &str = "INSERT INTO messages (id, account_id, conversation_id, \
+         direction, from_addr, to_addr, body, status, route, client_id, encoding, segments, \
+         created_at, updated_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13) \
+     ON CONFLICT (account_id, client_id) DO NOTHING";
 
-/// The shapes: (copies, sender leads, enqueue).
-fn deliver_shape(copies: usize, guarded: bool, enqueue: bool) -> &'static DeliverSql {
-    use std::sync::OnceLock;
-    static SHAPES: [OnceLock<DeliverSql>; 12] = [const { OnceLock::new() }; 12];
-    let index = (copies.min(2)) * 4 + usize::from(guarded) * 2 + usize::from(enqueue);
-    match SHAPES.get(index) {
-        Some(cell) => cell.get_or_init(|| deliver_sql(copies, guarded, enqueue)),
-        // Unreachable with copies <= 2; built fresh (and leaked) rather than panicking.
-        None => Box::leak(Box::new(deliver_sql(copies, guarded, enqueue))),
-    }
-}
-
-async fn deliver(
-    conn: &mut SqliteConnection,
-    fx: &mut Effects,
-    delivery: Delivery,
-) -> StoreResult<Out> {
+fn deliver(conn: &Connection, fx: &mut Effects, delivery: Delivery) -> StoreResult<Out> {
     let copies: Vec<&NewMessage> = delivery
         .sender
         .iter()
         .chain(delivery.recipient.iter())
         .collect();
     let has_sender = delivery.sender.is_some();
-    let guarded = has_sender;
-    let enqueue = delivery.enqueue && has_sender;
-    let sql = deliver_shape(copies.len(), guarded, enqueue);
-    if copies.is_empty() {
-        return Ok(Out::Delivered(Delivered {
-            sender: None,
-            recipient: None,
-            created: true,
-        }));
-    }
 
-    // Round trip 1: find or create each copy's conversation.
-    let mut query = sqlx::query(&sql.conversations);
-    for copy in &copies {
-        query = query
-            .bind(ConversationId::new().0)
-            .bind(copy.account_id.0)
-            .bind(copy.peer.as_str())
-            .bind(copy.id.0)
-            .bind(micros(copy.created_at))
-            .bind(i64::from(copy.direction == Direction::Inbound));
-    }
-    let found = query.fetch_all(&mut *conn).await?;
+    // Each copy's conversation, found or created.
     let mut messages = Vec::with_capacity(copies.len());
-    for (copy, row) in copies.iter().zip(found.iter()) {
-        let conversation: uuid::Uuid = row.try_get(0).map_err(rows::corrupt)?;
+    for copy in &copies {
+        let conversation = one(
+            conn,
+            UPSERT_CONVERSATION,
+            params![
+                blob(&ConversationId::new().0),
+                blob(&copy.account_id.0),
+                copy.peer,
+                blob(&copy.id.0),
+                micros(copy.created_at),
+                i64::from(copy.direction == airtext_api::messages::Direction::Inbound)
+            ],
+            first_uuid,
+        )?
+        .ok_or_else(|| rows::corrupt("conversation upsert returned no id"))?;
         messages.push(rows::stored_message(copy, conversation.into()));
     }
-    if messages.len() != copies.len() {
-        return Err(rows::corrupt("conversation upsert returned no id"));
+
+    for (k, (copy, message)) in copies.iter().zip(&messages).enumerate() {
+        let client_id: Option<Uuid> = copy.client_id.map(|c| c.0);
+        let inserted = run(
+            conn,
+            INSERT_MESSAGE,
+            params![
+                blob(&copy.id.0),
+                blob(&copy.account_id.0),
+                blob(&message.conversation_id.0),
+                copy.direction.as_str(),
+                copy.from,
+                copy.to,
+                copy.body,
+                copy.status.as_str(),
+                copy.route.as_str(),
+                opt_blob(&client_id),
+                copy.encoding.as_str(),
+                i64::from(copy.segments),
+                micros(copy.created_at)
+            ],
+        )?;
+        if inserted == 0 {
+            if k == 0 && has_sender {
+                return repeated(conn, copy);
+            }
+            return Err(rows::corrupt(format!(
+                "message {} of a delivery was not inserted",
+                copy.id
+            )));
+        }
     }
 
-    // Round trip 2: the messages, their events and the queue entry.
-    let mut payloads = Vec::with_capacity(copies.len());
-    for message in &messages {
-        payloads.push(rows::event_payload(&EventKind::MessageCreated {
-            message: message.clone(),
-        })?);
+    for (copy, message) in copies.iter().zip(&messages) {
+        append(
+            conn,
+            fx,
+            copy.account_id,
+            copy.created_at,
+            &EventKind::MessageCreated {
+                message: message.clone(),
+            },
+        )?;
     }
-    let guard_id = delivery.sender.as_ref().map(|sender| sender.id.0);
-    let mut query = sqlx::query(&sql.writes);
-    for (k, (copy, message)) in copies.iter().zip(&messages).enumerate() {
-        query = query
-            .bind(copy.id.0)
-            .bind(copy.account_id.0)
-            .bind(message.conversation_id.0)
-            .bind(copy.direction.as_str())
-            .bind(copy.from.as_str())
-            .bind(copy.to.as_str())
-            .bind(copy.body.as_str())
-            .bind(copy.status.as_str())
-            .bind(copy.route.as_str())
-            .bind(copy.client_id.map(|c| c.0))
-            .bind(copy.encoding.as_str())
-            .bind(i64::from(copy.segments))
-            .bind(micros(copy.created_at))
-            .bind(micros(copy.created_at));
-        if k > 0 {
-            if let Some(id) = guard_id {
-                query = query.bind(id);
-            }
-        }
-    }
-    for (copy, payload) in copies.iter().zip(payloads) {
-        query = query
-            .bind(copy.account_id.0)
-            .bind(copy.account_id.0)
-            .bind(micros(copy.created_at))
-            .bind(payload);
-        if let Some(id) = guard_id {
-            query = query.bind(id);
-        }
-    }
-    if enqueue {
+
+    if delivery.enqueue {
         if let Some(sender) = &delivery.sender {
-            query = query
-                .bind(sender.id.0)
-                .bind(sender.account_id.0)
-                .bind(sender.from.as_str())
-                .bind(sender.to.as_str())
-                .bind(sender.body.as_str())
-                .bind(micros(sender.created_at))
-                .bind(micros(sender.created_at));
-            if let Some(id) = guard_id {
-                query = query.bind(id);
-            }
+            run(
+                conn,
+                "INSERT INTO outbound (message_id, account_id, from_addr, to_addr, body, \
+                                       attempts, not_before, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?6)",
+                params![
+                    blob(&sender.id.0),
+                    blob(&sender.account_id.0),
+                    sender.from,
+                    sender.to,
+                    sender.body,
+                    micros(sender.created_at)
+                ],
+            )?;
         }
     }
-    let returned = query.fetch_all(&mut *conn).await?;
-    if returned.is_empty() && has_sender {
-        // A repeated send: undo this command's conversation upserts and answer with the
-        // first message.
-        sqlx::query("ROLLBACK TO cmd").execute(&mut *conn).await?;
-        let sender = delivery
-            .sender
-            .as_ref()
-            .ok_or_else(|| rows::corrupt("sender vanished"))?;
-        let first = sqlx::query(&format!(
-            "SELECT {} FROM messages m WHERE m.account_id = ?1 AND m.client_id = ?2",
-            rows::MESSAGE_COLUMNS
-        ))
-        .bind(sender.account_id.0)
-        .bind(sender.client_id.map(|c| c.0))
-        .fetch_one(&mut *conn)
-        .await?;
-        return Ok(Out::Delivered(Delivered {
-            sender: Some(rows::message(&first)?),
-            recipient: None,
-            created: false,
-        }));
-    }
-    // Rows: one per message insert, then one seq per event, in copy order.
-    if returned.len() != copies.len() * 2 {
-        return Err(rows::corrupt(format!(
-            "deliver wrote {} rows for {} copies",
-            returned.len(),
-            copies.len()
-        )));
-    }
-    for (copy, row) in copies.iter().zip(returned.iter().skip(copies.len())) {
-        let seq: i64 = row.try_get(0).map_err(rows::corrupt)?;
-        fx.advanced.push(LogAdvanced {
-            account_id: copy.account_id,
-            seq,
-        });
-    }
+
     let mut messages = messages.into_iter();
     let sender = if has_sender { messages.next() } else { None };
     let recipient = if delivery.recipient.is_some() {
@@ -819,28 +719,50 @@ async fn deliver(
     }))
 }
 
+/// A repeated send: undoes this command's conversation upserts and answers with the first
+/// message.
+fn repeated(conn: &Connection, sender: &NewMessage) -> StoreResult<Out> {
+    exec(conn, "ROLLBACK TO cmd")?;
+    let client_id: Option<Uuid> = sender.client_id.map(|c| c.0);
+    let first = one(
+        conn,
+        &format!(
+            "SELECT {} FROM messages m WHERE m.account_id = ?1 AND m.client_id = ?2",
+            rows::MESSAGE_COLUMNS
+        ),
+        params![blob(&sender.account_id.0), opt_blob(&client_id)],
+        |row| rows::message(row),
+    )?
+    .ok_or_else(|| rows::corrupt("a repeated send's first message is missing"))?;
+    Ok(Out::Delivered(Delivered {
+        sender: Some(first),
+        recipient: None,
+        created: false,
+    }))
+}
+
 /// Applies a status report through `SendStatus::advance`. `None` when the message does not
 /// exist.
-async fn apply_status(
-    conn: &mut SqliteConnection,
+fn apply_status(
+    conn: &Connection,
     fx: &mut Effects,
     id: MessageId,
     incoming: SendStatus,
     failure_reason: Option<String>,
     at: DateTime<Utc>,
 ) -> StoreResult<Option<StatusOutcome>> {
-    let Some(row) = sqlx::query(&format!(
-        "SELECT m.account_id AS owner, {} FROM messages m WHERE m.id = ?1",
-        rows::MESSAGE_COLUMNS
-    ))
-    .bind(id.0)
-    .fetch_optional(&mut *conn)
-    .await?
+    let Some((account, mut message)) = one(
+        conn,
+        &format!(
+            "SELECT m.account_id AS owner, {} FROM messages m WHERE m.id = ?1",
+            rows::MESSAGE_COLUMNS
+        ),
+        params![blob(&id.0)],
+        |row| Ok((AccountId::from(row.uuid("owner")?), rows::message(row)?)),
+    )?
     else {
         return Ok(None);
     };
-    let account: AccountId = row.uuid("owner")?.into();
-    let mut message = rows::message(&row)?;
     let Some(next) = message.status.advance(incoming) else {
         return Ok(Some(StatusOutcome {
             message,
@@ -852,17 +774,13 @@ async fn apply_status(
     } else {
         None
     };
-    sqlx::query(
+    run(
+        conn,
         "UPDATE messages SET status = ?2, failure_reason = COALESCE(?3, failure_reason), \
              updated_at = ?4 \
          WHERE id = ?1",
-    )
-    .bind(id.0)
-    .bind(next.as_str())
-    .bind(&reason)
-    .bind(micros(at))
-    .execute(&mut *conn)
-    .await?;
+        params![blob(&id.0), next.as_str(), reason, micros(at)],
+    )?;
     message.status = next;
     if reason.is_some() {
         message.failure_reason = reason;
@@ -880,8 +798,7 @@ async fn apply_status(
             failure_reason: message.failure_reason.clone(),
             updated_at: at,
         },
-    )
-    .await?;
+    )?;
     Ok(Some(StatusOutcome {
         message,
         changed: true,
@@ -893,29 +810,27 @@ const RECOUNT_UNREAD: &str = "(SELECT count(*) FROM messages \
      WHERE messages.conversation_id = conversations.id AND messages.direction = 'inbound' \
        AND (conversations.read_up_to IS NULL OR messages.id > conversations.read_up_to))";
 
-async fn mark_read(
-    conn: &mut SqliteConnection,
+fn mark_read(
+    conn: &Connection,
     fx: &mut Effects,
     account: AccountId,
     conversation: ConversationId,
     up_to: MessageId,
     at: DateTime<Utc>,
 ) -> StoreResult<Out> {
-    let row = sqlx::query("SELECT read_up_to FROM conversations WHERE id = ?1 AND account_id = ?2")
-        .bind(conversation.0)
-        .bind(account.0)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or(StoreError::NotFound)?;
-    let current = row.opt_uuid("read_up_to")?;
-    let in_conversation: Option<i64> = sqlx::query_scalar(
+    let current = one(
+        conn,
+        "SELECT read_up_to FROM conversations WHERE id = ?1 AND account_id = ?2",
+        params![blob(&conversation.0), blob(&account.0)],
+        first_opt_uuid,
+    )?
+    .ok_or(StoreError::NotFound)?;
+    let in_conversation = one(
+        conn,
         "SELECT 1 FROM messages WHERE id = ?1 AND account_id = ?2 AND conversation_id = ?3",
-    )
-    .bind(up_to.0)
-    .bind(account.0)
-    .bind(conversation.0)
-    .fetch_optional(&mut *conn)
-    .await?;
+        params![blob(&up_to.0), blob(&account.0), blob(&conversation.0)],
+        |_| Ok(()),
+    )?;
     if in_conversation.is_none() {
         return Err(StoreError::NotFound);
     }
@@ -924,17 +839,17 @@ async fn mark_read(
         Some(current) if current > up_to.0 => current,
         _ => up_to.0,
     };
-    let unread: i64 = sqlx::query_scalar(
+    let unread = one(
+        conn,
         // SET expressions see the row's old values, so the count uses the new marker (?2).
         "UPDATE conversations SET read_up_to = ?2, \
              unread = (SELECT count(*) FROM messages \
                        WHERE conversation_id = ?1 AND direction = 'inbound' AND id > ?2) \
          WHERE id = ?1 RETURNING unread",
-    )
-    .bind(conversation.0)
-    .bind(marker)
-    .fetch_one(&mut *conn)
-    .await?;
+        params![blob(&conversation.0), blob(&marker)],
+        first_int,
+    )?
+    .ok_or(StoreError::NotFound)?;
     append(
         conn,
         fx,
@@ -945,36 +860,35 @@ async fn mark_read(
             up_to: marker.into(),
             unread: rows::to_u32(unread, "unread")?,
         },
-    )
-    .await?;
+    )?;
     Ok(Out::Done)
 }
 
-async fn delete_message(
-    conn: &mut SqliteConnection,
+fn delete_message(
+    conn: &Connection,
     fx: &mut Effects,
     account: AccountId,
     id: MessageId,
     at: DateTime<Utc>,
 ) -> StoreResult<Out> {
-    let conversation: Option<uuid::Uuid> = sqlx::query_scalar(
+    let conversation = one(
+        conn,
         "DELETE FROM messages WHERE id = ?1 AND account_id = ?2 RETURNING conversation_id",
-    )
-    .bind(id.0)
-    .bind(account.0)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let conversation = conversation.ok_or(StoreError::NotFound)?;
-    sqlx::query(&format!(
-        "UPDATE conversations SET \
-             last_message_id = (SELECT id FROM messages WHERE conversation_id = ?1 \
-                                ORDER BY id DESC LIMIT 1), \
-             unread = {RECOUNT_UNREAD} \
-         WHERE id = ?1"
-    ))
-    .bind(conversation)
-    .execute(&mut *conn)
-    .await?;
+        params![blob(&id.0), blob(&account.0)],
+        first_uuid,
+    )?
+    .ok_or(StoreError::NotFound)?;
+    run(
+        conn,
+        &format!(
+            "UPDATE conversations SET \
+                 last_message_id = (SELECT id FROM messages WHERE conversation_id = ?1 \
+                                    ORDER BY id DESC LIMIT 1), \
+                 unread = {RECOUNT_UNREAD} \
+             WHERE id = ?1"
+        ),
+        params![blob(&conversation)],
+    )?;
     append(
         conn,
         fx,
@@ -984,32 +898,32 @@ async fn delete_message(
             message_id: id,
             conversation_id: conversation.into(),
         },
-    )
-    .await?;
+    )?;
     Ok(Out::Done)
 }
 
-async fn put_contact(
-    conn: &mut SqliteConnection,
+fn put_contact(
+    conn: &Connection,
     fx: &mut Effects,
     account: AccountId,
     contact: Contact,
 ) -> StoreResult<Out> {
-    sqlx::query(
+    run(
+        conn,
         "INSERT INTO contacts (account_id, address, path, fallback, name, updated_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
          ON CONFLICT (account_id, address) DO UPDATE SET path = excluded.path, \
              fallback = excluded.fallback, name = excluded.name, \
              updated_at = excluded.updated_at",
-    )
-    .bind(account.0)
-    .bind(&contact.address)
-    .bind(contact.path.as_str())
-    .bind(contact.fallback)
-    .bind(&contact.name)
-    .bind(micros(contact.updated_at))
-    .execute(&mut *conn)
-    .await?;
+        params![
+            blob(&account.0),
+            contact.address,
+            contact.path.as_str(),
+            contact.fallback,
+            contact.name,
+            micros(contact.updated_at)
+        ],
+    )?;
     let at = contact.updated_at;
     append(
         conn,
@@ -1017,41 +931,34 @@ async fn put_contact(
         account,
         at,
         &EventKind::ContactUpdated { contact },
-    )
-    .await?;
+    )?;
     Ok(Out::Done)
 }
 
-async fn claim_outbound(
-    conn: &mut SqliteConnection,
+fn claim_outbound(
+    conn: &Connection,
     limit: u32,
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
 ) -> StoreResult<Out> {
-    let found = sqlx::query(
+    let mut jobs = all(
+        conn,
         "UPDATE outbound SET lease_until = ?2 \
          WHERE message_id IN ( \
              SELECT message_id FROM outbound \
              WHERE not_before <= ?1 AND (lease_until IS NULL OR lease_until <= ?1) \
              ORDER BY not_before, created_at LIMIT ?3) \
          RETURNING message_id, account_id, from_addr, to_addr, body, attempts, created_at",
-    )
-    .bind(micros(now))
-    .bind(micros(lease_until))
-    .bind(i64::from(limit))
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut jobs = found
-        .iter()
-        .map(rows::outbound_job)
-        .collect::<StoreResult<Vec<_>>>()?;
+        params![micros(now), micros(lease_until), i64::from(limit)],
+        |row| rows::outbound_job(row),
+    )?;
     // RETURNING has no order: hand out the oldest first.
     jobs.sort_by_key(|job| (job.created_at, job.message_id));
     Ok(Out::Jobs(jobs))
 }
 
-async fn finish_outbound(
-    conn: &mut SqliteConnection,
+fn finish_outbound(
+    conn: &Connection,
     fx: &mut Effects,
     message_id: MessageId,
     outcome: OutboundOutcome,
@@ -1063,49 +970,43 @@ async fn finish_outbound(
             carrier,
             carrier_message_id,
         } => {
-            let job = sqlx::query("DELETE FROM outbound WHERE message_id = ?1")
-                .bind(message_id.0)
-                .execute(&mut *conn)
-                .await?;
-            let recorded = sqlx::query(
+            let job = run(
+                conn,
+                "DELETE FROM outbound WHERE message_id = ?1",
+                params![blob(&message_id.0)],
+            )?;
+            let recorded = run(
+                conn,
                 "UPDATE messages SET carrier = ?2, carrier_message_id = ?3, cost = ?4 \
                  WHERE id = ?1",
-            )
-            .bind(message_id.0)
-            .bind(&carrier)
-            .bind(&carrier_message_id)
-            .bind(cost)
-            .execute(&mut *conn)
-            .await?;
-            if job.rows_affected() == 0 && recorded.rows_affected() == 0 {
+                params![blob(&message_id.0), carrier, carrier_message_id, cost],
+            )?;
+            if job == 0 && recorded == 0 {
                 return Err(StoreError::NotFound);
             }
             // A receipt may already have moved it past `sent`; advance decides.
-            apply_status(conn, fx, message_id, SendStatus::Sent, None, at).await?;
+            apply_status(conn, fx, message_id, SendStatus::Sent, None, at)?;
         }
         OutboundOutcome::Retry { not_before, reason } => {
-            let done = sqlx::query(
+            let retried = run(
+                conn,
                 "UPDATE outbound SET attempts = attempts + 1, not_before = ?2, \
                      lease_until = NULL, last_error = ?3 \
                  WHERE message_id = ?1",
-            )
-            .bind(message_id.0)
-            .bind(micros(not_before))
-            .bind(&reason)
-            .execute(&mut *conn)
-            .await?;
-            if done.rows_affected() == 0 {
+                params![blob(&message_id.0), micros(not_before), reason],
+            )?;
+            if retried == 0 {
                 return Err(StoreError::NotFound);
             }
         }
         OutboundOutcome::Failed { reason } => {
-            let job = sqlx::query("DELETE FROM outbound WHERE message_id = ?1")
-                .bind(message_id.0)
-                .execute(&mut *conn)
-                .await?;
-            let status =
-                apply_status(conn, fx, message_id, SendStatus::Failed, Some(reason), at).await?;
-            if job.rows_affected() == 0 && status.is_none() {
+            let job = run(
+                conn,
+                "DELETE FROM outbound WHERE message_id = ?1",
+                params![blob(&message_id.0)],
+            )?;
+            let status = apply_status(conn, fx, message_id, SendStatus::Failed, Some(reason), at)?;
+            if job == 0 && status.is_none() {
                 return Err(StoreError::NotFound);
             }
         }
@@ -1113,29 +1014,26 @@ async fn finish_outbound(
     Ok(Out::Done)
 }
 
-async fn set_opt_out(
-    conn: &mut SqliteConnection,
+fn set_opt_out(
+    conn: &Connection,
     did: &str,
     remote: &str,
     opted_out: bool,
     at: DateTime<Utc>,
 ) -> StoreResult<Out> {
     if opted_out {
-        sqlx::query(
+        run(
+            conn,
             "INSERT INTO opt_outs (did, remote, at) VALUES (?1, ?2, ?3) \
              ON CONFLICT (did, remote) DO NOTHING",
-        )
-        .bind(did)
-        .bind(remote)
-        .bind(micros(at))
-        .execute(&mut *conn)
-        .await?;
+            params![did, remote, micros(at)],
+        )?;
     } else {
-        sqlx::query("DELETE FROM opt_outs WHERE did = ?1 AND remote = ?2")
-            .bind(did)
-            .bind(remote)
-            .execute(&mut *conn)
-            .await?;
+        run(
+            conn,
+            "DELETE FROM opt_outs WHERE did = ?1 AND remote = ?2",
+            params![did, remote],
+        )?;
     }
     Ok(Out::Done)
 }

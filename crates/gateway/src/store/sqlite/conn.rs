@@ -1,0 +1,296 @@
+//! Connections driven directly through `rusqlite`: opening them, the read-only pool, and row
+//! decoding.
+//!
+//! SQLite is called in the calling thread — the writer's own OS thread, or whichever thread
+//! reads — so a statement costs SQLite's work and nothing else: no hand-off to a
+//! per-connection worker thread and back (which is what sqlx's SQLite driver does for every
+//! statement, and what dominated the send path's profile; see docs/decisions.md).
+//!
+//! Nothing stored is trusted: a value of the wrong type, a blob that is not a UUID, a
+//! timestamp out of range all become [`StoreError::Corrupt`], never a panic.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags, Params, Row};
+use uuid::Uuid;
+
+use super::super::rows::{self, corrupt, Cols};
+use super::super::{StoreError, StoreResult};
+
+/// How long a statement waits for a lock another connection holds (in WAL mode: only a
+/// checkpoint's or a recovery's) before it fails with `SQLITE_BUSY`.
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Prepared statements each connection keeps (the store has fewer distinct statements).
+const STATEMENT_CACHE: usize = 128;
+/// Idle read connections kept open; more are opened when more readers run at once, and
+/// closed again when they are done.
+const IDLE_READERS: usize = 8;
+
+/// The blob form of an id, as both engines' schemas store it on SQLite.
+pub(super) fn blob(id: &Uuid) -> &[u8] {
+    id.as_bytes()
+}
+
+pub(super) fn opt_blob(id: &Option<Uuid>) -> Option<&[u8]> {
+    id.as_ref().map(blob)
+}
+
+/// Opens the write connection of a database file.
+pub(super) fn open_writer(path: &Path) -> StoreResult<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Unavailable(format!(
+            "SQLite refused WAL mode (journal_mode is {mode})"
+        )));
+    }
+    // FULL: the WAL is fsynced at every commit, so a commit that returned survives a power
+    // loss — the writer answers only after it.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    configure_writer(&conn)?;
+    Ok(conn)
+}
+
+/// Opens a private in-memory database (`sqlite::memory:`): one connection, the writer's, which
+/// also serves the reads.
+pub(super) fn open_memory() -> StoreResult<Connection> {
+    let conn = Connection::open_in_memory()?;
+    configure_writer(&conn)?;
+    Ok(conn)
+}
+
+fn configure_writer(conn: &Connection) -> StoreResult<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Each command runs in a savepoint, whose undo pages go to a sub-journal: kept in memory,
+    // not in a temp file written page by page. A bigger page cache keeps the hot indexes of
+    // the write connection resident.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "cache_size", -65_536)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(())
+}
+
+/// Read-only connections to a database file. WAL lets them run beside the writer, and they
+/// see only committed data, so a reader never sees seq N+1 before N. Opened read-only, so a
+/// bug in a read path cannot write.
+#[derive(Debug)]
+pub(super) struct ReadPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReadPool {
+    pub(super) fn new(path: PathBuf) -> StoreResult<Self> {
+        let pool = ReadPool {
+            path,
+            idle: Mutex::new(Vec::new()),
+        };
+        // Fail at start, not at the first request, if the file cannot be read.
+        let first = pool.open()?;
+        pool.put(first);
+        Ok(pool)
+    }
+
+    fn open(&self) -> StoreResult<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        Ok(conn)
+    }
+
+    fn take(&self) -> StoreResult<Connection> {
+        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        match idle {
+            Some(conn) => Ok(conn),
+            None => self.open(),
+        }
+    }
+
+    fn put(&self, conn: Connection) {
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < IDLE_READERS {
+                idle.push(conn);
+            }
+        }
+    }
+
+    /// Runs `read` on an idle connection (or a new one), in the calling thread.
+    pub(super) fn with<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        let conn = self.take()?;
+        let result = read(&conn);
+        // A connection is left in autocommit after every read; one that is not (it cannot
+        // happen through these paths) is dropped rather than reused.
+        if conn.is_autocommit() {
+            self.put(conn);
+        }
+        result
+    }
+
+    /// Closes the idle connections (those in use close when their reads end).
+    pub(super) fn close(&self) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.clear();
+        }
+    }
+}
+
+/// The first row `sql` returns, mapped; `None` when there is none.
+pub(super) fn one<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+    map: impl FnOnce(&Row<'_>) -> StoreResult<T>,
+) -> StoreResult<Option<T>> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let mut found = statement.query(params)?;
+    match found.next()? {
+        Some(row) => Ok(Some(map(row)?)),
+        None => Ok(None),
+    }
+}
+
+/// Every row `sql` returns, mapped.
+pub(super) fn all<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+    mut map: impl FnMut(&Row<'_>) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let mut found = statement.query(params)?;
+    let mut out = Vec::new();
+    while let Some(row) = found.next()? {
+        out.push(map(row)?);
+    }
+    Ok(out)
+}
+
+/// Runs a statement that returns no rows; the number of rows it changed.
+pub(super) fn run(conn: &Connection, sql: &str, params: impl Params) -> StoreResult<usize> {
+    Ok(conn.prepare_cached(sql)?.execute(params)?)
+}
+
+fn value<'r>(row: &'r Row<'_>, col: &str) -> StoreResult<ValueRef<'r>> {
+    row.get_ref(col)
+        .map_err(|e| corrupt(format!("column {col}: {e}")))
+}
+
+fn wrong(col: &str, found: &ValueRef<'_>) -> StoreError {
+    corrupt(format!("column {col} holds a {:?}", found.data_type()))
+}
+
+fn uuid_of(col: &str, found: ValueRef<'_>) -> StoreResult<Option<Uuid>> {
+    match found {
+        ValueRef::Null => Ok(None),
+        ValueRef::Blob(bytes) => Uuid::from_slice(bytes)
+            .map(Some)
+            .map_err(|e| corrupt(format!("column {col}: {e}"))),
+        other => Err(wrong(col, &other)),
+    }
+}
+
+fn text_of(col: &str, found: ValueRef<'_>) -> StoreResult<Option<String>> {
+    match found {
+        ValueRef::Null => Ok(None),
+        ValueRef::Text(bytes) => std::str::from_utf8(bytes)
+            .map(|s| Some(s.to_owned()))
+            .map_err(|e| corrupt(format!("column {col}: {e}"))),
+        other => Err(wrong(col, &other)),
+    }
+}
+
+fn int_of(col: &str, found: ValueRef<'_>) -> StoreResult<Option<i64>> {
+    match found {
+        ValueRef::Null => Ok(None),
+        ValueRef::Integer(n) => Ok(Some(n)),
+        other => Err(wrong(col, &other)),
+    }
+}
+
+fn required<T>(col: &str, value: Option<T>) -> StoreResult<T> {
+    value.ok_or_else(|| corrupt(format!("column {col} is NULL")))
+}
+
+/// A nullable REAL column (integers are widened, as SQLite's own affinity would).
+pub(super) fn opt_real(row: &Row<'_>, col: &str) -> StoreResult<Option<f64>> {
+    match value(row, col)? {
+        ValueRef::Null => Ok(None),
+        ValueRef::Real(x) => Ok(Some(x)),
+        ValueRef::Integer(n) => Ok(Some(n as f64)),
+        other => Err(wrong(col, &other)),
+    }
+}
+
+impl Cols for Row<'_> {
+    fn uuid(&self, col: &str) -> StoreResult<Uuid> {
+        required(col, uuid_of(col, value(self, col)?)?)
+    }
+    fn opt_uuid(&self, col: &str) -> StoreResult<Option<Uuid>> {
+        uuid_of(col, value(self, col)?)
+    }
+    fn text(&self, col: &str) -> StoreResult<String> {
+        required(col, text_of(col, value(self, col)?)?)
+    }
+    fn opt_text(&self, col: &str) -> StoreResult<Option<String>> {
+        text_of(col, value(self, col)?)
+    }
+    fn int(&self, col: &str) -> StoreResult<i64> {
+        required(col, int_of(col, value(self, col)?)?)
+    }
+    fn boolean(&self, col: &str) -> StoreResult<bool> {
+        Ok(self.int(col)? != 0)
+    }
+    fn time(&self, col: &str) -> StoreResult<DateTime<Utc>> {
+        rows::from_micros(self.int(col)?)
+    }
+    fn opt_time(&self, col: &str) -> StoreResult<Option<DateTime<Utc>>> {
+        int_of(col, value(self, col)?)?
+            .map(rows::from_micros)
+            .transpose()
+    }
+}
+
+/// The first column of a row, as an id.
+pub(super) fn first_uuid(row: &Row<'_>) -> StoreResult<Uuid> {
+    required("0", uuid_of("0", row.get_ref(0)?)?)
+}
+
+/// The first column of a row, as an integer.
+pub(super) fn first_int(row: &Row<'_>) -> StoreResult<i64> {
+    required("0", int_of("0", row.get_ref(0)?)?)
+}
+
+/// The first column of a row, as a nullable id.
+pub(super) fn first_opt_uuid(row: &Row<'_>) -> StoreResult<Option<Uuid>> {
+    uuid_of("0", row.get_ref(0)?)
+}
+
+/// Which uniqueness rule a SQLite error broke, by the message naming the columns
+/// (`UNIQUE constraint failed: accounts.username`).
+pub(super) fn unique_violation(error: &StoreError) -> Option<&str> {
+    match error {
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(failure, message))
+            if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+        {
+            Some(message.as_deref().unwrap_or("unique"))
+        }
+        _ => None,
+    }
+}
