@@ -12,11 +12,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::carriers::CarrierReport;
+use crate::carriers::reports::{NotStored, PendingReport, ReportSource};
 use crate::config::Config;
 use crate::http::AppState;
 use crate::push::PushHub;
@@ -68,10 +67,16 @@ impl Gateway {
         let store = store::open(&config.database_url).await.with_context(|| {
             format!("cannot open the database {}", redact(&config.database_url))
         })?;
+        let rate_limits = Arc::new(
+            RateLimiter::for_database(&config.database_url, config.rate_limits.clone())
+                .await
+                .context("cannot connect the shared rate limits to the database")?,
+        );
         let shutdown = CancellationToken::new();
         let mut background = JoinSet::new();
+        background.spawn(sweep_rate_limits(rate_limits.clone(), shutdown.clone()));
 
-        let (reports_tx, mut reports_rx) = mpsc::channel::<CarrierReport>(10_000);
+        let (reports_tx, reports_rx) = carriers::reports::report_channel(10_000);
         let built = carriers::registry::build(&config, reports_tx, shutdown.clone()).await?;
         let mut routes: Vec<crate::lcr::RoutedCarrier> = built
             .all
@@ -100,7 +105,7 @@ impl Gateway {
 
         let state = AppState {
             mailer: mail::mailer_from_config(&config, simulator.clone())?,
-            rate_limits: Arc::new(RateLimiter::new(config.rate_limits.clone())),
+            rate_limits,
             store,
             carriers: carriers.into(),
             lcr,
@@ -114,33 +119,11 @@ impl Gateway {
         };
 
         background.spawn(queue::run_worker(state.clone(), shutdown.clone()));
-        {
-            let state = state.clone();
-            let shutdown = shutdown.clone();
-            background.spawn(async move {
-                loop {
-                    let report = tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        report = reports_rx.recv() => match report {
-                            Some(report) => report,
-                            None => break,
-                        },
-                    };
-                    if let Err(error) = routing::handle_carrier_report(&state, report).await {
-                        tracing::error!(error = format!("{error:#}"), "carrier report not stored");
-                    }
-                }
-                // Carriers acknowledged what is buffered here (SMPP answered its deliver_sm):
-                // store it before the store closes. Closing first makes later reports fail
-                // at the carrier, which then asks its SMSC to try again (ESME_RX_T_APPN).
-                reports_rx.close();
-                while let Some(report) = reports_rx.recv().await {
-                    if let Err(error) = routing::handle_carrier_report(&state, report).await {
-                        tracing::error!(error = format!("{error:#}"), "carrier report not stored");
-                    }
-                }
-            });
-        }
+        background.spawn(store_carrier_reports(
+            state.clone(),
+            reports_rx,
+            shutdown.clone(),
+        ));
 
         let app = http::router(state.clone());
         let server = {
@@ -195,11 +178,69 @@ impl RunningGateway {
             tracing::warn!("background tasks did not stop within 10 s; aborting them");
             self.background.abort_all();
         }
+        self.state.rate_limits.close().await;
         self.state.store.close().await;
         served.context("the HTTP server task failed")??;
         Ok(())
     }
 }
+
+/// Stores what carriers report, one at a time and in arrival order (two texts from one phone
+/// keep their order), answering each carrier once its report is stored or has failed.
+async fn store_carrier_reports(
+    state: AppState,
+    mut reports: ReportSource,
+    shutdown: CancellationToken,
+) {
+    let store = |pending: PendingReport| {
+        let state = state.clone();
+        async move {
+            let report = pending.report.clone();
+            match routing::handle_carrier_report(&state, report).await {
+                Ok(()) => pending.stored(),
+                Err(error) => {
+                    tracing::error!(error = format!("{error:#}"), "carrier report not stored");
+                    pending.not_stored(NotStored::Failed(format!("{error:#}")));
+                }
+            }
+        }
+    };
+    loop {
+        let pending = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            pending = reports.recv() => match pending {
+                Some(pending) => pending,
+                None => return,
+            },
+        };
+        store(pending).await;
+    }
+    // Carriers are waiting for these (or handed them over without waiting): store them
+    // before the store closes. Closing first refuses later reports, and the carrier asks its
+    // network to try again (SMPP: ESME_RX_T_APPN).
+    reports.close();
+    while let Some(pending) = reports.recv().await {
+        store(pending).await;
+    }
+}
+
+/// Deletes refilled shared rate-limit buckets now and then (the in-memory ones sweep
+/// themselves). Every node sweeps; the deletes are idempotent and cheap.
+async fn sweep_rate_limits(limits: Arc<RateLimiter>, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(RATE_LIMIT_SWEEP_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        if let Err(error) = limits.sweep().await {
+            tracing::warn!(%error, "rate-limit sweep failed; retrying at the next interval");
+        }
+    }
+}
+
+const RATE_LIMIT_SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// A database URL without its password, for messages.
 fn redact(url: &str) -> String {

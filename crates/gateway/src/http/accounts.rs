@@ -78,7 +78,8 @@ async fn create_account(
     };
     state
         .rate_limits
-        .check(RateKind::SignUp, &rate_key_for_ip(ip))?;
+        .check(RateKind::SignUp, &rate_key_for_ip(ip))
+        .await?;
 
     let password_hash = hash_password(request.password).await?;
     let id = AccountId::new();

@@ -89,14 +89,20 @@ async fn add_identity(
     }
     // Per account: one account cannot spray codes. Per value: many accounts cannot flood one
     // phone or mailbox.
-    state.rate_limits.check(
-        RateKind::VerificationCode,
-        &format!("account:{}", auth.account_id),
-    )?;
-    state.rate_limits.check(
-        RateKind::VerificationCode,
-        &format!("{}:{value}", request.kind.as_str()),
-    )?;
+    state
+        .rate_limits
+        .check(
+            RateKind::VerificationCode,
+            &format!("account:{}", auth.account_id),
+        )
+        .await?;
+    state
+        .rate_limits
+        .check(
+            RateKind::VerificationCode,
+            &format!("{}:{value}", request.kind.as_str()),
+        )
+        .await?;
 
     let code = new_code();
     let now = chrono::Utc::now();
@@ -171,7 +177,8 @@ async fn verify_identity(
     }
     state
         .rate_limits
-        .check(RateKind::VerificationCheck, &auth.account_id.to_string())?;
+        .check(RateKind::VerificationCheck, &auth.account_id.to_string())
+        .await?;
 
     let identity = state
         .store

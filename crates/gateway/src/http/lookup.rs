@@ -44,7 +44,8 @@ async fn lookup(
 ) -> ApiResult<Json<Lookup>> {
     state
         .rate_limits
-        .check(RateKind::Lookup, &auth.account_id.to_string())?;
+        .check(RateKind::Lookup, &auth.account_id.to_string())
+        .await?;
     let address = routing::parse_address(&state, &query.address)?;
     let target = routing::resolve(&state, &address).await?;
     Ok(Json(Lookup {

@@ -52,7 +52,8 @@ async fn send_message(
 ) -> ApiResult<(StatusCode, Json<Message>)> {
     state
         .rate_limits
-        .check(RateKind::Send, &auth.account_id.to_string())?;
+        .check(RateKind::Send, &auth.account_id.to_string())
+        .await?;
     let (message, created) = routing::send_message(&state, auth.account_id, request).await?;
     let status = if created {
         StatusCode::CREATED

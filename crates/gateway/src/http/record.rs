@@ -49,7 +49,8 @@ async fn record_cellular(
 ) -> ApiResult<(StatusCode, Json<Message>)> {
     state
         .rate_limits
-        .check(RateKind::Send, &auth.account_id.to_string())?;
+        .check(RateKind::Send, &auth.account_id.to_string())
+        .await?;
     routing::check_body(&state, &request.body)?;
     let peer = routing::parse_address(&state, &request.peer)?;
     if !peer.is_phone_like() {

@@ -77,11 +77,15 @@ async fn sign_in(
     let username = normalise_username(&request.username).ok();
 
     let limits = &state.rate_limits;
-    limits.check(RateKind::SignIn, &format!("ip:{}", rate_key_for_ip(ip)))?;
+    limits
+        .check(RateKind::SignIn, &format!("ip:{}", rate_key_for_ip(ip)))
+        .await?;
     let user_key = username
         .clone()
         .unwrap_or_else(|| request.username.trim().to_lowercase());
-    limits.check(RateKind::SignIn, &format!("user:{user_key}"))?;
+    limits
+        .check(RateKind::SignIn, &format!("user:{user_key}"))
+        .await?;
 
     let account = match &username {
         Some(username) => state.store.account_by_username(username).await?,

@@ -1,9 +1,4 @@
-//! Rate limits: an in-memory token bucket per `(kind, key)`.
-//!
-//! Each [`RateKind`] has its own [`Rate`] from [`RateLimits`]: a bucket holds at most `burst`
-//! tokens, refills at `per_minute`, and each request takes one token. A request that finds
-//! less than one token is refused with [`ApiError::RateLimited`], whose `retry_after` is the
-//! time until one token is back (rounded up to whole seconds, because `Retry-After` is).
+//! In-memory buckets, for a gateway that is the only process on its database (SQLite).
 //!
 //! Invariants:
 //! - a bucket that has refilled to `burst` is the same as no bucket, so such buckets are
@@ -13,34 +8,15 @@
 //! - the send path is hot (≥ 10k requests/s), so buckets are spread over many shards, each
 //!   behind its own short-held `std::sync::Mutex` (never held across an `.await`); a check is
 //!   one hash, one lock, a few float operations, and an allocation only for a new key.
-//!
-//! The interface is deliberately narrow (`check(kind, key)`), so the limits can later move to
-//! a shared store for several gateway nodes without touching the callers.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::config::{Rate, RateLimits};
+use super::{BucketRate, RateKind};
+use crate::config::RateLimits;
 use crate::error::ApiError;
-
-/// What is being limited; each kind has its own rate and its own buckets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RateKind {
-    /// Sign-in attempts, keyed by username and by client address.
-    SignIn,
-    /// Sign-ups, keyed by client address.
-    SignUp,
-    /// Verification codes sent, keyed by account and by phone number or e-mail address.
-    VerificationCode,
-    /// Verification code checks, keyed by account.
-    VerificationCheck,
-    /// Messages sent, keyed by account.
-    Send,
-    /// Address look-ups, keyed by account.
-    Lookup,
-}
 
 /// Buckets kept per kind before the least recently used are evicted.
 const DEFAULT_MAX_KEYS_PER_KIND: usize = 200_000;
@@ -49,9 +25,9 @@ const SHARDS: usize = 64;
 /// How often a shard drops its full (idle) buckets.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
-/// The gateway's rate limits (see the module documentation).
+/// Every kind's buckets, in this process.
 #[derive(Debug)]
-pub struct RateLimiter {
+pub struct MemoryBuckets {
     sign_in: KindLimiter,
     sign_up: KindLimiter,
     verification_code: KindLimiter,
@@ -60,31 +36,31 @@ pub struct RateLimiter {
     lookup: KindLimiter,
 }
 
-impl RateLimiter {
+impl MemoryBuckets {
     pub fn new(limits: RateLimits) -> Self {
         Self::with_capacity(limits, DEFAULT_MAX_KEYS_PER_KIND)
     }
 
-    /// As [`RateLimiter::new`], keeping at most `max_keys_per_kind` buckets per kind.
+    /// As [`MemoryBuckets::new`], keeping at most `max_keys_per_kind` buckets per kind.
     pub fn with_capacity(limits: RateLimits, max_keys_per_kind: usize) -> Self {
         let now = Instant::now();
-        let make = |rate| KindLimiter::new(rate, max_keys_per_kind, now);
-        RateLimiter {
-            sign_in: make(limits.sign_in),
-            sign_up: make(limits.sign_up),
-            verification_code: make(limits.verification_codes),
-            verification_check: make(limits.verification_checks),
-            send: make(limits.send),
-            lookup: make(limits.lookup),
+        let make = |kind| KindLimiter::new(BucketRate::of(&limits, kind), max_keys_per_kind, now);
+        MemoryBuckets {
+            sign_in: make(RateKind::SignIn),
+            sign_up: make(RateKind::SignUp),
+            verification_code: make(RateKind::VerificationCode),
+            verification_check: make(RateKind::VerificationCheck),
+            send: make(RateKind::Send),
+            lookup: make(RateKind::Lookup),
         }
     }
 
     /// Takes one token from the `(kind, key)` bucket, or says how long to wait.
-    pub fn check(&self, kind: RateKind, key: &str) -> Result<(), ApiError> {
-        self.check_at(kind, key, Instant::now())
+    pub fn take(&self, kind: RateKind, key: &str) -> Result<(), ApiError> {
+        self.take_at(kind, key, Instant::now())
     }
 
-    fn check_at(&self, kind: RateKind, key: &str, now: Instant) -> Result<(), ApiError> {
+    fn take_at(&self, kind: RateKind, key: &str, now: Instant) -> Result<(), ApiError> {
         self.limiter(kind)
             .take(key, now)
             .map_err(|retry_after| ApiError::RateLimited { retry_after })
@@ -113,10 +89,7 @@ impl RateLimiter {
 
 #[derive(Debug)]
 struct KindLimiter {
-    /// Maximum tokens (`burst`).
-    capacity: f64,
-    /// Tokens added per second (`per_minute / 60`).
-    refill_per_sec: f64,
+    rate: BucketRate,
     max_keys_per_shard: usize,
     hasher: RandomState,
     shards: Box<[Mutex<Shard>]>,
@@ -143,7 +116,7 @@ fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
 }
 
 impl KindLimiter {
-    fn new(rate: Rate, max_keys: usize, now: Instant) -> Self {
+    fn new(rate: BucketRate, max_keys: usize, now: Instant) -> Self {
         let shards = (0..SHARDS)
             .map(|_| {
                 Mutex::new(Shard {
@@ -153,8 +126,7 @@ impl KindLimiter {
             })
             .collect();
         KindLimiter {
-            capacity: f64::from(rate.burst.max(1)),
-            refill_per_sec: f64::from(rate.per_minute.max(1)) / 60.0,
+            rate,
             max_keys_per_shard: max_keys.div_ceil(SHARDS).max(1),
             hasher: RandomState::new(),
             shards,
@@ -164,7 +136,7 @@ impl KindLimiter {
     /// Tokens in `bucket` at `now`, refilled since its last update and capped at `capacity`.
     fn level(&self, bucket: &Bucket, now: Instant) -> f64 {
         let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
-        (bucket.tokens + elapsed * self.refill_per_sec).min(self.capacity)
+        (bucket.tokens + elapsed * self.rate.refill_per_sec).min(self.rate.capacity)
     }
 
     /// `Err(wait)` when the bucket is empty.
@@ -179,7 +151,7 @@ impl KindLimiter {
         }
         let tokens = match shard.buckets.get(key) {
             Some(bucket) => self.level(bucket, now),
-            None => self.capacity,
+            None => self.rate.capacity,
         };
         if tokens >= 1.0 {
             let bucket = Bucket {
@@ -194,10 +166,7 @@ impl KindLimiter {
             }
             Ok(())
         } else {
-            // Nothing is taken from an empty bucket: a client that keeps knocking waits no
-            // longer than one that waits politely.
-            let wait = (1.0 - tokens) / self.refill_per_sec;
-            Err(Duration::from_secs(wait.ceil().max(1.0) as u64))
+            Err(self.rate.wait_for_one(tokens))
         }
     }
 
@@ -207,7 +176,7 @@ impl KindLimiter {
         shard.next_sweep = now + SWEEP_EVERY;
         shard
             .buckets
-            .retain(|_, bucket| self.level(bucket, now) < self.capacity);
+            .retain(|_, bucket| self.level(bucket, now) < self.rate.capacity);
         if shard.buckets.len() >= self.max_keys_per_shard {
             let mut ages: Vec<Instant> = shard.buckets.values().map(|b| b.updated).collect();
             let keep = self.max_keys_per_shard / 2;
@@ -225,6 +194,7 @@ impl KindLimiter {
 #[allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+    use crate::config::Rate;
 
     fn limits(per_minute: u32, burst: u32) -> RateLimits {
         let rate = Rate { per_minute, burst };
@@ -247,58 +217,56 @@ mod tests {
 
     #[test]
     fn burst_then_refusal_then_refill() {
-        let limiter = RateLimiter::new(limits(60, 3));
+        let limiter = MemoryBuckets::new(limits(60, 3));
         let t0 = Instant::now();
         for _ in 0..3 {
-            assert!(limiter.check_at(RateKind::SignIn, "alice", t0).is_ok());
+            assert!(limiter.take_at(RateKind::SignIn, "alice", t0).is_ok());
         }
         // One token per second: the next one is a second away.
-        let wait = retry_after(limiter.check_at(RateKind::SignIn, "alice", t0));
+        let wait = retry_after(limiter.take_at(RateKind::SignIn, "alice", t0));
         assert_eq!(wait, Duration::from_secs(1));
         let later = t0 + Duration::from_millis(1000);
-        assert!(limiter.check_at(RateKind::SignIn, "alice", later).is_ok());
-        assert!(limiter.check_at(RateKind::SignIn, "alice", later).is_err());
+        assert!(limiter.take_at(RateKind::SignIn, "alice", later).is_ok());
+        assert!(limiter.take_at(RateKind::SignIn, "alice", later).is_err());
         // A long pause refills only up to the burst.
         let much_later = later + Duration::from_secs(3600);
         for _ in 0..3 {
             assert!(limiter
-                .check_at(RateKind::SignIn, "alice", much_later)
+                .take_at(RateKind::SignIn, "alice", much_later)
                 .is_ok());
         }
         assert!(limiter
-            .check_at(RateKind::SignIn, "alice", much_later)
+            .take_at(RateKind::SignIn, "alice", much_later)
             .is_err());
     }
 
     #[test]
     fn keys_and_kinds_are_independent() {
-        let limiter = RateLimiter::new(limits(1, 1));
+        let limiter = MemoryBuckets::new(limits(1, 1));
         let t0 = Instant::now();
-        assert!(limiter.check_at(RateKind::SignIn, "alice", t0).is_ok());
-        assert!(limiter.check_at(RateKind::SignIn, "alice", t0).is_err());
-        assert!(limiter.check_at(RateKind::SignIn, "bob", t0).is_ok());
-        assert!(limiter.check_at(RateKind::SignUp, "alice", t0).is_ok());
-        assert!(limiter.check_at(RateKind::Send, "alice", t0).is_ok());
+        assert!(limiter.take_at(RateKind::SignIn, "alice", t0).is_ok());
+        assert!(limiter.take_at(RateKind::SignIn, "alice", t0).is_err());
+        assert!(limiter.take_at(RateKind::SignIn, "bob", t0).is_ok());
+        assert!(limiter.take_at(RateKind::SignUp, "alice", t0).is_ok());
+        assert!(limiter.take_at(RateKind::Send, "alice", t0).is_ok());
     }
 
     #[test]
     fn retry_after_is_rounded_up_and_refusals_take_nothing() {
-        let limiter = RateLimiter::new(limits(1, 1));
+        let limiter = MemoryBuckets::new(limits(1, 1));
         let t0 = Instant::now();
-        assert!(limiter
-            .check_at(RateKind::VerificationCode, "k", t0)
-            .is_ok());
-        let wait = retry_after(limiter.check_at(RateKind::VerificationCode, "k", t0));
+        assert!(limiter.take_at(RateKind::VerificationCode, "k", t0).is_ok());
+        let wait = retry_after(limiter.take_at(RateKind::VerificationCode, "k", t0));
         assert_eq!(wait, Duration::from_secs(60));
         // Knocking again does not push the wait further out.
         let t1 = t0 + Duration::from_secs(30);
-        let wait = retry_after(limiter.check_at(RateKind::VerificationCode, "k", t1));
+        let wait = retry_after(limiter.take_at(RateKind::VerificationCode, "k", t1));
         assert_eq!(wait, Duration::from_secs(30));
         let t2 = t0 + Duration::from_millis(59_500);
-        let wait = retry_after(limiter.check_at(RateKind::VerificationCode, "k", t2));
+        let wait = retry_after(limiter.take_at(RateKind::VerificationCode, "k", t2));
         assert_eq!(wait, Duration::from_secs(1));
         assert!(limiter
-            .check_at(
+            .take_at(
                 RateKind::VerificationCode,
                 "k",
                 t0 + Duration::from_secs(60)
@@ -309,10 +277,10 @@ mod tests {
     #[test]
     fn the_error_is_a_429_with_retry_after() {
         use axum::response::IntoResponse;
-        let limiter = RateLimiter::new(limits(1, 1));
-        let _ = limiter.check(RateKind::Lookup, "k");
+        let limiter = MemoryBuckets::new(limits(1, 1));
+        let _ = limiter.take(RateKind::Lookup, "k");
         let response = limiter
-            .check(RateKind::Lookup, "k")
+            .take(RateKind::Lookup, "k")
             .err()
             .unwrap()
             .into_response();
@@ -324,18 +292,18 @@ mod tests {
 
     #[test]
     fn idle_buckets_are_swept() {
-        let limiter = RateLimiter::new(limits(60, 5));
+        let limiter = MemoryBuckets::new(limits(60, 5));
         let t0 = Instant::now();
         for i in 0..1000 {
             assert!(limiter
-                .check_at(RateKind::Send, &format!("k{i}"), t0)
+                .take_at(RateKind::Send, &format!("k{i}"), t0)
                 .is_ok());
         }
         assert_eq!(limiter.tracked_keys(RateKind::Send), 1000);
         // After the sweep interval every bucket has refilled; the next check in a shard drops
         // that shard's full buckets and keeps only the one it just used.
         let later = t0 + SWEEP_EVERY + Duration::from_secs(1);
-        assert!(limiter.check_at(RateKind::Send, "k0", later).is_ok());
+        assert!(limiter.take_at(RateKind::Send, "k0", later).is_ok());
         let left = limiter.tracked_keys(RateKind::Send);
         assert!(left < 1000 - 5, "{left} buckets left");
         for shard in limiter.send.shards.iter() {
@@ -347,13 +315,13 @@ mod tests {
 
     #[test]
     fn memory_is_bounded_under_a_flood_of_keys() {
-        let limiter = RateLimiter::with_capacity(limits(1, 5), 6400);
+        let limiter = MemoryBuckets::with_capacity(limits(1, 5), 6400);
         let t0 = Instant::now();
         for i in 0..100_000u32 {
             // Each key used once: its bucket is not full, so only the cap can evict it.
             let now = t0 + Duration::from_micros(u64::from(i));
             assert!(limiter
-                .check_at(RateKind::SignUp, &i.to_string(), now)
+                .take_at(RateKind::SignUp, &i.to_string(), now)
                 .is_ok());
         }
         let kept = limiter.tracked_keys(RateKind::SignUp);
@@ -368,13 +336,13 @@ mod tests {
 
     #[test]
     fn concurrent_checks_never_exceed_the_burst() {
-        let limiter = std::sync::Arc::new(RateLimiter::new(limits(1, 100)));
+        let limiter = std::sync::Arc::new(MemoryBuckets::new(limits(1, 100)));
         let handles: Vec<_> = (0..4)
             .map(|_| {
                 let limiter = limiter.clone();
                 std::thread::spawn(move || {
                     (0..100)
-                        .filter(|_| limiter.check(RateKind::Send, "acct").is_ok())
+                        .filter(|_| limiter.take(RateKind::Send, "acct").is_ok())
                         .count()
                 })
             })

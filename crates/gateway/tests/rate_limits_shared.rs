@@ -1,0 +1,218 @@
+//! Rate limits hold across gateway nodes on one PostgreSQL: the buckets are rows, so attempts
+//! spread over several nodes draw from one bucket, concurrent checks never hand out more than
+//! the burst, and refilled buckets are swept away.
+//!
+//! Runs only with `AIRTEXT_TEST_DATABASE_URL`; otherwise each test prints a loud `SKIPPED` line.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::time::Duration;
+
+use airtext_gateway::config::{Config, Rate, RateLimits};
+use airtext_gateway::error::ApiError;
+use airtext_gateway::rate_limit::{RateKind, RateLimiter};
+use common::*;
+use serde_json::json;
+
+fn limits(per_minute: u32, burst: u32) -> RateLimits {
+    let rate = Rate { per_minute, burst };
+    RateLimits {
+        sign_in: rate,
+        sign_up: rate,
+        verification_codes: rate,
+        verification_checks: rate,
+        send: rate,
+        lookup: rate,
+    }
+}
+
+/// Opens the store once so its migrations create `rate_buckets`, then a shared limiter.
+async fn shared_limiter(url: &str, limits: RateLimits) -> RateLimiter {
+    let store = airtext_gateway::store::open(url).await.unwrap();
+    store.close().await;
+    let limiter = RateLimiter::for_database(url, limits).await.unwrap();
+    assert!(matches!(limiter, RateLimiter::Shared(_)));
+    limiter
+}
+
+#[tokio::test]
+async fn sign_in_attempts_spread_over_two_nodes_share_one_budget() {
+    let Some(pg) = postgres_schema("sign_in_attempts_spread_over_two_nodes_share_one_budget").await
+    else {
+        return;
+    };
+    let adjust = |c: &mut Config| {
+        c.database_url = pg.url.clone();
+        c.rate_limits.sign_in = Rate {
+            per_minute: 1,
+            burst: 4,
+        };
+    };
+    let node1 = TestGateway::start_with(adjust).await;
+    let node2 = TestGateway::start_with(adjust).await;
+    let (status, body) = node1
+        .post(
+            "/v1/accounts",
+            None,
+            json!({"username": "alice", "password": "correct horse battery"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    // A guesser alternating between the nodes: per-process buckets would allow 4 on each.
+    let mut answers = Vec::new();
+    for attempt in 0..8 {
+        let node = if attempt % 2 == 0 { &node1 } else { &node2 };
+        let response = node
+            .http
+            .post(format!("{}/v1/sessions", node.url))
+            .json(&json!({"username": "alice", "password": "wrong guess", "device_name": "x"}))
+            .send()
+            .await
+            .unwrap();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        answers.push((response.status().as_u16(), retry_after));
+    }
+    let statuses: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
+    assert_eq!(
+        statuses,
+        [401, 401, 401, 401, 429, 429, 429, 429],
+        "{answers:?}"
+    );
+    // One token a minute: the wait is (up to) a minute, whichever node answers.
+    for (_, retry_after) in &answers[4..] {
+        let secs: u64 = retry_after.as_deref().unwrap().parse().unwrap();
+        assert!((1..=60).contains(&secs), "Retry-After {secs}");
+    }
+
+    node1.stop().await;
+    node2.stop().await;
+    pg.drop_schema().await;
+}
+
+#[tokio::test]
+async fn concurrent_checks_from_two_nodes_never_exceed_the_burst() {
+    let Some(pg) = postgres_schema("concurrent_checks_from_two_nodes_never_exceed_the_burst").await
+    else {
+        return;
+    };
+    let node1 = std::sync::Arc::new(shared_limiter(&pg.url, limits(1, 10)).await);
+    let node2 = std::sync::Arc::new(
+        RateLimiter::for_database(&pg.url, limits(1, 10))
+            .await
+            .unwrap(),
+    );
+    let mut checks = tokio::task::JoinSet::new();
+    for i in 0..60 {
+        let limiter = if i % 2 == 0 {
+            node1.clone()
+        } else {
+            node2.clone()
+        };
+        checks.spawn(async move { limiter.check(RateKind::Send, "account-1").await });
+    }
+    let mut granted = 0;
+    let mut refused = 0;
+    while let Some(result) = checks.join_next().await {
+        match result.unwrap() {
+            Ok(()) => granted += 1,
+            Err(ApiError::RateLimited { retry_after }) => {
+                refused += 1;
+                assert!(retry_after >= Duration::from_secs(1), "{retry_after:?}");
+                assert!(retry_after <= Duration::from_secs(60), "{retry_after:?}");
+            }
+            Err(other) => panic!("unexpected error: {other:?}"),
+        }
+    }
+    // One token a minute refills well under one token during the test.
+    assert_eq!((granted, refused), (10, 50));
+    // Other keys and kinds have their own buckets.
+    node2.check(RateKind::Send, "account-2").await.unwrap();
+    node1.check(RateKind::SignIn, "account-1").await.unwrap();
+
+    node1.close().await;
+    node2.close().await;
+    pg.drop_schema().await;
+}
+
+#[tokio::test]
+async fn refusals_take_nothing_and_the_bucket_refills_at_the_rate() {
+    let Some(pg) =
+        postgres_schema("refusals_take_nothing_and_the_bucket_refills_at_the_rate").await
+    else {
+        return;
+    };
+    // 600 a minute = one token every 100 ms; a burst of 2.
+    let limiter = shared_limiter(&pg.url, limits(600, 2)).await;
+    limiter.check(RateKind::Lookup, "k").await.unwrap();
+    limiter.check(RateKind::Lookup, "k").await.unwrap();
+    match limiter.check(RateKind::Lookup, "k").await {
+        Err(ApiError::RateLimited { retry_after }) => {
+            assert_eq!(
+                retry_after,
+                Duration::from_secs(1),
+                "rounded up to a whole second"
+            )
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // Knocking while empty does not dig the bucket deeper: after the time one token takes
+    // (with a wide margin), exactly one more is granted.
+    for _ in 0..5 {
+        let _ = limiter.check(RateKind::Lookup, "k").await;
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    limiter.check(RateKind::Lookup, "k").await.unwrap();
+
+    limiter.close().await;
+    pg.drop_schema().await;
+}
+
+#[tokio::test]
+async fn refilled_buckets_are_swept() {
+    let Some(pg) = postgres_schema("refilled_buckets_are_swept").await else {
+        return;
+    };
+    // 6,000 a minute: a bucket of 1 refills in 10 ms.
+    let limiter = shared_limiter(&pg.url, limits(6_000, 1)).await;
+    for key in ["a", "b", "c"] {
+        limiter.check(RateKind::SignUp, key).await.unwrap();
+    }
+    // A slow bucket that is not full yet must stay.
+    let slow = RateLimiter::for_database(&pg.url, limits(1, 5))
+        .await
+        .unwrap();
+    slow.check(RateKind::SignIn, "slow").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(limiter.sweep().await.unwrap(), 3);
+    assert_eq!(limiter.sweep().await.unwrap(), 0);
+    // The slow bucket is still there: its four remaining tokens are all it has.
+    for _ in 0..4 {
+        slow.check(RateKind::SignIn, "slow").await.unwrap();
+    }
+    assert!(slow.check(RateKind::SignIn, "slow").await.is_err());
+
+    limiter.close().await;
+    slow.close().await;
+    pg.drop_schema().await;
+}
+
+#[tokio::test]
+async fn sqlite_gateways_keep_their_buckets_in_memory() {
+    let limiter = RateLimiter::for_database("sqlite://whatever.db", limits(1, 1))
+        .await
+        .unwrap();
+    assert!(matches!(limiter, RateLimiter::Local(_)));
+    limiter.check(RateKind::Send, "k").await.unwrap();
+    assert!(limiter.check(RateKind::Send, "k").await.is_err());
+}
