@@ -152,7 +152,7 @@ mod tests {
 
     #[tokio::test]
     async fn with_the_simulator_mail_lands_in_its_outbox() {
-        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        let (tx, _rx) = crate::carriers::reports::report_channel(1);
         let simulator = Arc::new(Simulator::new(Default::default(), tx));
         let mailer = mailer_from_config(&Config::default(), Some(simulator.clone())).unwrap();
         mailer

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use airtext_gateway::carriers::config::SmppCarrierConfig;
+use airtext_gateway::carriers::reports::{report_channel, NotStored, ReportSource};
 use airtext_gateway::carriers::smpp::{SmppCarrier, SmppTuning};
 use airtext_gateway::carriers::{Carrier, CarrierError, CarrierReport, OutboundSms, ReceiptStatus};
 use async_trait::async_trait;
@@ -93,6 +94,14 @@ impl Smsc {
     }
 
     async fn deliver(&self, esm_class: u8, data_coding: u8, short_message: Vec<u8>) {
+        let status = self
+            .deliver_answer(esm_class, data_coding, short_message)
+            .await;
+        assert_eq!(status, 0, "deliver_sm_resp {status:#x}");
+    }
+
+    /// Sends a `deliver_sm`; returns the `command_status` of its `deliver_sm_resp`.
+    async fn deliver_answer(&self, esm_class: u8, data_coding: u8, short_message: Vec<u8>) -> u32 {
         let resp = self
             .esme()
             .deliver_sm()
@@ -108,11 +117,7 @@ impl Smsc {
             .send()
             .await
             .expect("deliver_sm_resp");
-        assert!(
-            resp.is_success(),
-            "deliver_sm_resp {:#x}",
-            resp.command_status()
-        );
+        resp.command_status()
     }
 }
 
@@ -374,9 +379,10 @@ async fn world_with(
     let tap = Tap::start(port).await;
     let mut cfg = config(tap.port);
     edit(&mut cfg);
-    let (tx, reports) = mpsc::channel(64);
+    let (sink, source) = report_channel(64);
+    let reports = store_every_report(source);
     let shutdown = CancellationToken::new();
-    let carrier = SmppCarrier::start_with(cfg, tuning(), tx, shutdown.clone()).unwrap();
+    let carrier = SmppCarrier::start_with(cfg, tuning(), sink, shutdown.clone()).unwrap();
     World {
         smsc,
         _server: server,
@@ -403,6 +409,21 @@ fn sms(to: &str, body: &str) -> OutboundSms {
         to: to.to_owned(),
         body: body.to_owned(),
     }
+}
+
+/// Plays the gateway's router: answers every report "stored" and hands it to the test.
+fn store_every_report(mut source: ReportSource) -> mpsc::Receiver<CarrierReport> {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        while let Some(pending) = source.recv().await {
+            let report = pending.report.clone();
+            pending.stored();
+            if tx.send(report).await.is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 async fn next_report(reports: &mut mpsc::Receiver<CarrierReport>) -> CarrierReport {
@@ -1018,7 +1039,7 @@ async fn garbage_from_the_smsc_closes_the_session_and_rebinds() {
             });
         }
     });
-    let (tx, _reports) = mpsc::channel(16);
+    let (tx, _reports) = report_channel(16);
     let shutdown = CancellationToken::new();
     let carrier = SmppCarrier::start_with(config(port), tuning(), tx, shutdown.clone()).unwrap();
     tokio::time::timeout(Duration::from_secs(10), async {
@@ -1060,7 +1081,7 @@ async fn rate_probe() {
     let mut cfg = config(port);
     cfg.window = 32;
     cfg.delivery_receipts = false;
-    let (tx, _reports) = mpsc::channel(64);
+    let (tx, _reports) = report_channel(64);
     let carrier = SmppCarrier::start_with(cfg, tuning(), tx, CancellationToken::new()).unwrap();
     assert!(carrier.wait_bound(Duration::from_secs(5)).await);
     let n = 20_000usize;
@@ -1088,4 +1109,89 @@ async fn rate_probe() {
         n as f64 / took.as_secs_f64()
     );
     assert_eq!(smsc.accepted().len(), n);
+}
+
+/// A text from a phone is acknowledged to the SMSC only once the gateway has stored it; if it
+/// could not be stored the SMSC hears ESME_RX_T_APPN and keeps the text to send again.
+#[tokio::test]
+async fn deliver_sm_is_answered_only_after_its_report_is_stored() {
+    let smsc = Smsc::new("secret");
+    let (_server, port) = start_smsc(smsc.clone(), 30_000).await;
+    let (sink, mut source) = report_channel(16);
+    let shutdown = CancellationToken::new();
+    let carrier = SmppCarrier::start_with(config(port), tuning(), sink, shutdown.clone()).unwrap();
+    assert!(carrier.wait_bound(Duration::from_secs(5)).await);
+
+    // The store fails: the SMSC is told to try again.
+    let answer = tokio::spawn({
+        let smsc = smsc.clone();
+        async move { smsc.deliver_answer(0, 0, b"first try".to_vec()).await }
+    });
+    let pending = tokio::time::timeout(Duration::from_secs(5), source.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !answer.is_finished(),
+        "answered before the report was stored"
+    );
+    pending.not_stored(NotStored::Failed("disk full".to_owned()));
+    assert_eq!(answer.await.unwrap(), 0x64, "ESME_RX_T_APPN");
+
+    // The SMSC resends; this time it is stored, and only then acknowledged.
+    let answer = tokio::spawn({
+        let smsc = smsc.clone();
+        async move { smsc.deliver_answer(0, 0, b"first try".to_vec()).await }
+    });
+    let pending = tokio::time::timeout(Duration::from_secs(5), source.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    match &pending.report {
+        CarrierReport::Inbound { body, from, .. } => {
+            assert_eq!(body, "first try");
+            assert_eq!(from, PHONE);
+        }
+        other => panic!("expected an inbound text, got {other:?}"),
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !answer.is_finished(),
+        "answered before the report was stored"
+    );
+    pending.stored();
+    assert_eq!(answer.await.unwrap(), 0, "ESME_ROK");
+
+    // Storing one report does not hold up the PDUs behind it: the first part of a longer
+    // text (buffered, nothing to store yet) is answered while a text still waits.
+    let waiting = tokio::spawn({
+        let smsc = smsc.clone();
+        async move { smsc.deliver_answer(0, 0, b"slow store".to_vec()).await }
+    });
+    let slow = tokio::time::timeout(Duration::from_secs(5), source.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let enquire = tokio::time::timeout(
+        Duration::from_secs(5),
+        smsc.deliver_answer(
+            0x40,
+            0,
+            [
+                &[0x05, 0x00, 0x03, 0x77, 0x02, 0x01][..],
+                &gsm7("part one "),
+            ]
+            .concat(),
+        ),
+    )
+    .await
+    .expect("answered while another deliver_sm waits for the store");
+    assert_eq!(enquire, 0);
+    assert!(!waiting.is_finished());
+    slow.stored();
+    assert_eq!(waiting.await.unwrap(), 0);
+
+    shutdown.cancel();
+    carrier.stopped().await;
 }

@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use airtext_gateway::carriers::config::TwilioCarrierConfig;
+use airtext_gateway::carriers::reports::report_channel;
 use airtext_gateway::carriers::twilio::{
     compute_signature, TwilioCarrier, TwilioTuning, EMPTY_TWIML,
 };
@@ -42,7 +43,6 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::mpsc;
 
 const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 const SERVICE_SID: &str = "MG0123456789abcdef0123456789abcdef";
@@ -464,7 +464,7 @@ async fn sends_are_valid_under_twilios_official_openapi_spec() {
     let Some(prism) = start_prism().await else {
         return;
     };
-    let (tx, _rx) = mpsc::channel(16);
+    let (tx, _rx) = report_channel(16);
     let variants = [
         (
             "with a status callback",
@@ -513,7 +513,7 @@ async fn sends_are_valid_under_twilios_official_openapi_spec() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_request_is_twilios_shape() {
     let fake = FakeTwilio::start().await;
-    let (tx, _rx) = mpsc::channel(16);
+    let (tx, _rx) = report_channel(16);
     let mut config = twilio_config(&fake.url);
     config.messaging_service_sid = Some(SERVICE_SID.into());
     let carrier = TwilioCarrier::new(config, Some("https://sms.example.org/base/"), tx).unwrap();
@@ -551,7 +551,7 @@ async fn the_request_is_twilios_shape() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twilios_errors_are_classified() {
     let fake = FakeTwilio::start().await;
-    let (tx, mut rx) = mpsc::channel(16);
+    let (tx, mut rx) = report_channel(16);
     let carrier = TwilioCarrier::with_tuning(
         twilio_config(&fake.url),
         None,
@@ -593,7 +593,7 @@ async fn twilios_errors_are_classified() {
 
     // Accepted but failed in the same breath: the id, and a failed receipt for it.
     let accepted = carrier.send(sms(OUTSIDE, "failed-at-once")).await.unwrap();
-    match rx.recv().await.unwrap() {
+    match rx.recv().await.unwrap().report {
         CarrierReport::Receipt {
             carrier,
             carrier_message_id,
@@ -622,7 +622,7 @@ async fn twilios_errors_are_classified() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_keep_to_max_per_second_and_the_token_may_come_from_the_environment() {
     let fake = FakeTwilio::start().await;
-    let (tx, _rx) = mpsc::channel(16);
+    let (tx, _rx) = report_channel(16);
     let mut config = twilio_config(&fake.url);
     config.name = "tw-env".into();
     config.auth_token = None;

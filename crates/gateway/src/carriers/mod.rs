@@ -3,11 +3,13 @@
 //! A [`Carrier`] sends one text and answers with the carrier's id for it, or with a classified
 //! failure: [`CarrierError::Retryable`] (try later or elsewhere) or [`CarrierError::Permanent`]
 //! (it can never go, e.g. an invalid destination). What carriers report back (texts from
-//! outside phones, delivery receipts) arrives as [`CarrierReport`]s on the channel each carrier
-//! is given, and the router stores them like any message.
+//! outside phones, delivery receipts) arrives as [`CarrierReport`]s on the [`reports`] channel
+//! each carrier is given; the router stores them like any message, and only then does the
+//! carrier acknowledge them to its network.
 
 pub mod config;
 pub mod registry;
+pub mod reports;
 pub mod simulator;
 pub mod smpp;
 pub mod twilio;

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::carriers::config::CarrierConfig;
+use crate::carriers::reports::ReportSink;
 use crate::carriers::simulator::Simulator;
-use crate::carriers::{Carrier, CarrierReport};
+use crate::carriers::Carrier;
 use crate::config::Config;
 
 /// The carriers a gateway runs.
@@ -25,7 +25,7 @@ pub struct BuiltCarriers {
 
 pub async fn build(
     config: &Config,
-    reports: mpsc::Sender<CarrierReport>,
+    reports: ReportSink,
     shutdown: CancellationToken,
 ) -> anyhow::Result<BuiltCarriers> {
     let _ = &shutdown;

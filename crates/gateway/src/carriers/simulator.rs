@@ -25,8 +25,8 @@ use std::time::Duration;
 use airtext_api::simulator::SimulatedDelivery;
 use async_trait::async_trait;
 use chrono::Utc;
-use tokio::sync::mpsc;
 
+use crate::carriers::reports::ReportSink;
 use crate::carriers::{
     Carrier, CarrierAccepted, CarrierError, CarrierReport, OutboundSms, ReceiptStatus,
 };
@@ -49,7 +49,7 @@ pub const US_AREA_CODES: [&str; 5] = ["415", "212", "312", "206", "646"];
 #[derive(Debug)]
 pub struct Simulator {
     config: SimulatorConfig,
-    reports: mpsc::Sender<CarrierReport>,
+    reports: ReportSink,
     outbox: Mutex<VecDeque<SimulatedDelivery>>,
     /// Bodies already refused once by [`FLAKY_DESTINATION`] (bounded like the outbox).
     flaky_seen: Mutex<HashSet<String>>,
@@ -64,7 +64,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Simulator {
-    pub fn new(config: SimulatorConfig, reports: mpsc::Sender<CarrierReport>) -> Self {
+    pub fn new(config: SimulatorConfig, reports: ReportSink) -> Self {
         Simulator {
             config,
             reports,
@@ -126,11 +126,11 @@ impl Simulator {
                 status: ReceiptStatus::Delivered,
                 reason: None,
             };
-            if reports.send(receipt).await.is_err() {
+            if reports.hand_over(receipt).await.is_err() {
                 return;
             }
             if let Some(reply) = reply {
-                let _ = reports.send(reply).await;
+                let _ = reports.hand_over(reply).await;
             }
         });
     }
@@ -207,9 +207,10 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
     use super::*;
+    use crate::carriers::reports::ReportSource;
 
-    fn simulator(auto_reply: Option<&str>) -> (Simulator, mpsc::Receiver<CarrierReport>) {
-        let (tx, rx) = mpsc::channel(16);
+    fn simulator(auto_reply: Option<&str>) -> (Simulator, ReportSource) {
+        let (tx, rx) = crate::carriers::reports::report_channel(16);
         let config = SimulatorConfig {
             enabled: true,
             receipt_delay_ms: 1,
@@ -275,7 +276,7 @@ mod tests {
         assert_eq!(outbox[0].channel, "sms");
         assert_eq!(outbox[0].carrier_message_id, accepted.carrier_message_id);
         assert!(sim.outbox(Some("+12025550144")).is_empty());
-        match rx.recv().await.unwrap() {
+        match rx.recv().await.unwrap().report {
             CarrierReport::Receipt {
                 carrier_message_id,
                 status,
@@ -286,7 +287,7 @@ mod tests {
             }
             other => panic!("expected a receipt, got {other:?}"),
         }
-        match rx.recv().await.unwrap() {
+        match rx.recv().await.unwrap().report {
             CarrierReport::Inbound { from, to, body, .. } => {
                 assert_eq!(from, "+12025550143");
                 assert_eq!(to, "+14155550100");

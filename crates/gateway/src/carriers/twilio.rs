@@ -51,9 +51,9 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha1::Sha1;
-use tokio::sync::mpsc;
 
 use crate::carriers::config::{CarrierConfig, TwilioCarrierConfig};
+use crate::carriers::reports::{NotStored, ReportSink};
 use crate::carriers::{
     Carrier, CarrierAccepted, CarrierError, CarrierReport, OutboundSms, ReceiptStatus,
 };
@@ -114,7 +114,7 @@ pub struct TwilioCarrier {
     public_url: Option<String>,
     http: reqwest::Client,
     pace: Option<Pace>,
-    reports: mpsc::Sender<CarrierReport>,
+    reports: ReportSink,
     inventory: Vec<InventoryNumber>,
     /// `MessageSid`s of inbound texts already reported, so a webhook Twilio retries (after a
     /// timeout, or with `#rc=` connection overrides) does not make a second message.
@@ -139,7 +139,7 @@ impl TwilioCarrier {
     pub fn new(
         config: TwilioCarrierConfig,
         public_url: Option<&str>,
-        reports: mpsc::Sender<CarrierReport>,
+        reports: ReportSink,
     ) -> anyhow::Result<TwilioCarrier> {
         Self::with_tuning(config, public_url, reports, TwilioTuning::default())
     }
@@ -147,7 +147,7 @@ impl TwilioCarrier {
     pub fn with_tuning(
         config: TwilioCarrierConfig,
         public_url: Option<&str>,
-        reports: mpsc::Sender<CarrierReport>,
+        reports: ReportSink,
         tuning: TwilioTuning,
     ) -> anyhow::Result<TwilioCarrier> {
         let env = CarrierConfig::Twilio(config.clone()).secret_env("AUTH_TOKEN");
@@ -259,7 +259,7 @@ impl TwilioCarrier {
 
     /// Reports a text an outside phone sent to one of our numbers (the inbound webhook);
     /// returns false for a `MessageSid` reported already (a retried webhook).
-    pub async fn report_inbound(&self, inbound: &InboundForm) -> Result<bool, ReportClosed> {
+    pub async fn report_inbound(&self, inbound: &InboundForm) -> Result<bool, NotStored> {
         let sid = inbound.message_sid.as_deref().filter(|sid| !sid.is_empty());
         if let Some(sid) = sid {
             if !lock(&self.recent_inbound).insert(sid) {
@@ -296,7 +296,7 @@ impl TwilioCarrier {
 
     /// Reports a receipt from the status webhook; statuses that say nothing about our
     /// outbound message are dropped (returns whether something was reported).
-    pub async fn report_status(&self, status: &StatusForm) -> Result<bool, ReportClosed> {
+    pub async fn report_status(&self, status: &StatusForm) -> Result<bool, NotStored> {
         let Some(sid) = status.message_sid.as_ref().or(status.sms_sid.as_ref()) else {
             return Ok(false);
         };
@@ -333,8 +333,8 @@ impl TwilioCarrier {
         Ok(true)
     }
 
-    async fn report(&self, report: CarrierReport) -> Result<(), ReportClosed> {
-        self.reports.send(report).await.map_err(|_| ReportClosed)
+    async fn report(&self, report: CarrierReport) -> Result<(), NotStored> {
+        self.reports.deliver(report).await
     }
 
     fn misconfigured(&self, what: &str) {
@@ -384,8 +384,10 @@ impl TwilioCarrier {
                         message.error_code.as_ref().map(code_text).as_deref(),
                         message.error_message.as_deref(),
                     );
+                    // Our own conclusion, nothing Twilio waits on: hand it over, don't wait.
                     let _ = self
-                        .report(CarrierReport::Receipt {
+                        .reports
+                        .hand_over(CarrierReport::Receipt {
                             carrier: self.config.name.clone(),
                             carrier_message_id: sid.clone(),
                             status: ReceiptStatus::Failed,
@@ -466,11 +468,6 @@ impl Carrier for TwilioCarrier {
         self.classify(&sms, response).await
     }
 }
-
-/// The report channel is closed: the gateway is shutting down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the gateway is shutting down")]
-pub struct ReportClosed;
 
 /// The fields of Twilio's inbound-message webhook the gateway reads (others are ignored).
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]

@@ -68,7 +68,7 @@ use rusmpp::values::{
     Ton,
 };
 use rusmpp::Pdu;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
@@ -78,6 +78,7 @@ use self::receipts::{PartTracker, Receipt};
 use self::session::{RequestError, Session};
 use self::status::StatusClass;
 use crate::carriers::config::{CarrierConfig, SmppCarrierConfig};
+use crate::carriers::reports::{NotStored, ReportSink};
 use crate::carriers::{Carrier, CarrierAccepted, CarrierError, CarrierReport, OutboundSms};
 use crate::store::InventoryNumber;
 
@@ -175,7 +176,7 @@ pub(crate) struct Inner {
     config: SmppCarrierConfig,
     tuning: SmppTuning,
     bind: BindTransceiver,
-    reports: mpsc::Sender<CarrierReport>,
+    reports: ReportSink,
     /// The bound session, when there is one.
     current: watch::Sender<Option<Arc<Session>>>,
     last_error: Mutex<Option<String>>,
@@ -414,7 +415,7 @@ impl SmppCarrier {
     /// Starts binding in the background (the first bind does not block start-up).
     pub fn start(
         config: SmppCarrierConfig,
-        reports: mpsc::Sender<CarrierReport>,
+        reports: ReportSink,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Arc<SmppCarrier>> {
         Self::start_with(config, SmppTuning::default(), reports, shutdown)
@@ -424,7 +425,7 @@ impl SmppCarrier {
     pub fn start_with(
         config: SmppCarrierConfig,
         tuning: SmppTuning,
-        reports: mpsc::Sender<CarrierReport>,
+        reports: ReportSink,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Arc<SmppCarrier>> {
         let env = CarrierConfig::Smpp(config.clone()).secret_env("PASSWORD");
@@ -554,8 +555,10 @@ async fn expire_texts(inner: Arc<Inner>, shutdown: CancellationToken) {
             _ = tick.tick() => {}
             _ = shutdown.cancelled() => return,
         }
+        // The SMSC had these parts acknowledged long ago (a part is answered when it is
+        // buffered), so this partial text cannot be refused back to it; store it as it is.
         for report in inner.expired_texts() {
-            if inner.reports.send(report).await.is_err() {
+            if inner.reports.deliver(report).await == Err(NotStored::Closed) {
                 return;
             }
         }

@@ -13,7 +13,9 @@
 //!   [`RequestError::Closed`] at once: its message may or may not have reached the SMSC, and
 //!   the carrier reports it retryable. A response that did arrive was delivered to its caller
 //!   before the table was drained, so an acknowledged submit is never also failed.
-//! - Every `deliver_sm` is answered with a `deliver_sm_resp` (§4.6.2), every `enquire_link`
+//! - Every `deliver_sm` is answered with a `deliver_sm_resp` (§4.6.2) — one that completes a
+//!   receipt or a text only after the gateway has stored it (ESME_RX_T_APPN if it could not,
+//!   so the SMSC resends it); every `enquire_link`
 //!   with an `enquire_link_resp` (§4.11.2), an `unbind` with `unbind_resp` (§4.2.2); other
 //!   requests get `generic_nack` with ESME_RINVCMDID (§4.3).
 //! - We send `enquire_link` every `enquire_link_secs`; no answer within the tuning's
@@ -215,6 +217,9 @@ impl Session {
     }
 }
 
+/// `deliver_sm` waiting for their report to be stored before they are answered.
+const MAX_STORING: usize = 1024;
+
 /// Connects and binds, then runs sessions until `shutdown`, reconnecting after every end.
 pub(crate) async fn run(inner: Arc<Inner>, shutdown: CancellationToken) {
     let mut failures: u32 = 0;
@@ -345,6 +350,7 @@ async fn run_session(
     let (tx, rx) = mpsc::channel(window.saturating_mul(2).saturating_add(64));
     let session = Arc::new(Session::new(tx, window, inner.tuning.response_timeout));
     let writer = tokio::spawn(write_loop(sink, rx, session.clone()));
+    let storing = Arc::new(Semaphore::new(MAX_STORING));
     inner.clear_error();
     inner.current.send_replace(Some(session.clone()));
     info!(
@@ -363,7 +369,7 @@ async fn run_session(
                 None => break "the SMSC closed the connection".to_owned(),
                 Some(Err(e)) => break format!("unreadable PDU from the SMSC: {e}"),
                 Some(Ok(command)) => {
-                    if let Err(reason) = handle(inner, &session, command).await {
+                    if let Err(reason) = handle(inner, &session, &storing, command).await {
                         break reason;
                     }
                 }
@@ -477,7 +483,12 @@ async fn unbind(session: Arc<Session>, tuning: SmppTuning) {
 }
 
 /// Handles one PDU from the SMSC. `Err` ends the session.
-async fn handle(inner: &Inner, session: &Session, command: Command) -> Result<(), String> {
+async fn handle(
+    inner: &Inner,
+    session: &Arc<Session>,
+    storing: &Arc<Semaphore>,
+    command: Command,
+) -> Result<(), String> {
     let seq = command.sequence_number();
     let id = command.id();
     if id.is_response() {
@@ -492,12 +503,45 @@ async fn handle(inner: &Inner, session: &Session, command: Command) -> Result<()
         return Ok(());
     }
     match (id, command.pdu()) {
-        (CommandId::DeliverSm, Some(Pdu::DeliverSm(deliver))) => {
-            let answer = deliver_sm(inner, deliver).await;
-            session
-                .respond(Command::new(answer, seq, DeliverSmResp::default()))
-                .await
-        }
+        (CommandId::DeliverSm, Some(Pdu::DeliverSm(deliver))) => match deliver_sm(inner, deliver) {
+            // A part of a longer text (buffered until the rest comes), or bytes that resending
+            // would not make readable: nothing to store, answer at once.
+            None => {
+                session
+                    .respond(Command::new(
+                        CommandStatus::EsmeRok,
+                        seq,
+                        DeliverSmResp::default(),
+                    ))
+                    .await
+            }
+            // Answered once it is stored, without holding up the PDUs behind it; the permits
+            // bound how many wait (the SMSC's own window normally bounds them first).
+            Some(report) => {
+                let permit = storing
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| "the session is closing".to_owned())?;
+                let session = session.clone();
+                let reports = inner.reports.clone();
+                let carrier = inner.name.clone();
+                tokio::spawn(async move {
+                    let answer = match reports.deliver(report).await {
+                        Ok(()) => CommandStatus::EsmeRok,
+                        Err(why) => {
+                            warn!(%carrier, "deliver_sm not stored ({why}); the SMSC will retry");
+                            CommandStatus::EsmeRxTAppn
+                        }
+                    };
+                    let _ = session
+                        .respond(Command::new(answer, seq, DeliverSmResp::default()))
+                        .await;
+                    drop(permit);
+                });
+                Ok(())
+            }
+        },
         (CommandId::EnquireLink, _) => {
             session
                 .respond(Command::new(
@@ -531,8 +575,8 @@ async fn handle(inner: &Inner, session: &Session, command: Command) -> Result<()
     }
 }
 
-/// A receipt or a mobile-originated text; returns the `deliver_sm_resp` status.
-async fn deliver_sm(inner: &Inner, deliver: &DeliverSm) -> CommandStatus {
+/// A receipt or a complete mobile-originated text to store, if this `deliver_sm` makes one.
+fn deliver_sm(inner: &Inner, deliver: &DeliverSm) -> Option<CarrierReport> {
     let mut receipted_message_id = None;
     let mut message_state = None;
     let mut network_error_code = None;
@@ -564,7 +608,7 @@ async fn deliver_sm(inner: &Inner, deliver: &DeliverSm) -> CommandStatus {
         message_state,
         network_error_code: network_error_code.as_ref().map(|c| &c[..]),
     };
-    let report = if fields.is_receipt() {
+    if fields.is_receipt() {
         match receipts::parse(&fields) {
             Ok(receipt) => inner.resolve_receipt(receipt),
             Err(e) => {
@@ -596,17 +640,5 @@ async fn deliver_sm(inner: &Inner, deliver: &DeliverSm) -> CommandStatus {
                 None
             }
         }
-    };
-    match report {
-        Some(report) => deliver_report(inner, report).await,
-        None => CommandStatus::EsmeRok,
-    }
-}
-
-/// Hands a report to the gateway; if it is gone (shutting down), asks the SMSC to try later.
-async fn deliver_report(inner: &Inner, report: CarrierReport) -> CommandStatus {
-    match inner.reports.send(report).await {
-        Ok(()) => CommandStatus::EsmeRok,
-        Err(_) => CommandStatus::EsmeRxTAppn,
     }
 }
