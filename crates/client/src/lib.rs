@@ -33,7 +33,7 @@ use airtext_api::accounts::{Me, SignIn, SignUp};
 use airtext_api::contacts::{Contact, PathChoice, PutContact};
 use airtext_api::identities::{AddIdentity, IdentityKind, IdentityPending, IdentityStatus};
 use airtext_api::{ErrorCode, IdentityId};
-use tokio::sync::{broadcast, mpsc, Mutex, Notify, RwLock};
+use tokio::sync::{broadcast, mpsc, watch, Mutex, Notify, RwLock};
 use tokio_util::sync::CancellationToken;
 
 pub use error::{Error, Result};
@@ -108,6 +108,9 @@ struct Inner {
     options: ClientOptions,
     events: broadcast::Sender<ClientEvent>,
     session: RwLock<Option<Arc<Session>>>,
+    /// Counts replacements of `session` (sign-in, sign-out, a claimed number): [`Client::run`]
+    /// follows it, so the live loop always works for the current session.
+    session_changes: watch::Sender<u64>,
 }
 
 fn cache_path(data_dir: &Path, profile: &Profile) -> PathBuf {
@@ -125,6 +128,7 @@ impl Client {
                 options,
                 events,
                 session: RwLock::new(None),
+                session_changes: watch::Sender::new(0),
             }),
         };
         let options = &client.inner.options;
@@ -171,6 +175,7 @@ impl Client {
             known_head: AtomicI64::new(0),
         };
         *self.inner.session.write().await = Some(Arc::new(session));
+        self.inner.session_changes.send_modify(|n| *n += 1);
         Ok(())
     }
 
@@ -280,11 +285,14 @@ impl Client {
         let session = self.inner.session.write().await.take();
         let options = &self.inner.options;
         if let Some(session) = session {
+            // The live loop lets go of the session before its token stops working.
+            self.inner.session_changes.send_modify(|n| *n += 1);
             match session.cloud.sign_out().await {
                 Ok(()) | Err(Error::Api { status: 401, .. }) => {}
                 Err(e) => {
                     // Keep the session: signing out must not leave a live token unknown here.
                     *self.inner.session.write().await = Some(session);
+                    self.inner.session_changes.send_modify(|n| *n += 1);
                     return Err(e);
                 }
             }
@@ -485,17 +493,70 @@ impl Client {
     /// Runs the live connection until `shutdown`: the stream (reconnecting with back-off),
     /// sync on connect and on every hint, the outbox (on its schedule and when a text is
     /// queued or the connection returns), and texts arriving over cellular. Returns
-    /// [`Error::SignedOut`] if the gateway rejects this device's token.
+    /// [`Error::SignedOut`] if this device is signed out when it starts, or if the gateway
+    /// rejects the device's token.
+    ///
+    /// It follows the client's session: after a sign-out it waits (texts arriving over
+    /// cellular wait in the modem's queue), and a sign-in or a claimed number (a new session)
+    /// moves the stream, sync and outbox over to the new session without a restart.
     pub async fn run(&self, shutdown: CancellationToken) -> Result<()> {
-        let session = self.session().await?;
+        let result = self.follow_sessions(&shutdown).await;
+        // Whoever watches the token sees the loop has ended, whatever the reason.
+        shutdown.cancel();
+        result
+    }
+
+    async fn follow_sessions(&self, shutdown: &CancellationToken) -> Result<()> {
+        let mut changes = self.inner.session_changes.subscribe();
+        changes.borrow_and_update();
+        let mut session = self.session().await?;
+        let mut incoming = self.inner.options.cellular.take_incoming();
+        loop {
+            match self
+                .run_session(&session, shutdown, &mut changes, &mut incoming)
+                .await
+            {
+                Ended::Shutdown => return Ok(()),
+                Ended::Unauthorized => return Err(Error::SignedOut),
+                Ended::SessionChanged => {}
+            }
+            // The session that replaced it, or the next sign-in.
+            session = loop {
+                changes.borrow_and_update();
+                if let Some(current) = self.inner.session.read().await.clone() {
+                    break current;
+                }
+                let _ = self.inner.events.send(ClientEvent::ConnectionChanged {
+                    online: false,
+                    error: None,
+                });
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(()),
+                    changed = changes.changed() => if changed.is_err() {
+                        return Ok(());
+                    },
+                }
+            };
+        }
+    }
+
+    /// The live loop of one session, until shutdown, a session change, or the gateway
+    /// refusing the token.
+    async fn run_session(
+        &self,
+        session: &Session,
+        shutdown: &CancellationToken,
+        changes: &mut watch::Receiver<u64>,
+        incoming: &mut Option<mpsc::Receiver<cellular::IncomingSms>>,
+    ) -> Ended {
+        let stop_stream = shutdown.child_token();
         let (signals_tx, mut signals) = mpsc::channel(64);
         let stream_task = tokio::spawn(stream::run(
             session.cloud.clone(),
             signals_tx,
-            shutdown.clone(),
+            stop_stream.clone(),
         ));
-        let mut incoming = session.cellular.take_incoming();
-        let result = loop {
+        let ended = loop {
             let next_due = session
                 .cache
                 .call(|c| cache::outbox::next_due(c))
@@ -509,8 +570,15 @@ impl Client {
                         .unwrap_or_default()
                 })
                 .unwrap_or(std::time::Duration::from_secs(3600));
+            // Biased: a session change is seen before work that is ready at the same time
+            // (a text that arrives just after a number is claimed belongs to the new one).
             tokio::select! {
-                () = shutdown.cancelled() => break Ok(()),
+                biased;
+                () = shutdown.cancelled() => break Ended::Shutdown,
+                changed = changes.changed() => break match changed {
+                    Ok(()) => Ended::SessionChanged,
+                    Err(_) => Ended::Shutdown,
+                },
                 signal = signals.recv() => match signal {
                     Some(StreamSignal::Connected) => {
                         session.emit(ClientEvent::ConnectionChanged { online: true, error: None });
@@ -526,13 +594,18 @@ impl Client {
                         session.emit(ClientEvent::ConnectionChanged { online: false, error: Some(error) });
                     }
                     Some(StreamSignal::Unauthorized) => {
+                        let current = self.inner.session.read().await.clone();
+                        if !current.is_some_and(|c| std::ptr::eq(&*c, session)) {
+                            // The token of a session that was replaced (signed out here).
+                            break Ended::SessionChanged;
+                        }
                         session.emit(ClientEvent::ConnectionChanged {
                             online: false,
                             error: Some("the gateway no longer accepts this device: sign in again".to_owned()),
                         });
-                        break Err(Error::SignedOut);
+                        break Ended::Unauthorized;
                     }
-                    None => break Ok(()),
+                    None => break Ended::Shutdown,
                 },
                 () = session.outbox_wake.notified() => {
                     self.log(session.flush_outbox().await.map(drop));
@@ -540,15 +613,15 @@ impl Client {
                 () = tokio::time::sleep(wait) => {
                     self.log(session.flush_outbox().await.map(drop));
                 }
-                sms = recv(&mut incoming) => match sms {
+                sms = recv(incoming) => match sms {
                     Some(sms) => self.log(session.receive_cellular(sms).await.map(drop)),
-                    None => incoming = None,
+                    None => *incoming = None,
                 },
             }
         };
-        shutdown.cancel();
+        stop_stream.cancel();
         let _ = stream_task.await;
-        result
+        ended
     }
 
     fn log(&self, result: Result<()>) {
@@ -556,6 +629,13 @@ impl Client {
             tracing::warn!(%error, "background work failed; it will be retried");
         }
     }
+}
+
+/// Why [`Client::run_session`] returned.
+enum Ended {
+    Shutdown,
+    SessionChanged,
+    Unauthorized,
 }
 
 async fn recv(
