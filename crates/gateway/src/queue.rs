@@ -15,6 +15,9 @@
 //!   the message at once (the opt-out is checked again here: STOP may have arrived after the
 //!   text was accepted);
 //! - the carrier, its message id and the cost are recorded on the message;
+//! - a text whose cheapest usable carrier is bound on another node (an SMSC's `max_binds`
+//!   taken there) is left for that node: offered again after [`ELSEWHERE_DELAY`], to
+//!   whichever node claims it, rather than sent through a dearer carrier;
 //! - at most [`MAX_IN_FLIGHT`] sends run at once;
 //! - on shutdown it stops claiming and lets in-flight sends finish for at most
 //!   [`DRAIN_TIMEOUT`]; what is still leased then simply waits for its lease to end.
@@ -38,6 +41,8 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
 pub const MAX_IN_FLIGHT: usize = 256;
 /// How long shutdown waits for in-flight sends.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How soon a text left for another node is offered again (to whichever node claims it).
+pub const ELSEWHERE_DELAY: Duration = Duration::from_millis(500);
 
 /// Wakes the worker when a message is queued. A wake with no worker waiting is remembered,
 /// so one sent between two claims is never missed.
@@ -129,6 +134,14 @@ async fn process(state: &AppState, job: OutboundJob) {
             retry_or_give_up(&state.config.queue, &job, reason, Utc::now()),
             None,
         ),
+        Attempt::Elsewhere(carrier) => (
+            OutboundOutcome::Retry {
+                not_before: Utc::now()
+                    + chrono::Duration::from_std(ELSEWHERE_DELAY).unwrap_or_default(),
+                reason: format!("left for the gateway node bound to {carrier}"),
+            },
+            None,
+        ),
     };
     if let Err(error) = state
         .store
@@ -151,6 +164,9 @@ enum Attempt {
     Permanent(String),
     /// Nobody took it now; the last reason.
     Retryable(String),
+    /// The best carrier is bound on another node (its bind limit is taken there): leave the
+    /// text to that node rather than pay a dearer carrier.
+    Elsewhere(String),
 }
 
 async fn send_through_carriers(state: &AppState, job: &OutboundJob) -> Attempt {
@@ -177,6 +193,9 @@ async fn send_through_carriers(state: &AppState, job: &OutboundJob) -> Attempt {
     let mut resting = Vec::new();
     for candidate in candidates {
         let name = candidate.carrier.name();
+        if candidate.carrier.bound_elsewhere() {
+            return Attempt::Elsewhere(name.to_owned());
+        }
         if !state.lcr.admit(candidate.index) {
             resting.push(name.to_owned());
             continue;

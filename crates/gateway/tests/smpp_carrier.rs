@@ -12,6 +12,8 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -20,6 +22,7 @@ use std::time::Duration;
 
 use airtext_gateway::carriers::config::SmppCarrierConfig;
 use airtext_gateway::carriers::reports::{report_channel, NotStored, ReportSource};
+use airtext_gateway::carriers::smpp::bind_slots::BindSlots;
 use airtext_gateway::carriers::smpp::{SmppCarrier, SmppTuning};
 use airtext_gateway::carriers::{Carrier, CarrierError, CarrierReport, OutboundSms, ReceiptStatus};
 use async_trait::async_trait;
@@ -1194,4 +1197,123 @@ async fn deliver_sm_is_answered_only_after_its_report_is_stored() {
 
     shutdown.cancel();
     carrier.stopped().await;
+}
+
+/// `max_binds` holds across gateway nodes on one PostgreSQL: with one bind allowed, only one
+/// of two nodes binds and the other says the carrier is bound elsewhere; when the holder
+/// stops, or loses the database connection that holds its slot, the other takes over.
+#[tokio::test]
+async fn max_binds_holds_across_nodes_sharing_postgres() {
+    let Some(pg) = common::postgres_schema("max_binds_holds_across_nodes_sharing_postgres").await
+    else {
+        return;
+    };
+    let smsc = Smsc::new("secret");
+    let (_server, port) = start_smsc(smsc.clone(), 30_000).await;
+    let slots = BindSlots::for_database(&pg.url, "smsc1", 1).unwrap();
+    let fast = SmppTuning {
+        slot_retry: Duration::from_millis(200),
+        ..tuning()
+    };
+    let node = |shutdown: &CancellationToken| {
+        let (sink, source) = report_channel(16);
+        let _reports = store_every_report(source);
+        SmppCarrier::start_shared(
+            config(port),
+            fast.clone(),
+            slots.clone(),
+            sink,
+            shutdown.clone(),
+        )
+        .unwrap()
+    };
+    let (stop_a, stop_b) = (CancellationToken::new(), CancellationToken::new());
+    let a = node(&stop_a);
+    let b = node(&stop_b);
+
+    // Exactly one binds; the other waits and says so.
+    let one_bound = |a: &SmppCarrier, b: &SmppCarrier| a.is_bound() ^ b.is_bound();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !(one_bound(&a, &b) && (a.bound_elsewhere() || b.bound_elsewhere())) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("one node bound, the other waiting");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        one_bound(&a, &b),
+        "still exactly one bind after several slot retries"
+    );
+    assert_eq!(smsc.binds.load(Ordering::SeqCst), 1);
+    let (holder, holder_stop, waiter, waiter_stop) = if a.is_bound() {
+        (a, stop_a, b, stop_b)
+    } else {
+        (b, stop_b, a, stop_a)
+    };
+    assert!(!holder.bound_elsewhere());
+    assert!(waiter.bound_elsewhere());
+    assert!(waiter.last_error().unwrap().contains("max_binds"));
+    holder.send(sms(PHONE, "through the holder")).await.unwrap();
+
+    // The holder stops (unbinds, frees its slot): the waiter binds.
+    holder_stop.cancel();
+    holder.stopped().await;
+    assert!(
+        waiter.wait_bound(Duration::from_secs(10)).await,
+        "the waiter takes over"
+    );
+    assert!(!waiter.bound_elsewhere());
+    assert_eq!(smsc.binds.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        smsc.unbinds.load(Ordering::SeqCst),
+        1,
+        "the first bind ended before"
+    );
+    waiter
+        .send(sms(PHONE, "through the new holder"))
+        .await
+        .unwrap();
+
+    // A third node arrives, then the holder loses the connection that holds its slot: it
+    // unbinds at once, and one node (never two) binds again.
+    let stop_c = CancellationToken::new();
+    let c = node(&stop_c);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !c.bound_elsewhere() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the newcomer waits for a slot");
+    let killed = pg
+        .exec_base(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = 'airtext-gateway smpp bind slot' AND pid <> pg_backend_pid()",
+        )
+        .await;
+    assert!(killed >= 1, "the slot's connection was found");
+    // Sampled all through the hand-over: never two binds open at the SMSC at once.
+    let open = || smsc.binds.load(Ordering::SeqCst) - smsc.unbinds.load(Ordering::SeqCst);
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while smsc.binds.load(Ordering::SeqCst) < 3 || !(waiter.is_bound() || c.is_bound()) {
+            assert!(open() <= 1, "{} binds open at once", open());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("a node binds again after the slot was lost");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        waiter.is_bound() ^ c.is_bound(),
+        "one bind after the hand-over, not two"
+    );
+    assert_eq!(open(), 1, "binds open at the SMSC");
+
+    waiter_stop.cancel();
+    stop_c.cancel();
+    for carrier in [&waiter, &c] {
+        carrier.stopped().await;
+    }
+    pg.drop_schema().await;
 }

@@ -85,5 +85,11 @@ pub trait Carrier: Send + Sync + fmt::Debug {
     /// The numbers this carrier brings into the gateway's inventory.
     fn inventory(&self) -> Vec<InventoryNumber>;
 
+    /// Whether another gateway node holds every link this carrier allows (an SMSC's bind
+    /// limit), so texts for it are that node's to send and this node should leave them.
+    fn bound_elsewhere(&self) -> bool {
+        false
+    }
+
     async fn send(&self, sms: OutboundSms) -> Result<CarrierAccepted, CarrierError>;
 }

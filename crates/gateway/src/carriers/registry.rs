@@ -9,6 +9,8 @@ use tokio_util::sync::CancellationToken;
 use crate::carriers::config::CarrierConfig;
 use crate::carriers::reports::ReportSink;
 use crate::carriers::simulator::Simulator;
+use crate::carriers::smpp::bind_slots::BindSlots;
+use crate::carriers::smpp::{SmppCarrier, SmppTuning};
 use crate::carriers::Carrier;
 use crate::config::Config;
 
@@ -50,8 +52,13 @@ pub async fn build(
                 built.simulator = Some(simulator);
             }
             CarrierConfig::Smpp(smpp) => {
-                let carrier = crate::carriers::smpp::SmppCarrier::start(
+                let slots =
+                    BindSlots::for_database(&config.database_url, &smpp.name, smpp.max_binds)
+                        .with_context(context)?;
+                let carrier = SmppCarrier::start_shared(
                     smpp.clone(),
+                    SmppTuning::default(),
+                    slots,
                     reports.clone(),
                     shutdown.clone(),
                 )

@@ -44,16 +44,20 @@
 //! socket, window and timers. `smpp34`'s client owns the connection and its own timers, and
 //! its SMSC side is the third-party peer in the tests, which keeps the two ends independent.
 //!
-//! Binds: one transceiver per gateway node (`max_binds` ≥ 1 always allows it); spreading
-//! several binds across nodes is not done here.
+//! Binds: at most one transceiver per gateway node, and with several nodes on one PostgreSQL
+//! at most `max_binds` in all: a node binds only while it holds one of the carrier's bind
+//! slots ([`bind_slots`]). A node without a slot does not bind and says its carrier is
+//! [bound elsewhere](Carrier::bound_elsewhere), so its queue leaves this carrier's texts to a
+//! node that holds a bind.
 
+pub mod bind_slots;
 pub mod mo;
 pub mod receipts;
 mod session;
 pub mod status;
 
 use std::fmt;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -73,6 +77,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use self::bind_slots::BindSlots;
 use self::mo::MoPart;
 use self::receipts::{PartTracker, Receipt};
 use self::session::{RequestError, Session};
@@ -108,6 +113,12 @@ pub struct SmppTuning {
     /// After ESME_RTHROTTLED or ESME_RMSGQFUL, new submits wait this long (the SMSC asked us
     /// to slow down; hammering it with the rest of the window would only earn more refusals).
     pub throttle_pause: Duration,
+    /// While every bind slot is held by other nodes, how often to look for a free one.
+    pub slot_retry: Duration,
+    /// After taking a shared bind slot, how long to wait before binding: longer than a
+    /// previous holder that lost the slot's connection needs to notice and unbind
+    /// (`bind_slots::KEEPALIVE` + `bind_slots::PING_TIMEOUT` + `unbind_timeout`).
+    pub slot_settle: Duration,
 }
 
 impl Default for SmppTuning {
@@ -125,6 +136,8 @@ impl Default for SmppTuning {
             receipt_tracking: 200_000,
             receipt_tracking_ttl: Duration::from_secs(72 * 3600),
             throttle_pause: Duration::from_secs(1),
+            slot_retry: Duration::from_secs(2),
+            slot_settle: Duration::from_secs(6),
         }
     }
 }
@@ -187,6 +200,10 @@ pub(crate) struct Inner {
     pace: Option<Pace>,
     /// No submit before this instant (set by throttling answers).
     paused_until: Mutex<Option<tokio::time::Instant>>,
+    /// Where this node's right to bind comes from.
+    slots: BindSlots,
+    /// Every bind slot is held by another node (so that node sends for this carrier).
+    elsewhere: AtomicBool,
 }
 
 impl fmt::Debug for Inner {
@@ -421,10 +438,32 @@ impl SmppCarrier {
         Self::start_with(config, SmppTuning::default(), reports, shutdown)
     }
 
+    /// [`SmppCarrier::start`] for one of several gateway nodes: binds only while it holds
+    /// one of `slots`.
+    pub fn start_shared(
+        config: SmppCarrierConfig,
+        tuning: SmppTuning,
+        slots: BindSlots,
+        reports: ReportSink,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Arc<SmppCarrier>> {
+        Self::start_inner(config, tuning, slots, reports, shutdown)
+    }
+
     /// [`SmppCarrier::start`] with explicit timings.
     pub fn start_with(
         config: SmppCarrierConfig,
         tuning: SmppTuning,
+        reports: ReportSink,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Arc<SmppCarrier>> {
+        Self::start_inner(config, tuning, BindSlots::OnlyNode, reports, shutdown)
+    }
+
+    fn start_inner(
+        config: SmppCarrierConfig,
+        tuning: SmppTuning,
+        slots: BindSlots,
         reports: ReportSink,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Arc<SmppCarrier>> {
@@ -493,6 +532,8 @@ impl SmppCarrier {
             next_reference: AtomicU8::new(rand::random()),
             pace,
             paused_until: Mutex::new(None),
+            slots,
+            elsewhere: AtomicBool::new(false),
         });
         let task = tokio::spawn(session::run(inner.clone(), shutdown.clone()));
         tokio::spawn(expire_texts(inner.clone(), shutdown));
@@ -573,6 +614,10 @@ impl Carrier for SmppCarrier {
 
     fn inventory(&self) -> Vec<InventoryNumber> {
         self.inventory.clone()
+    }
+
+    fn bound_elsewhere(&self) -> bool {
+        self.inner.elsewhere.load(Ordering::Acquire)
     }
 
     async fn send(&self, sms: OutboundSms) -> Result<CarrierAccepted, CarrierError> {

@@ -46,6 +46,7 @@ use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use super::bind_slots::{HeldSlot, SlotLook};
 use super::mo::{self, MoFields};
 use super::receipts::{self, ReceiptFields};
 use super::{status, Inner, SmppTuning};
@@ -227,6 +228,11 @@ pub(crate) async fn run(inner: Arc<Inner>, shutdown: CancellationToken) {
         if shutdown.is_cancelled() {
             break;
         }
+        // A slot first: binding without one could exceed the SMSC's bind limit.
+        let slot = tokio::select! {
+            slot = take_slot(&inner) => slot,
+            _ = shutdown.cancelled() => break,
+        };
         let attempt = tokio::select! {
             attempt = connect_and_bind(&inner) => attempt,
             _ = shutdown.cancelled() => break,
@@ -234,7 +240,7 @@ pub(crate) async fn run(inner: Arc<Inner>, shutdown: CancellationToken) {
         match attempt {
             Ok(transport) => {
                 let started = tokio::time::Instant::now();
-                let reason = run_session(&inner, transport, &shutdown).await;
+                let reason = run_session(&inner, transport, &shutdown, &slot).await;
                 if shutdown.is_cancelled() {
                     info!(carrier = %inner.name, "SMPP session closed on shutdown: {reason}");
                     break;
@@ -254,6 +260,8 @@ pub(crate) async fn run(inner: Arc<Inner>, shutdown: CancellationToken) {
                 failures = failures.saturating_add(1);
             }
         }
+        // Free the slot while backing off: another node may bind meanwhile.
+        drop(slot);
         let delay = backoff(&inner.tuning, failures);
         debug!(carrier = %inner.name, ?delay, "reconnecting after back-off");
         tokio::select! {
@@ -262,6 +270,46 @@ pub(crate) async fn run(inner: Arc<Inner>, shutdown: CancellationToken) {
         }
     }
     inner.current.send_replace(None);
+}
+
+/// Waits until this node holds a bind slot; meanwhile says whether the carrier is bound on
+/// another node.
+async fn take_slot(inner: &Inner) -> HeldSlot {
+    loop {
+        match inner.slots.take().await {
+            Ok(SlotLook::Held(slot)) => {
+                let Some(number) = slot.slot else {
+                    inner.elsewhere.store(false, Ordering::Release);
+                    return slot;
+                };
+                // The slot may have been freed by a lost connection whose node is still
+                // bound until its keep-alive notices; give that bind time to go.
+                info!(carrier = %inner.name, slot = number, "took a bind slot; settling");
+                tokio::select! {
+                    _ = tokio::time::sleep(inner.tuning.slot_settle) => {}
+                    _ = slot.lost() => continue,
+                }
+                inner.elsewhere.store(false, Ordering::Release);
+                return slot;
+            }
+            Ok(SlotLook::AllTaken { slots }) => {
+                if !inner.elsewhere.swap(true, Ordering::AcqRel) {
+                    info!(carrier = %inner.name, slots, "every bind slot is held by another node; waiting");
+                }
+                inner.set_error(format!(
+                    "all {slots} binds this carrier allows (max_binds) are held by other gateway nodes"
+                ));
+            }
+            Err(e) => {
+                // Unknown: better to try our own texts (and fail over) than to leave them.
+                inner.elsewhere.store(false, Ordering::Release);
+                warn!(carrier = %inner.name, "{e}");
+                inner.set_error(e.to_string());
+            }
+        }
+        let jitter = rand::thread_rng().gen_range(0.75..=1.25);
+        tokio::time::sleep(inner.tuning.slot_retry.mul_f64(jitter)).await;
+    }
 }
 
 /// `reconnect_min × 2^failures`, at most `reconnect_max`, times a random 50–100 %.
@@ -343,6 +391,7 @@ async fn run_session(
     inner: &Arc<Inner>,
     transport: Transport,
     shutdown: &CancellationToken,
+    slot: &HeldSlot,
 ) -> String {
     let (sink, mut stream) = transport.split();
     let window = usize::try_from(inner.config.window).unwrap_or(1);
@@ -380,6 +429,18 @@ async fn run_session(
                 tokio::spawn(unbind(session.clone(), inner.tuning.clone()));
             }
             _ = session.closed.cancelled() => break session.reason(),
+            // Another node may take the slot now: stop at once rather than exceed the limit.
+            _ = slot.lost(), if !unbinding => {
+                unbinding = true;
+                inner.set_error("lost the bind slot (its database connection closed)".to_owned());
+                // No grace for outstanding submits: the slot's next holder binds once its
+                // settle time is over, and this bind must be gone by then.
+                let hurry = SmppTuning {
+                    shutdown_grace: Duration::ZERO,
+                    ..inner.tuning.clone()
+                };
+                tokio::spawn(unbind(session.clone(), hurry));
+            }
         }
     };
     // Unpublish first so new sends wait for the next bind instead of failing on this one.
