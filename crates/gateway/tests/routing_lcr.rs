@@ -11,7 +11,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -46,6 +46,8 @@ struct Fake {
     mode: Mutex<Mode>,
     calls: AtomicUsize,
     sent: Mutex<Vec<OutboundSms>>,
+    /// Plays an SMPP carrier whose every bind slot another node holds.
+    elsewhere: AtomicBool,
 }
 
 impl Fake {
@@ -56,6 +58,7 @@ impl Fake {
             mode: Mutex::new(Mode::Accept),
             calls: AtomicUsize::new(0),
             sent: Mutex::new(Vec::new()),
+            elsewhere: AtomicBool::new(false),
         })
     }
 
@@ -101,6 +104,10 @@ impl Carrier for Fake {
                 country: "US".to_owned(),
             })
             .collect()
+    }
+
+    fn bound_elsewhere(&self) -> bool {
+        self.elsewhere.load(Ordering::SeqCst)
     }
 
     async fn send(&self, sms: OutboundSms) -> Result<CarrierAccepted, CarrierError> {
@@ -368,5 +375,36 @@ async fn a_permanent_refusal_fails_at_once_without_trying_others() {
     assert_eq!((cheap.calls(), dear.calls()), (1, 0));
     // A refusal is an answer: it does not count against the carrier's breaker.
     assert!(!gw.state().lcr.is_open("cheap"));
+    gw.stop().await;
+}
+
+/// A text whose cheapest carrier is bound on another node (its SMSC's bind limit is taken
+/// there) is left for that node: it waits in the queue, never goes through a dearer carrier
+/// and never fails for it; once this node holds the bind it goes through the cheap carrier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_carrier_bound_on_another_node_is_left_to_that_node_not_failed_over() {
+    let smsc = Fake::new("smsc", vec![OUR_DID]);
+    let dear = Fake::new("dear", vec![]);
+    smsc.elsewhere.store(true, Ordering::SeqCst);
+    let (gw, alice) = gateway(
+        |_| {},
+        vec![
+            smsc.routed(true, &[("+", 0.001)]),
+            dear.routed(true, &[("+", 0.050)]),
+        ],
+    )
+    .await;
+    let sent = gw.send(&alice, US_PHONE, "left for the bound node").await;
+    // Several offers go by (one every 0.5 s); none of them sends or fails it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(smsc.calls(), 0);
+    assert_eq!(dear.calls(), 0, "no failover to the dearer carrier");
+    assert_eq!(stored(&gw, &alice, &sent).await.status, SendStatus::Queued);
+
+    smsc.elsewhere.store(false, Ordering::SeqCst);
+    let m = settled(&gw, &alice, &sent, WAIT).await;
+    assert_eq!(m.status, SendStatus::Sent, "{m:?}");
+    assert_eq!(smsc.calls(), 1);
+    assert_eq!(dear.calls(), 0);
     gw.stop().await;
 }
