@@ -1,6 +1,11 @@
 //! The live loop (`Client::run`) follows the client's session: a sign-out and sign-in, or a
 //! claimed number, take effect in the running loop without restarting it.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
