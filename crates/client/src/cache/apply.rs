@@ -5,11 +5,16 @@
 //! Events at or below the stored cursor are skipped, and each event is idempotent on its own
 //! (messages matched by server id or `client_id`, status through the reducer, contacts and
 //! read markers compared before writing), so applying a page twice changes nothing.
+//!
+//! Cost (a new device pulls its whole history through here): per message one lookup and one
+//! insert, nothing read back (the change event is built from the decoded message); per page
+//! one FTS5 insert of all its bodies ([`messages::index_bodies`]: FTS5 writes a segment per
+//! statement), and one update per conversation ([`conversations::Batch`]).
 
 use airtext_api::sync::{EventKind, SyncEvent};
 use rusqlite::Connection;
 
-use super::conversations::{self, LocalConversationId};
+use super::conversations::{self, Batch, LocalConversationId};
 use super::messages::{self, Stored};
 use super::{contacts, sync_state, CacheError};
 use crate::events::ClientEvent;
@@ -45,15 +50,26 @@ pub fn apply_page(
         ..Applied::default()
     };
     let mut touched: Vec<LocalConversationId> = Vec::new();
+    let mut batch = Batch::default();
+    let mut unindexed = Vec::new();
+    let mut page = Page {
+        changes: &mut out.changes,
+        touched: &mut touched,
+        batch: &mut batch,
+        unindexed: &mut unindexed,
+        want_changes,
+    };
     for (i, event) in events.iter().filter(|e| e.seq > cursor).enumerate() {
         if fail_after.0 == Some(i) {
             return Err(CacheError::Corrupt(format!(
                 "injected failure after {i} events"
             )));
         }
-        apply_one(&tx, event, &mut out.changes, &mut touched, want_changes)?;
+        apply_one(&tx, event, &mut page)?;
         out.applied += 1;
     }
+    batch.flush(&tx)?;
+    messages::index_bodies(&tx, &unindexed)?;
     if next > cursor {
         sync_state::set_cursor(&tx, next)?;
         out.cursor = next;
@@ -74,27 +90,44 @@ pub fn apply_page(
     Ok(out)
 }
 
-fn apply_one(
-    tx: &Connection,
-    event: &SyncEvent,
-    changes: &mut Vec<ClientEvent>,
-    touched: &mut Vec<LocalConversationId>,
+/// What applying one event of a page adds to.
+struct Page<'a> {
+    changes: &'a mut Vec<ClientEvent>,
+    touched: &'a mut Vec<LocalConversationId>,
+    batch: &'a mut Batch,
+    /// Messages inserted by this page, indexed together ([`messages::index_bodies`]).
+    unindexed: &'a mut Vec<messages::LocalMessageId>,
     want_changes: bool,
-) -> Result<(), CacheError> {
+}
+
+fn apply_one(tx: &Connection, event: &SyncEvent, page: &mut Page<'_>) -> Result<(), CacheError> {
+    let Page {
+        changes,
+        touched,
+        batch,
+        unindexed,
+        want_changes,
+    } = page;
+    let want_changes = *want_changes;
     match &event.kind {
         EventKind::MessageCreated { message } => {
-            let stored = messages::store_server_copy(tx, message)?;
+            let (stored, conversation) = messages::store_in_batch(tx, message, batch)?;
+            if let Stored::Inserted(id) = stored {
+                unindexed.push(id);
+            }
             if matches!(stored, Stored::Unchanged(_)) || !want_changes {
                 return Ok(());
             }
-            if let Some(cached) = messages::get(tx, stored.id())? {
-                if let Some(conversation) = conversations::by_peer(tx, &cached.peer)? {
-                    touched.push(conversation);
+            touched.push(conversation);
+            match stored {
+                Stored::Inserted(id) => changes.push(ClientEvent::MessageAdded {
+                    message: messages::inserted(message, id),
+                }),
+                _ => {
+                    if let Some(cached) = messages::get(tx, stored.id())? {
+                        changes.push(ClientEvent::MessageUpdated { message: cached });
+                    }
                 }
-                changes.push(match stored {
-                    Stored::Inserted(_) => ClientEvent::MessageAdded { message: cached },
-                    _ => ClientEvent::MessageUpdated { message: cached },
-                });
             }
         }
         EventKind::MessageStatus {
@@ -117,6 +150,9 @@ fn apply_one(
             }
         }
         EventKind::MessageDeleted { message_id, .. } => {
+            // The delete trigger takes the row out of the index: it must be in it.
+            messages::index_bodies(tx, unindexed)?;
+            unindexed.clear();
             if let Some(conversation) = messages::delete(tx, *message_id)? {
                 touched.push(conversation);
                 changes.push(ClientEvent::MessageDeleted { id: *message_id });
@@ -127,6 +163,8 @@ fn apply_one(
             up_to,
             unread,
         } => {
+            // The marker sets `unread`: the page's deferred touches go first.
+            batch.flush(tx)?;
             if let Some(local) =
                 conversations::mark_read(tx, *conversation_id, &up_to.to_string(), *unread)?
             {

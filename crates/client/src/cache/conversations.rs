@@ -2,6 +2,8 @@
 //! knows it (a first text still in the outbox); it gets its server id when the server copy of a
 //! message in it arrives through sync.
 
+use std::collections::HashMap;
+
 use airtext_api::ConversationId;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -10,10 +12,11 @@ use serde::{Deserialize, Serialize};
 use super::messages::{self, CachedMessage};
 use super::{from_ms, to_ms, CacheError, Migration};
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "conversations",
-    sql: "CREATE TABLE conversations (
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "conversations",
+        sql: "CREATE TABLE conversations (
         id INTEGER PRIMARY KEY,
         server_id TEXT UNIQUE,
         peer TEXT NOT NULL UNIQUE,
@@ -22,7 +25,30 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
         updated_at INTEGER NOT NULL
     );
     CREATE INDEX conversations_by_update ON conversations (updated_at DESC, id DESC);",
-}];
+    },
+    Migration {
+        version: 2,
+        name: "conversations_fts",
+        // Search matches peers here, once per conversation, not once per message.
+        sql: "CREATE VIRTUAL TABLE conversations_fts USING fts5 (
+        peer, content = 'conversations', content_rowid = 'id',
+        tokenize = 'unicode61 remove_diacritics 2'
+    );
+    CREATE TRIGGER conversations_fts_insert AFTER INSERT ON conversations BEGIN
+        INSERT INTO conversations_fts (rowid, peer) VALUES (new.id, new.peer);
+    END;
+    CREATE TRIGGER conversations_fts_delete AFTER DELETE ON conversations BEGIN
+        INSERT INTO conversations_fts (conversations_fts, rowid, peer)
+            VALUES ('delete', old.id, old.peer);
+    END;
+    CREATE TRIGGER conversations_fts_update AFTER UPDATE OF peer ON conversations BEGIN
+        INSERT INTO conversations_fts (conversations_fts, rowid, peer)
+            VALUES ('delete', old.id, old.peer);
+        INSERT INTO conversations_fts (rowid, peer) VALUES (new.id, new.peer);
+    END;
+    INSERT INTO conversations_fts (conversations_fts) VALUES ('rebuild');",
+    },
+];
 
 /// The cache's own id of a conversation (it exists before the server's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -99,12 +125,68 @@ pub fn touch(
     at: DateTime<Utc>,
     unread: u32,
 ) -> Result<(), CacheError> {
+    touch_ms(conn, id, to_ms(at), unread)
+}
+
+fn touch_ms(
+    conn: &Connection,
+    id: LocalConversationId,
+    at: i64,
+    unread: u32,
+) -> Result<(), CacheError> {
     super::exec(
         conn,
         "UPDATE conversations SET updated_at = max(updated_at, ?1), unread = unread + ?2 WHERE id = ?3",
-        params![to_ms(at), unread, id.0],
+        params![at, unread, id.0],
     )?;
     Ok(())
+}
+
+/// Conversation work gathered over one sync page: the conversations already resolved by server
+/// id, and the [`touch`]es, written once per conversation by [`Batch::flush`] instead of once
+/// per message. Touches commute with each other (a maximum and a sum), so deferring them is
+/// exact as long as they are flushed before anything that sets the same columns
+/// ([`mark_read`]) or reads them.
+#[derive(Debug, Default)]
+pub struct Batch {
+    known: HashMap<ConversationId, LocalConversationId>,
+    /// Conversation → (newest time in ms, unread messages to add).
+    touches: HashMap<LocalConversationId, (i64, u32)>,
+}
+
+impl Batch {
+    /// [`ensure`] with the server id known, remembered for the rest of the batch (within one
+    /// transaction a server id keeps its conversation: [`drop_if_orphan`] only drops
+    /// conversations without one).
+    pub fn ensure(
+        &mut self,
+        conn: &Connection,
+        server_id: ConversationId,
+        peer: &str,
+        at: DateTime<Utc>,
+    ) -> Result<LocalConversationId, CacheError> {
+        if let Some(id) = self.known.get(&server_id) {
+            return Ok(*id);
+        }
+        let id = ensure(conn, Some(server_id), peer, at)?;
+        self.known.insert(server_id, id);
+        Ok(id)
+    }
+
+    /// A deferred [`touch`].
+    pub fn touch(&mut self, id: LocalConversationId, at: DateTime<Utc>, unread: u32) {
+        let entry = self.touches.entry(id).or_insert((i64::MIN, 0));
+        entry.0 = entry.0.max(to_ms(at));
+        entry.1 = entry.1.saturating_add(unread);
+    }
+
+    /// Writes the deferred touches.
+    pub fn flush(&mut self, conn: &Connection) -> Result<(), CacheError> {
+        for (id, (at, unread)) in self.touches.drain() {
+            touch_ms(conn, id, at, unread)?;
+        }
+        Ok(())
+    }
 }
 
 /// Sets the read marker from a `conversation.read` event; returns the conversation if it is

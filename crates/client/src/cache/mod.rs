@@ -30,7 +30,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 /// The newest schema this build knows.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// One schema change of one table module, applied once, in version order.
 #[derive(Debug)]
@@ -167,19 +167,27 @@ fn open_connection(path: &Path) -> Result<Connection, CacheError> {
         .map_err(open_error)?;
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(open_error)?;
+    // Statement journals in memory, not in a temporary file (every insert of a sync has one).
+    conn.pragma_update(None, "temp_store", "MEMORY")
+        .map_err(open_error)?;
     conn.set_prepared_statement_cache_capacity(64);
     migrate(&mut conn, found)?;
     Ok(conn)
 }
 
 fn migrate(conn: &mut Connection, from: u32) -> Result<(), CacheError> {
-    if from == SCHEMA_VERSION {
+    migrate_to(conn, from, SCHEMA_VERSION)
+}
+
+/// Applies the migrations after `from` up to `to`, in one transaction.
+fn migrate_to(conn: &mut Connection, from: u32, to: u32) -> Result<(), CacheError> {
+    if from >= to {
         return Ok(());
     }
     let mut steps: Vec<&Migration> = MIGRATIONS
         .iter()
         .flat_map(|table| table.iter())
-        .filter(|m| m.version > from)
+        .filter(|m| m.version > from && m.version <= to)
         .collect();
     // Stable: within one version, tables keep their dependency order.
     steps.sort_by_key(|m| m.version);
@@ -191,7 +199,7 @@ fn migrate(conn: &mut Connection, from: u32) -> Result<(), CacheError> {
                 detail: e.to_string(),
             })?;
     }
-    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.pragma_update(None, "user_version", to)?;
     tx.commit()?;
     Ok(())
 }
@@ -272,6 +280,62 @@ mod tests {
         assert_eq!(fts, 0);
         drop(cache);
         Cache::open(&path).await?;
+        Ok(())
+    }
+
+    /// A cache written by the first release (schema 1: peers in the messages' FTS5 table)
+    /// opens, is upgraded in place, and its messages are found by text and by peer.
+    #[tokio::test]
+    async fn a_schema_1_cache_is_upgraded_and_searchable() -> Result<(), CacheError> {
+        let dir = tempfile::tempdir().map_err(|e| CacheError::Corrupt(e.to_string()))?;
+        let path = dir.path().join("v1.sqlite3");
+        {
+            let mut conn = Connection::open(&path)?;
+            migrate_to(&mut conn, 0, 1)?;
+            conn.execute_batch(
+                "INSERT INTO conversations (id, peer, updated_at) VALUES (1, '+14155550123', 0);
+                 INSERT INTO messages (conversation, peer, direction, from_addr, to_addr, body,
+                    status, encoding, segments, created_at, updated_at)
+                 VALUES (1, '+14155550123', 'inbound', '+14155550123', '@me',
+                    'see you at the station', 'delivered', 'gsm7', 1, 0, 0);",
+            )?;
+            let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            assert_eq!(version, 1);
+        }
+        let cache = Cache::open(&path).await?;
+        let (version, by_text, by_peer, fts_columns) = cache
+            .call(|c| {
+                Ok((
+                    c.query_row("PRAGMA user_version", [], |r| r.get::<_, u32>(0))?,
+                    messages::search(c, "station", 10)?.len(),
+                    messages::search(c, "+1415", 10)?.len(),
+                    c.query_row(
+                        "SELECT count(*) FROM pragma_table_info('messages_fts')",
+                        [],
+                        |r| r.get::<_, i64>(0),
+                    )?,
+                ))
+            })
+            .await?;
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!((by_text, by_peer, fts_columns), (1, 1, 1));
+        // And what comes next is indexed as this version does it.
+        cache
+            .call(|c| {
+                c.execute_batch(
+                    "INSERT INTO conversations (id, peer, updated_at) VALUES (2, '@bob', 0);
+                     INSERT INTO messages (conversation, peer, direction, from_addr, to_addr,
+                        body, status, encoding, segments, created_at, updated_at)
+                     VALUES (2, '@bob', 'inbound', '@bob', '@me', 'a kalomi', 'delivered',
+                        'gsm7', 1, 0, 0);",
+                )?;
+                let id = messages::LocalMessageId(c.last_insert_rowid());
+                messages::index_bodies(c, &[id])?;
+                assert_eq!(messages::search(c, "kalo", 10)?.len(), 1);
+                assert_eq!(messages::search(c, "bob", 10)?.len(), 1);
+                Ok(())
+            })
+            .await?;
         Ok(())
     }
 
