@@ -377,15 +377,24 @@ impl Inner {
     }
 }
 
+/// An address SMPP cannot carry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum AddressError {
+    #[error("{0:?} is not +digits (at most 20)")]
+    NotE164(String),
+    #[error("{0:?} is not a phone number or short code")]
+    NotAnAddress(String),
+}
+
 /// TON, NPI and digits for a `submit_sm` address (see the module doc).
-fn submit_address(address: &str, is_source: bool) -> Result<(u8, u8, String), String> {
+fn submit_address(address: &str, is_source: bool) -> Result<(u8, u8, String), AddressError> {
     let a = address.trim();
     let digits_ok = |d: &str| (1..=20).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit());
     if let Some(digits) = a.strip_prefix('+') {
         return if digits_ok(digits) {
             Ok((1, 1, digits.to_owned()))
         } else {
-            Err(format!("{a:?} is not +digits (at most 20)"))
+            Err(AddressError::NotE164(a.to_owned()))
         };
     }
     if digits_ok(a) {
@@ -401,7 +410,7 @@ fn submit_address(address: &str, is_source: bool) -> Result<(u8, u8, String), St
     {
         return Ok((5, 0, a.to_owned()));
     }
-    Err(format!("{a:?} is not a phone number or short code"))
+    Err(AddressError::NotAnAddress(a.to_owned()))
 }
 
 /// ISO 3166 alpha-2 of an E.164 number (`ZZ` when unknown).

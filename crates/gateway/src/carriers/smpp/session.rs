@@ -210,11 +210,11 @@ impl Session {
     }
 
     /// Queues a PDU of ours that needs no answer (responses to the SMSC's requests).
-    async fn respond(&self, command: Command) -> Result<(), String> {
+    async fn respond(&self, command: Command) -> Result<(), SessionEnd> {
         self.tx
             .send(command)
             .await
-            .map_err(|_| "the writer has stopped".to_owned())
+            .map_err(|_| SessionEnd::WriterStopped)
     }
 }
 
@@ -256,7 +256,7 @@ pub(crate) async fn run(inner: Arc<Inner>, shutdown: CancellationToken) {
             }
             Err(e) => {
                 error!(carrier = %inner.name, "SMPP bind failed: {e}");
-                inner.set_error(e);
+                inner.set_error(e.to_string());
                 failures = failures.saturating_add(1);
             }
         }
@@ -321,13 +321,60 @@ pub(crate) fn backoff(tuning: &SmppTuning, failures: u32) -> Duration {
     base.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
 }
 
-async fn connect_and_bind(inner: &Inner) -> Result<Transport, String> {
+/// Why a bind attempt failed (logged, kept as the carrier's last error, then retried).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BindError {
+    #[error("connecting to {addr} took longer than {wait:?}")]
+    ConnectTimeout { addr: String, wait: Duration },
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot write to {addr}: {source}")]
+    Write {
+        addr: String,
+        source: rusmpp::tokio_codec::EncodeError,
+    },
+    #[error("no bind_transceiver_resp from {addr} within {wait:?}")]
+    NoAnswer { addr: String, wait: Duration },
+    #[error("{addr} closed the connection instead of answering bind_transceiver")]
+    Closed { addr: String },
+    #[error("unreadable PDU from {addr} during bind: {source}")]
+    Unreadable {
+        addr: String,
+        source: rusmpp::tokio_codec::DecodeError,
+    },
+    #[error("the SMSC at {addr} refused bind_transceiver as system_id {system_id:?}: {status}")]
+    Refused {
+        addr: String,
+        system_id: String,
+        status: String,
+    },
+}
+
+/// Why a bound session ended early, from the handling of one PDU.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SessionEnd {
+    #[error("the writer has stopped")]
+    WriterStopped,
+    #[error("the session is closing")]
+    Closing,
+    #[error("the SMSC unbound the session")]
+    UnboundBySmsc,
+}
+
+async fn connect_and_bind(inner: &Inner) -> Result<Transport, BindError> {
     let (host, port) = (inner.config.host.as_str(), inner.config.port);
+    let addr = || format!("{host}:{port}");
     let wait = inner.tuning.bind_timeout;
     let stream = tokio::time::timeout(wait, TcpStream::connect((host, port)))
         .await
-        .map_err(|_| format!("connecting to {host}:{port} took longer than {wait:?}"))?
-        .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
+        .map_err(|_| BindError::ConnectTimeout { addr: addr(), wait })?
+        .map_err(|source| BindError::Connect {
+            addr: addr(),
+            source,
+        })?;
     let _ = stream.set_nodelay(true);
     let mut transport = Framed::new(stream, CommandCodec::new().with_max_length(MAX_PDU));
     transport
@@ -337,22 +384,22 @@ async fn connect_and_bind(inner: &Inner) -> Result<Transport, String> {
             inner.bind.clone(),
         ))
         .await
-        .map_err(|e| format!("cannot send bind_transceiver to {host}:{port}: {e}"))?;
+        .map_err(|source| BindError::Write {
+            addr: addr(),
+            source,
+        })?;
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let next = tokio::time::timeout_at(deadline, transport.next())
             .await
-            .map_err(|_| format!("no bind_transceiver_resp from {host}:{port} within {wait:?}"))?;
+            .map_err(|_| BindError::NoAnswer { addr: addr(), wait })?;
         let command = match next {
-            None => {
-                return Err(format!(
-                    "{host}:{port} closed the connection instead of answering bind_transceiver"
-                ))
-            }
-            Some(Err(e)) => {
-                return Err(format!(
-                    "unreadable PDU from {host}:{port} during bind: {e}"
-                ))
+            None => return Err(BindError::Closed { addr: addr() }),
+            Some(Err(source)) => {
+                return Err(BindError::Unreadable {
+                    addr: addr(),
+                    source,
+                })
             }
             Some(Ok(command)) => command,
         };
@@ -364,11 +411,11 @@ async fn connect_and_bind(inner: &Inner) -> Result<Transport, String> {
                 if code == 0 && command.id() == CommandId::BindTransceiverResp {
                     return Ok(transport);
                 }
-                return Err(format!(
-                    "the SMSC at {host}:{port} refused bind_transceiver as system_id {:?}: {}",
-                    inner.config.system_id,
-                    status::describe(code)
-                ));
+                return Err(BindError::Refused {
+                    addr: addr(),
+                    system_id: inner.config.system_id.clone(),
+                    status: status::describe(code),
+                });
             }
             CommandId::EnquireLink => {
                 let answer = Command::new(
@@ -379,7 +426,10 @@ async fn connect_and_bind(inner: &Inner) -> Result<Transport, String> {
                 transport
                     .send(answer)
                     .await
-                    .map_err(|e| format!("cannot write to {host}:{port}: {e}"))?;
+                    .map_err(|source| BindError::Write {
+                        addr: addr(),
+                        source,
+                    })?;
             }
             other => debug!(?other, "ignored before the bind completed"),
         }
@@ -418,8 +468,8 @@ async fn run_session(
                 None => break "the SMSC closed the connection".to_owned(),
                 Some(Err(e)) => break format!("unreadable PDU from the SMSC: {e}"),
                 Some(Ok(command)) => {
-                    if let Err(reason) = handle(inner, &session, &storing, command).await {
-                        break reason;
+                    if let Err(end) = handle(inner, &session, &storing, command).await {
+                        break end.to_string();
                     }
                 }
             },
@@ -549,7 +599,7 @@ async fn handle(
     session: &Arc<Session>,
     storing: &Arc<Semaphore>,
     command: Command,
-) -> Result<(), String> {
+) -> Result<(), SessionEnd> {
     let seq = command.sequence_number();
     let id = command.id();
     if id.is_response() {
@@ -583,7 +633,7 @@ async fn handle(
                     .clone()
                     .acquire_owned()
                     .await
-                    .map_err(|_| "the session is closing".to_owned())?;
+                    .map_err(|_| SessionEnd::Closing)?;
                 let session = session.clone();
                 let reports = inner.reports.clone();
                 let carrier = inner.name.clone();
@@ -616,7 +666,7 @@ async fn handle(
             session
                 .respond(Command::new(CommandStatus::EsmeRok, seq, Pdu::UnbindResp))
                 .await?;
-            Err("the SMSC unbound the session".to_owned())
+            Err(SessionEnd::UnboundBySmsc)
         }
         // alert_notification has no response (§4.12).
         (CommandId::AlertNotification, _) => Ok(()),
