@@ -1074,46 +1074,6 @@ fn pdu(command_id: u32, status: u32, seq: u32, body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A rough rate probe (not a benchmark: debug build, smpp34's SMSC on the same cores):
-/// `cargo test -p airtext-gateway --test smpp_carrier -- --ignored --nocapture`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement, not a check"]
-async fn rate_probe() {
-    let smsc = Smsc::new("secret");
-    let (_server, port) = start_smsc(smsc.clone(), 30_000).await;
-    let mut cfg = config(port);
-    cfg.window = 32;
-    cfg.delivery_receipts = false;
-    let (tx, _reports) = report_channel(64);
-    let carrier = SmppCarrier::start_with(cfg, tuning(), tx, CancellationToken::new()).unwrap();
-    assert!(carrier.wait_bound(Duration::from_secs(5)).await);
-    let n = 20_000usize;
-    let workers = 64;
-    let started = std::time::Instant::now();
-    let tasks: Vec<_> = (0..workers)
-        .map(|w| {
-            let carrier = carrier.clone();
-            tokio::spawn(async move {
-                for i in (w..n).step_by(workers) {
-                    carrier
-                        .send(sms(PHONE, &format!("rate {i}")))
-                        .await
-                        .unwrap();
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let took = started.elapsed();
-    println!(
-        "{n} submit_sm in {took:?}: {:.0}/s",
-        n as f64 / took.as_secs_f64()
-    );
-    assert_eq!(smsc.accepted().len(), n);
-}
-
 /// A text from a phone is acknowledged to the SMSC only once the gateway has stored it; if it
 /// could not be stored the SMSC hears ESME_RX_T_APPN and keeps the text to send again.
 #[tokio::test]
