@@ -130,6 +130,34 @@ impl Lcr {
         self.routes.iter().map(|route| &route.carrier)
     }
 
+    /// The carriers for a system text (a verification code, sent from the gateway's own
+    /// alphanumeric sender, not from a DID): every carrier with a price for `to`, whichever
+    /// numbers it brings, cheapest first (ties in configuration order), breakers not
+    /// consulted.
+    pub fn system_candidates(&self, to: &str, segments: u32) -> Result<Vec<Candidate>, NoRoute> {
+        let mut found: Vec<Candidate> = self
+            .routes
+            .iter()
+            .enumerate()
+            .filter_map(|(index, route)| {
+                route.price(to).map(|price| Candidate {
+                    index,
+                    carrier: Arc::clone(&route.carrier),
+                    cost: price * f64::from(segments.max(1)),
+                })
+            })
+            .collect();
+        if found.is_empty() {
+            return Err(NoRoute(if self.routes.is_empty() {
+                NoRoute::NO_CARRIER.to_owned()
+            } else {
+                format!("no carrier can text {to}: no rate table has a prefix for it")
+            }));
+        }
+        found.sort_by(|a, b| a.cost.total_cmp(&b.cost));
+        Ok(found)
+    }
+
     /// The carriers that may send `segments` segments from `from` to `to`, cheapest first
     /// (ties in configuration order), breakers not consulted.
     pub fn candidates(

@@ -308,9 +308,11 @@ pub async fn send_message(
     Ok((message, delivered.created))
 }
 
-/// Sends a system text (a verification code) straight through the first carrier that takes
-/// it. It is not a conversation message: nothing is stored, nothing is queued, and a failure
-/// is the caller's to report.
+/// Sends a system text (a verification code) at once through the cheapest carrier that takes
+/// it (least-cost routing over every carrier with a price for the number, breakers
+/// respected, carriers bound on another node skipped: there is no queue to leave it in). It
+/// is not a conversation message: nothing is stored, nothing is queued, and a failure is the
+/// caller's to report.
 pub async fn send_system_sms(state: &AppState, to: &str, body: &str) -> ApiResult<()> {
     let address = parse_address(state, to)?;
     if !address.is_phone_like() {
@@ -320,27 +322,55 @@ pub async fn send_system_sms(state: &AppState, to: &str, body: &str) -> ApiResul
             format!("{address} is not a phone number: texts go to phone numbers only"),
         ));
     }
-    let mut last_error = "no carrier is configured".to_owned();
-    for carrier in state.carriers.iter() {
+    let (_, segments) = encoding_of(body);
+    let candidates = state
+        .lcr
+        .system_candidates(address.as_str(), segments)
+        .map_err(|no_route| {
+            if no_route.waits() {
+                ApiError::Unavailable(no_route.0)
+            } else {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::InvalidAddress,
+                    format!(
+                        "{} (use a number in a country this gateway serves)",
+                        no_route.0
+                    ),
+                )
+            }
+        })?;
+    let mut last_error = "every carrier that can take it is resting after failures".to_owned();
+    for candidate in candidates {
+        let carrier = &candidate.carrier;
+        if carrier.bound_elsewhere() || !state.lcr.admit(candidate.index) {
+            continue;
+        }
         let sms = OutboundSms {
             from: SYSTEM_SENDER.to_owned(),
             to: address.as_str().to_owned(),
             body: body.to_owned(),
         };
         match tokio::time::timeout(SEND_TIMEOUT, carrier.send(sms)).await {
-            Ok(Ok(_)) => return Ok(()),
+            Ok(Ok(_)) => {
+                state.lcr.succeeded(candidate.index);
+                return Ok(());
+            }
             Ok(Err(CarrierError::Permanent(reason))) => {
+                state.lcr.succeeded(candidate.index);
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
                     ErrorCode::InvalidAddress,
                     format!("{address} cannot receive texts ({reason}): use another number"),
-                ))
+                ));
             }
             Ok(Err(CarrierError::Retryable(reason))) => {
+                state.lcr.failed(candidate.index);
                 tracing::warn!(carrier = carrier.name(), reason, "system text not taken");
                 last_error = reason;
             }
             Err(_) => {
+                state.lcr.failed(candidate.index);
                 tracing::warn!(carrier = carrier.name(), "system text timed out");
                 last_error = "the carrier did not answer in time".to_owned();
             }

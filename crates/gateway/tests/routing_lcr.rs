@@ -408,3 +408,75 @@ async fn a_carrier_bound_on_another_node_is_left_to_that_node_not_failed_over() 
     assert_eq!(dear.calls(), 0);
     gw.stop().await;
 }
+
+/// Verification codes go by least-cost routing too: the cheapest carrier with a price for
+/// the number sends it, whichever numbers it brings, and a carrier that fails is skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_codes_take_the_cheapest_carrier_for_the_number() {
+    let home = Fake::new("home", vec![OUR_DID]);
+    let cheap_us = Fake::new("cheap_us", vec![]);
+    let uk_only = Fake::new("uk_only", vec![]);
+    let (gw, alice) = gateway(
+        |_| {},
+        vec![
+            home.routed(false, &[("+", 0.010)]),
+            // Cheapest for +1, though it owns none of our numbers and is not any_sender:
+            // a code comes from the gateway's own sender, not from a DID.
+            cheap_us.routed(false, &[("+1", 0.002)]),
+            uk_only.routed(false, &[("+44", 0.001)]),
+        ],
+    )
+    .await;
+    let ask = |phone: &'static str| {
+        let gw = &gw;
+        let alice = &alice;
+        async move {
+            gw.post(
+                "/v1/identities",
+                Some(&alice.token),
+                serde_json::json!({"kind": "phone", "value": phone}),
+            )
+            .await
+        }
+    };
+    let (status, body) = ask(US_PHONE).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(cheap_us.sent().len(), 1);
+    assert_eq!(cheap_us.sent()[0].to, US_PHONE);
+    assert!(cheap_us.sent()[0].body.contains("Airtext code"));
+    assert_eq!(home.calls(), 0);
+
+    // The cheapest one is busy: the next cheapest sends it.
+    cheap_us.set(Mode::Retryable);
+    let (status, body) = ask("+12025550144").await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(home.sent().len(), 1);
+
+    // The UK number goes through the UK carrier; France has no price anywhere but home's.
+    let (status, body) = ask(UK_PHONE).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(uk_only.sent().len(), 1);
+    assert_eq!(home.sent().len(), 1);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verification_code_to_a_number_no_carrier_prices_is_refused_saying_why() {
+    let home = Fake::new("home", vec![OUR_DID]);
+    let (gw, alice) = gateway(|_| {}, vec![home.routed(false, &[("+1", 0.010)])]).await;
+    let (status, body) = gw
+        .post(
+            "/v1/identities",
+            Some(&alice.token),
+            serde_json::json!({"kind": "phone", "value": FR_PHONE}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["code"], "invalid_address");
+    assert!(
+        body["message"].as_str().unwrap().contains("no rate table"),
+        "{body}"
+    );
+    assert_eq!(home.calls(), 0);
+    gw.stop().await;
+}
