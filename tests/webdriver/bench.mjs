@@ -3,8 +3,9 @@
 //      paint, from the shell's `startup: process started` log and the page's Paint Timing);
 //   2. idle RSS with 10,000 conversations / 200,000 cached messages (app process and the WebKit
 //      processes it starts), seeded through airtext-client's cache API (examples/seed_cache.rs);
-//   3. opening a 50,000-message thread: click → first message bubble in the DOM, measured in
-//      the page, and the `messages` IPC command alone.
+//   3. opening a 50,000-message thread (the oldest conversation, reached through search): click
+//      on the hit → first message bubble in the DOM, measured in the page; the `messages` and
+//      `conversations` IPC commands alone; the search itself.
 // Run under a display, a session bus and an unlocked keyring (as tests/webdriver/run.mjs):
 //   xvfb-run -a -s "-screen 0 1280x800x24" dbus-run-session -- node tests/webdriver/bench.mjs
 // Needs the release app (cargo build --release -p airtext-app --features tauri/custom-protocol)
@@ -85,8 +86,16 @@ function rssTree() {
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
       const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
       const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      const rss = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
-      info.set(pid, { comm, ppid, rss });
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+      const rss = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+      const anon = Number(/RssAnon:\s+(\d+)/.exec(status)?.[1] ?? 0);
+      let pss = 0;
+      try {
+        pss = Number(/^Pss:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? 0);
+      } catch {
+        // not readable
+      }
+      info.set(pid, { comm, ppid, rss, anon, pss });
     } catch {
       // gone
     }
@@ -167,11 +176,18 @@ try {
   await (await app.$('[data-testid="conversation-list"]')).waitForDisplayed({ timeout: 60_000 });
   await (await app.$('[data-testid="conversation"]')).waitForDisplayed({ timeout: 60_000 });
   results.list_shown_ms = Date.now() - t0;
+  await sleep(2_000);
+  results.list_rows_in_dom = await app.execute(() => document.querySelectorAll('[data-testid="conversation"]').length);
+  console.log('conversation list shown (ms):', results.list_shown_ms, '; rows in the DOM:', results.list_rows_in_dom);
   await sleep(15_000);
   const tree = rssTree();
   const main = tree[0];
   results.idle_rss_mb = {
     app: Math.round(main.rss / 1024),
+    // RSS counts every shared library page the process touched (WebKitGTK, Mesa's llvmpipe
+    // under Xvfb); PSS shares them out, RssAnon is the process's own heap and stacks.
+    app_pss: Math.round(main.pss / 1024),
+    app_anon: Math.round(main.anon / 1024),
     total_with_webkit: Math.round(tree.reduce((a, p) => a + p.rss, 0) / 1024),
     processes: tree.map((p) => `${p.comm}:${Math.round(p.rss / 1024)}`),
   };
@@ -179,6 +195,8 @@ try {
 
   const opens = [];
   const ipc = [];
+  const searches = [];
+  const convIpc = [];
   for (let i = 0; i < runs; i++) {
     // IPC alone: the newest page of the 50,000-message thread.
     ipc.push(
@@ -188,17 +206,46 @@ try {
         return performance.now() - t;
       }),
     );
-    // Leave the thread (open another one), then time opening the big one.
-    const ms = await app.execute(async () => {
-      const convs = [...document.querySelectorAll('[data-testid="conversation"]')];
-      const big = convs.find((c) => c.textContent.includes('555-0000'));
-      const other = convs.find((c) => !c.textContent.includes('555-0000'));
-      if (!big || !other) return -1;
+    // One page of the conversation list (the first 50 of 10,000).
+    convIpc.push(
+      await app.execute(async () => {
+        const t = performance.now();
+        await window.__TAURI_INTERNALS__.invoke('conversations', { before: null, limit: 50 });
+        return performance.now() - t;
+      }),
+    );
+    // Leave the thread (open another one), then time opening the big one. It is the oldest of
+    // the 10,000 conversations, so far down the paged list: reach it through search (the
+    // local cache), as a user would, and time the click on the hit.
+    const r = await app.execute(async () => {
+      const wait = (f, ms = 20_000) =>
+        new Promise((resolve) => {
+          const t0 = performance.now();
+          const tick = () => {
+            const v = f();
+            if (v || performance.now() - t0 > ms) resolve(v ?? null);
+            else requestAnimationFrame(tick);
+          };
+          tick();
+        });
+      const other = [...document.querySelectorAll('[data-testid="conversation"]')].find((c) => !c.textContent.includes('555-0000'));
+      if (!other) return { open: -1, search: -1 };
       other.click();
       await new Promise((r) => setTimeout(r, 400));
+      const input = document.querySelector('#search');
+      const s0 = performance.now();
+      input.value = '2065550000';
+      input.dispatchEvent(new Event('input', { bubbles: true }));
+      const hit = await wait(() =>
+        [...document.querySelectorAll('[aria-label="Search results"] button.item')].find((b) => b.textContent.includes('555-0000')),
+      );
+      // includes the search box's 150 ms debounce
+      const search = performance.now() - s0;
+      if (!hit) return { open: -3, search };
+      await new Promise((r) => setTimeout(r, 200));
       const t = performance.now();
-      big.click();
-      return await new Promise((resolve) => {
+      hit.click();
+      const open = await new Promise((resolve) => {
         const done = () => {
           const m = document.querySelector('[data-testid="message"]');
           if (m && m.textContent.includes('thread 0')) {
@@ -214,13 +261,20 @@ try {
         obs.observe(document.body, { childList: true, subtree: true, characterData: true });
         setTimeout(() => resolve(-2), 10_000);
       });
+      return { open, search };
     });
+    const ms = r.open;
+    searches.push(r.search);
     opens.push(ms);
   }
   results.open_thread_ms = { median: median(opens), all: opens.map(Math.round) };
   results.messages_ipc_ms = { median: median(ipc), all: ipc.map((x) => Math.round(x * 10) / 10) };
+  results.conversations_ipc_ms = { median: median(convIpc), all: convIpc.map((x) => Math.round(x * 10) / 10) };
+  results.search_to_hit_ms = { median: median(searches), all: searches.map(Math.round) };
   console.log('open the 50,000-message thread, click → first bubble (ms):', results.open_thread_ms);
   console.log('`messages` IPC, newest 50 of 50,000 (ms):', results.messages_ipc_ms);
+  console.log('`conversations` IPC, first 50 of 10,000 (ms):', results.conversations_ipc_ms);
+  console.log('search the cache for the peer → hit shown, incl. 150 ms debounce (ms):', results.search_to_hit_ms);
   await app.saveScreenshot(path.join(repoRoot, 'docs/screenshots/app-bench-50k-thread.png'));
   await app.deleteSession();
   stopDriver(driver);
