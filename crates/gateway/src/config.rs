@@ -156,6 +156,20 @@ pub struct RateLimits {
     pub lookup: Rate,
 }
 
+impl RateLimits {
+    /// The same rate for every kind (tests, and deployments that want one knob).
+    pub fn uniform(rate: Rate) -> Self {
+        RateLimits {
+            sign_in: rate,
+            sign_up: rate,
+            verification_codes: rate,
+            verification_checks: rate,
+            send: rate,
+            lookup: rate,
+        }
+    }
+}
+
 impl Default for RateLimits {
     fn default() -> Self {
         RateLimits {

@@ -22,15 +22,7 @@ use common::*;
 use serde_json::json;
 
 fn limits(per_minute: u32, burst: u32) -> RateLimits {
-    let rate = Rate { per_minute, burst };
-    RateLimits {
-        sign_in: rate,
-        sign_up: rate,
-        verification_codes: rate,
-        verification_checks: rate,
-        send: rate,
-        lookup: rate,
-    }
+    RateLimits::uniform(Rate { per_minute, burst })
 }
 
 /// Opens the store once so its migrations create `rate_buckets`, then a shared limiter.

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use airtext_gateway::carriers::config::SmppCarrierConfig;
-use airtext_gateway::carriers::reports::{report_channel, NotStored, ReportSource};
+use airtext_gateway::carriers::reports::{report_channel, NotStored, PendingReport, ReportSource};
 use airtext_gateway::carriers::smpp::bind_slots::BindSlots;
 use airtext_gateway::carriers::smpp::{SmppCarrier, SmppTuning};
 use airtext_gateway::carriers::{Carrier, CarrierError, CarrierReport, OutboundSms, ReceiptStatus};
@@ -1074,6 +1074,38 @@ fn pdu(command_id: u32, status: u32, seq: u32, body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Has the SMSC send a text from `PHONE`; returns its pending answer (the `command_status` of
+/// the `deliver_sm_resp`) and the report, after checking the answer waits for the store.
+async fn text_awaiting_store(
+    smsc: &Arc<Smsc>,
+    source: &mut ReportSource,
+    body: &'static str,
+) -> (tokio::task::JoinHandle<u32>, PendingReport) {
+    let answer = tokio::spawn({
+        let smsc = smsc.clone();
+        async move { smsc.deliver_answer(0, 0, body.as_bytes().to_vec()).await }
+    });
+    let pending = tokio::time::timeout(Duration::from_secs(5), source.recv())
+        .await
+        .expect("a report within 5 s")
+        .expect("the channel is open");
+    match &pending.report {
+        CarrierReport::Inbound {
+            body: got, from, ..
+        } => {
+            assert_eq!(got, body);
+            assert_eq!(from, PHONE);
+        }
+        other => panic!("expected an inbound text, got {other:?}"),
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !answer.is_finished(),
+        "answered before the report was stored"
+    );
+    (answer, pending)
+}
+
 /// A text from a phone is acknowledged to the SMSC only once the gateway has stored it; if it
 /// could not be stored the SMSC hears ESME_RX_T_APPN and keeps the text to send again.
 #[tokio::test]
@@ -1086,43 +1118,12 @@ async fn deliver_sm_is_answered_only_after_its_report_is_stored() {
     assert!(carrier.wait_bound(Duration::from_secs(5)).await);
 
     // The store fails: the SMSC is told to try again.
-    let answer = tokio::spawn({
-        let smsc = smsc.clone();
-        async move { smsc.deliver_answer(0, 0, b"first try".to_vec()).await }
-    });
-    let pending = tokio::time::timeout(Duration::from_secs(5), source.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(
-        !answer.is_finished(),
-        "answered before the report was stored"
-    );
+    let (answer, pending) = text_awaiting_store(&smsc, &mut source, "first try").await;
     pending.not_stored(NotStored::Failed("disk full".to_owned()));
     assert_eq!(answer.await.unwrap(), 0x64, "ESME_RX_T_APPN");
 
     // The SMSC resends; this time it is stored, and only then acknowledged.
-    let answer = tokio::spawn({
-        let smsc = smsc.clone();
-        async move { smsc.deliver_answer(0, 0, b"first try".to_vec()).await }
-    });
-    let pending = tokio::time::timeout(Duration::from_secs(5), source.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    match &pending.report {
-        CarrierReport::Inbound { body, from, .. } => {
-            assert_eq!(body, "first try");
-            assert_eq!(from, PHONE);
-        }
-        other => panic!("expected an inbound text, got {other:?}"),
-    }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(
-        !answer.is_finished(),
-        "answered before the report was stored"
-    );
+    let (answer, pending) = text_awaiting_store(&smsc, &mut source, "first try").await;
     pending.stored();
     assert_eq!(answer.await.unwrap(), 0, "ESME_ROK");
 

@@ -197,15 +197,7 @@ mod tests {
     use crate::config::Rate;
 
     fn limits(per_minute: u32, burst: u32) -> RateLimits {
-        let rate = Rate { per_minute, burst };
-        RateLimits {
-            sign_in: rate,
-            sign_up: rate,
-            verification_codes: rate,
-            verification_checks: rate,
-            send: rate,
-            lookup: rate,
-        }
+        RateLimits::uniform(Rate { per_minute, burst })
     }
 
     fn retry_after(result: Result<(), ApiError>) -> Duration {
