@@ -20,88 +20,19 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
+use common::counting_smsc::CountingSmsc;
 use common::*;
 use serde_json::json;
-use smpp34::server::ESME;
-use smpp34::{
-    bind_transceiver, bind_transceiver_resp, submit_sm, submit_sm_resp, unbind, unbind_resp,
-    SmppConnectionInformation, SmppServer, SmppServerListener,
-};
 use sqlx::Connection;
 
 const OUR_DID: &str = "+14155550100";
 const MESSAGES: usize = 300;
 const WAIT: Duration = Duration::from_secs(15);
 const NGINX: &str = "/usr/sbin/nginx";
-
-#[derive(Default)]
-struct Smsc {
-    by_text: Mutex<HashMap<String, u32>>,
-    total: AtomicU64,
-    next_id: AtomicU64,
-}
-
-impl Smsc {
-    fn counts(&self) -> HashMap<String, u32> {
-        self.by_text.lock().unwrap().clone()
-    }
-}
-
-#[async_trait]
-impl SmppServerListener for Smsc {
-    async fn on_bind_transceiver(
-        &self,
-        req: bind_transceiver,
-        _c: &SmppConnectionInformation,
-        _s: &String,
-    ) -> bind_transceiver_resp {
-        req.accept("SMSC".to_owned(), Some(0x34))
-    }
-
-    async fn on_unbind(
-        &self,
-        req: unbind,
-        _c: &SmppConnectionInformation,
-        _s: &String,
-    ) -> unbind_resp {
-        req.accept()
-    }
-
-    async fn on_esme_bound(&self, _esme: ESME, _s: &String) {}
-
-    async fn on_esme_unbound(&self, _s: &String) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-
-    async fn on_submit_sm(
-        &self,
-        req: submit_sm,
-        _c: &SmppConnectionInformation,
-        _s: &String,
-    ) -> submit_sm_resp {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        let text = String::from_utf8_lossy(&req.short_message).into_owned();
-        *self.by_text.lock().unwrap().entry(text).or_insert(0) += 1;
-        self.total.fetch_add(1, Ordering::SeqCst);
-        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
-        req.accept(format!("S{id}"))
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
-}
 
 /// Kills the child (SIGKILL) when dropped, so a failing test leaves nothing running.
 struct Proc(Child);
@@ -298,19 +229,7 @@ async fn two_nodes_behind_nginx_survive_a_sigkill() {
         return;
     };
 
-    let smsc = Arc::new(Smsc::default());
-    let smsc_port = free_port();
-    let mut server = SmppServer::new_with_default_timers(
-        IpAddr::V4(Ipv4Addr::LOCALHOST),
-        smsc_port,
-        smsc.clone(),
-        5_000,
-        60_000,
-        300_000,
-        30_000,
-        64 * 1024,
-    );
-    server.start().await;
+    let (smsc, mut server, smsc_port) = CountingSmsc::start().await;
 
     let dir = tempfile::tempdir().unwrap();
     let http = reqwest::Client::new();
@@ -378,7 +297,7 @@ async fn two_nodes_behind_nginx_survive_a_sigkill() {
         });
     }
     for _ in 0..5_000 {
-        if smsc.total.load(Ordering::SeqCst) >= (MESSAGES / 3) as u64 {
+        if smsc.accepted() >= (MESSAGES / 3) as u64 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(2)).await;

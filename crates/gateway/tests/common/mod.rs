@@ -11,6 +11,8 @@
 
 use std::time::Duration;
 
+pub mod counting_smsc;
+
 use airtext_gateway::config::Config;
 use airtext_gateway::{Gateway, RunningGateway};
 use serde_json::{json, Value};
@@ -517,4 +519,12 @@ impl TestGateway {
             _dir: tempfile::tempdir().unwrap(),
         }
     }
+}
+
+/// A port free on 127.0.0.1 now (for servers that take a port number, not a listener).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
 }
