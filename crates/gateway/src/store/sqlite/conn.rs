@@ -56,7 +56,25 @@ pub(super) fn open_writer(path: &Path) -> StoreResult<Connection> {
     // FULL: the WAL is fsynced at every commit, so a commit that returned survives a power
     // loss — the writer answers only after it.
     conn.pragma_update(None, "synchronous", "FULL")?;
+    // Checkpoints are the checkpointer thread's; the writer checkpoints itself only if that
+    // thread falls this far behind.
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_BACKSTOP_PAGES)?;
     configure_writer(&conn)?;
+    Ok(conn)
+}
+
+/// Pages of WAL past which the writer checkpoints by itself (64 MiB of 4 KiB pages).
+const WAL_BACKSTOP_PAGES: i64 = 16_384;
+
+/// Opens the connection the checkpointer copies the WAL back with.
+pub(super) fn open_checkpointer(path: &Path) -> StoreResult<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // FULL: the WAL is synced before its pages are copied, and the database after.
+    conn.pragma_update(None, "synchronous", "FULL")?;
     Ok(conn)
 }
 

@@ -22,7 +22,7 @@ mod writer;
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use airtext_api::contacts::Contact;
 use airtext_api::conversations::Conversation;
@@ -131,14 +131,14 @@ impl SqliteStore {
             .starts_with("file:sqlx-in-memory")
             || url.contains(":memory:")
             || url.contains("mode=memory");
-        let (write, reads) = if in_memory {
+        let (write, checkpoints, reads) = if in_memory {
             let write = conn::open_memory()?;
             for migration in MIGRATOR.iter() {
                 if !migration.migration_type.is_down_migration() {
                     write.execute_batch(&migration.sql)?;
                 }
             }
-            (write, Reads::Writer)
+            (write, None, Reads::Writer)
         } else {
             // sqlx applies the migrations, recording them in `_sqlx_migrations` as it always
             // has, so databases made by earlier versions carry on unchanged.
@@ -153,12 +153,14 @@ impl SqliteStore {
             migrating.close().await?;
             let path = base.get_filename().to_owned();
             let write = conn::open_writer(&path)?;
-            (write, Reads::Pool(Arc::new(ReadPool::new(path)?)))
+            let checkpoints = writer::Checkpoints::new(conn::open_checkpointer(&path)?);
+            let reads = Reads::Pool(Arc::new(ReadPool::new(path)?));
+            (write, Some(checkpoints), reads)
         };
 
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let (log, _) = broadcast::channel(LOG_CAPACITY);
-        writer::spawn(write, rx, log.clone())?;
+        writer::spawn(write, checkpoints, rx, log.clone())?;
         Ok(SqliteStore {
             writer: tx,
             reads,
@@ -248,6 +250,20 @@ fn unexpected(out: &Out) -> StoreError {
     rows::corrupt(format!("the writer answered with {out:?}"))
 }
 
+static ACCOUNT_BY_ID: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM accounts a LEFT JOIN numbers n ON n.owner = a.id WHERE a.id = ?1",
+        rows::ACCOUNT_COLUMNS
+    )
+});
+
+static ACCOUNT_BY_USERNAME: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM accounts a LEFT JOIN numbers n ON n.owner = a.id WHERE a.username = ?1",
+        rows::ACCOUNT_COLUMNS
+    )
+});
+
 const DEVICE_BY_TOKEN: &str = "SELECT id, account_id, name, has_cellular, created_at, \
      last_seen_at FROM devices WHERE token_hash = ?1";
 
@@ -282,16 +298,9 @@ impl Store for SqliteStore {
 
     async fn account(&self, id: AccountId) -> StoreResult<Option<AccountRecord>> {
         self.read(move |conn| {
-            one(
-                conn,
-                &format!(
-                    "SELECT {} FROM accounts a LEFT JOIN numbers n ON n.owner = a.id \
-                     WHERE a.id = ?1",
-                    rows::ACCOUNT_COLUMNS
-                ),
-                params![blob(&id.0)],
-                |row| rows::account(row),
-            )
+            one(conn, &ACCOUNT_BY_ID, params![blob(&id.0)], |row| {
+                rows::account(row)
+            })
         })
         .await
     }
@@ -299,16 +308,9 @@ impl Store for SqliteStore {
     async fn account_by_username(&self, username: &str) -> StoreResult<Option<AccountRecord>> {
         let username = username.to_owned();
         self.read(move |conn| {
-            one(
-                conn,
-                &format!(
-                    "SELECT {} FROM accounts a LEFT JOIN numbers n ON n.owner = a.id \
-                     WHERE a.username = ?1",
-                    rows::ACCOUNT_COLUMNS
-                ),
-                params![username],
-                |row| rows::account(row),
-            )
+            one(conn, &ACCOUNT_BY_USERNAME, params![username], |row| {
+                rows::account(row)
+            })
         })
         .await
     }

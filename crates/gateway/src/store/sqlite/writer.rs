@@ -1,23 +1,31 @@
 //! The single writer: one OS thread owns the only write connection and commits in groups.
 //!
 //! A write is an [`Op`] sent over a channel with a oneshot for its answer. The thread takes the
-//! first command, drains whatever else is queued (up to [`BATCH_CAP`]), opens one
-//! `BEGIN IMMEDIATE` transaction, runs each command inside its own `SAVEPOINT` (a failing
-//! command is rolled back alone), commits once, and only then answers every command and
+//! first command, drains whatever else is queued (up to [`BATCH_CAP`]), runs them all in one
+//! `BEGIN IMMEDIATE` transaction, commits once, and only then answers every command and
 //! publishes [`LogAdvanced`] for the logs that moved. So concurrent writers share one fsync,
 //! and nobody hears "done" (or a log hint) for data that is not yet durable.
 //!
+//! A failing command never takes its neighbours down: the group first runs without
+//! savepoints (the common case, and the cheap one); if any command fails, that transaction is
+//! rolled back and the group runs again with each command inside its own `SAVEPOINT`, so the
+//! failure is undone alone and everyone gets the answer they would have had alone.
+//!
 //! The whole group runs in this thread, calling SQLite directly through `rusqlite` with
 //! prepared statements kept per connection: a command costs one channel hand-off in and one
-//! oneshot out, whatever number of statements it runs.
+//! oneshot out, whatever number of statements it runs. Checkpoints (copying the WAL back into
+//! the database file) run on a thread of their own, off the commit path ([`checkpointer`]).
 //!
 //! Because this thread is the only writer, the per-account counter row is never contended:
 //! each event takes `last_seq + 1` and the `events_advance_log` trigger moves the counter in
 //! the same statement, and seqs become visible exactly in commit order.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
+use std::time::{Duration as StdDuration, Instant};
 
 use airtext_api::contacts::Contact;
+use airtext_api::messages::Message;
 use airtext_api::sync::EventKind;
 use airtext_api::{AccountId, ConversationId, DeviceId, IdentityId, MessageId, SendStatus};
 use chrono::{DateTime, Duration, Utc};
@@ -153,28 +161,86 @@ struct Effects {
     advanced: Vec<LogAdvanced>,
 }
 
-struct Finished {
-    reply: oneshot::Sender<StoreResult<Out>>,
-    result: StoreResult<Out>,
-    effects: Effects,
-}
-
 type Reply = oneshot::Sender<StoreResult<Out>>;
 
-/// Starts the writer thread; it runs until the channel closes or a `Close` arrives.
+/// Copies the WAL back into the database file on a thread of its own (see [`checkpointer`]).
+pub(super) struct Checkpoints {
+    conn: Connection,
+}
+
+impl Checkpoints {
+    /// A second read-write connection to the database file, used only for checkpoints.
+    pub(super) fn new(conn: Connection) -> Self {
+        Checkpoints { conn }
+    }
+}
+
+/// At most one checkpoint per this long: each costs two fsyncs whatever it copies.
+const CHECKPOINT_EVERY: StdDuration = StdDuration::from_millis(100);
+
+/// Starts the writer thread (and, for a database file, the checkpointer); it runs until the
+/// channel closes or a `Close` arrives.
 pub(super) fn spawn(
     conn: Connection,
+    checkpoints: Option<Checkpoints>,
     rx: mpsc::Receiver<Cmd>,
     log: broadcast::Sender<LogAdvanced>,
 ) -> StoreResult<()> {
+    let failed = |e: std::io::Error| StoreError::Unavailable(format!("cannot start a thread: {e}"));
+    let checkpointer = match checkpoints {
+        Some(checkpoints) => {
+            let (committed, commits) = std::sync::mpsc::sync_channel(1);
+            let thread = std::thread::Builder::new()
+                .name("sqlite-checkpoint".into())
+                .spawn(move || checkpointer(checkpoints.conn, commits))
+                .map_err(failed)?;
+            Some((committed, thread))
+        }
+        None => None,
+    };
     std::thread::Builder::new()
         .name("sqlite-writer".into())
-        .spawn(move || writer(conn, rx, log))
+        .spawn(move || writer(conn, checkpointer, rx, log))
         .map(|_| ())
-        .map_err(|e| StoreError::Unavailable(format!("cannot start the SQLite writer: {e}")))
+        .map_err(failed)
 }
 
-fn writer(conn: Connection, mut rx: mpsc::Receiver<Cmd>, log: broadcast::Sender<LogAdvanced>) {
+/// Checkpoints (PASSIVE: never waiting for readers or the writer) after commits, at most every
+/// [`CHECKPOINT_EVERY`]. SQLite's automatic checkpoint would run inside the writer's COMMIT,
+/// on the path every waiting sender is on; here it runs beside the writer (WAL allows one
+/// checkpointer and one writer at once). Ends when the writer drops its sender.
+fn checkpointer(conn: Connection, commits: std::sync::mpsc::Receiver<()>) {
+    use std::sync::mpsc::RecvTimeoutError;
+    let mut last: Option<Instant> = None;
+    while commits.recv().is_ok() {
+        if let Some(last) = last {
+            loop {
+                let left = CHECKPOINT_EVERY.saturating_sub(last.elapsed());
+                if left.is_zero() {
+                    break;
+                }
+                if let Err(RecvTimeoutError::Disconnected) = commits.recv_timeout(left) {
+                    return;
+                }
+            }
+        }
+        let checkpointed: rusqlite::Result<()> =
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        if let Err(error) = checkpointed {
+            tracing::warn!(%error, "SQLite checkpoint");
+        }
+        last = Some(Instant::now());
+    }
+}
+
+type Checkpointer = (std::sync::mpsc::SyncSender<()>, std::thread::JoinHandle<()>);
+
+fn writer(
+    conn: Connection,
+    checkpointer: Option<Checkpointer>,
+    mut rx: mpsc::Receiver<Cmd>,
+    log: broadcast::Sender<LogAdvanced>,
+) {
     let mut closers = Vec::new();
     let mut batch = Vec::with_capacity(BATCH_CAP);
     loop {
@@ -202,8 +268,19 @@ fn writer(conn: Connection, mut rx: mpsc::Receiver<Cmd>, log: broadcast::Sender<
         }
         if !writes.is_empty() {
             run_batch(&conn, writes, &log);
+            if let Some((committed, _)) = &checkpointer {
+                // Full means a checkpoint is already due.
+                let _ = committed.try_send(());
+            }
         }
     }
+    if let Some((committed, thread)) = checkpointer {
+        drop(committed);
+        if thread.join().is_err() {
+            tracing::error!("the SQLite checkpointer stopped abnormally");
+        }
+    }
+    // The last connection to close checkpoints and removes the WAL.
     if let Err((_, error)) = conn.close() {
         tracing::warn!(%error, "closing the SQLite write connection");
     }
@@ -217,7 +294,75 @@ fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
+fn rollback(conn: &Connection) {
+    if !conn.is_autocommit() {
+        if let Err(error) = exec(conn, "ROLLBACK") {
+            tracing::error!(%error, "rolling back a write batch");
+        }
+    }
+}
+
+/// Answers a committed group and publishes the logs it advanced.
+fn answer(done: Vec<(Reply, StoreResult<Out>, Effects)>, log: &broadcast::Sender<LogAdvanced>) {
+    let mut advanced: HashMap<AccountId, i64> = HashMap::new();
+    for (reply, result, effects) in done {
+        for hint in effects.advanced {
+            let seq = advanced.entry(hint.account_id).or_insert(hint.seq);
+            *seq = (*seq).max(hint.seq);
+        }
+        let _ = reply.send(result);
+    }
+    for (account_id, seq) in advanced {
+        // No receivers is fine: nobody is listening right now.
+        let _ = log.send(LogAdvanced { account_id, seq });
+    }
+}
+
 fn run_batch(conn: &Connection, writes: Vec<(Op, Reply)>, log: &broadcast::Sender<LogAdvanced>) {
+    // Commands rarely fail, so the group first runs as one plain transaction: no savepoint
+    // per command, whose undo copies of every page it touches cost more than the command.
+    if let Some(outs) = run_plain(conn, &writes) {
+        let done = writes
+            .into_iter()
+            .zip(outs)
+            .map(|((_, reply), (out, effects))| (reply, Ok(out), effects))
+            .collect();
+        answer(done, log);
+        return;
+    }
+    // One failed (and the whole group was rolled back): run it again with a savepoint per
+    // command, so the failure is undone alone. Same statements on the same data, so the
+    // same answers, as if this were the only way it ran.
+    run_with_savepoints(conn, writes, log);
+}
+
+/// The group as one transaction, committed; `None` (rolled back) if any command failed.
+fn run_plain(conn: &Connection, writes: &[(Op, Reply)]) -> Option<Vec<(Out, Effects)>> {
+    exec(conn, "BEGIN IMMEDIATE").ok()?;
+    let mut outs = Vec::with_capacity(writes.len());
+    for (op, _) in writes {
+        let mut effects = Effects::default();
+        match execute(conn, op, &mut effects) {
+            Ok(out) => outs.push((out, effects)),
+            Err(_) => {
+                rollback(conn);
+                return None;
+            }
+        }
+    }
+    // Returns once the WAL is fsynced (synchronous=FULL).
+    if conn.is_autocommit() || exec(conn, "COMMIT").is_err() {
+        rollback(conn);
+        return None;
+    }
+    Some(outs)
+}
+
+fn run_with_savepoints(
+    conn: &Connection,
+    writes: Vec<(Op, Reply)>,
+    log: &broadcast::Sender<LogAdvanced>,
+) {
     if let Err(error) = exec(conn, "BEGIN IMMEDIATE") {
         let message = format!("cannot begin a write transaction: {error}");
         for (_, reply) in writes {
@@ -240,7 +385,7 @@ fn run_batch(conn: &Connection, writes: Vec<(Op, Reply)>, log: &broadcast::Sende
             continue;
         }
         let mut effects = Effects::default();
-        let result = execute(conn, op, &mut effects);
+        let result = execute(conn, &op, &mut effects);
         // Close this command's savepoint, undoing it if it failed.
         let closed = if result.is_ok() {
             exec(conn, "RELEASE cmd")
@@ -256,11 +401,7 @@ fn run_batch(conn: &Connection, writes: Vec<(Op, Reply)>, log: &broadcast::Sende
             broken = Some(message);
             continue;
         }
-        finished.push(Finished {
-            reply,
-            result,
-            effects,
-        });
+        finished.push((reply, result, effects));
     }
 
     let commit = match &broken {
@@ -272,64 +413,45 @@ fn run_batch(conn: &Connection, writes: Vec<(Op, Reply)>, log: &broadcast::Sende
         None => exec(conn, "COMMIT").map_err(|e| format!("commit failed: {e}")),
     };
     match commit {
-        Ok(()) => {
-            let mut advanced: HashMap<AccountId, i64> = HashMap::new();
-            for done in finished {
-                for hint in done.effects.advanced {
-                    let seq = advanced.entry(hint.account_id).or_insert(hint.seq);
-                    *seq = (*seq).max(hint.seq);
-                }
-                let _ = done.reply.send(done.result);
-            }
-            for (account_id, seq) in advanced {
-                // No receivers is fine: nobody is listening right now.
-                let _ = log.send(LogAdvanced { account_id, seq });
-            }
-        }
+        Ok(()) => answer(finished, log),
         Err(message) => {
-            if !conn.is_autocommit() {
-                if let Err(error) = exec(conn, "ROLLBACK") {
-                    tracing::error!(%error, "rolling back a failed write batch");
-                }
-            }
+            rollback(conn);
             tracing::error!(%message, "SQLite write batch lost");
-            for done in finished {
-                let _ = done
-                    .reply
-                    .send(Err(StoreError::Unavailable(message.clone())));
+            for (reply, _, _) in finished {
+                let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
             }
         }
     }
 }
 
-fn execute(conn: &Connection, op: Op, fx: &mut Effects) -> StoreResult<Out> {
-    match op {
-        Op::CreateAccount(account) => create_account(conn, account),
-        Op::CreateDevice(device) => create_device(conn, device),
+fn execute(conn: &Connection, op: &Op, fx: &mut Effects) -> StoreResult<Out> {
+    match *op {
+        Op::CreateAccount(ref account) => create_account(conn, account),
+        Op::CreateDevice(ref device) => create_device(conn, device),
         Op::TouchDevice { id, now } => touch_device(conn, id, now),
         Op::RevokeDevice { account, device } => revoke_device(conn, account, device),
-        Op::AddInventory(numbers) => add_inventory(conn, numbers),
+        Op::AddInventory(ref numbers) => add_inventory(conn, numbers),
         Op::ClaimNumber {
             account,
-            number,
+            ref number,
             now,
-        } => claim_number(conn, account, &number, now),
+        } => claim_number(conn, account, number, now),
         Op::ReleaseNumber {
             account,
-            number,
+            ref number,
             available_at,
-        } => release_number(conn, account, &number, available_at),
-        Op::PutIdentityCode(code) => put_identity_code(conn, code),
+        } => release_number(conn, account, number, available_at),
+        Op::PutIdentityCode(ref code) => put_identity_code(conn, code),
         Op::CountFailedAttempt { account, id } => count_failed_attempt(conn, account, id),
         Op::MarkVerified { account, id, at } => mark_verified(conn, account, id, at),
-        Op::Deliver(delivery) => deliver(conn, fx, *delivery),
-        Op::UpdateStatus(update) => {
+        Op::Deliver(ref delivery) => deliver(conn, fx, delivery),
+        Op::UpdateStatus(ref update) => {
             let outcome = apply_status(
                 conn,
                 fx,
                 update.message_id,
                 update.status,
-                update.failure_reason,
+                update.failure_reason.clone(),
                 update.at,
             )?
             .ok_or(StoreError::NotFound)?;
@@ -342,7 +464,10 @@ fn execute(conn: &Connection, op: Op, fx: &mut Effects) -> StoreResult<Out> {
             at,
         } => mark_read(conn, fx, account, conversation, up_to, at),
         Op::DeleteMessage { account, id, at } => delete_message(conn, fx, account, id, at),
-        Op::PutContact { account, contact } => put_contact(conn, fx, account, contact),
+        Op::PutContact {
+            account,
+            ref contact,
+        } => put_contact(conn, fx, account, contact),
         Op::ClaimOutbound {
             limit,
             now,
@@ -350,16 +475,16 @@ fn execute(conn: &Connection, op: Op, fx: &mut Effects) -> StoreResult<Out> {
         } => claim_outbound(conn, limit, now, lease_until),
         Op::FinishOutbound {
             message_id,
-            outcome,
+            ref outcome,
             cost,
             at,
         } => finish_outbound(conn, fx, message_id, outcome, cost, at),
         Op::SetOptOut {
-            did,
-            remote,
+            ref did,
+            ref remote,
             opted_out,
             at,
-        } => set_opt_out(conn, &did, &remote, opted_out, at),
+        } => set_opt_out(conn, did, remote, opted_out, at),
     }
 }
 
@@ -399,7 +524,7 @@ fn account_conflict(error: StoreError) -> StoreError {
     }
 }
 
-fn create_account(conn: &Connection, account: NewAccount) -> StoreResult<Out> {
+fn create_account(conn: &Connection, account: &NewAccount) -> StoreResult<Out> {
     run(
         conn,
         "INSERT INTO accounts (id, username, email, password_hash, created_at) \
@@ -421,7 +546,7 @@ fn create_account(conn: &Connection, account: NewAccount) -> StoreResult<Out> {
     Ok(Out::Done)
 }
 
-fn create_device(conn: &Connection, device: NewDevice) -> StoreResult<Out> {
+fn create_device(conn: &Connection, device: &NewDevice) -> StoreResult<Out> {
     run(
         conn,
         "INSERT INTO devices (id, account_id, name, has_cellular, token_hash, created_at, \
@@ -464,7 +589,7 @@ fn revoke_device(conn: &Connection, account: AccountId, device: DeviceId) -> Sto
     Ok(Out::Done)
 }
 
-fn add_inventory(conn: &Connection, numbers: Vec<InventoryNumber>) -> StoreResult<Out> {
+fn add_inventory(conn: &Connection, numbers: &[InventoryNumber]) -> StoreResult<Out> {
     for n in numbers {
         run(
             conn,
@@ -529,7 +654,7 @@ fn release_number(
     Ok(Out::Done)
 }
 
-fn put_identity_code(conn: &Connection, code: NewIdentityCode) -> StoreResult<Out> {
+fn put_identity_code(conn: &Connection, code: &NewIdentityCode) -> StoreResult<Out> {
     let id = one(
         conn,
         "INSERT INTO identities (id, account_id, kind, value, status, code_hash, \
@@ -606,21 +731,33 @@ const UPSERT_CONVERSATION: &str = "INSERT INTO conversations \
          unread = conversations.unread + excluded.unread \
      RETURNING id";
 
-/// A repeated `(account, client_id)` inserts nothing (and the deliver answers with the first
-/// message); any other conflict is an error.
+/// The conflict target is only a guard: a repeated `(account, client_id)` is answered before
+/// this insert, so a row it does not insert fails the command.
 const INSERT_MESSAGE: &str = "INSERT INTO messages (id, account_id, conversation_id, \
          direction, from_addr, to_addr, body, status, route, client_id, encoding, segments, \
          created_at, updated_at) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13) \
      ON CONFLICT (account_id, client_id) DO NOTHING";
 
-fn deliver(conn: &Connection, fx: &mut Effects, delivery: Delivery) -> StoreResult<Out> {
+fn deliver(conn: &Connection, fx: &mut Effects, delivery: &Delivery) -> StoreResult<Out> {
     let copies: Vec<&NewMessage> = delivery
         .sender
         .iter()
         .chain(delivery.recipient.iter())
         .collect();
     let has_sender = delivery.sender.is_some();
+
+    // A repeated send (the same client_id, earlier or earlier in this very transaction)
+    // answers with the first message and writes nothing.
+    if let Some(sender) = &delivery.sender {
+        if let Some(first) = first_send(conn, sender)? {
+            return Ok(Out::Delivered(Delivered {
+                sender: Some(first),
+                recipient: None,
+                created: false,
+            }));
+        }
+    }
 
     // Each copy's conversation, found or created.
     let mut messages = Vec::with_capacity(copies.len());
@@ -642,7 +779,7 @@ fn deliver(conn: &Connection, fx: &mut Effects, delivery: Delivery) -> StoreResu
         messages.push(rows::stored_message(copy, conversation.into()));
     }
 
-    for (k, (copy, message)) in copies.iter().zip(&messages).enumerate() {
+    for (copy, message) in copies.iter().zip(&messages) {
         let client_id: Option<Uuid> = copy.client_id.map(|c| c.0);
         let inserted = run(
             conn,
@@ -664,9 +801,7 @@ fn deliver(conn: &Connection, fx: &mut Effects, delivery: Delivery) -> StoreResu
             ],
         )?;
         if inserted == 0 {
-            if k == 0 && has_sender {
-                return repeated(conn, copy);
-            }
+            // Only a client_id seen before conflicts, and that was answered above.
             return Err(rows::corrupt(format!(
                 "message {} of a delivery was not inserted",
                 copy.id
@@ -719,27 +854,25 @@ fn deliver(conn: &Connection, fx: &mut Effects, delivery: Delivery) -> StoreResu
     }))
 }
 
-/// A repeated send: undoes this command's conversation upserts and answers with the first
-/// message.
-fn repeated(conn: &Connection, sender: &NewMessage) -> StoreResult<Out> {
-    exec(conn, "ROLLBACK TO cmd")?;
-    let client_id: Option<Uuid> = sender.client_id.map(|c| c.0);
-    let first = one(
+/// The message an earlier send with `sender`'s client_id stored, if any.
+fn first_send(conn: &Connection, sender: &NewMessage) -> StoreResult<Option<Message>> {
+    let Some(client_id) = sender.client_id else {
+        return Ok(None);
+    };
+    one(
         conn,
-        &format!(
-            "SELECT {} FROM messages m WHERE m.account_id = ?1 AND m.client_id = ?2",
-            rows::MESSAGE_COLUMNS
-        ),
-        params![blob(&sender.account_id.0), opt_blob(&client_id)],
+        &FIRST_SEND,
+        params![blob(&sender.account_id.0), blob(&client_id.0)],
         |row| rows::message(row),
-    )?
-    .ok_or_else(|| rows::corrupt("a repeated send's first message is missing"))?;
-    Ok(Out::Delivered(Delivered {
-        sender: Some(first),
-        recipient: None,
-        created: false,
-    }))
+    )
 }
+
+static FIRST_SEND: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM messages m WHERE m.account_id = ?1 AND m.client_id = ?2",
+        rows::MESSAGE_COLUMNS
+    )
+});
 
 /// Applies a status report through `SendStatus::advance`. `None` when the message does not
 /// exist.
@@ -906,7 +1039,7 @@ fn put_contact(
     conn: &Connection,
     fx: &mut Effects,
     account: AccountId,
-    contact: Contact,
+    contact: &Contact,
 ) -> StoreResult<Out> {
     run(
         conn,
@@ -930,7 +1063,9 @@ fn put_contact(
         fx,
         account,
         at,
-        &EventKind::ContactUpdated { contact },
+        &EventKind::ContactUpdated {
+            contact: contact.clone(),
+        },
     )?;
     Ok(Out::Done)
 }
@@ -961,7 +1096,7 @@ fn finish_outbound(
     conn: &Connection,
     fx: &mut Effects,
     message_id: MessageId,
-    outcome: OutboundOutcome,
+    outcome: &OutboundOutcome,
     cost: Option<f64>,
     at: DateTime<Utc>,
 ) -> StoreResult<Out> {
@@ -993,7 +1128,7 @@ fn finish_outbound(
                 "UPDATE outbound SET attempts = attempts + 1, not_before = ?2, \
                      lease_until = NULL, last_error = ?3 \
                  WHERE message_id = ?1",
-                params![blob(&message_id.0), micros(not_before), reason],
+                params![blob(&message_id.0), micros(*not_before), reason],
             )?;
             if retried == 0 {
                 return Err(StoreError::NotFound);
@@ -1005,7 +1140,14 @@ fn finish_outbound(
                 "DELETE FROM outbound WHERE message_id = ?1",
                 params![blob(&message_id.0)],
             )?;
-            let status = apply_status(conn, fx, message_id, SendStatus::Failed, Some(reason), at)?;
+            let status = apply_status(
+                conn,
+                fx,
+                message_id,
+                SendStatus::Failed,
+                Some(reason.clone()),
+                at,
+            )?;
             if job == 0 && status.is_none() {
                 return Err(StoreError::NotFound);
             }
