@@ -1,10 +1,11 @@
 //! The gateway's storage: one narrow [`Store`] trait, two engines.
 //!
-//! - [`sqlite`]: the embedded default. One writer task owns the only write connection and
-//!   commits many concurrent writes in one transaction (group commit), each inside its own
-//!   savepoint so one failing write never takes its neighbours down; reads use a separate pool.
-//!   A write's future resolves only after the commit that holds it is on disk (WAL,
-//!   `synchronous=FULL`), so a 201 is never sent for a message that a crash could lose.
+//! - [`sqlite`]: the embedded default, driven through `rusqlite`. One writer thread owns the
+//!   only write connection and commits many concurrent writes in one transaction (group
+//!   commit); one failing write never takes its neighbours down (the group is re-run with a
+//!   savepoint per write). Reads use separate read-only connections. A write's future resolves
+//!   only after the commit that holds it is on disk (WAL, `synchronous=FULL`), so a 201 is
+//!   never sent for a message that a crash could lose.
 //! - [`postgres`]: the engine for scale; ordinary transactions.
 //!
 //! Invariants every implementation keeps (checked by the conformance suite in
