@@ -135,7 +135,7 @@ async fn process(state: &AppState, job: OutboundJob) {
             None,
         ),
         Attempt::Elsewhere(carrier) => (
-            OutboundOutcome::Retry {
+            OutboundOutcome::Defer {
                 not_before: Utc::now()
                     + chrono::Duration::from_std(ELSEWHERE_DELAY).unwrap_or_default(),
                 reason: format!("left for the gateway node bound to {carrier}"),

@@ -1143,6 +1143,27 @@ async fn outbound_queue_leases_and_outcomes(store: SharedStore) {
     assert_eq!(retried.len(), 1);
     assert_eq!(retried[0].attempts, 1);
 
+    // Deferred (left for another node): offered again, not counted as an attempt.
+    store
+        .finish_outbound(
+            second.id,
+            OutboundOutcome::Defer {
+                not_before: later,
+                reason: "left for the gateway node bound to smsc".into(),
+            },
+            now(),
+        )
+        .await
+        .unwrap();
+    let again = later + Duration::seconds(1);
+    let due = store
+        .claim_outbound(10, again, again + Duration::seconds(30))
+        .await
+        .unwrap();
+    let deferred: Vec<_> = due.iter().filter(|j| j.message_id == second.id).collect();
+    assert_eq!(deferred.len(), 1, "offered again");
+    assert_eq!(deferred[0].attempts, 1, "a deferral is not an attempt");
+
     // Failed: job gone, message failed with the reason.
     store
         .finish_outbound(

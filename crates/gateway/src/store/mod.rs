@@ -260,6 +260,12 @@ pub enum OutboundOutcome {
         not_before: DateTime<Utc>,
         reason: String,
     },
+    /// Offer it again at `not_before` without counting an attempt (the lease is released):
+    /// it was not tried, but left for another node (see `queue`).
+    Defer {
+        not_before: DateTime<Utc>,
+        reason: String,
+    },
     /// It will never go: the job leaves the queue, the message becomes `failed`.
     Failed { reason: String },
 }

@@ -1306,15 +1306,24 @@ impl Store for PostgresStore {
                 // A receipt may already have moved it past `sent`; advance decides.
                 apply_status(&mut tx, message_id, SendStatus::Sent, None, at).await?;
             }
-            OutboundOutcome::Retry { not_before, reason } => {
+            OutboundOutcome::Retry {
+                ref not_before,
+                ref reason,
+            }
+            | OutboundOutcome::Defer {
+                ref not_before,
+                ref reason,
+            } => {
+                let attempt = i64::from(matches!(outcome, OutboundOutcome::Retry { .. }));
                 let done = sqlx::query(
-                    "UPDATE outbound SET attempts = attempts + 1, not_before = $2, \
+                    "UPDATE outbound SET attempts = attempts + $4, not_before = $2, \
                          lease_until = NULL, last_error = $3 \
                      WHERE message_id = $1",
                 )
                 .bind(message_id.0)
                 .bind(not_before)
-                .bind(&reason)
+                .bind(reason)
+                .bind(attempt)
                 .execute(tx.conn())
                 .await?;
                 if done.rows_affected() == 0 {

@@ -1122,13 +1122,15 @@ fn finish_outbound(
             // A receipt may already have moved it past `sent`; advance decides.
             apply_status(conn, fx, message_id, SendStatus::Sent, None, at)?;
         }
-        OutboundOutcome::Retry { not_before, reason } => {
+        OutboundOutcome::Retry { not_before, reason }
+        | OutboundOutcome::Defer { not_before, reason } => {
+            let attempt = i64::from(matches!(outcome, OutboundOutcome::Retry { .. }));
             let retried = run(
                 conn,
-                "UPDATE outbound SET attempts = attempts + 1, not_before = ?2, \
+                "UPDATE outbound SET attempts = attempts + ?4, not_before = ?2, \
                      lease_until = NULL, last_error = ?3 \
                  WHERE message_id = ?1",
-                params![blob(&message_id.0), micros(*not_before), reason],
+                params![blob(&message_id.0), micros(*not_before), reason, attempt],
             )?;
             if retried == 0 {
                 return Err(StoreError::NotFound);
