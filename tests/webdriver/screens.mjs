@@ -82,13 +82,6 @@ try {
         const back = await app.$('button[aria-label="Back to conversations"]');
         if (size === 'phone' && (await back.isExisting())) await back.click();
         await (await app.$('[data-testid="conversation"]')).waitForDisplayed({ timeout: 30_000 });
-        if (size === 'desktop') {
-          // Scroll the list a little, so the shot shows paged-in rows too.
-          await app.execute(() => {
-            const list = document.querySelector('[data-testid="conversation-list"]');
-            if (list) list.scrollTop = 68 * 3;
-          });
-        }
         await sleep(600);
         const open = await app.execute(() => matchMedia('(prefers-color-scheme: dark)').matches);
         if (open !== dark) console.warn(`warning: prefers-color-scheme dark=${open}, wanted ${dark}`);
