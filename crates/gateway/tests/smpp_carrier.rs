@@ -1278,3 +1278,49 @@ async fn max_binds_holds_across_nodes_sharing_postgres() {
     }
     pg.drop_schema().await;
 }
+
+/// A long text whose last part completes it but cannot be stored: the SMSC resends only that
+/// part (it had the others acknowledged), and the resend completes the whole text again.
+#[tokio::test]
+async fn a_long_text_refused_at_its_last_part_is_whole_when_that_part_comes_again() {
+    let smsc = Smsc::new("secret");
+    let (_server, port) = start_smsc(smsc.clone(), 30_000).await;
+    let (sink, mut source) = report_channel(16);
+    let shutdown = CancellationToken::new();
+    let carrier = SmppCarrier::start_with(config(port), tuning(), sink, shutdown.clone()).unwrap();
+    assert!(carrier.wait_bound(Duration::from_secs(5)).await);
+    let part =
+        |seq: u8, text: &str| [&[0x05, 0x00, 0x03, 0x42, 0x02, seq][..], &gsm7(text)].concat();
+    assert_eq!(smsc.deliver_answer(0x40, 0, part(1, "Hello, ")).await, 0);
+
+    let last = || {
+        let smsc = smsc.clone();
+        let bytes = part(2, "world");
+        tokio::spawn(async move { smsc.deliver_answer(0x40, 0, bytes).await })
+    };
+    let body_of = |pending: &PendingReport| match &pending.report {
+        CarrierReport::Inbound { body, .. } => body.clone(),
+        other => panic!("expected an inbound text, got {other:?}"),
+    };
+    let answer = last();
+    let pending = tokio::time::timeout(Duration::from_secs(5), source.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(body_of(&pending), "Hello, world");
+    pending.not_stored(NotStored::Failed("disk full".to_owned()));
+    assert_eq!(answer.await.unwrap(), 0x64, "ESME_RX_T_APPN");
+
+    // Only the refused part comes again.
+    let answer = last();
+    let pending = tokio::time::timeout(Duration::from_secs(5), source.recv())
+        .await
+        .expect("the resent part completes the text")
+        .unwrap();
+    assert_eq!(body_of(&pending), "Hello, world");
+    pending.stored();
+    assert_eq!(answer.await.unwrap(), 0);
+
+    shutdown.cancel();
+    carrier.stopped().await;
+}

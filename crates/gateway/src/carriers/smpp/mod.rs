@@ -56,6 +56,7 @@ pub mod receipts;
 mod session;
 pub mod status;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -204,7 +205,21 @@ pub(crate) struct Inner {
     slots: BindSlots,
     /// Every bind slot is held by another node (so that node sends for this carrier).
     elsewhere: AtomicBool,
+    /// Concatenated texts that were whole but could not be stored, by text (see
+    /// [`Inner::keep_unstored`]).
+    unstored: Mutex<HashMap<TextKey, (CarrierReport, Instant)>>,
 }
+
+/// One concatenated inbound text: its sender (phone and DID) and concatenation reference.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct TextKey {
+    sender: String,
+    reference: u16,
+    total: u8,
+}
+
+/// Whole-but-unstored texts kept at most (beyond it the SMSC's resend starts the text over).
+const MAX_UNSTORED: usize = 4096;
 
 impl fmt::Debug for Inner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -252,17 +267,46 @@ impl Inner {
         })
     }
 
-    fn reassemble(&self, part: MoPart) -> Option<CarrierReport> {
+    /// The whole text this part completes, if it does, with its key when it came in parts.
+    fn reassemble(&self, part: MoPart) -> Option<(CarrierReport, Option<TextKey>)> {
+        let key = part.part.concat.filter(|c| c.is_valid()).map(|c| TextKey {
+            sender: part.part.sender.clone(),
+            reference: c.reference,
+            total: c.total,
+        });
+        if let Some(key) = &key {
+            if let Some((report, _)) = lock(&self.unstored).remove(key) {
+                return Some((report, Some(key.clone())));
+            }
+        }
         let now = self.epoch.elapsed();
         match lock(&self.reassembler).push(part.part, now) {
-            Push::Complete(message) => Some(CarrierReport::Inbound {
-                carrier: self.name.clone(),
-                from: part.from,
-                to: part.to,
-                body: message.text,
-            }),
+            Push::Complete(message) => Some((
+                CarrierReport::Inbound {
+                    carrier: self.name.clone(),
+                    from: part.from,
+                    to: part.to,
+                    body: message.text,
+                },
+                key,
+            )),
             Push::Pending { .. } | Push::Duplicate => None,
         }
+    }
+
+    /// A concatenated text was whole but could not be stored: the SMSC will resend only the
+    /// part we refused (the others were acknowledged), so keep the text until that part comes
+    /// back, for as long as an incomplete text would wait.
+    pub(crate) fn keep_unstored(&self, key: TextKey, report: CarrierReport) {
+        let now = Instant::now();
+        let mut unstored = lock(&self.unstored);
+        let timeout = self.tuning.reassembly_timeout;
+        unstored.retain(|_, (_, at)| now.saturating_duration_since(*at) < timeout);
+        if unstored.len() >= MAX_UNSTORED {
+            warn!(carrier = %self.name, "too many unstored texts held; this one starts over");
+            return;
+        }
+        unstored.insert(key, (report, now));
     }
 
     /// Incomplete inbound texts past their time, delivered as far as they got.
@@ -543,6 +587,7 @@ impl SmppCarrier {
             paused_until: Mutex::new(None),
             slots,
             elsewhere: AtomicBool::new(false),
+            unstored: Mutex::new(HashMap::new()),
         });
         let task = tokio::spawn(session::run(inner.clone(), shutdown.clone()));
         tokio::spawn(expire_texts(inner.clone(), shutdown));

@@ -49,7 +49,7 @@ use tracing::{debug, error, info, warn};
 use super::bind_slots::{HeldSlot, SlotLook};
 use super::mo::{self, MoFields};
 use super::receipts::{self, ReceiptFields};
-use super::{status, Inner, SmppTuning};
+use super::{status, Inner, SmppTuning, TextKey};
 use crate::carriers::CarrierReport;
 
 /// The largest PDU we accept. `message_payload` may carry up to 64 KiB (§5.3.2.32).
@@ -595,7 +595,7 @@ async fn unbind(session: Arc<Session>, tuning: SmppTuning) {
 
 /// Handles one PDU from the SMSC. `Err` ends the session.
 async fn handle(
-    inner: &Inner,
+    inner: &Arc<Inner>,
     session: &Arc<Session>,
     storing: &Arc<Semaphore>,
     command: Command,
@@ -628,20 +628,22 @@ async fn handle(
             }
             // Answered once it is stored, without holding up the PDUs behind it; the permits
             // bound how many wait (the SMSC's own window normally bounds them first).
-            Some(report) => {
+            Some((report, text)) => {
                 let permit = storing
                     .clone()
                     .acquire_owned()
                     .await
                     .map_err(|_| SessionEnd::Closing)?;
                 let session = session.clone();
-                let reports = inner.reports.clone();
-                let carrier = inner.name.clone();
+                let inner = inner.clone();
                 tokio::spawn(async move {
-                    let answer = match reports.deliver(report).await {
+                    let answer = match inner.reports.deliver(report.clone()).await {
                         Ok(()) => CommandStatus::EsmeRok,
                         Err(why) => {
-                            warn!(%carrier, "deliver_sm not stored ({why}); the SMSC will retry");
+                            warn!(carrier = %inner.name, "deliver_sm not stored ({why}); the SMSC will retry");
+                            if let Some(text) = text {
+                                inner.keep_unstored(text, report);
+                            }
                             CommandStatus::EsmeRxTAppn
                         }
                     };
@@ -686,8 +688,9 @@ async fn handle(
     }
 }
 
-/// A receipt or a complete mobile-originated text to store, if this `deliver_sm` makes one.
-fn deliver_sm(inner: &Inner, deliver: &DeliverSm) -> Option<CarrierReport> {
+/// A receipt or a complete mobile-originated text to store, if this `deliver_sm` makes one
+/// (with the text's key when it came in parts).
+fn deliver_sm(inner: &Inner, deliver: &DeliverSm) -> Option<(CarrierReport, Option<TextKey>)> {
     let mut receipted_message_id = None;
     let mut message_state = None;
     let mut network_error_code = None;
@@ -721,7 +724,7 @@ fn deliver_sm(inner: &Inner, deliver: &DeliverSm) -> Option<CarrierReport> {
     };
     if fields.is_receipt() {
         match receipts::parse(&fields) {
-            Ok(receipt) => inner.resolve_receipt(receipt),
+            Ok(receipt) => inner.resolve_receipt(receipt).map(|report| (report, None)),
             Err(e) => {
                 // Asking the SMSC to resend would bring the same bytes again.
                 warn!(carrier = %inner.name, "unreadable delivery receipt ({e}): {:?}",
