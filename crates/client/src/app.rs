@@ -8,7 +8,7 @@
 
 use airtext_api::compose::TextPlan;
 use airtext_api::contacts::{Contact, PathChoice};
-use airtext_api::messages::{Direction, Encoding};
+use airtext_api::messages::Direction;
 use airtext_api::{DeviceId, ErrorBody, ErrorCode, SendStatus};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
@@ -68,29 +68,10 @@ pub struct ImportResult {
     pub skipped: Vec<SkippedContact>,
 }
 
-/// How a text will go on the air (encoding, segments, characters left), from `airtext-sms`.
+/// How a text will go on the air (encoding, segments, characters left), from `airtext-sms`
+/// (the same plan the gateway's `POST /v1/messages/plan` answers).
 pub fn text_plan(text: &str) -> TextPlan {
-    use airtext_sms::plan::Encoding as SmsEncoding;
-    let plan = airtext_sms::plan(text);
-    let mut ucs2_characters: Vec<String> = Vec::new();
-    if plan.encoding == SmsEncoding::Ucs2 {
-        for c in text.chars() {
-            let name = c.to_string();
-            if SmsEncoding::Gsm7.units_of(c).is_none() && !ucs2_characters.contains(&name) {
-                ucs2_characters.push(name);
-            }
-        }
-    }
-    TextPlan {
-        encoding: match plan.encoding {
-            SmsEncoding::Gsm7 => Encoding::Gsm7,
-            SmsEncoding::Ucs2 => Encoding::Ucs2,
-        },
-        segments: u32::try_from(plan.segment_count()).unwrap_or(u32::MAX),
-        chars_left: u32::try_from(plan.chars_left).unwrap_or(u32::MAX),
-        parts: plan.segments,
-        ucs2_characters,
-    }
+    TextPlan::of(text)
 }
 
 /// Serial ports that may be a cellular modem (empty where none can be listed).
@@ -487,17 +468,6 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn plans_name_the_characters_that_force_ucs2() {
-        let plan = text_plan("Hi 😀 ü 😀");
-        assert_eq!(plan.encoding, Encoding::Ucs2);
-        assert_eq!(plan.ucs2_characters, vec!["😀".to_owned()]);
-        let plan = text_plan("Plain");
-        assert_eq!(plan.encoding, Encoding::Gsm7);
-        assert_eq!(plan.segments, 1);
-        assert!(plan.ucs2_characters.is_empty());
-    }
 
     #[tokio::test]
     #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
