@@ -387,6 +387,14 @@ try {
       const rows = document.querySelectorAll('#messages [role=listitem]').length;
       const vp = document.getElementById('messages');
       const atBottom = Math.abs(vp.scrollTop + vp.clientHeight - vp.scrollHeight) < 4;
+      // The viewport shrinks after opening (a status bar or the composer's hint appears): the
+      // newest message stays in view.
+      vp.style.height = 'calc(100% - 150px)';
+      await new Promise((r) => setTimeout(r, 100));
+      await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+      const atBottomAfterShrink = Math.abs(vp.scrollTop + vp.clientHeight - vp.scrollHeight) < 4;
+      vp.style.height = '';
+      await new Promise((r) => setTimeout(r, 100));
       // Scroll up a little and prepend the older half, as a page load would.
       vp.scrollTop = vp.scrollHeight / 2;
       await new Promise((r) => setTimeout(r, 100));
@@ -396,11 +404,12 @@ try {
       await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
       await new Promise((r) => setTimeout(r, 100));
       const after = document.querySelector(`[data-key="${anchorKey}"]`)?.getBoundingClientRect().top;
-      return { firstRender, rows, atBottom, drift: after === undefined ? null : Math.abs(after - anchorTop) };
+      return { firstRender, rows, atBottom, atBottomAfterShrink, drift: after === undefined ? null : Math.abs(after - anchorTop) };
     });
     console.log(`     50k thread: first render ${result.firstRender.toFixed(0)} ms, ${result.rows} rows in the DOM, drift ${result.drift}px`);
     assert(result.rows > 5 && result.rows < 120, `a window of rows, not all (${result.rows})`);
     assert(result.atBottom, 'opens at the newest message');
+    assert(result.atBottomAfterShrink, 'stays at the newest message when the viewport shrinks');
     assert(result.drift !== null && result.drift < 4, `kept its place (drift ${result.drift})`);
   });
 
