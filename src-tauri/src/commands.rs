@@ -135,19 +135,11 @@ pub async fn available_numbers(
         .await?)
 }
 
-/// Claims a number. The client starts a new session with the number in its profile, so the
-/// live loop is restarted on it (the old loop would keep waiting on the old session's outbox).
+/// Claims a number. The running live loop follows the client's session, so it sends from the
+/// new number at once (no restart).
 #[tauri::command]
-pub async fn claim_number<R: Runtime>(
-    app: AppHandle<R>,
-    state: State<'_, AppState>,
-    number: String,
-) -> IpcResult<String> {
-    let claimed = state.client().await.claim_number(&number).await?;
-    if state.stop_live().await {
-        state.start_live(&app).await;
-    }
-    Ok(claimed)
+pub async fn claim_number(state: State<'_, AppState>, number: String) -> IpcResult<String> {
+    Ok(state.client().await.claim_number(&number).await?)
 }
 
 #[tauri::command]
