@@ -24,16 +24,20 @@ use tauri::{Manager, WindowEvent};
 use crate::settings::Settings;
 use crate::state::{client_options, AppState};
 
-fn data_dir<R: tauri::Runtime>(app: &tauri::App<R>) -> Result<PathBuf, String> {
+fn data_dir<R: tauri::Runtime>(app: &tauri::App<R>) -> airtext_client::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("AIRTEXT_DATA_DIR").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir));
     }
     // Mobile apps can only write inside their sandbox; desktop shares the CLI's directory
     // layout so `airtext --data-dir` can inspect it.
     if cfg!(mobile) {
-        app.path().app_data_dir().map_err(|e| e.to_string())
+        app.path().app_data_dir().map_err(|e| {
+            airtext_client::Error::Config(format!(
+                "the platform gives this app no data directory ({e}); set AIRTEXT_DATA_DIR"
+            ))
+        })
     } else {
-        ClientOptions::default_data_dir().map_err(|e| e.to_string())
+        ClientOptions::default_data_dir()
     }
 }
 
