@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::counting_smsc::CountingSmsc;
-use common::free_port;
+use common::{free_port, wait_healthy};
 use serde_json::{json, Value};
 use sqlx::Connection;
 
@@ -57,18 +57,6 @@ fn start_gateway(config: &std::path::Path, port: u16, log: &std::path::Path) -> 
         child,
         url: format!("http://127.0.0.1:{port}"),
     }
-}
-
-async fn wait_healthy(http: &reqwest::Client, url: &str) {
-    for _ in 0..300 {
-        if let Ok(r) = http.get(format!("{url}/healthz")).send().await {
-            if r.status().is_success() {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the gateway did not become healthy");
 }
 
 async fn post(http: &reqwest::Client, url: &str, token: Option<&str>, body: Value) -> (u16, Value) {

@@ -43,13 +43,6 @@ async fn node(url: &str) -> TestGateway {
     TestGateway::start_with(|c| node_config(c, url)).await
 }
 
-fn bodies(events: &[Value]) -> Vec<String> {
-    created_messages(events)
-        .iter()
-        .map(|m| m["body"].as_str().unwrap_or_default().to_owned())
-        .collect()
-}
-
 /// Follows `stream` (pulling `/v1/sync` on `gw` after each hint) until a message with `body`
 /// is among the events; returns the new cursor.
 async fn receives(

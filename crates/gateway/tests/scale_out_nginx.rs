@@ -153,18 +153,6 @@ http {{
     Proc(child)
 }
 
-async fn wait_healthy(http: &reqwest::Client, url: &str) {
-    for _ in 0..300 {
-        if let Ok(r) = http.get(format!("{url}/healthz")).send().await {
-            if r.status().is_success() {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{url} did not become healthy");
-}
-
 /// One send with a fixed `client_id`, retried (same `client_id`, so idempotent) until the
 /// gateway behind nginx answers 200 or 201.
 async fn send_until_accepted(
@@ -194,13 +182,6 @@ async fn send_until_accepted(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("{text} never accepted");
-}
-
-fn bodies(events: &[serde_json::Value]) -> Vec<String> {
-    created_messages(events)
-        .iter()
-        .map(|m| m["body"].as_str().unwrap_or_default().to_owned())
-        .collect()
 }
 
 async fn receives(

@@ -1074,6 +1074,23 @@ fn pdu(command_id: u32, status: u32, seq: u32, body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A bound carrier whose reports the test answers itself (stored or not), through `source`.
+async fn bound_with_raw_reports() -> (
+    Arc<Smsc>,
+    SmppServer,
+    Arc<SmppCarrier>,
+    ReportSource,
+    CancellationToken,
+) {
+    let smsc = Smsc::new("secret");
+    let (server, port) = start_smsc(smsc.clone(), 30_000).await;
+    let (sink, source) = report_channel(16);
+    let shutdown = CancellationToken::new();
+    let carrier = SmppCarrier::start_with(config(port), tuning(), sink, shutdown.clone()).unwrap();
+    assert!(carrier.wait_bound(Duration::from_secs(5)).await);
+    (smsc, server, carrier, source, shutdown)
+}
+
 /// Has the SMSC send a text from `PHONE`; returns its pending answer (the `command_status` of
 /// the `deliver_sm_resp`) and the report, after checking the answer waits for the store.
 async fn text_awaiting_store(
@@ -1110,12 +1127,7 @@ async fn text_awaiting_store(
 /// could not be stored the SMSC hears ESME_RX_T_APPN and keeps the text to send again.
 #[tokio::test]
 async fn deliver_sm_is_answered_only_after_its_report_is_stored() {
-    let smsc = Smsc::new("secret");
-    let (_server, port) = start_smsc(smsc.clone(), 30_000).await;
-    let (sink, mut source) = report_channel(16);
-    let shutdown = CancellationToken::new();
-    let carrier = SmppCarrier::start_with(config(port), tuning(), sink, shutdown.clone()).unwrap();
-    assert!(carrier.wait_bound(Duration::from_secs(5)).await);
+    let (smsc, _server, carrier, mut source, shutdown) = bound_with_raw_reports().await;
 
     // The store fails: the SMSC is told to try again.
     let (answer, pending) = text_awaiting_store(&smsc, &mut source, "first try").await;
@@ -1283,12 +1295,7 @@ async fn max_binds_holds_across_nodes_sharing_postgres() {
 /// part (it had the others acknowledged), and the resend completes the whole text again.
 #[tokio::test]
 async fn a_long_text_refused_at_its_last_part_is_whole_when_that_part_comes_again() {
-    let smsc = Smsc::new("secret");
-    let (_server, port) = start_smsc(smsc.clone(), 30_000).await;
-    let (sink, mut source) = report_channel(16);
-    let shutdown = CancellationToken::new();
-    let carrier = SmppCarrier::start_with(config(port), tuning(), sink, shutdown.clone()).unwrap();
-    assert!(carrier.wait_bound(Duration::from_secs(5)).await);
+    let (smsc, _server, carrier, mut source, shutdown) = bound_with_raw_reports().await;
     let part =
         |seq: u8, text: &str| [&[0x05, 0x00, 0x03, 0x42, 0x02, seq][..], &gsm7(text)].concat();
     assert_eq!(smsc.deliver_answer(0x40, 0, part(1, "Hello, ")).await, 0);

@@ -10,6 +10,8 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -32,17 +34,12 @@ use sqlx::Connection;
 
 enum Engine {
     Sqlite(tempfile::TempDir),
-    Postgres { base: String, schema: String },
+    Postgres(common::PgSchema),
 }
 
 struct Harness {
     store: SharedStore,
     engine: Engine,
-}
-
-fn with_search_path(url: &str, schema: &str) -> String {
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}options=-c%20search_path%3D{schema}")
 }
 
 impl Harness {
@@ -57,29 +54,11 @@ impl Harness {
     }
 
     async fn postgres(name: &str) -> Option<Harness> {
-        let Ok(base) = std::env::var("AIRTEXT_TEST_DATABASE_URL") else {
-            // Straight to the process's stderr: libtest captures `eprintln!` of passing tests,
-            // and a skip must be seen.
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED (no AIRTEXT_TEST_DATABASE_URL): store_conformance::postgres::{name}"
-            );
-            return None;
-        };
-        let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = sqlx::PgConnection::connect(&base).await.expect("postgres");
-        sqlx::query(&format!("CREATE SCHEMA {schema}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        conn.close().await.unwrap();
-        let store = store::open(&with_search_path(&base, &schema))
-            .await
-            .expect("postgres store opens");
+        let pg = common::postgres_schema(&format!("store_conformance::postgres::{name}")).await?;
+        let store = store::open(&pg.url).await.expect("postgres store opens");
         Some(Harness {
             store,
-            engine: Engine::Postgres { base, schema },
+            engine: Engine::Postgres(pg),
         })
     }
 
@@ -92,10 +71,8 @@ impl Harness {
                 sqlx::query(sql).execute(&mut conn).await.unwrap();
                 conn.close().await.unwrap();
             }
-            Engine::Postgres { base, schema } => {
-                let mut conn = sqlx::PgConnection::connect(&with_search_path(base, schema))
-                    .await
-                    .unwrap();
+            Engine::Postgres(pg) => {
+                let mut conn = sqlx::PgConnection::connect(&pg.url).await.unwrap();
                 sqlx::query(sql).execute(&mut conn).await.unwrap();
                 conn.close().await.unwrap();
             }
@@ -104,13 +81,8 @@ impl Harness {
 
     async fn finish(self) {
         self.store.close().await;
-        if let Engine::Postgres { base, schema } = &self.engine {
-            let mut conn = sqlx::PgConnection::connect(base).await.unwrap();
-            sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            conn.close().await.unwrap();
+        if let Engine::Postgres(pg) = self.engine {
+            pg.drop_schema().await;
         }
     }
 }

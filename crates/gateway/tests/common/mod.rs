@@ -528,3 +528,24 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .unwrap()
 }
+
+/// Waits until the gateway at `url` answers `/healthz` (a child process just spawned).
+pub async fn wait_healthy(http: &reqwest::Client, url: &str) {
+    for _ in 0..300 {
+        if let Ok(r) = http.get(format!("{url}/healthz")).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{url} did not become healthy");
+}
+
+/// The bodies of the messages created in `events`, in order.
+pub fn bodies(events: &[Value]) -> Vec<String> {
+    created_messages(events)
+        .iter()
+        .map(|m| m["body"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
