@@ -128,6 +128,13 @@ async fn concurrent_checks_from_two_nodes_never_exceed_the_burst() {
     }
     // One token a minute refills well under one token during the test.
     assert_eq!((granted, refused), (10, 50));
+    // A key of kilobytes (what a client typed) is limited like any other, never a 500.
+    // (varied, so PostgreSQL cannot compress it below its index-entry limit).
+    let huge: String = (0..4_000u32)
+        .map(|i| format!("{:x}", i.wrapping_mul(2_654_435_761)))
+        .collect();
+    node1.check(RateKind::SignIn, &huge).await.unwrap();
+    node2.check(RateKind::SignIn, &huge).await.unwrap();
     // Other keys and kinds have their own buckets.
     node2.check(RateKind::Send, "account-2").await.unwrap();
     node1.check(RateKind::SignIn, "account-1").await.unwrap();

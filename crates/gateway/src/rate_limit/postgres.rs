@@ -51,6 +51,23 @@ ON CONFLICT (kind, key) DO UPDATE SET (tokens, granted, updated_at, full_at) = (
 RETURNING tokens, granted
 "#;
 
+/// Keys longer than this are stored as their SHA-256: a key can carry what a client typed (a
+/// sign-in with an unparsable username of kilobytes), and an index entry of that size would
+/// make the insert fail, a 500 instead of a rate limit.
+const MAX_STORED_KEY: usize = 128;
+
+fn stored_key(key: &str) -> std::borrow::Cow<'_, str> {
+    if key.len() <= MAX_STORED_KEY {
+        return key.into();
+    }
+    use sha2::Digest;
+    format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(key.as_bytes()))
+    )
+    .into()
+}
+
 /// The shared buckets of every kind (see the module documentation).
 #[derive(Debug)]
 pub struct SharedBuckets {
@@ -75,7 +92,7 @@ impl SharedBuckets {
         let rate = BucketRate::of(&self.limits, kind);
         let (tokens, granted): (f64, bool) = sqlx::query_as(TAKE)
             .bind(kind.as_str())
-            .bind(key)
+            .bind(stored_key(key).as_ref())
             .bind(rate.capacity)
             .bind(rate.refill_per_sec)
             .fetch_one(&self.pool)
