@@ -431,8 +431,7 @@ impl Config {
             }
         }
         if !(self.database_url.starts_with("sqlite:")
-            || self.database_url.starts_with("postgres://")
-            || self.database_url.starts_with("postgresql://"))
+            || crate::store::is_postgres(&self.database_url))
         {
             anyhow::bail!(
                 "database_url {:?}: use sqlite://PATH or postgres://USER@HOST/DB",

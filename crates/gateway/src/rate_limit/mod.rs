@@ -110,7 +110,7 @@ impl RateLimiter {
     /// in memory otherwise. The PostgreSQL table is created by the store's migrations, so the
     /// store must have been opened first.
     pub async fn for_database(database_url: &str, limits: RateLimits) -> Result<Self, sqlx::Error> {
-        if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        if crate::store::is_postgres(database_url) {
             Ok(RateLimiter::Shared(
                 SharedBuckets::connect(database_url, limits).await?,
             ))

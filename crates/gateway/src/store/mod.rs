@@ -484,10 +484,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
 pub type SharedStore = Arc<dyn Store>;
 
+/// Whether `database_url` names PostgreSQL: the engine several nodes can share, so what must
+/// hold across nodes (rate limits, SMPP bind slots) lives in it.
+pub fn is_postgres(database_url: &str) -> bool {
+    database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")
+}
+
 /// Opens the store a URL names (`sqlite://path`, `sqlite::memory:`, `postgres://…`) and runs
 /// its migrations.
 pub async fn open(database_url: &str) -> StoreResult<SharedStore> {
-    if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+    if is_postgres(database_url) {
         Ok(Arc::new(postgres::PostgresStore::open(database_url).await?))
     } else if database_url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::SqliteStore::open(database_url).await?))

@@ -75,7 +75,7 @@ impl BindSlots {
         carrier: &str,
         max_binds: u32,
     ) -> Result<Self, sqlx::Error> {
-        if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        if crate::store::is_postgres(database_url) {
             let options = PgConnectOptions::from_str(database_url)?
                 .application_name("airtext-gateway smpp bind slot");
             Ok(BindSlots::Shared {
