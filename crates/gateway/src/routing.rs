@@ -19,9 +19,11 @@
 //!   sees), are stored `queued` with their queue entry in the same transaction, and only then
 //!   is the queue worker woken, so a crash can delay a text but never lose an accepted one;
 //! - idempotency is the store's: a repeated `client_id` returns the first message and stores
-//!   nothing new (and wakes no worker).
+//!   nothing new (and wakes no worker);
+//! - a carrier's report is answered "stored" only once it is in the store: a receipt that
+//!   overtook the record of its send is held there (not in memory) and applied when that
+//!   record commits ([`store_report_batch`]).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use airtext_api::identities::IdentityKind;
@@ -30,12 +32,15 @@ use airtext_api::{AccountId, ErrorCode, MessageId, SendStatus};
 use airtext_sms::Address;
 use anyhow::Context;
 use axum::http::StatusCode;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
+use crate::carriers::reports::{NotStored, PendingReport};
 use crate::carriers::{CarrierError, CarrierReport, OutboundSms, ReceiptStatus};
 use crate::error::{ApiError, ApiResult};
 use crate::http::AppState;
-use crate::store::{AccountRecord, Delivery, NewMessage, StatusUpdate, StoreError};
+use crate::store::{
+    AccountRecord, CarrierReceipt, Delivery, NewMessage, ReceiptOutcome, StoreError,
+};
 
 /// The sender shown on system texts (verification codes) where a carrier allows an
 /// alphanumeric sender.
@@ -486,118 +491,182 @@ fn from_raw(raw: &str) -> String {
     }
 }
 
-/// Receipts that arrived before the send that made their carrier id was recorded (a
-/// carrier's "delivered" can overtake its own submit response) wait and look again; this
-/// bounds how many wait at once.
-const MAX_EARLY_RECEIPTS: usize = 10_000;
-static EARLY_RECEIPTS: AtomicUsize = AtomicUsize::new(0);
-/// When an early receipt looks again for its message.
-const EARLY_RECEIPT_RETRIES: [Duration; 4] = [
-    Duration::from_millis(200),
-    Duration::from_secs(1),
-    Duration::from_secs(5),
-    Duration::from_secs(30),
-];
+/// Reports taken off the channel and stored together at most. The receipts among them are
+/// one store call (one commit), so a backlog of receipts costs a commit per batch, not per
+/// receipt; the bound keeps the first carrier of a batch from waiting long for the rest.
+pub const REPORT_BATCH: usize = 256;
 
-/// Stores what a carrier reported: an inbound text, or a receipt moving a message's status
-/// (forward only: the store's reducer ignores late, repeated and backward reports).
+/// The failure reason a message gets from a failed receipt that gives none of its own.
+const UNSPECIFIED_FAILURE: &str = "the carrier could not deliver it";
+
+/// Stores a batch of carrier reports and answers each carrier, stored or not, on its own.
+///
+/// - Receipts go to the store in one [`crate::store::Store::apply_receipts`] call: each moves
+///   its message forward (late, repeated and backward receipts change nothing and append no
+///   event), or, when it overtook the record of its send, is held in the store until that
+///   record commits — never in memory, since the carrier is told it is stored.
+/// - If that call fails, the receipts are stored again one by one, so one bad receipt does
+///   not fail its neighbours; but not while the store is unavailable (each try would wait
+///   for a connection in vain), when they are all answered "not stored" and the carriers'
+///   networks send them again.
+/// - Texts from phones are stored one at a time in arrival order (two texts from one phone
+///   keep their order), beside the receipts' call.
+pub async fn store_report_batch(state: &AppState, batch: Vec<PendingReport>) {
+    let received_at = Utc::now();
+    let mut receipts = Vec::new();
+    let mut texts = Vec::new();
+    for pending in batch {
+        match receipt_of(&pending.report, received_at) {
+            Some(receipt) => receipts.push((pending, receipt)),
+            None => texts.push(pending),
+        }
+    }
+    let texts = async {
+        for pending in texts {
+            let stored = handle_carrier_report(state, pending.report.clone()).await;
+            answer(pending, stored);
+        }
+    };
+    tokio::join!(store_receipts(state, receipts), texts);
+}
+
+/// Stores one report: a receipt (as a batch of one) or a text from a phone.
 pub async fn handle_carrier_report(state: &AppState, report: CarrierReport) -> anyhow::Result<()> {
-    match report {
-        CarrierReport::Inbound {
-            carrier,
-            from,
-            to,
-            body,
-        } => match receive_inbound(state, &from, &to, &body).await {
-            Ok(_) => Ok(()),
-            Err(ApiError::Client { message, .. }) => {
-                tracing::warn!(carrier, to, reason = message, "inbound text dropped");
-                Ok(())
-            }
-            Err(error) => Err(anyhow::Error::new(error).context("inbound text not stored")),
-        },
-        CarrierReport::Receipt {
-            carrier,
-            carrier_message_id,
-            status,
-            reason,
-        } => {
-            if apply_receipt(state, &carrier, &carrier_message_id, status, reason.clone()).await? {
-                return Ok(());
-            }
-            if EARLY_RECEIPTS.fetch_add(1, Ordering::Relaxed) >= MAX_EARLY_RECEIPTS {
-                EARLY_RECEIPTS.fetch_sub(1, Ordering::Relaxed);
-                tracing::debug!(
-                    carrier,
-                    carrier_message_id,
-                    "receipt for an unknown message"
-                );
-                return Ok(());
-            }
-            let state = state.clone();
-            tokio::spawn(async move {
-                for delay in EARLY_RECEIPT_RETRIES {
-                    tokio::select! {
-                        _ = state.shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                    match apply_receipt(
-                        &state,
-                        &carrier,
-                        &carrier_message_id,
-                        status,
-                        reason.clone(),
-                    )
-                    .await
-                    {
-                        Ok(true) => break,
-                        Ok(false) => {}
-                        Err(error) => {
-                            tracing::warn!(error = format!("{error:#}"), "receipt not applied");
-                            break;
-                        }
-                    }
-                }
-                EARLY_RECEIPTS.fetch_sub(1, Ordering::Relaxed);
-            });
+    if let Some(receipt) = receipt_of(&report, Utc::now()) {
+        state
+            .store
+            .apply_receipts(std::slice::from_ref(&receipt))
+            .await
+            .context("applying a receipt")?;
+        return Ok(());
+    }
+    let CarrierReport::Inbound {
+        carrier,
+        from,
+        to,
+        body,
+    } = report
+    else {
+        return Ok(());
+    };
+    match receive_inbound(state, &from, &to, &body).await {
+        Ok(_) => Ok(()),
+        Err(ApiError::Client { message, .. }) => {
+            tracing::warn!(carrier, to, reason = message, "inbound text dropped");
             Ok(())
         }
+        Err(error) => Err(anyhow::Error::new(error).context("inbound text not stored")),
     }
 }
 
-/// Applies a receipt; `false` when no message carries that carrier id (yet).
-async fn apply_receipt(
-    state: &AppState,
-    carrier: &str,
-    carrier_message_id: &str,
-    status: ReceiptStatus,
-    reason: Option<String>,
-) -> anyhow::Result<bool> {
-    let Some(message_id) = state
-        .store
-        .message_by_carrier_id(carrier, carrier_message_id)
-        .await
-        .context("looking up a receipt's message")?
+/// The store's form of a receipt; `None` for a text.
+fn receipt_of(report: &CarrierReport, received_at: DateTime<Utc>) -> Option<CarrierReceipt> {
+    let CarrierReport::Receipt {
+        carrier,
+        carrier_message_id,
+        status,
+        reason,
+    } = report
     else {
-        return Ok(false);
+        return None;
     };
     let status = match status {
         ReceiptStatus::Sent => SendStatus::Sent,
         ReceiptStatus::Delivered => SendStatus::Delivered,
         ReceiptStatus::Failed => SendStatus::Failed,
     };
-    let failure_reason = (status == SendStatus::Failed)
-        .then(|| reason.unwrap_or_else(|| "the carrier could not deliver it".to_owned()));
-    let update = StatusUpdate {
-        message_id,
+    let failure_reason = (status == SendStatus::Failed).then(|| {
+        reason
+            .clone()
+            .unwrap_or_else(|| UNSPECIFIED_FAILURE.to_owned())
+    });
+    Some(CarrierReceipt {
+        carrier: carrier.clone(),
+        carrier_message_id: carrier_message_id.clone(),
         status,
         failure_reason,
-        at: Utc::now(),
+        received_at,
+    })
+}
+
+/// Applies a batch of receipts in one store call (see [`store_report_batch`]).
+async fn store_receipts(state: &AppState, batch: Vec<(PendingReport, CarrierReceipt)>) {
+    if batch.is_empty() {
+        return;
+    }
+    let (pending, receipts): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+    let error = match state.store.apply_receipts(&receipts).await {
+        Ok(outcomes) => {
+            let held = outcomes
+                .iter()
+                .filter(|outcome| matches!(outcome, ReceiptOutcome::Held))
+                .count();
+            if held > 0 {
+                tracing::debug!(held, "receipts held until their sends are recorded");
+            }
+            pending.into_iter().for_each(PendingReport::stored);
+            return;
+        }
+        Err(error) => error,
     };
-    match state.store.update_status(update).await {
-        // Deleted by its owner since: nothing left to update.
-        Ok(_) | Err(StoreError::NotFound) => Ok(true),
-        Err(error) => Err(anyhow::Error::new(error).context("applying a receipt")),
+    let many = receipts.len() > 1;
+    if !many || matches!(error, StoreError::Unavailable(_)) {
+        let why = format!(
+            "{:#}",
+            anyhow::Error::new(error).context("applying receipts")
+        );
+        tracing::error!(error = why, count = receipts.len(), "receipts not stored");
+        for pending in pending {
+            pending.not_stored(NotStored::Failed(why.clone()));
+        }
+        return;
+    }
+    tracing::warn!(
+        error = format!("{error:#}"),
+        count = receipts.len(),
+        "a batch of receipts was not stored; storing them one by one"
+    );
+    let mut unavailable: Option<String> = None;
+    for (pending, receipt) in pending.into_iter().zip(receipts) {
+        if let Some(why) = &unavailable {
+            pending.not_stored(NotStored::Failed(why.clone()));
+            continue;
+        }
+        match state
+            .store
+            .apply_receipts(std::slice::from_ref(&receipt))
+            .await
+        {
+            Ok(_) => pending.stored(),
+            Err(error) => {
+                let gone = matches!(error, StoreError::Unavailable(_));
+                let why = format!(
+                    "{:#}",
+                    anyhow::Error::new(error).context("applying a receipt")
+                );
+                tracing::error!(
+                    error = why,
+                    carrier = receipt.carrier,
+                    carrier_message_id = receipt.carrier_message_id,
+                    "receipt not stored"
+                );
+                if gone {
+                    unavailable = Some(why.clone());
+                }
+                pending.not_stored(NotStored::Failed(why));
+            }
+        }
+    }
+}
+
+/// Tells the carrier whether its report is stored.
+fn answer(pending: PendingReport, stored: anyhow::Result<()>) {
+    match stored {
+        Ok(()) => pending.stored(),
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "carrier report not stored");
+            pending.not_stored(NotStored::Failed(format!("{error:#}")));
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::carriers::reports::{NotStored, PendingReport, ReportSource};
+use crate::carriers::reports::ReportSource;
 use crate::config::Config;
 use crate::http::AppState;
 use crate::push::PushHub;
@@ -75,6 +75,11 @@ impl Gateway {
         let shutdown = CancellationToken::new();
         let mut background = JoinSet::new();
         background.spawn(sweep_rate_limits(rate_limits.clone(), shutdown.clone()));
+        background.spawn(expire_early_receipts(
+            store.clone(),
+            early_receipt_lifetime(&config),
+            shutdown.clone(),
+        ));
 
         let (reports_tx, reports_rx) = carriers::reports::report_channel(10_000);
         let built = carriers::registry::build(&config, reports_tx, shutdown.clone()).await?;
@@ -185,42 +190,72 @@ impl RunningGateway {
     }
 }
 
-/// Stores what carriers report, one at a time and in arrival order (two texts from one phone
-/// keep their order), answering each carrier once its report is stored or has failed.
+/// Stores what carriers report, in batches of what is waiting (see
+/// [`routing::store_report_batch`]), answering each carrier once its report is stored or
+/// has failed. One batch at a time: texts from one phone keep their order across batches.
 async fn store_carrier_reports(
     state: AppState,
     mut reports: ReportSource,
     shutdown: CancellationToken,
 ) {
-    let store = |pending: PendingReport| {
-        let state = state.clone();
-        async move {
-            let report = pending.report.clone();
-            match routing::handle_carrier_report(&state, report).await {
-                Ok(()) => pending.stored(),
-                Err(error) => {
-                    tracing::error!(error = format!("{error:#}"), "carrier report not stored");
-                    pending.not_stored(NotStored::Failed(format!("{error:#}")));
-                }
-            }
-        }
-    };
+    let mut batch = Vec::with_capacity(routing::REPORT_BATCH);
     loop {
-        let pending = tokio::select! {
+        let received = tokio::select! {
             _ = shutdown.cancelled() => break,
-            pending = reports.recv() => match pending {
-                Some(pending) => pending,
-                None => return,
-            },
+            received = reports.recv_many(&mut batch, routing::REPORT_BATCH) => received,
         };
-        store(pending).await;
+        if received == 0 {
+            return;
+        }
+        routing::store_report_batch(&state, std::mem::take(&mut batch)).await;
     }
     // Carriers are waiting for these (or handed them over without waiting): store them
     // before the store closes. Closing first refuses later reports, and the carrier asks its
     // network to try again (SMPP: ESME_RX_T_APPN).
     reports.close();
-    while let Some(pending) = reports.recv().await {
-        store(pending).await;
+    while reports.recv_many(&mut batch, routing::REPORT_BATCH).await > 0 {
+        routing::store_report_batch(&state, std::mem::take(&mut batch)).await;
+    }
+}
+
+/// How long a receipt whose send was never recorded is kept: the send could still be
+/// recorded until its text's validity ends (a text is tried that long), and the margin
+/// covers a send in flight at that moment and clocks of nodes that differ a little.
+fn early_receipt_lifetime(config: &Config) -> chrono::Duration {
+    chrono::Duration::from_std(config.queue.validity())
+        .unwrap_or(chrono::Duration::MAX)
+        .checked_add(&EARLY_RECEIPT_MARGIN)
+        .unwrap_or(chrono::Duration::MAX)
+}
+
+const EARLY_RECEIPT_MARGIN: chrono::Duration = chrono::Duration::hours(1);
+const EARLY_RECEIPT_SWEEP_EVERY: Duration = Duration::from_secs(10 * 60);
+
+/// Deletes held receipts older than `lifetime` now and then (receipts for ids no send of
+/// ours ever records: another system's texts on a shared account, or sends a crash made
+/// twice). Every node sweeps; the deletes are idempotent.
+async fn expire_early_receipts(
+    store: store::SharedStore,
+    lifetime: chrono::Duration,
+    shutdown: CancellationToken,
+) {
+    let mut every = tokio::time::interval(EARLY_RECEIPT_SWEEP_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let Some(before) = chrono::Utc::now().checked_sub_signed(lifetime) else {
+            continue;
+        };
+        match store.expire_early_receipts(before).await {
+            Ok(0) => {}
+            Ok(expired) => tracing::info!(expired, "expired receipts no send claimed"),
+            Err(error) => {
+                tracing::warn!(%error, "expiring held receipts failed; retrying at the next interval");
+            }
+        }
     }
 }
 
@@ -270,5 +305,19 @@ mod tests {
             "postgres://u:***@h/db"
         );
         assert_eq!(super::redact("sqlite://airtext.db"), "sqlite://airtext.db");
+    }
+
+    #[test]
+    fn held_receipts_outlive_the_validity_of_texts() {
+        let mut config = crate::config::Config::default();
+        assert_eq!(
+            super::early_receipt_lifetime(&config),
+            chrono::Duration::hours(5)
+        );
+        config.queue.validity_secs = u64::MAX;
+        assert_eq!(
+            super::early_receipt_lifetime(&config),
+            chrono::Duration::MAX
+        );
     }
 }

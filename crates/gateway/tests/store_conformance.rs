@@ -79,6 +79,15 @@ impl Harness {
         }
     }
 
+    /// A second store on the same database, as a restarted gateway opens it.
+    async fn reopen(&self) -> SharedStore {
+        let url = match &self.engine {
+            Engine::Sqlite(dir) => format!("sqlite://{}", dir.path().join("store.db").display()),
+            Engine::Postgres(pg) => pg.url.clone(),
+        };
+        store::open(&url).await.expect("the store opens again")
+    }
+
     async fn finish(self) {
         self.store.close().await;
         if let Engine::Postgres(pg) = self.engine {
@@ -1798,5 +1807,378 @@ mod routing_and_opt_outs {
         // Short codes are kept as received.
         store.set_opt_out(did, "12345", true, now()).await.unwrap();
         assert!(store.opted_out(did, "12345").await.unwrap());
+    }
+}
+
+// ----- carrier receipts -----
+
+/// Receipts applied in batches, and receipts that overtook the record of their send held in
+/// the store until it commits.
+mod receipts {
+    use super::*;
+    use airtext_api::messages::Message;
+    use airtext_gateway::store::{CarrierReceipt, ReceiptOutcome};
+
+    conformance!(
+        store: [
+            receipts_apply_in_one_batch_forward_only,
+            early_receipts_apply_when_the_send_is_recorded,
+            unclaimed_early_receipts_expire,
+            receipts_racing_the_record_of_their_send_are_never_lost,
+        ],
+        raw: [early_receipts_survive_a_restart]
+    );
+
+    fn receipt(id: &str, status: SendStatus) -> CarrierReceipt {
+        CarrierReceipt {
+            carrier: "smsc1".into(),
+            carrier_message_id: id.into(),
+            status,
+            failure_reason: (status == SendStatus::Failed).then(|| "absent subscriber".into()),
+            received_at: now(),
+        }
+    }
+
+    fn sent(id: &str) -> OutboundOutcome {
+        OutboundOutcome::Sent {
+            carrier: "smsc1".into(),
+            carrier_message_id: id.into(),
+        }
+    }
+
+    /// `n` texts from `account`, claimed from the queue (so they can be finished).
+    async fn claimed(store: &SharedStore, account: AccountId, n: usize) -> Vec<MessageId> {
+        let mut ids = Vec::new();
+        for i in 0..n {
+            let to = format!("+1555000{i:04}");
+            let done = store.deliver(carrier_send(account, &to)).await.unwrap();
+            ids.push(done.sender.unwrap().id);
+        }
+        let t = now() + Duration::seconds(1);
+        let mut jobs = Vec::new();
+        while jobs.len() < n {
+            let more = store
+                .claim_outbound(1000, t, t + Duration::seconds(600))
+                .await
+                .unwrap();
+            assert!(
+                !more.is_empty(),
+                "only {} of {n} jobs claimable",
+                jobs.len()
+            );
+            jobs.extend(more);
+        }
+        ids
+    }
+
+    async fn message(store: &SharedStore, account: AccountId, id: MessageId) -> Message {
+        store.message(account, id).await.unwrap().unwrap()
+    }
+
+    /// The statuses `account`'s log announced for `id`, in order.
+    async fn announced(store: &SharedStore, account: AccountId, id: MessageId) -> Vec<SendStatus> {
+        all_events(store, account)
+            .await
+            .into_iter()
+            .filter_map(|event| match event.kind {
+                EventKind::MessageStatus {
+                    message_id, status, ..
+                } if message_id == id => Some(status),
+                _ => None,
+            })
+            .collect()
+    }
+
+    async fn receipts_apply_in_one_batch_forward_only(store: SharedStore) {
+        let alice = account(&store, "alice").await;
+        let bob = account(&store, "bob").await;
+        let a = claimed(&store, alice, 3).await;
+        let b = claimed(&store, bob, 1).await;
+        for (id, carrier_id) in a.iter().zip(["A0", "A1", "A2"]) {
+            store
+                .finish_outbound(*id, sent(carrier_id), now())
+                .await
+                .unwrap();
+        }
+        store
+            .finish_outbound(b[0], sent("B0"), now())
+            .await
+            .unwrap();
+        let (alice_seq, bob_seq) = (
+            store.last_seq(alice).await.unwrap(),
+            store.last_seq(bob).await.unwrap(),
+        );
+        assert!(store.apply_receipts(&[]).await.unwrap().is_empty());
+
+        let outcomes = store
+            .apply_receipts(&[
+                receipt("A0", SendStatus::Delivered),
+                receipt("B0", SendStatus::Delivered),
+                receipt("A1", SendStatus::Failed),
+                receipt("A2", SendStatus::Sent),
+                receipt("A0", SendStatus::Delivered),
+                receipt("A0", SendStatus::Failed),
+                receipt("NOBODY", SendStatus::Delivered),
+            ])
+            .await
+            .unwrap();
+        let applied = |message_id, changed| ReceiptOutcome::Applied {
+            message_id,
+            changed,
+        };
+        assert_eq!(
+            outcomes,
+            [
+                applied(a[0], true),
+                applied(b[0], true),
+                applied(a[1], true),
+                applied(a[2], false),
+                applied(a[0], false),
+                applied(a[0], false),
+                ReceiptOutcome::Held,
+            ]
+        );
+        // One event per real change, on the right account's log.
+        assert_eq!(store.last_seq(alice).await.unwrap(), alice_seq + 2);
+        assert_eq!(store.last_seq(bob).await.unwrap(), bob_seq + 1);
+        let delivered = message(&store, alice, a[0]).await;
+        assert_eq!(delivered.status, SendStatus::Delivered);
+        assert_eq!(delivered.failure_reason, None);
+        let failed = message(&store, alice, a[1]).await;
+        assert_eq!(failed.status, SendStatus::Failed);
+        assert_eq!(failed.failure_reason.as_deref(), Some("absent subscriber"));
+        assert_eq!(message(&store, alice, a[2]).await.status, SendStatus::Sent);
+        assert_eq!(
+            message(&store, bob, b[0]).await.status,
+            SendStatus::Delivered
+        );
+        assert_eq!(
+            announced(&store, alice, a[0]).await,
+            [SendStatus::Sent, SendStatus::Delivered]
+        );
+        assert_eq!(
+            announced(&store, alice, a[1]).await,
+            [SendStatus::Sent, SendStatus::Failed]
+        );
+        assert_eq!(announced(&store, alice, a[2]).await, [SendStatus::Sent]);
+        // A receipt names its carrier: the same id from another carrier is someone else's.
+        let other = CarrierReceipt {
+            carrier: "smsc2".into(),
+            ..receipt("A2", SendStatus::Delivered)
+        };
+        assert_eq!(
+            store.apply_receipts(&[other]).await.unwrap(),
+            [ReceiptOutcome::Held]
+        );
+        assert_eq!(message(&store, alice, a[2]).await.status, SendStatus::Sent);
+    }
+
+    async fn early_receipts_apply_when_the_send_is_recorded(store: SharedStore) {
+        let alice = account(&store, "alice").await;
+        let ids = claimed(&store, alice, 3).await;
+        let seq = store.last_seq(alice).await.unwrap();
+
+        // Receipts that overtook the record of their send are held, repeats included.
+        let held = store
+            .apply_receipts(&[receipt("E0", SendStatus::Delivered)])
+            .await
+            .unwrap();
+        assert_eq!(held, [ReceiptOutcome::Held]);
+        let held = store
+            .apply_receipts(&[
+                receipt("E0", SendStatus::Sent),
+                receipt("E0", SendStatus::Delivered),
+                receipt("E1", SendStatus::Failed),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(held, [ReceiptOutcome::Held; 3]);
+        assert_eq!(
+            store.last_seq(alice).await.unwrap(),
+            seq,
+            "nothing announced yet"
+        );
+        assert_eq!(
+            message(&store, alice, ids[0]).await.status,
+            SendStatus::Queued
+        );
+
+        // The record of the send applies them, once each.
+        store
+            .finish_outbound(ids[0], sent("E0"), now())
+            .await
+            .unwrap();
+        assert_eq!(
+            message(&store, alice, ids[0]).await.status,
+            SendStatus::Delivered
+        );
+        assert_eq!(
+            announced(&store, alice, ids[0]).await,
+            [SendStatus::Sent, SendStatus::Delivered]
+        );
+        store
+            .finish_outbound_priced(ids[1], sent("E1"), Some(0.01), now())
+            .await
+            .unwrap();
+        let failed = message(&store, alice, ids[1]).await;
+        assert_eq!(failed.status, SendStatus::Failed);
+        assert_eq!(failed.failure_reason.as_deref(), Some("absent subscriber"));
+        assert_eq!(
+            announced(&store, alice, ids[1]).await,
+            [SendStatus::Sent, SendStatus::Failed]
+        );
+        // A send that did not go records no id and takes no receipt.
+        store
+            .finish_outbound(
+                ids[2],
+                OutboundOutcome::Retry {
+                    not_before: now() + Duration::minutes(1),
+                    reason: "busy".into(),
+                },
+                now(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            message(&store, alice, ids[2]).await.status,
+            SendStatus::Queued
+        );
+
+        // They were used up: once more, the receipt finds its message and changes nothing.
+        assert_eq!(
+            store
+                .apply_receipts(&[receipt("E0", SendStatus::Delivered)])
+                .await
+                .unwrap(),
+            [ReceiptOutcome::Applied {
+                message_id: ids[0],
+                changed: false
+            }]
+        );
+        assert_eq!(
+            store
+                .expire_early_receipts(now() + Duration::days(1))
+                .await
+                .unwrap(),
+            0,
+            "nothing is left held"
+        );
+    }
+
+    async fn unclaimed_early_receipts_expire(store: SharedStore) {
+        let alice = account(&store, "alice").await;
+        let old = CarrierReceipt {
+            received_at: now() - Duration::hours(5),
+            ..receipt("X1", SendStatus::Delivered)
+        };
+        let fresh = receipt("X2", SendStatus::Delivered);
+        store.apply_receipts(&[old, fresh]).await.unwrap();
+        let cutoff = now() - Duration::hours(4);
+        assert_eq!(store.expire_early_receipts(cutoff).await.unwrap(), 1);
+        assert_eq!(store.expire_early_receipts(cutoff).await.unwrap(), 0);
+
+        let ids = claimed(&store, alice, 2).await;
+        store
+            .finish_outbound(ids[0], sent("X1"), now())
+            .await
+            .unwrap();
+        store
+            .finish_outbound(ids[1], sent("X2"), now())
+            .await
+            .unwrap();
+        assert_eq!(
+            message(&store, alice, ids[0]).await.status,
+            SendStatus::Sent
+        );
+        assert_eq!(
+            message(&store, alice, ids[1]).await.status,
+            SendStatus::Delivered
+        );
+    }
+
+    /// Receipts and the records of their sends committed at the same moment (on PostgreSQL,
+    /// in concurrent transactions that cannot see each other's writes): whichever goes
+    /// first, every receipt ends up on its message.
+    async fn receipts_racing_the_record_of_their_send_are_never_lost(store: SharedStore) {
+        const N: usize = 60;
+        let alice = account(&store, "alice").await;
+        let bob = account(&store, "bob").await;
+        let mut ids: Vec<(AccountId, MessageId)> = Vec::new();
+        for who in [alice, bob] {
+            for id in claimed(&store, who, N / 2).await {
+                ids.push((who, id));
+            }
+        }
+        let carrier_id = |i: usize| format!("R{i}");
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, &(_, id)) in ids.iter().enumerate() {
+            let store = store.clone();
+            let outcome = sent(&carrier_id(i));
+            tasks.spawn(async move {
+                store.finish_outbound(id, outcome, now()).await.unwrap();
+            });
+        }
+        // Half as receipts of their own, half in a few batches of mixed accounts.
+        for i in (0..N).step_by(2) {
+            let store = store.clone();
+            let receipt = receipt(&carrier_id(i), SendStatus::Delivered);
+            tasks.spawn(async move {
+                store.apply_receipts(&[receipt]).await.unwrap();
+            });
+        }
+        let odd: Vec<usize> = (1..N).step_by(2).collect();
+        for chunk in odd.chunks(10) {
+            let store = store.clone();
+            let batch: Vec<CarrierReceipt> = chunk
+                .iter()
+                .rev()
+                .map(|&i| receipt(&carrier_id(i), SendStatus::Delivered))
+                .collect();
+            tasks.spawn(async move {
+                store.apply_receipts(&batch).await.unwrap();
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+        for &(who, id) in &ids {
+            assert_eq!(message(&store, who, id).await.status, SendStatus::Delivered);
+            assert_eq!(
+                announced(&store, who, id).await,
+                [SendStatus::Sent, SendStatus::Delivered]
+            );
+        }
+        assert_eq!(
+            store
+                .expire_early_receipts(now() + Duration::days(1))
+                .await
+                .unwrap(),
+            0
+        );
+    }
+
+    async fn early_receipts_survive_a_restart(h: &Harness) {
+        let store = h.store.clone();
+        let alice = account(&store, "alice").await;
+        let ids = claimed(&store, alice, 1).await;
+        assert_eq!(
+            store
+                .apply_receipts(&[receipt("S1", SendStatus::Delivered)])
+                .await
+                .unwrap(),
+            [ReceiptOutcome::Held]
+        );
+        store.close().await;
+
+        let store = h.reopen().await;
+        store
+            .finish_outbound(ids[0], sent("S1"), now())
+            .await
+            .unwrap();
+        assert_eq!(
+            message(&store, alice, ids[0]).await.status,
+            SendStatus::Delivered
+        );
+        store.close().await;
     }
 }

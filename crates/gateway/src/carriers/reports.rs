@@ -98,6 +98,13 @@ impl ReportSource {
         self.rx.recv().await
     }
 
+    /// Waits for a report, then takes it and whatever else is waiting, `limit` at most, onto
+    /// `batch`; 0 once the channel is closed and empty. Cancel-safe (nothing is lost if the
+    /// future is dropped), so it can race shutdown in a `select!`.
+    pub async fn recv_many(&mut self, batch: &mut Vec<PendingReport>, limit: usize) -> usize {
+        self.rx.recv_many(batch, limit.max(1)).await
+    }
+
     /// Refuses new reports; those already sent can still be received.
     pub fn close(&mut self) {
         self.rx.close();
@@ -145,6 +152,20 @@ mod tests {
         source.close();
         assert_eq!(sink.deliver(receipt()).await, Err(NotStored::Closed));
         assert_eq!(sink.hand_over(receipt()).await, Err(NotStored::Closed));
+    }
+
+    #[tokio::test]
+    async fn recv_many_takes_what_waits_up_to_the_limit() {
+        let (sink, mut source) = report_channel(8);
+        for _ in 0..5 {
+            sink.hand_over(receipt()).await.unwrap();
+        }
+        let mut batch = Vec::new();
+        assert_eq!(source.recv_many(&mut batch, 3).await, 3);
+        assert_eq!(source.recv_many(&mut batch, 3).await, 2);
+        assert_eq!(batch.len(), 5);
+        source.close();
+        assert_eq!(source.recv_many(&mut batch, 3).await, 0);
     }
 
     #[tokio::test]

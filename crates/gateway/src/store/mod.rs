@@ -17,6 +17,12 @@
 //! - message status only moves forward, through [`airtext_api::SendStatus::advance`];
 //! - every read and write is scoped by the account that asks, so another account's ids are
 //!   simply not found;
+//! - a carrier receipt is never lost once [`Store::apply_receipts`] answers: it moved its
+//!   message (forward only), or no message carried its carrier id yet and it is held in the
+//!   store; the [`Store::finish_outbound`] that records that id applies what is held for it
+//!   in the same transaction, and the two are ordered against each other (on PostgreSQL by
+//!   a transaction-level advisory lock on `(carrier, carrier id)`), so no receipt falls
+//!   between them. Held receipts nobody claims leave through [`Store::expire_early_receipts`];
 //! - after a commit that appended events, [`Store::subscribe`] receivers hear of it.
 
 pub mod postgres;
@@ -280,6 +286,36 @@ pub struct CarrierRecord {
     pub cost: Option<f64>,
 }
 
+/// A carrier's delivery receipt for one of its message ids (see [`Store::apply_receipts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CarrierReceipt {
+    /// The carrier's configured name, as recorded on the message when it was sent.
+    pub carrier: String,
+    pub carrier_message_id: String,
+    /// What the carrier says became of the message (`sent`, `delivered` or `failed`).
+    pub status: SendStatus,
+    /// Why it failed, in the carrier's words; kept only with a `failed` status.
+    pub failure_reason: Option<String>,
+    /// When the gateway received it: the time of the status change it makes, and what
+    /// [`Store::expire_early_receipts`] measures a held receipt's age by.
+    pub received_at: DateTime<Utc>,
+}
+
+/// What became of one [`CarrierReceipt`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptOutcome {
+    /// Applied to the message carrying its carrier id; `changed` when it moved the status
+    /// (and appended a `message.status` event). A message deleted by its owner meanwhile
+    /// counts as applied, unchanged: there is nothing left to update.
+    Applied {
+        message_id: MessageId,
+        changed: bool,
+    },
+    /// No message carries that id yet (the receipt overtook the record of its send): held
+    /// in the store until the send outcome recording the id commits.
+    Held,
+}
+
 /// An account's log moved: devices of `account_id` should pull up to `seq`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogAdvanced {
@@ -443,6 +479,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         lease_until: DateTime<Utc>,
     ) -> StoreResult<Vec<OutboundJob>>;
     /// Ends or reschedules a claimed job and records the status change (with its event).
+    /// `Sent` also applies, in the same transaction, the receipts held for its carrier id
+    /// (see [`Store::apply_receipts`]).
     async fn finish_outbound(
         &self,
         message_id: MessageId,
@@ -480,6 +518,19 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> StoreResult<()>;
     /// Whether `remote` has opted out of texts from `did`.
     async fn opted_out(&self, did: &str, remote: &str) -> StoreResult<bool>;
+
+    // ----- carrier receipts -----
+    /// Applies `receipts` in one transaction, in order, answering one outcome per receipt:
+    /// each moves the message that carries its `(carrier, carrier_message_id)` forward
+    /// (through `SendStatus::advance`, appending an event for a real change), or is held
+    /// when no message carries that id yet; the `Sent` [`Store::finish_outbound`] recording
+    /// the id applies held receipts in its own transaction. A repeated receipt changes
+    /// nothing. All or nothing: on an error nothing of the batch is stored.
+    async fn apply_receipts(&self, receipts: &[CarrierReceipt])
+        -> StoreResult<Vec<ReceiptOutcome>>;
+    /// Deletes held receipts received before `received_before` (their send was never
+    /// recorded, and never will be); the number deleted.
+    async fn expire_early_receipts(&self, received_before: DateTime<Utc>) -> StoreResult<u64>;
 }
 
 pub type SharedStore = Arc<dyn Store>;

@@ -5,6 +5,13 @@
 //!   order. A global sequence would let seq 5 commit before 4.
 //! - Lock order, to keep concurrent writers free of deadlocks: conversation rows (sorted by
 //!   account and peer) before `account_log` rows (sorted by account), and the log rows last.
+//!   Receipts: advisory locks on `(carrier, carrier id)` (sorted by lock key) first, then
+//!   message rows (sorted by id), then log rows (sorted by account). A deadlock that slips
+//!   through anyway is PostgreSQL's to break; the router then stores the batch one by one.
+//! - A receipt and the finish recording its carrier id both take the transaction-level
+//!   advisory lock of that id before they look for each other: whichever commits first is
+//!   seen by the other's next statement (READ COMMITTED), so a receipt that found no
+//!   message is always in `early_receipts` when the finish looks there, on any node.
 //! - Each transaction that appended events also sends `pg_notify('airtext_log',
 //!   '<account>:<seq>')` (delivered at commit, to every node), and after commit publishes
 //!   [`LogAdvanced`] on this node's broadcast.
@@ -39,9 +46,10 @@ use uuid::Uuid;
 
 use super::rows::{self, corrupt, Cols};
 use super::{
-    AccountRecord, Conflict, Delivered, Delivery, DeviceRecord, IdentityRecord, InventoryNumber,
-    LogAdvanced, NewAccount, NewDevice, NewIdentityCode, NewMessage, NumberSearch, OutboundJob,
-    OutboundOutcome, StatusOutcome, StatusUpdate, Store, StoreError, StoreResult, TokenHash,
+    AccountRecord, CarrierReceipt, Conflict, Delivered, Delivery, DeviceRecord, IdentityRecord,
+    InventoryNumber, LogAdvanced, NewAccount, NewDevice, NewIdentityCode, NewMessage, NumberSearch,
+    OutboundJob, OutboundOutcome, ReceiptOutcome, StatusOutcome, StatusUpdate, Store, StoreError,
+    StoreResult, TokenHash,
 };
 
 const MAX_CONNECTIONS: u32 = 32;
@@ -501,6 +509,71 @@ async fn apply_status(
         message,
         changed: true,
     }))
+}
+
+/// The advisory lock that orders a receipt against the finish recording its carrier id.
+fn receipt_lock(carrier: &str, carrier_message_id: &str) -> String {
+    format!("receipt:{carrier}:{carrier_message_id}")
+}
+
+/// Takes the transaction-level advisory locks of `keys`, in the order of the lock keys
+/// themselves, so transactions taking several always take them in one order. (Volatile
+/// functions in the select list run after the ORDER BY sort.)
+async fn lock_receipts(tx: &mut Tx, keys: &[String]) -> StoreResult<()> {
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(k) \
+         FROM (SELECT DISTINCT hashtextextended(x, 0) AS k FROM unnest($1::text[]) AS x) AS keys \
+         ORDER BY k",
+    )
+    .bind(keys)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
+/// Applies (and removes) the receipts held for `(carrier, carrier_message_id)` to the message
+/// just recorded with that id, oldest first. The caller holds the id's advisory lock.
+async fn apply_early_receipts(
+    tx: &mut Tx,
+    message_id: MessageId,
+    carrier: &str,
+    carrier_message_id: &str,
+    at: DateTime<Utc>,
+) -> StoreResult<()> {
+    let found = sqlx::query(
+        "DELETE FROM early_receipts WHERE carrier = $1 AND carrier_message_id = $2 \
+         RETURNING status, reason, received_at",
+    )
+    .bind(carrier)
+    .bind(carrier_message_id)
+    .fetch_all(tx.conn())
+    .await?;
+    let mut held = Vec::with_capacity(found.len());
+    for row in &found {
+        held.push((
+            row.time("received_at")?,
+            row.text("status")?,
+            row.opt_text("reason")?,
+        ));
+    }
+    // RETURNING has no order.
+    held.sort();
+    for (received_at, status, reason) in held {
+        let Ok(status) = rows::status(&status) else {
+            // Only this code writes the table; a status it cannot read must not keep the
+            // send from being recorded (the job would be sent again), so it is dropped.
+            tracing::warn!(
+                carrier,
+                carrier_message_id,
+                status,
+                "unreadable held receipt dropped"
+            );
+            continue;
+        };
+        // The change happens now: a status never moves back in time either.
+        apply_status(tx, message_id, status, reason, at.max(received_at)).await?;
+    }
+    Ok(())
 }
 
 fn account_conflict(error: sqlx::Error) -> StoreError {
@@ -1288,6 +1361,8 @@ impl Store for PostgresStore {
                 carrier,
                 carrier_message_id,
             } => {
+                // Before the message row, as `apply_receipts` takes them (lock order).
+                lock_receipts(&mut tx, &[receipt_lock(&carrier, &carrier_message_id)]).await?;
                 let job = sqlx::query("DELETE FROM outbound WHERE message_id = $1")
                     .bind(message_id.0)
                     .execute(tx.conn())
@@ -1305,6 +1380,8 @@ impl Store for PostgresStore {
                 }
                 // A receipt may already have moved it past `sent`; advance decides.
                 apply_status(&mut tx, message_id, SendStatus::Sent, None, at).await?;
+                apply_early_receipts(&mut tx, message_id, &carrier, &carrier_message_id, at)
+                    .await?;
             }
             OutboundOutcome::Retry {
                 ref not_before,
@@ -1437,6 +1514,118 @@ impl Store for PostgresStore {
                 .await
                 .map_err(closed_or)?;
         Ok(found.is_some())
+    }
+
+    async fn apply_receipts(
+        &self,
+        receipts: &[CarrierReceipt],
+    ) -> StoreResult<Vec<ReceiptOutcome>> {
+        if receipts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin().await?;
+        let keys: Vec<String> = receipts
+            .iter()
+            .map(|r| receipt_lock(&r.carrier, &r.carrier_message_id))
+            .collect();
+        lock_receipts(&mut tx, &keys).await?;
+
+        // The message of each id (the first by id, as `message_by_carrier_id` answers).
+        let carriers: Vec<&str> = receipts.iter().map(|r| r.carrier.as_str()).collect();
+        let ids: Vec<&str> = receipts
+            .iter()
+            .map(|r| r.carrier_message_id.as_str())
+            .collect();
+        let found = sqlx::query(
+            "SELECT DISTINCT ON (r.carrier, r.cid) r.carrier, r.cid, m.id, m.account_id \
+             FROM unnest($1::text[], $2::text[]) AS r(carrier, cid) \
+             JOIN messages m ON m.carrier = r.carrier AND m.carrier_message_id = r.cid \
+             ORDER BY r.carrier, r.cid, m.id",
+        )
+        .bind(&carriers)
+        .bind(&ids)
+        .fetch_all(tx.conn())
+        .await?;
+        let mut owners: HashMap<(String, String), (MessageId, AccountId)> = HashMap::new();
+        for row in &found {
+            owners.insert(
+                (row.text("carrier")?, row.text("cid")?),
+                (row.uuid("id")?.into(), row.uuid("account_id")?.into()),
+            );
+        }
+        // Message rows in id order before any log row (see the lock order above).
+        let mut locked: Vec<Uuid> = owners.values().map(|(id, _)| id.0).collect();
+        locked.sort_unstable();
+        locked.dedup();
+        sqlx::query("SELECT id FROM messages WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .bind(&locked)
+            .execute(tx.conn())
+            .await?;
+
+        let mut outcomes = vec![ReceiptOutcome::Held; receipts.len()];
+        // Log rows in account order; one message's receipts keep their arrival order.
+        let mut applying: Vec<(AccountId, MessageId, usize)> = Vec::new();
+        let mut held: Vec<&CarrierReceipt> = Vec::new();
+        for (index, receipt) in receipts.iter().enumerate() {
+            let key = (receipt.carrier.clone(), receipt.carrier_message_id.clone());
+            match owners.get(&key) {
+                Some(&(message_id, account)) => applying.push((account, message_id, index)),
+                None => held.push(receipt),
+            }
+        }
+        applying.sort_by_key(|&(account, message_id, index)| (account.0, message_id.0, index));
+        for (_, message_id, index) in applying {
+            let Some(receipt) = receipts.get(index) else {
+                continue;
+            };
+            let applied = apply_status(
+                &mut tx,
+                message_id,
+                receipt.status,
+                receipt.failure_reason.clone(),
+                receipt.received_at,
+            )
+            .await?;
+            if let Some(outcome) = outcomes.get_mut(index) {
+                *outcome = ReceiptOutcome::Applied {
+                    message_id,
+                    changed: applied.is_some_and(|applied| applied.changed),
+                };
+            }
+        }
+        if !held.is_empty() {
+            let carriers: Vec<&str> = held.iter().map(|r| r.carrier.as_str()).collect();
+            let ids: Vec<&str> = held.iter().map(|r| r.carrier_message_id.as_str()).collect();
+            let statuses: Vec<&str> = held.iter().map(|r| r.status.as_str()).collect();
+            let reasons: Vec<Option<String>> =
+                held.iter().map(|r| r.failure_reason.clone()).collect();
+            let at: Vec<DateTime<Utc>> = held.iter().map(|r| r.received_at).collect();
+            sqlx::query(
+                "INSERT INTO early_receipts \
+                     (carrier, carrier_message_id, status, reason, received_at) \
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], \
+                                      $5::timestamptz[]) \
+                 ON CONFLICT (carrier, carrier_message_id, status) DO NOTHING",
+            )
+            .bind(&carriers)
+            .bind(&ids)
+            .bind(&statuses)
+            .bind(&reasons)
+            .bind(&at)
+            .execute(tx.conn())
+            .await?;
+        }
+        self.commit(tx).await?;
+        Ok(outcomes)
+    }
+
+    async fn expire_early_receipts(&self, received_before: DateTime<Utc>) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM early_receipts WHERE received_at < $1")
+            .bind(received_before)
+            .execute(self.pool()?)
+            .await
+            .map_err(closed_or)?;
+        Ok(done.rows_affected())
     }
 }
 

@@ -40,10 +40,10 @@ use uuid::Uuid;
 
 use super::rows::{self, micros, Cols};
 use super::{
-    AccountRecord, CarrierRecord, Delivered, Delivery, DeviceRecord, IdentityRecord,
-    InventoryNumber, LogAdvanced, NewAccount, NewDevice, NewIdentityCode, NumberSearch,
-    OutboundJob, OutboundOutcome, StatusOutcome, StatusUpdate, Store, StoreError, StoreResult,
-    TokenHash,
+    AccountRecord, CarrierReceipt, CarrierRecord, Delivered, Delivery, DeviceRecord,
+    IdentityRecord, InventoryNumber, LogAdvanced, NewAccount, NewDevice, NewIdentityCode,
+    NumberSearch, OutboundJob, OutboundOutcome, ReceiptOutcome, StatusOutcome, StatusUpdate, Store,
+    StoreError, StoreResult, TokenHash,
 };
 use conn::{all, blob, first_int, first_opt_uuid, first_uuid, one, opt_blob, ReadPool};
 use writer::{Cmd, Op, Out};
@@ -817,5 +817,29 @@ impl Store for SqliteStore {
             })
             .await?;
         Ok(found.is_some())
+    }
+
+    async fn apply_receipts(
+        &self,
+        receipts: &[CarrierReceipt],
+    ) -> StoreResult<Vec<ReceiptOutcome>> {
+        if receipts.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One command: the whole batch is one write of the group commit.
+        match self.write(Op::ApplyReceipts(receipts.to_vec())).await? {
+            Out::Receipts(outcomes) => Ok(outcomes),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn expire_early_receipts(&self, received_before: DateTime<Utc>) -> StoreResult<u64> {
+        match self
+            .write(Op::ExpireEarlyReceipts { received_before })
+            .await?
+        {
+            Out::Removed(n) => Ok(n),
+            other => Err(unexpected(&other)),
+        }
     }
 }

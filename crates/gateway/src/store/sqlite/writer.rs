@@ -35,9 +35,9 @@ use uuid::Uuid;
 
 use super::super::rows::{self, micros, Cols};
 use super::super::{
-    Conflict, Delivered, Delivery, InventoryNumber, LogAdvanced, NewAccount, NewDevice,
-    NewIdentityCode, NewMessage, OutboundJob, OutboundOutcome, StatusOutcome, StatusUpdate,
-    StoreError, StoreResult,
+    CarrierReceipt, Conflict, Delivered, Delivery, InventoryNumber, LogAdvanced, NewAccount,
+    NewDevice, NewIdentityCode, NewMessage, OutboundJob, OutboundOutcome, ReceiptOutcome,
+    StatusOutcome, StatusUpdate, StoreError, StoreResult,
 };
 use super::conn::{self, all, blob, first_int, first_opt_uuid, first_uuid, one, opt_blob, run};
 
@@ -117,6 +117,10 @@ pub(super) enum Op {
         opted_out: bool,
         at: DateTime<Utc>,
     },
+    ApplyReceipts(Vec<CarrierReceipt>),
+    ExpireEarlyReceipts {
+        received_before: DateTime<Utc>,
+    },
 }
 
 /// What a write answers.
@@ -128,6 +132,8 @@ pub(super) enum Out {
     Count(u32),
     Identity(IdentityId),
     Jobs(Vec<OutboundJob>),
+    Receipts(Vec<ReceiptOutcome>),
+    Removed(u64),
 }
 
 /// A read run on the writer's connection (an in-memory database has no other).
@@ -485,6 +491,15 @@ fn execute(conn: &Connection, op: &Op, fx: &mut Effects) -> StoreResult<Out> {
             opted_out,
             at,
         } => set_opt_out(conn, did, remote, opted_out, at),
+        Op::ApplyReceipts(ref receipts) => apply_receipts(conn, fx, receipts),
+        Op::ExpireEarlyReceipts { received_before } => {
+            let removed = run(
+                conn,
+                "DELETE FROM early_receipts WHERE received_at < ?1",
+                params![micros(received_before)],
+            )?;
+            Ok(Out::Removed(u64::try_from(removed).unwrap_or(u64::MAX)))
+        }
     }
 }
 
@@ -1121,6 +1136,9 @@ fn finish_outbound(
             }
             // A receipt may already have moved it past `sent`; advance decides.
             apply_status(conn, fx, message_id, SendStatus::Sent, None, at)?;
+            // Receipts that overtook this record were held for it; this thread is the only
+            // writer, so none can arrive between the record and this.
+            apply_early_receipts(conn, fx, message_id, carrier, carrier_message_id, at)?;
         }
         OutboundOutcome::Retry { not_before, reason }
         | OutboundOutcome::Defer { not_before, reason } => {
@@ -1180,4 +1198,106 @@ fn set_opt_out(
         )?;
     }
     Ok(Out::Done)
+}
+
+/// The message a carrier knows by this id: the first by id, as
+/// [`super::SqliteStore::message_by_carrier_id`] answers.
+const MESSAGE_BY_CARRIER_ID: &str = "SELECT id FROM messages \
+     WHERE carrier = ?1 AND carrier_message_id = ?2 ORDER BY id LIMIT 1";
+
+/// Applies receipts in order, each to the message carrying its carrier id, or holds it in
+/// `early_receipts` when none does yet (see `Store::apply_receipts`).
+fn apply_receipts(
+    conn: &Connection,
+    fx: &mut Effects,
+    receipts: &[CarrierReceipt],
+) -> StoreResult<Out> {
+    let mut outcomes = Vec::with_capacity(receipts.len());
+    for receipt in receipts {
+        let found = one(
+            conn,
+            MESSAGE_BY_CARRIER_ID,
+            params![receipt.carrier, receipt.carrier_message_id],
+            first_uuid,
+        )?;
+        let outcome = match found {
+            Some(id) => {
+                let message_id = MessageId::from(id);
+                let applied = apply_status(
+                    conn,
+                    fx,
+                    message_id,
+                    receipt.status,
+                    receipt.failure_reason.clone(),
+                    receipt.received_at,
+                )?;
+                ReceiptOutcome::Applied {
+                    message_id,
+                    changed: applied.is_some_and(|outcome| outcome.changed),
+                }
+            }
+            None => {
+                run(
+                    conn,
+                    "INSERT INTO early_receipts \
+                         (carrier, carrier_message_id, status, reason, received_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5) \
+                     ON CONFLICT (carrier, carrier_message_id, status) DO NOTHING",
+                    params![
+                        receipt.carrier,
+                        receipt.carrier_message_id,
+                        receipt.status.as_str(),
+                        receipt.failure_reason,
+                        micros(receipt.received_at)
+                    ],
+                )?;
+                ReceiptOutcome::Held
+            }
+        };
+        outcomes.push(outcome);
+    }
+    Ok(Out::Receipts(outcomes))
+}
+
+/// Applies (and removes) the receipts held for `(carrier, carrier_message_id)` to the message
+/// that was just recorded with that id, oldest first.
+fn apply_early_receipts(
+    conn: &Connection,
+    fx: &mut Effects,
+    message_id: MessageId,
+    carrier: &str,
+    carrier_message_id: &str,
+    at: DateTime<Utc>,
+) -> StoreResult<()> {
+    let mut held = all(
+        conn,
+        "DELETE FROM early_receipts WHERE carrier = ?1 AND carrier_message_id = ?2 \
+         RETURNING status, reason, received_at",
+        params![carrier, carrier_message_id],
+        |row| {
+            Ok((
+                row.text("status")?,
+                row.opt_text("reason")?,
+                row.time("received_at")?,
+            ))
+        },
+    )?;
+    // RETURNING has no order.
+    held.sort_by(|a, b| (a.2, &a.0).cmp(&(b.2, &b.0)));
+    for (status, reason, received_at) in held {
+        let Ok(status) = rows::status(&status) else {
+            // Only this code writes the table; a status it cannot read must not keep the
+            // send from being recorded (the job would be sent again), so it is dropped.
+            tracing::warn!(
+                carrier,
+                carrier_message_id,
+                status,
+                "unreadable held receipt dropped"
+            );
+            continue;
+        };
+        // The change happens now: a status never moves back in time either.
+        apply_status(conn, fx, message_id, status, reason, at.max(received_at))?;
+    }
+    Ok(())
 }
