@@ -198,17 +198,8 @@ impl Client {
         Ok(session
             .cache
             .call(move |c| {
-                let needle = query.to_lowercase();
-                let mut hits: Vec<SearchHit> = conversations::list(c, u32::MAX)?
+                let mut hits: Vec<SearchHit> = conversations::matching(c, &query, limit)?
                     .into_iter()
-                    .filter(|conv| {
-                        conv.peer.to_lowercase().contains(&needle)
-                            || conv
-                                .name
-                                .as_deref()
-                                .is_some_and(|n| n.to_lowercase().contains(&needle))
-                    })
-                    .take(limit as usize)
                     .map(|conversation| SearchHit {
                         conversation,
                         message: None,
@@ -461,6 +452,16 @@ impl Client {
         Ok(session
             .cache
             .call(move |c| conversations_page_in(c, before, limit))
+            .await?)
+    }
+
+    /// Unread texts in every conversation of the cache, not only the pages the window has
+    /// loaded (what a screen reader announces for the list).
+    pub async fn unread_total(&self) -> Result<u64> {
+        let session = self.session().await?;
+        Ok(session
+            .cache
+            .call(|c| conversations::unread_total(c))
             .await?)
     }
 }

@@ -48,6 +48,54 @@ pub const MIGRATIONS: &[Migration] = &[
     END;
     INSERT INTO conversations_fts (conversations_fts) VALUES ('rebuild');",
     },
+    Migration {
+        version: 3,
+        name: "conversations_search",
+        // The search box's conversation match: any part of the peer (`2065550000` finds
+        // +12065550000) or of the contact's name, answered from trigrams instead of reading
+        // every conversation. Contentless (the rowid is the conversation's id) with
+        // `contentless_delete`, so a contact's rename re-indexes its conversation by id
+        // without the old text.
+        sql: "CREATE VIRTUAL TABLE conversations_search USING fts5 (
+        peer, name, content = '', contentless_delete = 1, tokenize = 'trigram'
+    );
+    CREATE TRIGGER conversations_search_insert AFTER INSERT ON conversations BEGIN
+        INSERT INTO conversations_search (rowid, peer, name)
+            VALUES (new.id, new.peer, (SELECT name FROM contacts WHERE address = new.peer));
+    END;
+    CREATE TRIGGER conversations_search_delete AFTER DELETE ON conversations BEGIN
+        DELETE FROM conversations_search WHERE rowid = old.id;
+    END;
+    CREATE TRIGGER conversations_search_update AFTER UPDATE OF peer ON conversations BEGIN
+        DELETE FROM conversations_search WHERE rowid = old.id;
+        INSERT INTO conversations_search (rowid, peer, name)
+            VALUES (new.id, new.peer, (SELECT name FROM contacts WHERE address = new.peer));
+    END;
+    CREATE TRIGGER conversations_search_contact_insert AFTER INSERT ON contacts BEGIN
+        DELETE FROM conversations_search
+            WHERE rowid IN (SELECT id FROM conversations WHERE peer = new.address);
+        INSERT INTO conversations_search (rowid, peer, name)
+            SELECT id, peer, new.name FROM conversations WHERE peer = new.address;
+    END;
+    CREATE TRIGGER conversations_search_contact_update AFTER UPDATE OF address, name ON contacts
+    BEGIN
+        DELETE FROM conversations_search
+            WHERE rowid IN (SELECT id FROM conversations WHERE peer IN (old.address, new.address));
+        INSERT INTO conversations_search (rowid, peer, name)
+            SELECT c.id, c.peer, k.name FROM conversations c
+            LEFT JOIN contacts k ON k.address = c.peer
+            WHERE c.peer IN (old.address, new.address);
+    END;
+    CREATE TRIGGER conversations_search_contact_delete AFTER DELETE ON contacts BEGIN
+        DELETE FROM conversations_search
+            WHERE rowid IN (SELECT id FROM conversations WHERE peer = old.address);
+        INSERT INTO conversations_search (rowid, peer, name)
+            SELECT id, peer, NULL FROM conversations WHERE peer = old.address;
+    END;
+    INSERT INTO conversations_search (rowid, peer, name)
+        SELECT c.id, c.peer, k.name FROM conversations c
+        LEFT JOIN contacts k ON k.address = c.peer;",
+    },
 ];
 
 /// The cache's own id of a conversation (it exists before the server's).
@@ -274,6 +322,75 @@ pub fn get(
     }
 }
 
+/// Conversations whose peer or contact name contain `needle` (any part of it, case folded),
+/// most recently updated first, at most `limit`.
+///
+/// A needle of three characters or more is looked up in the trigram index
+/// (`conversations_search`); a shorter one has no trigram, so the conversations are read in
+/// update order (peer and name only) until `limit` of them match, which a one- or
+/// two-character needle reaches quickly.
+pub fn matching(
+    conn: &Connection,
+    needle: &str,
+    limit: u32,
+) -> Result<Vec<CachedConversation>, CacheError> {
+    let needle = needle.trim();
+    if needle.is_empty() || limit == 0 {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i64> = if needle.chars().count() >= 3 {
+        // One FTS5 string: every trigram of the needle, in order (a substring match).
+        let phrase = format!("\"{}\"", needle.replace('"', "\"\""));
+        let mut stmt = conn.prepare_cached(
+            "SELECT c.id FROM conversations c
+             JOIN (SELECT rowid FROM conversations_search WHERE conversations_search MATCH ?1) s
+               ON s.rowid = c.id
+             ORDER BY c.updated_at DESC, c.id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![phrase, limit], |row| row.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    } else {
+        let lower = needle.to_lowercase();
+        let mut stmt = conn.prepare_cached(
+            "SELECT c.id, c.peer, k.name FROM conversations c
+             LEFT JOIN contacts k ON k.address = c.peer
+             ORDER BY c.updated_at DESC, c.id DESC",
+        )?;
+        let mut rows = stmt.query([])?;
+        let mut ids = Vec::new();
+        while ids.len() < limit as usize {
+            let Some(row) = rows.next()? else { break };
+            let peer: String = row.get(1)?;
+            let name: Option<String> = row.get(2)?;
+            if peer.to_lowercase().contains(&lower)
+                || name.is_some_and(|n| n.to_lowercase().contains(&lower))
+            {
+                ids.push(row.get(0)?);
+            }
+        }
+        ids
+    };
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(conversation) = get(conn, LocalConversationId(id))? {
+            out.push(conversation);
+        }
+    }
+    Ok(out)
+}
+
+/// The sum of every conversation's unread count.
+pub fn unread_total(conn: &Connection) -> Result<u64, CacheError> {
+    let total: i64 = super::one(
+        conn,
+        "SELECT coalesce(sum(unread), 0) FROM conversations",
+        [],
+        |row| row.get(0),
+    )?;
+    // Counts are never negative; a corrupt row must not wrap round to a huge number.
+    Ok(u64::try_from(total).unwrap_or(0))
+}
+
 pub fn by_peer(conn: &Connection, peer: &str) -> Result<Option<LocalConversationId>, CacheError> {
     Ok(super::one(
         conn,
@@ -283,4 +400,78 @@ pub fn by_peer(conn: &Connection, peer: &str) -> Result<Option<LocalConversation
     )
     .optional()?
     .map(LocalConversationId))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use airtext_api::contacts::{Contact, PathChoice};
+
+    fn open() -> Result<(tempfile::TempDir, Connection), CacheError> {
+        let dir = tempfile::tempdir().map_err(|e| CacheError::Corrupt(e.to_string()))?;
+        let mut conn = Connection::open(dir.path().join("c.sqlite3"))?;
+        super::super::migrate(&mut conn, 0)?;
+        Ok((dir, conn))
+    }
+
+    fn contact(address: &str, name: Option<&str>) -> Contact {
+        Contact {
+            address: address.to_owned(),
+            path: PathChoice::Auto,
+            fallback: false,
+            name: name.map(str::to_owned),
+            updated_at: DateTime::UNIX_EPOCH,
+        }
+    }
+
+    fn ids(conn: &Connection, needle: &str, limit: u32) -> Result<Vec<i64>, CacheError> {
+        Ok(matching(conn, needle, limit)?
+            .into_iter()
+            .map(|c| c.local_id.0)
+            .collect())
+    }
+
+    /// The index answers what the old scan did: any part of the peer or of the contact's name,
+    /// case folded, newest first, following contacts as they are added, renamed and removed.
+    #[test]
+    fn matches_any_part_of_peer_or_name_and_follows_contacts() -> Result<(), CacheError> {
+        let (_dir, conn) = open()?;
+        let t = |s: i64| DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap_or_default();
+        let a = ensure(&conn, None, "+12065550123", t(0))?.0;
+        let b = ensure(&conn, None, "+12065550199", t(1))?.0;
+        let c = ensure(&conn, None, "@ann", t(2))?.0;
+        assert_eq!(ids(&conn, "2065550", 10)?, vec![b, a]);
+        assert_eq!(ids(&conn, "2065550", 1)?, vec![b]);
+        assert_eq!(ids(&conn, "0123", 10)?, vec![a]);
+        // Short needles (no trigram) are matched by reading peers and names.
+        assert_eq!(ids(&conn, "AN", 10)?, vec![c]);
+        assert_eq!(ids(&conn, "99", 10)?, vec![b]);
+        assert_eq!(ids(&conn, "  ", 10)?, Vec::<i64>::new());
+        // A quote is text, not query syntax.
+        assert_eq!(ids(&conn, "a\"b", 10)?, Vec::<i64>::new());
+
+        super::super::contacts::put(&conn, &contact("+12065550123", Some("Zoë Bright")))?;
+        assert_eq!(ids(&conn, "zoË b", 10)?, vec![a]);
+        assert_eq!(ids(&conn, "zo", 10)?, vec![a]);
+        super::super::contacts::put(&conn, &contact("+12065550123", Some("Max")))?;
+        assert_eq!(ids(&conn, "bright", 10)?, Vec::<i64>::new());
+        assert_eq!(ids(&conn, "max", 10)?, vec![a]);
+        // The peer is still found after the renames.
+        assert_eq!(ids(&conn, "5550123", 10)?, vec![a]);
+        conn.execute("DELETE FROM contacts WHERE address = '+12065550123'", [])?;
+        assert_eq!(ids(&conn, "max", 10)?, Vec::<i64>::new());
+        assert_eq!(ids(&conn, "5550123", 10)?, vec![a]);
+        // A contact saved before its conversation exists names it from the start.
+        super::super::contacts::put(&conn, &contact("@bea", Some("Beatrix")))?;
+        let d = ensure(&conn, None, "@bea", t(3))?.0;
+        assert_eq!(ids(&conn, "trix", 10)?, vec![d]);
+        // The unread total counts every conversation.
+        touch(&conn, LocalConversationId(a), t(5), 2)?;
+        touch(&conn, LocalConversationId(c), t(6), 3)?;
+        assert_eq!(unread_total(&conn)?, 5);
+        // A deleted conversation is no longer found.
+        drop_if_orphan(&conn, LocalConversationId(d))?;
+        assert_eq!(ids(&conn, "trix", 10)?, Vec::<i64>::new());
+        Ok(())
+    }
 }

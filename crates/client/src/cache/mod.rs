@@ -30,7 +30,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 /// The newest schema this build knows.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// One schema change of one table module, applied once, in version order.
 #[derive(Debug)]
@@ -336,6 +336,43 @@ mod tests {
                 Ok(())
             })
             .await?;
+        Ok(())
+    }
+
+    /// A schema 2 cache (no index of conversations by any part of peer or name) is upgraded
+    /// in place: what it already holds is found by part of a peer and by a contact's name.
+    #[tokio::test]
+    async fn a_schema_2_cache_is_upgraded_and_its_conversations_found() -> Result<(), CacheError> {
+        let dir = tempfile::tempdir().map_err(|e| CacheError::Corrupt(e.to_string()))?;
+        let path = dir.path().join("v2.sqlite3");
+        {
+            let mut conn = Connection::open(&path)?;
+            migrate_to(&mut conn, 0, 2)?;
+            conn.execute_batch(
+                "INSERT INTO conversations (id, peer, updated_at) VALUES (1, '+12065550123', 0);
+                 INSERT INTO conversations (id, peer, updated_at) VALUES (2, '@zoe', 1);
+                 INSERT INTO contacts (address, path, fallback, name, updated_at)
+                    VALUES ('@zoe', 'auto', 0, 'Zoë Example', 0);",
+            )?;
+        }
+        let cache = Cache::open(&path).await?;
+        let found = cache
+            .call(|c| {
+                let ids = |needle: &str| -> Result<Vec<i64>, CacheError> {
+                    Ok(conversations::matching(c, needle, 10)?
+                        .into_iter()
+                        .map(|conv| conv.local_id.0)
+                        .collect())
+                };
+                Ok((
+                    c.query_row("PRAGMA user_version", [], |r| r.get::<_, u32>(0))?,
+                    ids("2065550123")?,
+                    ids("zoË ex")?,
+                    ids("nobody")?,
+                ))
+            })
+            .await?;
+        assert_eq!(found, (SCHEMA_VERSION, vec![1], vec![2], vec![]));
         Ok(())
     }
 
