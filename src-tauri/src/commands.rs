@@ -190,6 +190,12 @@ pub async fn conversations(
         .await?)
 }
 
+/// Unread texts in every cached conversation, not only the pages the window has loaded.
+#[tauri::command]
+pub async fn unread_total(state: State<'_, AppState>) -> IpcResult<u64> {
+    Ok(state.client().await.unread_total().await?)
+}
+
 #[tauri::command]
 pub async fn search(state: State<'_, AppState>, query: String) -> IpcResult<Vec<SearchHit>> {
     Ok(state

@@ -148,6 +148,7 @@ pub fn run() {
             commands::add_identity,
             commands::verify_identity,
             commands::conversations,
+            commands::unread_total,
             commands::search,
             commands::lookup,
             commands::messages,

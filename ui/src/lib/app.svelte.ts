@@ -43,6 +43,13 @@ export class AppState {
   /** Every conversation is in `conversations` (the last page came back short). */
   conversationsComplete = $state(false);
   loadingConversations = $state(false);
+  /**
+   * Unread texts in every conversation, loaded or not (the backend counts them); null until
+   * known, or when the backend could not say (then the loaded pages' sum stands in).
+   */
+  unreadTotal: number | null = $state(null);
+  private unreadAsked = 0;
+  private unreadTimer: ReturnType<typeof setTimeout> | null = null;
   /** Where the list was scrolled (restored when it is shown again; not reactive). */
   listScrollTop = 0;
   /** Conversations opened from search that lie beyond the pages loaded so far. */
@@ -103,6 +110,7 @@ export class AppState {
       }
       this.conversations = list;
       this.conversationsComplete = complete;
+      void this.refreshUnreadTotal();
     } catch (e) {
       this.error = BackendError.from(e);
     } finally {
@@ -135,6 +143,27 @@ export class AppState {
     }
   }
 
+  /** Asks the backend for the unread total; a slower earlier answer never overwrites a later one. */
+  async refreshUnreadTotal(): Promise<void> {
+    const asked = ++this.unreadAsked;
+    try {
+      const total = await this.backend.unreadTotal();
+      if (asked === this.unreadAsked) this.unreadTotal = total;
+    } catch {
+      // the loaded pages' sum stands in
+      if (asked === this.unreadAsked) this.unreadTotal = null;
+    }
+  }
+
+  /** One refresh of the unread total for a burst of changes (a sync applies thousands). */
+  private unreadTotalSoon(): void {
+    if (this.unreadTimer !== null) return;
+    this.unreadTimer = setTimeout(() => {
+      this.unreadTimer = null;
+      void this.refreshUnreadTotal();
+    }, 300);
+  }
+
   async refreshContacts(): Promise<void> {
     try {
       this.contacts = new Map((await this.backend.contacts()).map((c) => [c.address, c]));
@@ -156,6 +185,10 @@ export class AppState {
     this.me = null;
     this.conversations = [];
     this.conversationsComplete = false;
+    this.unreadTotal = null;
+    this.unreadAsked++;
+    if (this.unreadTimer !== null) clearTimeout(this.unreadTimer);
+    this.unreadTimer = null;
     this.listScrollTop = 0;
     this.outside = new Map();
     this.threads.clear();
@@ -227,11 +260,13 @@ export class AppState {
     const lastInbound = [...t.messages].reverse().find((m) => m.direction === 'inbound' && m.id);
     if (!lastInbound) return;
     this.patchConversation({ ...conv, unread: 0 });
+    if (this.unreadTotal !== null) this.unreadTotal = Math.max(0, this.unreadTotal - conv.unread);
     try {
       await this.backend.markRead(peer, lastInbound);
     } catch {
       // the next open marks it again
     }
+    void this.refreshUnreadTotal();
   }
 
   async send(peer: string, body: string): Promise<ChatMessage | null> {
@@ -332,6 +367,7 @@ export class AppState {
       }
       case 'conversation_changed': {
         const c = { ...e.conversation };
+        this.unreadTotalSoon();
         // A thread on screen is read as it arrives.
         const visible = this.selected === c.peer && this.phase === 'app' && this.screen === 'chats' &&
           (typeof document === 'undefined' || document.visibilityState !== 'hidden');

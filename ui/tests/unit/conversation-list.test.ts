@@ -137,6 +137,21 @@ describe('ConversationList', () => {
     expect(rows[0].querySelector('.count')?.textContent).toBe('1 unread');
   });
 
+  it('announces the unread total of every conversation, not only the loaded pages', async () => {
+    const list = cache(CONVERSATION_PAGE * 3);
+    const { backend } = fakeBackend(list);
+    // The cache counts them all; the first page alone holds far fewer.
+    (backend as unknown as { unreadTotal: () => Promise<number> }).unreadTotal = async () => 1234;
+    const app = new AppState(backend, memoryDrafts());
+    await app.refreshConversations();
+    await vi.waitFor(() => expect(app.unreadTotal).toBe(1234));
+    const target = document.createElement('div');
+    document.body.appendChild(target);
+    mounted = mount(ConversationList, { target, props: { app } });
+    flushSync();
+    expect(target.querySelector('ul.rows')!.getAttribute('aria-label')).toBe('Conversations, 1234 unread');
+  });
+
   it('moves focus with the arrow keys and Home/End', async () => {
     const list = cache(10);
     const { backend } = fakeBackend(list);

@@ -26,6 +26,7 @@
 // | add_identity         | { kind, value }                               | IdentityPending              |
 // | verify_identity      | { id, code }                                  | IdentityVerified             |
 // | conversations        | { before, limit }  (before = {updated_at, local_id} of the last shown, or null; limit ≤ 500) | CachedConversation[] (newest first) |
+// | unread_total         | —                       (every conversation)  | number                       |
 // | search               | { query }               (the cache's FTS5)     | {conversation, message}[]    |
 // | lookup               | { address }                                   | Lookup                       |
 // | messages             | { peer, before, limit } (before = local_id or null) | CachedMessage[] newest first |
@@ -220,6 +221,9 @@ export class TauriBackend implements Backend {
     if (before && !cursor) return [];
     const page = await call<CachedConversation[]>('conversations', { before: cursor, limit });
     return page.map(fromTauriConversation);
+  }
+  unreadTotal(): Promise<number> {
+    return call('unread_total');
   }
   async search(query: string): Promise<SearchHit[]> {
     const hits = await call<ShellSearchHit[]>('search', { query });

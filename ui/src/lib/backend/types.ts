@@ -120,6 +120,8 @@ export interface Backend {
    * cache's id), after `before` (the last conversation already shown) when given.
    */
   conversations(before: ChatConversation | null, limit: number): Promise<ChatConversation[]>;
+  /** Unread texts in every conversation, not only the pages loaded so far. */
+  unreadTotal(): Promise<number>;
   /** Searches the local cache: peers, contact names and message bodies. */
   search(query: string): Promise<SearchHit[]>;
   /** Normalises an address and says whether it is on Airtext. */

@@ -430,6 +430,13 @@ export class WebBackend implements Backend {
     return all.slice(from, from + Math.max(1, limit)).map((c) => ({ ...c }));
   }
 
+  async unreadTotal(): Promise<number> {
+    // The web portal holds the gateway's conversations it loaded (up to 2,000) in memory.
+    let total = 0;
+    for (const c of this.convs.values()) total += c.unread;
+    return total;
+  }
+
   /** Fills the cache with the gateway's conversation pages (newest first, at most 2,000). */
   private async loadConversations(): Promise<void> {
     await this.ensureContacts();
