@@ -58,12 +58,41 @@ pub enum StoreError {
     #[error("stored data is not what this version expects: {0}")]
     Corrupt(String),
     #[error(transparent)]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     /// SQLite, driven directly (see [`sqlite`]).
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    /// A lost or refused connection is the database being away, not a bug: it becomes
+    /// `Unavailable` (a 503 the client retries), whichever call met it first.
+    fn from(error: sqlx::Error) -> Self {
+        if is_connection_lost(&error) {
+            StoreError::Unavailable(format!("the database connection failed: {error}"))
+        } else {
+            StoreError::Database(error)
+        }
+    }
+}
+
+/// I/O and pool failures, and the server's own "going away" errors: SQLSTATE class 08
+/// (connection exception) and 57P01–57P03 (admin shutdown, crash shutdown, cannot connect
+/// now).
+fn is_connection_lost(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P0")),
+        _ => false,
+    }
 }
 
 /// Which uniqueness rule a write broke.
@@ -552,5 +581,28 @@ pub async fn open(database_url: &str) -> StoreResult<SharedStore> {
         Err(StoreError::Unavailable(format!(
             "unsupported database URL {database_url:?}: use sqlite://PATH or postgres://…"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_connection_is_unavailable_not_a_bug() {
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(matches!(
+            StoreError::from(sqlx::Error::Io(reset)),
+            StoreError::Unavailable(_)
+        ));
+        assert!(matches!(
+            StoreError::from(sqlx::Error::PoolTimedOut),
+            StoreError::Unavailable(_)
+        ));
+        // A query that is simply wrong stays the operator's bug.
+        assert!(matches!(
+            StoreError::from(sqlx::Error::RowNotFound),
+            StoreError::Database(_)
+        ));
     }
 }
