@@ -274,10 +274,16 @@ impl PostgresStore {
     /// Commits; the NOTIFY rides in the transaction so other nodes hear only of committed
     /// events, and this node's subscribers hear after the commit.
     async fn commit(&self, mut tx: Tx) -> StoreResult<()> {
-        for (account, seq) in &tx.advanced {
-            sqlx::query("SELECT pg_notify($1, $2)")
+        if !tx.advanced.is_empty() {
+            // One notification per account, all in one round trip.
+            let payloads: Vec<String> = tx
+                .advanced
+                .iter()
+                .map(|(account, seq)| format!("{account}:{seq}"))
+                .collect();
+            sqlx::query("SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload")
                 .bind(&self.channel)
-                .bind(format!("{account}:{seq}"))
+                .bind(payloads)
                 .execute(&mut *tx.tx)
                 .await?;
         }
