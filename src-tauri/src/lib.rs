@@ -5,11 +5,14 @@
 //! notifications ([`notify`]), the window (single instance, remembered size and position), and
 //! forwarding the client's events to the window ([`state`]).
 //!
-//! Configuration (environment): `AIRTEXT_DATA_DIR` (default: the platform's data directory)
-//! and `AIRTEXT_GATEWAY` (the gateway onboarding suggests, e.g. from `scripts/run.sh`).
+//! Configuration (environment): `AIRTEXT_DATA_DIR` (default: the platform's data directory),
+//! `AIRTEXT_GATEWAY` (the gateway onboarding suggests, e.g. from `scripts/run.sh`) and, on
+//! Linux, `AIRTEXT_GPU` (`on`, `off` or `auto`: whether the window uses GL; see [`gpu`]).
 
 pub mod commands;
 pub mod error;
+#[cfg(all(target_os = "linux", not(mobile)))]
+pub mod gpu;
 pub mod notify;
 pub mod settings;
 pub mod state;
@@ -115,6 +118,10 @@ pub fn run() {
         .map(|d| d.as_millis())
         .unwrap_or_default();
     tracing::info!(started_ms, "startup: process started");
+    // Before GTK starts (the builder's run) and while this is the only thread: it may set
+    // variables GTK and WebKit read once.
+    #[cfg(all(target_os = "linux", not(mobile)))]
+    gpu::prepare();
     let builder = tauri::Builder::default().on_page_load(move |_webview, payload| {
         if matches!(payload.event(), tauri::webview::PageLoadEvent::Finished) {
             let ms = started.elapsed().as_millis();

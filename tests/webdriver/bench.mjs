@@ -110,6 +110,12 @@ function rssTree() {
 }
 
 const results = {};
+// The machine is shared: the load average goes with every figure (1, 5, 15 minutes).
+const load = () => os.loadavg().map((x) => Math.round(x * 100) / 100);
+results.load_at_start = load();
+// AIRTEXT_GPU (on, off, auto) reaches the app through tauri-driver's environment.
+results.airtext_gpu = process.env.AIRTEXT_GPU ?? 'auto (unset)';
+console.log('load average at start:', results.load_at_start, '; AIRTEXT_GPU:', results.airtext_gpu);
 try {
   // ——— 1. start to first paint (a fresh data directory: the onboarding screen) ———
   // (a) the binary started directly: the shell logs when the page finished loading, measured
@@ -189,8 +195,10 @@ try {
     app_pss: Math.round(main.pss / 1024),
     app_anon: Math.round(main.anon / 1024),
     total_with_webkit: Math.round(tree.reduce((a, p) => a + p.rss, 0) / 1024),
-    processes: tree.map((p) => `${p.comm}:${Math.round(p.rss / 1024)}`),
+    // name:RSS/PSS/anonymous, in MB
+    processes: tree.map((p) => `${p.comm}:${Math.round(p.rss / 1024)}/${Math.round(p.pss / 1024)}/${Math.round(p.anon / 1024)}`),
   };
+  results.idle_rss_mb.load = load();
   console.log('idle RSS (MB), 10,000 conversations / 200,000 messages:', results.idle_rss_mb);
 
   const opens = [];
@@ -278,6 +286,7 @@ try {
   await app.saveScreenshot(path.join(repoRoot, 'docs/screenshots/app-bench-50k-thread.png'));
   await app.deleteSession();
   stopDriver(driver);
+  results.load_at_end = load();
 } finally {
   rmSync(tmp, { recursive: true, force: true });
 }
