@@ -567,20 +567,9 @@ async fn apply_early_receipts(
             row.opt_text("reason")?,
         ));
     }
-    // RETURNING has no order.
-    held.sort();
-    for (received_at, status, reason) in held {
-        let Ok(status) = rows::status(&status) else {
-            // Only this code writes the table; a status it cannot read must not keep the
-            // send from being recorded (the job would be sent again), so it is dropped.
-            tracing::warn!(
-                carrier,
-                carrier_message_id,
-                status,
-                "unreadable held receipt dropped"
-            );
-            continue;
-        };
+    for (received_at, status, reason) in
+        rows::held_receipts_in_order(carrier, carrier_message_id, held)
+    {
         // The change happens now: a status never moves back in time either.
         apply_status(tx, message_id, status, reason, at.max(received_at)).await?;
     }

@@ -1269,33 +1269,22 @@ fn apply_early_receipts(
     carrier_message_id: &str,
     at: DateTime<Utc>,
 ) -> StoreResult<()> {
-    let mut held = all(
+    let held = all(
         conn,
         "DELETE FROM early_receipts WHERE carrier = ?1 AND carrier_message_id = ?2 \
          RETURNING status, reason, received_at",
         params![carrier, carrier_message_id],
         |row| {
             Ok((
+                row.time("received_at")?,
                 row.text("status")?,
                 row.opt_text("reason")?,
-                row.time("received_at")?,
             ))
         },
     )?;
-    // RETURNING has no order.
-    held.sort_by(|a, b| (a.2, &a.0).cmp(&(b.2, &b.0)));
-    for (status, reason, received_at) in held {
-        let Ok(status) = rows::status(&status) else {
-            // Only this code writes the table; a status it cannot read must not keep the
-            // send from being recorded (the job would be sent again), so it is dropped.
-            tracing::warn!(
-                carrier,
-                carrier_message_id,
-                status,
-                "unreadable held receipt dropped"
-            );
-            continue;
-        };
+    for (received_at, status, reason) in
+        rows::held_receipts_in_order(carrier, carrier_message_id, held)
+    {
         // The change happens now: a status never moves back in time either.
         apply_status(conn, fx, message_id, status, reason, at.max(received_at))?;
     }
