@@ -34,8 +34,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 )]
 async fn me(State(state): State<AppState>, auth: AuthDevice) -> ApiResult<Json<Me>> {
     let store = &state.store;
-    let (account, identities, devices) = tokio::try_join!(
-        store.account(auth.account_id),
+    // The account first: the other two reads wait until whatever they (and so it) could
+    // have seen is durable, which the account lookup alone does not.
+    let account = store.account(auth.account_id).await?;
+    let (identities, devices) = tokio::try_join!(
         store.identities(auth.account_id),
         store.devices(auth.account_id),
     )?;

@@ -376,6 +376,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     // ----- accounts and devices -----
     /// `Conflict::Username` / `Conflict::Email` when taken.
     async fn create_account(&self, account: NewAccount) -> StoreResult<()>;
+    /// On SQLite a lookup that does not wait for the disk (see `sqlite/durability.rs`): a
+    /// reply that carries the account must also make a read that does, after this one.
     async fn account(&self, id: AccountId) -> StoreResult<Option<AccountRecord>>;
     /// `username` lower case, without `@`.
     async fn account_by_username(&self, username: &str) -> StoreResult<Option<AccountRecord>>;

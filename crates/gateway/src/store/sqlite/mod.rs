@@ -1,8 +1,9 @@
-//! The embedded engine: SQLite in WAL mode with `synchronous=FULL`, driven directly through
-//! `rusqlite`.
+//! The embedded engine: SQLite in WAL mode, driven directly through `rusqlite`.
 //!
 //! Writes go to one writer thread ([`writer`]) that owns the only write connection and commits
-//! in groups; a write's future resolves after the commit holding it is durable. Reads use
+//! in groups; a write's future resolves after the commit holding it is durable, which a
+//! second thread establishes by flushing the WAL while the writer runs the next group
+//! ([`durability`]). Reads whose rows a reply carries wait for that flush too. Reads use
 //! separate read-only connections ([`conn::ReadPool`]), which WAL lets run beside the writer
 //! and which see only committed data — so a reader never sees seq N+1 before N. A point read
 //! (one indexed row) runs right in the calling task, which costs a few microseconds and no
@@ -17,6 +18,7 @@
 //! Ids are 16-byte UUID blobs; timestamps are INTEGER microseconds (UTC), exact and ordered.
 
 mod conn;
+mod durability;
 mod writer;
 
 use std::collections::HashMap;
@@ -46,6 +48,7 @@ use super::{
     StoreError, StoreResult, TokenHash,
 };
 use conn::{all, blob, first_int, first_opt_uuid, first_uuid, one, opt_blob, ReadPool};
+use durability::Durability;
 use writer::{Cmd, Op, Out};
 
 /// How many commands may wait for the writer before senders wait too (back-pressure).
@@ -61,6 +64,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 pub struct SqliteStore {
     writer: mpsc::Sender<Cmd>,
     reads: Reads,
+    /// For a database file: how far commits have reached the disk, which replies built
+    /// from reads wait for.
+    durability: Option<Arc<Durability>>,
     log: broadcast::Sender<LogAdvanced>,
     closed: AtomicBool,
     tokens: TokenCache,
@@ -131,7 +137,7 @@ impl SqliteStore {
             .starts_with("file:sqlx-in-memory")
             || url.contains(":memory:")
             || url.contains("mode=memory");
-        let (write, checkpoints, reads) = if in_memory {
+        let (write, file, reads) = if in_memory {
             let write = conn::open_memory()?;
             for migration in MIGRATOR.iter() {
                 if !migration.migration_type.is_down_migration() {
@@ -153,17 +159,22 @@ impl SqliteStore {
             migrating.close().await?;
             let path = base.get_filename().to_owned();
             let write = conn::open_writer(&path)?;
-            let checkpoints = writer::Checkpoints::new(conn::open_checkpointer(&path)?);
+            let file = writer::FileDurability {
+                checkpoints: writer::Checkpoints::new(conn::open_checkpointer(&path)?),
+                durability: Durability::new(),
+            };
             let reads = Reads::Pool(Arc::new(ReadPool::new(path)?));
-            (write, Some(checkpoints), reads)
+            (write, Some(file), reads)
         };
 
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let (log, _) = broadcast::channel(LOG_CAPACITY);
-        writer::spawn(write, checkpoints, rx, log.clone())?;
+        let durability = file.as_ref().map(|file| Arc::clone(&file.durability));
+        writer::spawn(write, file, rx, log.clone())?;
         Ok(SqliteStore {
             writer: tx,
             reads,
+            durability,
             log,
             closed: AtomicBool::new(false),
             tokens: TokenCache::default(),
@@ -195,9 +206,24 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// A point read (one indexed row, or a handful): in the calling task's thread, which
-    /// costs SQLite's few microseconds and nothing more.
+    /// A point read (one indexed row, or a handful) whose result a reply carries: in the
+    /// calling task's thread, which costs SQLite's few microseconds, then a wait until
+    /// everything it could have seen is durable (usually none; at most one WAL flush).
     async fn read<T, F>(&self, read: F) -> StoreResult<T>
+    where
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let value = self.lookup(read).await?;
+        self.settled().await?;
+        Ok(value)
+    }
+
+    /// A point read that only decides what happens next (routing, authentication, the
+    /// receipt's message) and is never itself a reply's content, so it need not wait for the
+    /// disk: the write it leads to commits in a later group, and groups reach the disk in
+    /// order, so that write's durability covers whatever this read saw.
+    async fn lookup<T, F>(&self, read: F) -> StoreResult<T>
     where
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
         T: Send + 'static,
@@ -209,23 +235,33 @@ impl SqliteStore {
         }
     }
 
-    /// A read of up to a page of rows: on tokio's blocking pool, so a long page does not hold
-    /// up a runtime worker.
+    /// Waits until every commit a read that just finished could have seen is on disk.
+    async fn settled(&self) -> StoreResult<()> {
+        match &self.durability {
+            Some(durability) => durability.settled().await,
+            None => Ok(()),
+        }
+    }
+
+    /// A read of up to a page of rows for a reply: on tokio's blocking pool, so a long page
+    /// does not hold up a runtime worker; then, like [`Self::read`], a wait for the disk.
     async fn scan<T, F>(&self, read: F) -> StoreResult<T>
     where
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
         T: Send + 'static,
     {
         self.check_open()?;
-        match &self.reads {
+        let value = match &self.reads {
             Reads::Pool(pool) => {
                 let pool = Arc::clone(pool);
                 tokio::task::spawn_blocking(move || pool.with(read))
                     .await
-                    .map_err(|e| StoreError::Unavailable(format!("a read did not finish: {e}")))?
+                    .map_err(|e| StoreError::Unavailable(format!("a read did not finish: {e}")))??
             }
-            Reads::Writer => self.read_on_writer(read).await,
-        }
+            Reads::Writer => self.read_on_writer(read).await?,
+        };
+        self.settled().await?;
+        Ok(value)
     }
 
     async fn read_on_writer<T, F>(&self, read: F) -> StoreResult<T>
@@ -297,7 +333,7 @@ impl Store for SqliteStore {
     }
 
     async fn account(&self, id: AccountId) -> StoreResult<Option<AccountRecord>> {
-        self.read(move |conn| {
+        self.lookup(move |conn| {
             one(conn, &ACCOUNT_BY_ID, params![blob(&id.0)], |row| {
                 rows::account(row)
             })
@@ -307,7 +343,7 @@ impl Store for SqliteStore {
 
     async fn account_by_username(&self, username: &str) -> StoreResult<Option<AccountRecord>> {
         let username = username.to_owned();
-        self.read(move |conn| {
+        self.lookup(move |conn| {
             one(conn, &ACCOUNT_BY_USERNAME, params![username], |row| {
                 rows::account(row)
             })
@@ -331,7 +367,7 @@ impl Store for SqliteStore {
             None => {
                 let hash = token.0;
                 let found = self
-                    .read(move |conn| {
+                    .lookup(move |conn| {
                         one(conn, DEVICE_BY_TOKEN, params![&hash[..]], |row| {
                             rows::device(row)
                         })
@@ -433,7 +469,7 @@ impl Store for SqliteStore {
     async fn number_owner(&self, number: &str) -> StoreResult<Option<AccountId>> {
         let number = number.to_owned();
         let owner = self
-            .read(move |conn| {
+            .lookup(move |conn| {
                 one(
                     conn,
                     "SELECT owner FROM numbers WHERE number = ?1",
@@ -503,7 +539,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<Option<AccountId>> {
         let value = value.to_owned();
         let owner = self
-            .read(move |conn| {
+            .lookup(move |conn| {
                 one(
                     conn,
                     "SELECT account_id FROM identities \
@@ -739,7 +775,7 @@ impl Store for SqliteStore {
         let carrier = carrier.to_owned();
         let carrier_message_id = carrier_message_id.to_owned();
         let id = self
-            .read(move |conn| {
+            .lookup(move |conn| {
                 one(
                     conn,
                     "SELECT id FROM messages WHERE carrier = ?1 AND carrier_message_id = ?2 \
@@ -807,7 +843,7 @@ impl Store for SqliteStore {
         let did = did.to_owned();
         let remote = remote.to_owned();
         let found = self
-            .read(move |conn| {
+            .lookup(move |conn| {
                 one(
                     conn,
                     "SELECT 1 FROM opt_outs WHERE did = ?1 AND remote = ?2",

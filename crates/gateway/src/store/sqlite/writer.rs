@@ -2,9 +2,11 @@
 //!
 //! A write is an [`Op`] sent over a channel with a oneshot for its answer. The thread takes the
 //! first command, drains whatever else is queued (up to [`BATCH_CAP`]), runs them all in one
-//! `BEGIN IMMEDIATE` transaction, commits once, and only then answers every command and
-//! publishes [`LogAdvanced`] for the logs that moved. So concurrent writers share one fsync,
-//! and nobody hears "done" (or a log hint) for data that is not yet durable.
+//! `BEGIN IMMEDIATE` transaction and commits once. The group's answers and the
+//! [`LogAdvanced`] hints for the logs that moved go out only once that commit is on disk:
+//! for a database file the syncer thread flushes the WAL and answers ([`durability`]) while
+//! this thread already runs the next group. So concurrent writers share one fsync, and nobody
+//! hears "done" (or a log hint) for data that is not yet durable.
 //!
 //! A failing command never takes its neighbours down: the group first runs without
 //! savepoints (the common case, and the cheap one); if any command fails, that transaction is
@@ -20,8 +22,7 @@
 //! each event takes `last_seq + 1` and the `events_advance_log` trigger moves the counter in
 //! the same statement, and seqs become visible exactly in commit order.
 
-use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration as StdDuration, Instant};
 
 use airtext_api::contacts::Contact;
@@ -40,6 +41,7 @@ use super::super::{
     StatusOutcome, StatusUpdate, StoreError, StoreResult,
 };
 use super::conn::{self, all, blob, first_int, first_opt_uuid, first_uuid, one, opt_blob, run};
+use super::durability::{self, Committed, Durability, Syncer};
 
 /// The most commands one transaction holds; bounds the latency a big burst adds to its first
 /// caller.
@@ -167,7 +169,7 @@ struct Effects {
     advanced: Vec<LogAdvanced>,
 }
 
-type Reply = oneshot::Sender<StoreResult<Out>>;
+type Reply = durability::Reply<Out>;
 
 /// Copies the WAL back into the database file on a thread of its own (see [`checkpointer`]).
 pub(super) struct Checkpoints {
@@ -184,31 +186,92 @@ impl Checkpoints {
 /// At most one checkpoint per this long: each costs two fsyncs whatever it copies.
 const CHECKPOINT_EVERY: StdDuration = StdDuration::from_millis(100);
 
-/// Starts the writer thread (and, for a database file, the checkpointer); it runs until the
-/// channel closes or a `Close` arrives.
+/// What makes a database file's commits durable: its checkpointer and the syncer, which
+/// answers committed groups once the WAL is on disk (see [`durability`]).
+pub(super) struct FileDurability {
+    pub(super) checkpoints: Checkpoints,
+    pub(super) durability: Arc<Durability>,
+}
+
+/// Starts the writer thread (and, for a database file, the checkpointer and the syncer); it
+/// runs until the channel closes or a `Close` arrives.
 pub(super) fn spawn(
     conn: Connection,
-    checkpoints: Option<Checkpoints>,
+    file: Option<FileDurability>,
     rx: mpsc::Receiver<Cmd>,
     log: broadcast::Sender<LogAdvanced>,
 ) -> StoreResult<()> {
     let failed = |e: std::io::Error| StoreError::Unavailable(format!("cannot start a thread: {e}"));
-    let checkpointer = match checkpoints {
-        Some(checkpoints) => {
+    let (settle, checkpointer) = match file {
+        Some(FileDurability {
+            checkpoints,
+            durability,
+        }) => {
+            let path = conn.path().map(std::path::PathBuf::from).ok_or_else(|| {
+                StoreError::Unavailable("the write connection has no database file".into())
+            })?;
+            let syncer = Syncer::spawn(&path, Arc::clone(&durability), log.clone())?;
             let (committed, commits) = std::sync::mpsc::sync_channel(1);
             let thread = std::thread::Builder::new()
                 .name("sqlite-checkpoint".into())
                 .spawn(move || checkpointer(checkpoints.conn, commits))
                 .map_err(failed)?;
-            Some((committed, thread))
+            (
+                Settle::Synced { syncer, durability },
+                Some((committed, thread)),
+            )
         }
-        None => None,
+        None => (Settle::Direct { log }, None),
     };
     std::thread::Builder::new()
         .name("sqlite-writer".into())
-        .spawn(move || writer(conn, checkpointer, rx, log))
+        .spawn(move || writer(conn, settle, checkpointer, rx))
         .map(|_| ())
         .map_err(failed)
+}
+
+/// Where a committed group's answers go.
+enum Settle {
+    /// An in-memory database has no disk to wait for: answer at once.
+    Direct { log: broadcast::Sender<LogAdvanced> },
+    /// A database file: through the syncer, once the WAL is on disk.
+    Synced {
+        syncer: Syncer<Out>,
+        durability: Arc<Durability>,
+    },
+}
+
+impl Settle {
+    /// Numbers the group about to COMMIT and announces it to readers (before its rows can be
+    /// seen). Every number handed out must reach [`Settle::committed`], even if the COMMIT
+    /// fails, or readers waiting for it would wait for the next write.
+    fn before_commit(&self) -> u64 {
+        match self {
+            Settle::Direct { .. } => 0,
+            Settle::Synced { durability, .. } => durability.begin_group(),
+        }
+    }
+
+    fn committed(&self, committed: Committed<Out>) {
+        match self {
+            Settle::Direct { log } => durability::answer([committed], log),
+            Settle::Synced { syncer, .. } => syncer.hand_over(committed),
+        }
+    }
+
+    /// Why no write may run, once the disk has failed the store.
+    fn refusal(&self) -> Option<String> {
+        match self {
+            Settle::Direct { .. } => None,
+            Settle::Synced { durability, .. } => durability.failure(),
+        }
+    }
+
+    fn finish(self) {
+        if let Settle::Synced { syncer, .. } = self {
+            syncer.finish();
+        }
+    }
 }
 
 /// Checkpoints (PASSIVE: never waiting for readers or the writer) after commits, at most every
@@ -243,9 +306,9 @@ type Checkpointer = (std::sync::mpsc::SyncSender<()>, std::thread::JoinHandle<()
 
 fn writer(
     conn: Connection,
+    settle: Settle,
     checkpointer: Option<Checkpointer>,
     mut rx: mpsc::Receiver<Cmd>,
-    log: broadcast::Sender<LogAdvanced>,
 ) {
     let mut closers = Vec::new();
     let mut batch = Vec::with_capacity(BATCH_CAP);
@@ -272,14 +335,23 @@ fn writer(
                 }
             }
         }
-        if !writes.is_empty() {
-            run_batch(&conn, writes, &log);
-            if let Some((committed, _)) = &checkpointer {
-                // Full means a checkpoint is already due.
-                let _ = committed.try_send(());
+        if writes.is_empty() {
+            continue;
+        }
+        if let Some(refusal) = settle.refusal() {
+            for (_, reply) in writes {
+                let _ = reply.send(Err(StoreError::Unavailable(refusal.clone())));
             }
+            continue;
+        }
+        run_batch(&conn, writes, &settle);
+        if let Some((committed, _)) = &checkpointer {
+            // Full means a checkpoint is already due.
+            let _ = committed.try_send(());
         }
     }
+    // Every group handed over is answered before the connection closes.
+    settle.finish();
     if let Some((committed, thread)) = checkpointer {
         drop(committed);
         if thread.join().is_err() {
@@ -308,42 +380,60 @@ fn rollback(conn: &Connection) {
     }
 }
 
-/// Answers a committed group and publishes the logs it advanced.
-fn answer(done: Vec<(Reply, StoreResult<Out>, Effects)>, log: &broadcast::Sender<LogAdvanced>) {
-    let mut advanced: HashMap<AccountId, i64> = HashMap::new();
-    for (reply, result, effects) in done {
-        for hint in effects.advanced {
-            let seq = advanced.entry(hint.account_id).or_insert(hint.seq);
-            *seq = (*seq).max(hint.seq);
-        }
-        let _ = reply.send(result);
+/// COMMITs the open transaction as group `group`; on failure rolls back and hands the group
+/// over empty, so readers waiting for its number are released.
+fn commit(conn: &Connection, settle: &Settle, group: u64) -> Result<(), String> {
+    let committed = if conn.is_autocommit() {
+        Err("the write transaction was rolled back by SQLite".to_owned())
+    } else {
+        // With a database file, returns once the WAL frames are written, not flushed: the
+        // syncer flushes them before anyone is answered.
+        exec(conn, "COMMIT").map_err(|e| format!("commit failed: {e}"))
+    };
+    if committed.is_err() {
+        rollback(conn);
+        settle.committed(Committed {
+            group,
+            answers: Vec::new(),
+            advanced: Vec::new(),
+        });
     }
-    for (account_id, seq) in advanced {
-        // No receivers is fine: nobody is listening right now.
-        let _ = log.send(LogAdvanced { account_id, seq });
-    }
+    committed
 }
 
-fn run_batch(conn: &Connection, writes: Vec<(Op, Reply)>, log: &broadcast::Sender<LogAdvanced>) {
+fn run_batch(conn: &Connection, writes: Vec<(Op, Reply)>, settle: &Settle) {
     // Commands rarely fail, so the group first runs as one plain transaction: no savepoint
     // per command, whose undo copies of every page it touches cost more than the command.
-    if let Some(outs) = run_plain(conn, &writes) {
-        let done = writes
+    if let Some((group, outs)) = run_plain(conn, &writes, settle) {
+        let mut advanced = Vec::new();
+        let answers = writes
             .into_iter()
             .zip(outs)
-            .map(|((_, reply), (out, effects))| (reply, Ok(out), effects))
+            .map(|((_, reply), (out, effects))| {
+                advanced.extend(effects.advanced);
+                (reply, Ok(out))
+            })
             .collect();
-        answer(done, log);
+        settle.committed(Committed {
+            group,
+            answers,
+            advanced,
+        });
         return;
     }
     // One failed (and the whole group was rolled back): run it again with a savepoint per
     // command, so the failure is undone alone. Same statements on the same data, so the
     // same answers, as if this were the only way it ran.
-    run_with_savepoints(conn, writes, log);
+    run_with_savepoints(conn, writes, settle);
 }
 
-/// The group as one transaction, committed; `None` (rolled back) if any command failed.
-fn run_plain(conn: &Connection, writes: &[(Op, Reply)]) -> Option<Vec<(Out, Effects)>> {
+/// The group as one transaction, committed (its number and answers); `None` (rolled back) if
+/// any command failed.
+fn run_plain(
+    conn: &Connection,
+    writes: &[(Op, Reply)],
+    settle: &Settle,
+) -> Option<(u64, Vec<(Out, Effects)>)> {
     exec(conn, "BEGIN IMMEDIATE").ok()?;
     let mut outs = Vec::with_capacity(writes.len());
     for (op, _) in writes {
@@ -356,19 +446,12 @@ fn run_plain(conn: &Connection, writes: &[(Op, Reply)]) -> Option<Vec<(Out, Effe
             }
         }
     }
-    // Returns once the WAL is fsynced (synchronous=FULL).
-    if conn.is_autocommit() || exec(conn, "COMMIT").is_err() {
-        rollback(conn);
-        return None;
-    }
-    Some(outs)
+    let group = settle.before_commit();
+    commit(conn, settle, group).ok()?;
+    Some((group, outs))
 }
 
-fn run_with_savepoints(
-    conn: &Connection,
-    writes: Vec<(Op, Reply)>,
-    log: &broadcast::Sender<LogAdvanced>,
-) {
+fn run_with_savepoints(conn: &Connection, writes: Vec<(Op, Reply)>, settle: &Settle) {
     if let Err(error) = exec(conn, "BEGIN IMMEDIATE") {
         let message = format!("cannot begin a write transaction: {error}");
         for (_, reply) in writes {
@@ -378,6 +461,7 @@ fn run_with_savepoints(
     }
 
     let mut finished = Vec::with_capacity(writes.len());
+    let mut advanced = Vec::new();
     let mut broken: Option<String> = None;
     for (op, reply) in writes {
         if let Some(message) = &broken {
@@ -407,23 +491,29 @@ fn run_with_savepoints(
             broken = Some(message);
             continue;
         }
-        finished.push((reply, result, effects));
+        advanced.extend(effects.advanced);
+        finished.push((reply, result));
     }
 
-    let commit = match &broken {
-        Some(message) => Err(message.clone()),
-        None if conn.is_autocommit() => {
-            Err("the write transaction was rolled back by SQLite".to_owned())
-        }
-        // Returns once the WAL is fsynced (synchronous=FULL).
-        None => exec(conn, "COMMIT").map_err(|e| format!("commit failed: {e}")),
-    };
-    match commit {
-        Ok(()) => answer(finished, log),
-        Err(message) => {
+    let committed = match broken {
+        Some(message) => {
             rollback(conn);
+            Err(message)
+        }
+        None => {
+            let group = settle.before_commit();
+            commit(conn, settle, group).map(|()| group)
+        }
+    };
+    match committed {
+        Ok(group) => settle.committed(Committed {
+            group,
+            answers: finished,
+            advanced,
+        }),
+        Err(message) => {
             tracing::error!(%message, "SQLite write batch lost");
-            for (reply, _, _) in finished {
+            for (reply, _) in finished {
                 let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
             }
         }
