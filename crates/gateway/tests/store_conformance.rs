@@ -154,6 +154,7 @@ conformance!(
         repeated_client_id_returns_the_first_message,
         concurrent_repeats_of_one_client_id_make_one_message,
         concurrent_delivers_give_gap_free_seqs,
+        failing_writes_beside_delivers_leave_no_gap,
         readers_never_see_a_seq_before_its_predecessor,
         status_only_moves_forward,
         outbound_queue_leases_and_outcomes,
@@ -841,6 +842,52 @@ async fn concurrent_delivers_give_gap_free_seqs(store: SharedStore) {
     let convs = store.conversations(bob, 100, None).await.unwrap();
     assert_eq!(convs.len(), 8);
     assert!(convs.iter().all(|c| c.unread == 25));
+}
+
+/// Writes that fail in the same commit group as good ones (here: deliveries to an account
+/// that does not exist, which fail after the sender's copy was written) are undone alone:
+/// nobody's log skips or repeats a seq, then or after.
+async fn failing_writes_beside_delivers_leave_no_gap(store: SharedStore) {
+    let bob = account(&store, "bob").await;
+    let carol = account(&store, "carol").await;
+    let ghost = AccountId::new();
+    let mut tasks = Vec::new();
+    for i in 0..240 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            if i % 4 == 3 {
+                let d = in_network(carol, "@carol", ghost, "@ghost");
+                store.deliver(d).await.is_ok()
+            } else {
+                let d = in_network(carol, "@carol", bob, "@bob");
+                store.deliver(d).await.unwrap().created
+            }
+        }));
+    }
+    let mut created = 0;
+    for task in tasks {
+        if task.await.unwrap() {
+            created += 1;
+        }
+    }
+    assert_eq!(created, 180, "every good delivery lands, no bad one does");
+
+    for (who, expected) in [(bob, 180), (carol, 180)] {
+        let events = all_events(&store, who).await;
+        assert_eq!(events.len(), expected);
+        assert_contiguous(&events.iter().map(|e| e.seq).collect::<Vec<_>>(), 0);
+        assert_eq!(store.last_seq(who).await.unwrap(), expected as i64);
+    }
+    // The next event follows on.
+    store
+        .deliver(in_network(carol, "@carol", bob, "@bob"))
+        .await
+        .unwrap();
+    assert_eq!(store.last_seq(bob).await.unwrap(), 181);
+    assert_eq!(
+        all_events(&store, bob).await.last().map(|e| e.seq),
+        Some(181)
+    );
 }
 
 async fn readers_never_see_a_seq_before_its_predecessor(store: SharedStore) {

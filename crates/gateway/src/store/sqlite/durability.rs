@@ -18,9 +18,14 @@
 //! - **No reply built from a read carries data that is not durable**: a commit's rows are
 //!   visible to readers as soon as COMMIT returns, so a read that answers a client notes the
 //!   newest group that may be visible (the writer announces a group *before* its COMMIT) and
-//!   waits until that group is durable ([`Durability::settled`]). That is at most one flush,
-//!   and it keeps a device from ever syncing an event that a power loss would take back
-//!   (the seq would then be reused for another event).
+//!   waits until that group is durable ([`Durability::settled`]). That is at most one flush.
+//! - **The replication log never serves a seq that is not durable**, without waiting: the
+//!   writer also announces, before COMMIT, the first seq each log takes in the group, and a
+//!   read of a log cuts its answer there ([`Durability::first_unflushed_seq`]) until the
+//!   syncer has flushed the group. A device that synced an event a power loss then took back
+//!   would skip the different event that reuses its seq; this rules that out, and a device
+//!   catching up on a busy log is not held back by the next group's flush (the hint for the
+//!   rest follows the flush).
 //! - **Fail-stop**: if an `fdatasync` fails, the kernel may already have dropped the dirty
 //!   pages, so nothing after it can be trusted. Every group in flight is answered with an
 //!   error, the store refuses all further writes and waiting reads, and health checks fail so
@@ -36,7 +41,7 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use airtext_api::AccountId;
@@ -54,6 +59,15 @@ pub(super) struct Durability {
     visible: AtomicU64,
     /// The newest group known to be on disk, or why the disk can no longer be trusted.
     durable: watch::Sender<Flushed>,
+    /// Logs that groups not yet on disk advanced: the first seq those groups took, and the
+    /// newest such group.
+    unflushed_logs: Mutex<HashMap<AccountId, UnflushedLog>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct UnflushedLog {
+    first_seq: i64,
+    newest_group: u64,
 }
 
 /// What the syncer last established.
@@ -68,14 +82,39 @@ impl Durability {
         Arc::new(Durability {
             visible: AtomicU64::new(0),
             durable: watch::Sender::new(Flushed::Through(0)),
+            unflushed_logs: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Announces the next group, before its COMMIT can make anything visible; returns its
-    /// number. Only the writer calls this.
-    pub(super) fn begin_group(&self) -> u64 {
+    /// Announces the next group, before its COMMIT can make anything visible, with the first
+    /// seq it gives each log it advances; returns its number. Only the writer calls this.
+    pub(super) fn begin_group(&self, logs: impl IntoIterator<Item = (AccountId, i64)>) -> u64 {
         // SeqCst: a reader that sees this group's rows must also see its number.
-        self.visible.fetch_add(1, Ordering::SeqCst) + 1
+        let group = self.visible.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut unflushed = self
+            .unflushed_logs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (account, first_seq) in logs {
+            unflushed
+                .entry(account)
+                .and_modify(|log| log.newest_group = group)
+                .or_insert(UnflushedLog {
+                    first_seq,
+                    newest_group: group,
+                });
+        }
+        group
+    }
+
+    /// The first seq of `account`'s log that may not be on disk yet, if any. Ask after the
+    /// read whose rows it cuts: a log announced since cannot be in those rows.
+    pub(super) fn first_unflushed_seq(&self, account: AccountId) -> Option<i64> {
+        self.unflushed_logs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&account)
+            .map(|log| log.first_seq)
     }
 
     /// Why the store refuses writes, if the disk failed it.
@@ -105,6 +144,11 @@ impl Durability {
     }
 
     fn flushed_through(&self, group: u64) {
+        // Logs first: once a reader hears the group is durable, its seqs are served.
+        self.unflushed_logs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, log| log.newest_group > group);
         self.durable.send_if_modified(|flushed| match flushed {
             Flushed::Through(durable) if *durable < group => {
                 *durable = group;
@@ -266,7 +310,7 @@ mod tests {
         // Nothing committed yet: nothing to wait for.
         durability.settled().await.unwrap();
 
-        let group = durability.begin_group();
+        let group = durability.begin_group([]);
         let waiting = tokio::spawn({
             let durability = Arc::clone(&durability);
             async move { durability.settled().await }
@@ -288,6 +332,24 @@ mod tests {
         durability.settled().await.unwrap();
     }
 
+    #[test]
+    fn a_log_is_cut_at_its_first_seq_not_on_disk_until_every_group_advancing_it_is() {
+        let durability = Durability::new();
+        assert_eq!(durability.first_unflushed_seq(account(1)), None);
+
+        let first = durability.begin_group([(account(1), 5), (account(2), 1)]);
+        assert_eq!(durability.first_unflushed_seq(account(1)), Some(5));
+        // A later group does not move the cut forward: seq 5 is still not on disk.
+        let second = durability.begin_group([(account(1), 9)]);
+        assert_eq!(durability.first_unflushed_seq(account(1)), Some(5));
+
+        durability.flushed_through(first);
+        assert_eq!(durability.first_unflushed_seq(account(2)), None);
+        assert_eq!(durability.first_unflushed_seq(account(1)), Some(5));
+        durability.flushed_through(second);
+        assert_eq!(durability.first_unflushed_seq(account(1)), None);
+    }
+
     #[tokio::test]
     async fn groups_are_answered_after_the_flush_in_order_with_one_hint_per_log() {
         let flushes = Arc::new(AtomicU64::new(0));
@@ -298,7 +360,7 @@ mod tests {
         });
         let mut answers = Vec::new();
         for value in 0..3u32 {
-            let group = durability.begin_group();
+            let group = durability.begin_group([]);
             let (reply, answer) = oneshot::channel();
             answers.push(answer);
             groups
@@ -339,7 +401,7 @@ mod tests {
     async fn a_failed_flush_answers_errors_and_stops_the_store() {
         let (durability, groups, thread, mut hints) =
             start(|| Err(std::io::Error::other("injected EIO")));
-        let group = durability.begin_group();
+        let group = durability.begin_group([]);
         let (reply, answer) = oneshot::channel();
         groups
             .send(Committed {
@@ -366,7 +428,7 @@ mod tests {
         assert!(hints.try_recv().is_err());
 
         // Later groups are refused too, even if the disk would now flush.
-        let group = durability.begin_group();
+        let group = durability.begin_group([]);
         let (reply, answer) = oneshot::channel();
         groups
             .send(Committed {

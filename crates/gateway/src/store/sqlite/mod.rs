@@ -250,18 +250,36 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
         T: Send + 'static,
     {
+        let value = self.scan_unsettled(read).await?;
+        self.settled().await?;
+        Ok(value)
+    }
+
+    /// [`Self::scan`] without the wait, for reads that cut their answer at the durable point
+    /// themselves (the replication log).
+    async fn scan_unsettled<T, F>(&self, read: F) -> StoreResult<T>
+    where
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
         self.check_open()?;
-        let value = match &self.reads {
+        match &self.reads {
             Reads::Pool(pool) => {
                 let pool = Arc::clone(pool);
                 tokio::task::spawn_blocking(move || pool.with(read))
                     .await
-                    .map_err(|e| StoreError::Unavailable(format!("a read did not finish: {e}")))??
+                    .map_err(|e| StoreError::Unavailable(format!("a read did not finish: {e}")))?
             }
-            Reads::Writer => self.read_on_writer(read).await?,
-        };
-        self.settled().await?;
-        Ok(value)
+            Reads::Writer => self.read_on_writer(read).await,
+        }
+    }
+
+    /// The first seq of `account`'s log that is not yet on disk, if any: what a read of the
+    /// log, made just before, must stop short of.
+    fn first_unflushed_seq(&self, account: AccountId) -> Option<i64> {
+        self.durability
+            .as_ref()
+            .and_then(|durability| durability.first_unflushed_seq(account))
     }
 
     async fn read_on_writer<T, F>(&self, read: F) -> StoreResult<T>
@@ -703,25 +721,37 @@ impl Store for SqliteStore {
         after: i64,
         limit: u32,
     ) -> StoreResult<(Vec<SyncEvent>, bool)> {
-        self.scan(move |conn| {
-            // One extra row tells whether more remain.
-            let mut found = all(
-                conn,
-                "SELECT seq, at, payload FROM events WHERE account_id = ?1 AND seq > ?2 \
-                 ORDER BY seq LIMIT ?3",
-                params![blob(&account.0), after, i64::from(limit) + 1],
-                |row| rows::event(row),
-            )?;
-            let more = found.len() > limit as usize;
-            found.truncate(limit as usize);
-            Ok((found, more))
-        })
-        .await
+        let (mut found, mut more) = self
+            .scan_unsettled(move |conn| {
+                // One extra row tells whether more remain.
+                let mut found = all(
+                    conn,
+                    "SELECT seq, at, payload FROM events WHERE account_id = ?1 AND seq > ?2 \
+                     ORDER BY seq LIMIT ?3",
+                    params![blob(&account.0), after, i64::from(limit) + 1],
+                    |row| rows::event(row),
+                )?;
+                let more = found.len() > limit as usize;
+                found.truncate(limit as usize);
+                Ok((found, more))
+            })
+            .await?;
+        // Seqs not yet on disk are not served (see `durability`); their hint follows the flush.
+        if let Some(first_unflushed) = self.first_unflushed_seq(account) {
+            if found
+                .last()
+                .is_some_and(|event| event.seq >= first_unflushed)
+            {
+                found.retain(|event| event.seq < first_unflushed);
+                more = false;
+            }
+        }
+        Ok((found, more))
     }
 
     async fn last_seq(&self, account: AccountId) -> StoreResult<i64> {
         let seq = self
-            .read(move |conn| {
+            .lookup(move |conn| {
                 one(
                     conn,
                     "SELECT last_seq FROM account_log WHERE account_id = ?1",
@@ -729,8 +759,13 @@ impl Store for SqliteStore {
                     first_int,
                 )
             })
-            .await?;
-        Ok(seq.unwrap_or(0))
+            .await?
+            .unwrap_or(0);
+        // As for `events_after`: never a seq that is not yet on disk.
+        Ok(match self.first_unflushed_seq(account) {
+            Some(first_unflushed) => seq.min(first_unflushed - 1),
+            None => seq,
+        })
     }
 
     async fn claim_outbound(

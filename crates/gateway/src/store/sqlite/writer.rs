@@ -18,10 +18,11 @@
 //! oneshot out, whatever number of statements it runs. Checkpoints (copying the WAL back into
 //! the database file) run on a thread of their own, off the commit path ([`checkpointer`]).
 //!
-//! Because this thread is the only writer, the per-account counter row is never contended:
-//! each event takes `last_seq + 1` and the `events_advance_log` trigger moves the counter in
-//! the same statement, and seqs become visible exactly in commit order.
+//! Because this thread is the only writer, it can keep each account's newest seq itself
+//! ([`Seqs`]): an event takes the next one with no read, the group writes each counter row
+//! once before its COMMIT, and seqs become visible exactly in commit order.
 
+use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration as StdDuration, Instant};
 
@@ -163,10 +164,107 @@ impl std::fmt::Debug for Cmd {
     }
 }
 
-/// What one command did besides its answer: the logs it advanced.
-#[derive(Debug, Default)]
-struct Effects {
+/// What one command did besides its answer (the logs it advanced), and the log counters it
+/// takes its seqs from.
+#[derive(Debug)]
+struct Effects<'a> {
     advanced: Vec<LogAdvanced>,
+    seqs: &'a mut Seqs,
+}
+
+impl<'a> Effects<'a> {
+    fn new(seqs: &'a mut Seqs) -> Self {
+        Effects {
+            advanced: Vec::new(),
+            seqs,
+        }
+    }
+}
+
+/// Past this many accounts the committed-seq cache starts over (it only saves reads).
+const SEQ_CACHE_CAP: usize = 100_000;
+
+/// Each account's newest seq, kept by the writer instead of re-read (and re-written through a
+/// trigger) for every event: an event takes `seq + 1` from here, and the group writes each
+/// log's `account_log` row once, just before its COMMIT. That is sound because this thread is
+/// the only writer; the row and the events still commit together, so readers see them agree.
+#[derive(Debug, Default)]
+struct Seqs {
+    /// As committed: what `account_log` holds.
+    committed: HashMap<AccountId, i64>,
+    /// Advanced by the open transaction, not yet committed: the first seq it took in each
+    /// log, and the newest.
+    open: HashMap<AccountId, OpenLog>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct OpenLog {
+    first: i64,
+    newest: i64,
+}
+
+impl Seqs {
+    /// The next seq of `account`'s log in the open transaction.
+    fn next(&mut self, conn: &Connection, account: AccountId) -> StoreResult<i64> {
+        if let Some(log) = self.open.get_mut(&account) {
+            log.newest += 1;
+            return Ok(log.newest);
+        }
+        let committed = match self.committed.get(&account) {
+            Some(seq) => *seq,
+            None => one(
+                conn,
+                "SELECT last_seq FROM account_log WHERE account_id = ?1",
+                params![blob(&account.0)],
+                first_int,
+            )?
+            .unwrap_or(0),
+        };
+        let seq = committed + 1;
+        self.open.insert(
+            account,
+            OpenLog {
+                first: seq,
+                newest: seq,
+            },
+        );
+        Ok(seq)
+    }
+
+    /// The first seq the open transaction gave each log it advanced.
+    fn first_seqs(&self) -> impl Iterator<Item = (AccountId, i64)> + '_ {
+        self.open.iter().map(|(account, log)| (*account, log.first))
+    }
+
+    /// Starts a transaction's bookkeeping afresh (whatever happened to the last one).
+    fn begin(&mut self) {
+        self.open.clear();
+    }
+
+    /// Writes the open transaction's counters into `account_log`, as its last statements.
+    fn write(&self, conn: &Connection) -> StoreResult<()> {
+        for (account, log) in &self.open {
+            run(
+                conn,
+                "INSERT INTO account_log (account_id, last_seq) VALUES (?1, ?2) \
+                 ON CONFLICT (account_id) DO UPDATE SET last_seq = excluded.last_seq",
+                params![blob(&account.0), log.newest],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The open transaction committed.
+    fn committed(&mut self) {
+        if self.committed.len() + self.open.len() > SEQ_CACHE_CAP {
+            self.committed.clear();
+        }
+        self.committed.extend(
+            self.open
+                .drain()
+                .map(|(account, log)| (account, log.newest)),
+        );
+    }
 }
 
 type Reply = durability::Reply<Out>;
@@ -242,13 +340,14 @@ enum Settle {
 }
 
 impl Settle {
-    /// Numbers the group about to COMMIT and announces it to readers (before its rows can be
-    /// seen). Every number handed out must reach [`Settle::committed`], even if the COMMIT
-    /// fails, or readers waiting for it would wait for the next write.
-    fn before_commit(&self) -> u64 {
+    /// Numbers the group about to COMMIT and announces it, with the seqs it takes, to readers
+    /// (before its rows can be seen). Every number handed out must reach
+    /// [`Settle::committed`], even if the COMMIT fails, or readers waiting for it would wait
+    /// for the next write.
+    fn before_commit(&self, seqs: &Seqs) -> u64 {
         match self {
             Settle::Direct { .. } => 0,
-            Settle::Synced { durability, .. } => durability.begin_group(),
+            Settle::Synced { durability, .. } => durability.begin_group(seqs.first_seqs()),
         }
     }
 
@@ -312,6 +411,7 @@ fn writer(
 ) {
     let mut closers = Vec::new();
     let mut batch = Vec::with_capacity(BATCH_CAP);
+    let mut seqs = Seqs::default();
     loop {
         let Some(first) = rx.blocking_recv() else {
             break;
@@ -344,7 +444,7 @@ fn writer(
             }
             continue;
         }
-        run_batch(&conn, writes, &settle);
+        run_batch(&conn, writes, &settle, &mut seqs);
         if let Some((committed, _)) = &checkpointer {
             // Full means a checkpoint is already due.
             let _ = committed.try_send(());
@@ -380,17 +480,22 @@ fn rollback(conn: &Connection) {
     }
 }
 
-/// COMMITs the open transaction as group `group`; on failure rolls back and hands the group
-/// over empty, so readers waiting for its number are released.
-fn commit(conn: &Connection, settle: &Settle, group: u64) -> Result<(), String> {
+/// Writes the group's log counters and COMMITs the open transaction as group `group`; on
+/// failure rolls back and hands the group over empty, so readers waiting for its number are
+/// released.
+fn commit(conn: &Connection, settle: &Settle, group: u64, seqs: &mut Seqs) -> Result<(), String> {
     let committed = if conn.is_autocommit() {
         Err("the write transaction was rolled back by SQLite".to_owned())
     } else {
-        // With a database file, returns once the WAL frames are written, not flushed: the
-        // syncer flushes them before anyone is answered.
-        exec(conn, "COMMIT").map_err(|e| format!("commit failed: {e}"))
+        seqs.write(conn)
+            .map_err(|e| format!("cannot record the logs' seqs: {e}"))
+            // With a database file, returns once the WAL frames are written, not flushed: the
+            // syncer flushes them before anyone is answered.
+            .and_then(|()| exec(conn, "COMMIT").map_err(|e| format!("commit failed: {e}")))
     };
-    if committed.is_err() {
+    if committed.is_ok() {
+        seqs.committed();
+    } else {
         rollback(conn);
         settle.committed(Committed {
             group,
@@ -401,16 +506,16 @@ fn commit(conn: &Connection, settle: &Settle, group: u64) -> Result<(), String> 
     committed
 }
 
-fn run_batch(conn: &Connection, writes: Vec<(Op, Reply)>, settle: &Settle) {
+fn run_batch(conn: &Connection, writes: Vec<(Op, Reply)>, settle: &Settle, seqs: &mut Seqs) {
     // Commands rarely fail, so the group first runs as one plain transaction: no savepoint
     // per command, whose undo copies of every page it touches cost more than the command.
-    if let Some((group, outs)) = run_plain(conn, &writes, settle) {
+    if let Some((group, outs)) = run_plain(conn, &writes, settle, seqs) {
         let mut advanced = Vec::new();
         let answers = writes
             .into_iter()
             .zip(outs)
-            .map(|((_, reply), (out, effects))| {
-                advanced.extend(effects.advanced);
+            .map(|((_, reply), (out, hints))| {
+                advanced.extend(hints);
                 (reply, Ok(out))
             })
             .collect();
@@ -424,7 +529,7 @@ fn run_batch(conn: &Connection, writes: Vec<(Op, Reply)>, settle: &Settle) {
     // One failed (and the whole group was rolled back): run it again with a savepoint per
     // command, so the failure is undone alone. Same statements on the same data, so the
     // same answers, as if this were the only way it ran.
-    run_with_savepoints(conn, writes, settle);
+    run_with_savepoints(conn, writes, settle, seqs);
 }
 
 /// The group as one transaction, committed (its number and answers); `None` (rolled back) if
@@ -433,25 +538,33 @@ fn run_plain(
     conn: &Connection,
     writes: &[(Op, Reply)],
     settle: &Settle,
-) -> Option<(u64, Vec<(Out, Effects)>)> {
+    seqs: &mut Seqs,
+) -> Option<(u64, Vec<(Out, Vec<LogAdvanced>)>)> {
     exec(conn, "BEGIN IMMEDIATE").ok()?;
+    seqs.begin();
     let mut outs = Vec::with_capacity(writes.len());
     for (op, _) in writes {
-        let mut effects = Effects::default();
+        let mut effects = Effects::new(seqs);
         match execute(conn, op, &mut effects) {
-            Ok(out) => outs.push((out, effects)),
+            Ok(out) => outs.push((out, effects.advanced)),
             Err(_) => {
                 rollback(conn);
                 return None;
             }
         }
     }
-    let group = settle.before_commit();
-    commit(conn, settle, group).ok()?;
+    let group = settle.before_commit(seqs);
+    commit(conn, settle, group, seqs).ok()?;
     Some((group, outs))
 }
 
-fn run_with_savepoints(conn: &Connection, writes: Vec<(Op, Reply)>, settle: &Settle) {
+fn run_with_savepoints(
+    conn: &Connection,
+    writes: Vec<(Op, Reply)>,
+    settle: &Settle,
+    seqs: &mut Seqs,
+) {
+    seqs.begin();
     if let Err(error) = exec(conn, "BEGIN IMMEDIATE") {
         let message = format!("cannot begin a write transaction: {error}");
         for (_, reply) in writes {
@@ -474,13 +587,17 @@ fn run_with_savepoints(conn: &Connection, writes: Vec<(Op, Reply)>, settle: &Set
             broken = Some(message);
             continue;
         }
-        let mut effects = Effects::default();
+        // The counters as they were, to undo this command's seqs with its rows.
+        let before = seqs.open.clone();
+        let mut effects = Effects::new(seqs);
         let result = execute(conn, &op, &mut effects);
+        let mut hints = effects.advanced;
         // Close this command's savepoint, undoing it if it failed.
         let closed = if result.is_ok() {
             exec(conn, "RELEASE cmd")
         } else {
-            effects.advanced.clear();
+            hints.clear();
+            seqs.open = before;
             exec(conn, "ROLLBACK TO cmd").and_then(|()| exec(conn, "RELEASE cmd"))
         };
         if let Err(error) = closed {
@@ -491,7 +608,7 @@ fn run_with_savepoints(conn: &Connection, writes: Vec<(Op, Reply)>, settle: &Set
             broken = Some(message);
             continue;
         }
-        advanced.extend(effects.advanced);
+        advanced.extend(hints);
         finished.push((reply, result));
     }
 
@@ -501,8 +618,8 @@ fn run_with_savepoints(conn: &Connection, writes: Vec<(Op, Reply)>, settle: &Set
             Err(message)
         }
         None => {
-            let group = settle.before_commit();
-            commit(conn, settle, group).map(|()| group)
+            let group = settle.before_commit(seqs);
+            commit(conn, settle, group, seqs).map(|()| group)
         }
     };
     match committed {
@@ -520,7 +637,7 @@ fn run_with_savepoints(conn: &Connection, writes: Vec<(Op, Reply)>, settle: &Set
     }
 }
 
-fn execute(conn: &Connection, op: &Op, fx: &mut Effects) -> StoreResult<Out> {
+fn execute(conn: &Connection, op: &Op, fx: &mut Effects<'_>) -> StoreResult<Out> {
     match *op {
         Op::CreateAccount(ref account) => create_account(conn, account),
         Op::CreateDevice(ref device) => create_device(conn, device),
@@ -596,22 +713,18 @@ fn execute(conn: &Connection, op: &Op, fx: &mut Effects) -> StoreResult<Out> {
 /// Appends one event to `account`'s log: one statement (the trigger moves the counter).
 fn append(
     conn: &Connection,
-    fx: &mut Effects,
+    fx: &mut Effects<'_>,
     account: AccountId,
     at: DateTime<Utc>,
     kind: &EventKind,
 ) -> StoreResult<i64> {
     let payload = rows::event_payload(kind)?;
-    let seq = one(
+    let seq = fx.seqs.next(conn, account)?;
+    run(
         conn,
-        "INSERT INTO events (account_id, seq, at, type, payload) \
-         VALUES (?1, COALESCE((SELECT last_seq FROM account_log WHERE account_id = ?1), 0) + 1, \
-                 ?2, ?3, ?4) \
-         RETURNING seq",
-        params![blob(&account.0), micros(at), kind.type_name(), payload],
-        first_int,
-    )?
-    .ok_or_else(|| rows::corrupt("an event insert returned no seq"))?;
+        "INSERT INTO events (account_id, seq, at, type, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![blob(&account.0), seq, micros(at), kind.type_name(), payload],
+    )?;
     fx.advanced.push(LogAdvanced {
         account_id: account,
         seq,
@@ -844,7 +957,7 @@ const INSERT_MESSAGE: &str = "INSERT INTO messages (id, account_id, conversation
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13) \
      ON CONFLICT (account_id, client_id) DO NOTHING";
 
-fn deliver(conn: &Connection, fx: &mut Effects, delivery: &Delivery) -> StoreResult<Out> {
+fn deliver(conn: &Connection, fx: &mut Effects<'_>, delivery: &Delivery) -> StoreResult<Out> {
     let copies: Vec<&NewMessage> = delivery
         .sender
         .iter()
@@ -983,7 +1096,7 @@ static FIRST_SEND: LazyLock<String> = LazyLock::new(|| {
 /// exist.
 fn apply_status(
     conn: &Connection,
-    fx: &mut Effects,
+    fx: &mut Effects<'_>,
     id: MessageId,
     incoming: SendStatus,
     failure_reason: Option<String>,
@@ -1050,7 +1163,7 @@ const RECOUNT_UNREAD: &str = "(SELECT count(*) FROM messages \
 
 fn mark_read(
     conn: &Connection,
-    fx: &mut Effects,
+    fx: &mut Effects<'_>,
     account: AccountId,
     conversation: ConversationId,
     up_to: MessageId,
@@ -1104,7 +1217,7 @@ fn mark_read(
 
 fn delete_message(
     conn: &Connection,
-    fx: &mut Effects,
+    fx: &mut Effects<'_>,
     account: AccountId,
     id: MessageId,
     at: DateTime<Utc>,
@@ -1142,7 +1255,7 @@ fn delete_message(
 
 fn put_contact(
     conn: &Connection,
-    fx: &mut Effects,
+    fx: &mut Effects<'_>,
     account: AccountId,
     contact: &Contact,
 ) -> StoreResult<Out> {
@@ -1199,7 +1312,7 @@ fn claim_outbound(
 
 fn finish_outbound(
     conn: &Connection,
-    fx: &mut Effects,
+    fx: &mut Effects<'_>,
     message_id: MessageId,
     outcome: &OutboundOutcome,
     cost: Option<f64>,
@@ -1299,7 +1412,7 @@ const MESSAGE_BY_CARRIER_ID: &str = "SELECT id FROM messages \
 /// `early_receipts` when none does yet (see `Store::apply_receipts`).
 fn apply_receipts(
     conn: &Connection,
-    fx: &mut Effects,
+    fx: &mut Effects<'_>,
     receipts: &[CarrierReceipt],
 ) -> StoreResult<Out> {
     let mut outcomes = Vec::with_capacity(receipts.len());
@@ -1353,7 +1466,7 @@ fn apply_receipts(
 /// that was just recorded with that id, oldest first.
 fn apply_early_receipts(
     conn: &Connection,
-    fx: &mut Effects,
+    fx: &mut Effects<'_>,
     message_id: MessageId,
     carrier: &str,
     carrier_message_id: &str,
