@@ -2,7 +2,7 @@
 # airtext_bench.sh — the airtext-gateway target for smsbench (../shared/tools/smsbench).
 #
 # Measures the whole out-of-network path: HTTP `POST /v1/messages` (bearer token, durable in
-# SQLite with synchronous=FULL before its 201) → outbound queue → SMPP `submit_sm` → the
+# SQLite before its 201: the group's WAL is flushed first) → outbound queue → SMPP `submit_sm` → the
 # harness's SMSC sink. Sources the harness's lib.sh (read-only, nothing copied here) and
 # defines the target functions its README ("Adding a gateway") asks for.
 #

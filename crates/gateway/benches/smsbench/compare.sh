@@ -17,7 +17,10 @@ for w in $WINDOWS; do
     dir="$OUT/window-$w"
     mkdir -p "$dir"
     for ((r = 1; r <= RUNS; r++)); do
-        OUT_DIR=$dir RUNS=1 RUN_FIRST=$r NO_REPORT=1 MAX_PENDING=$w "$SMSBENCH_DIR/kannel_bench.sh"
+        # The harness builds its sink into its own folder only when CARGO_TARGET_DIR is unset
+        # (ours, if set, is for the gateway).
+        env -u CARGO_TARGET_DIR OUT_DIR="$dir" RUNS=1 RUN_FIRST=$r NO_REPORT=1 MAX_PENDING=$w \
+            "$SMSBENCH_DIR/kannel_bench.sh"
         OUT_DIR=$dir RUNS=1 RUN_FIRST=$r NO_REPORT=1 AIRTEXT_WINDOW=$w AIRTEXT_SKIP_BUILD=$built \
             "$HERE/airtext_bench.sh"
         built=1
