@@ -532,6 +532,9 @@ fn run_batch(conn: &Connection, writes: Vec<(Op, Reply)>, settle: &Settle, seqs:
     run_with_savepoints(conn, writes, settle, seqs);
 }
 
+/// A command's answer and the logs it advanced.
+type Executed = (Out, Vec<LogAdvanced>);
+
 /// The group as one transaction, committed (its number and answers); `None` (rolled back) if
 /// any command failed.
 fn run_plain(
@@ -539,7 +542,7 @@ fn run_plain(
     writes: &[(Op, Reply)],
     settle: &Settle,
     seqs: &mut Seqs,
-) -> Option<(u64, Vec<(Out, Vec<LogAdvanced>)>)> {
+) -> Option<(u64, Vec<Executed>)> {
     exec(conn, "BEGIN IMMEDIATE").ok()?;
     seqs.begin();
     let mut outs = Vec::with_capacity(writes.len());
