@@ -4,8 +4,9 @@
 //!   only write connection and commits many concurrent writes in one transaction (group
 //!   commit); one failing write never takes its neighbours down (the group is re-run with a
 //!   savepoint per write). Reads use separate read-only connections. A write's future resolves
-//!   only after the commit that holds it is on disk (WAL, `synchronous=FULL`), so a 201 is
-//!   never sent for a message that a crash could lose.
+//!   only after the commit that holds it is on disk (a syncer thread flushes the WAL before it
+//!   answers a group; `sqlite/durability.rs`), so a 201 is never sent for a message that a
+//!   crash could lose, and no reply or synced seq carries data that is not on disk.
 //! - [`postgres`]: the engine for scale; ordinary transactions.
 //!
 //! Invariants every implementation keeps (checked by the conformance suite in
