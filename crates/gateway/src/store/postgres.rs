@@ -384,16 +384,27 @@ async fn run_listener(
 
 /// Finds or creates `(account, peer)` and records `copy` as its newest message. Locks the
 /// conversation row until commit.
-async fn upsert_conversation(conn: &mut PgConnection, copy: &NewMessage) -> StoreResult<Uuid> {
+/// Stores one copy of a message, finding or creating its conversation in the same statement
+/// (one round trip); the conversation's id, or `None` when the copy's `(account, client_id)`
+/// already exists (the caller then rolls the transaction back, conversation update included).
+async fn store_copy(conn: &mut PgConnection, copy: &NewMessage) -> StoreResult<Option<Uuid>> {
     let unread = i64::from(copy.direction == Direction::Inbound);
-    let id: Uuid = sqlx::query_scalar(
-        "INSERT INTO conversations (id, account_id, peer, last_message_id, updated_at, unread) \
-         VALUES ($1, $2, $3, $4, $5, $6) \
-         ON CONFLICT (account_id, peer) DO UPDATE SET \
-             last_message_id = excluded.last_message_id, \
-             updated_at = greatest(conversations.updated_at, excluded.updated_at), \
-             unread = conversations.unread + excluded.unread \
-         RETURNING id",
+    let conversation: Option<Uuid> = sqlx::query_scalar(
+        "WITH c AS ( \
+             INSERT INTO conversations (id, account_id, peer, last_message_id, updated_at, \
+                                        unread) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (account_id, peer) DO UPDATE SET \
+                 last_message_id = excluded.last_message_id, \
+                 updated_at = greatest(conversations.updated_at, excluded.updated_at), \
+                 unread = conversations.unread + excluded.unread \
+             RETURNING id) \
+         INSERT INTO messages (id, account_id, conversation_id, direction, from_addr, to_addr, \
+                               body, status, route, client_id, encoding, segments, \
+                               created_at, updated_at) \
+         SELECT $4, $2, c.id, $7, $8, $9, $10, $11, $12, $13, $14, $15, $5, $5 FROM c \
+         ON CONFLICT (account_id, client_id) DO NOTHING \
+         RETURNING conversation_id",
     )
     .bind(ConversationId::new().0)
     .bind(copy.account_id.0)
@@ -401,28 +412,6 @@ async fn upsert_conversation(conn: &mut PgConnection, copy: &NewMessage) -> Stor
     .bind(copy.id.0)
     .bind(copy.created_at)
     .bind(unread)
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok(id)
-}
-
-/// Inserts a copy; `false` when its `(account, client_id)` already exists.
-async fn insert_message(
-    conn: &mut PgConnection,
-    copy: &NewMessage,
-    conversation: Uuid,
-) -> StoreResult<bool> {
-    let inserted: Option<i32> = sqlx::query_scalar(
-        "INSERT INTO messages (id, account_id, conversation_id, direction, from_addr, to_addr, \
-                               body, status, route, client_id, encoding, segments, \
-                               created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) \
-         ON CONFLICT (account_id, client_id) DO NOTHING \
-         RETURNING 1",
-    )
-    .bind(copy.id.0)
-    .bind(copy.account_id.0)
-    .bind(conversation)
     .bind(copy.direction.as_str())
     .bind(&copy.from)
     .bind(&copy.to)
@@ -432,10 +421,9 @@ async fn insert_message(
     .bind(copy.client_id.map(|c| c.0))
     .bind(copy.encoding.as_str())
     .bind(i64::from(copy.segments))
-    .bind(copy.created_at)
     .fetch_optional(&mut *conn)
     .await?;
-    Ok(inserted.is_some())
+    Ok(conversation)
 }
 
 async fn message_by_client_id(
@@ -960,21 +948,11 @@ impl Store for PostgresStore {
     }
 
     async fn deliver(&self, delivery: Delivery) -> StoreResult<Delivered> {
-        // A repeat that already committed is answered without taking any lock.
-        if let Some(sender) = &delivery.sender {
-            let mut conn = self.pool()?.acquire().await.map_err(closed_or)?;
-            if let Some(first) = message_by_client_id(&mut conn, sender).await? {
-                return Ok(Delivered {
-                    sender: Some(first),
-                    recipient: None,
-                    created: false,
-                });
-            }
-        }
-
+        // No read for an earlier send first: a repeat is rare, and the unique index finds it
+        // (committed, or committing beside us) in the same statement that stores the copy.
         let mut tx = self.begin().await?;
-        // Conversations in a fixed order, so two texts crossing between the same accounts
-        // never lock each other's rows in opposite orders.
+        // Copies (each locking its conversation row) in a fixed order, so two texts crossing
+        // between the same accounts never lock each other's rows in opposite orders.
         let mut copies: Vec<(bool, &NewMessage)> = Vec::with_capacity(2);
         if let Some(copy) = &delivery.sender {
             copies.push((true, copy));
@@ -983,24 +961,14 @@ impl Store for PostgresStore {
             copies.push((false, copy));
         }
         copies.sort_by(|a, b| (a.1.account_id, &a.1.peer).cmp(&(b.1.account_id, &b.1.peer)));
-        let mut conversations = Vec::with_capacity(2);
-        for (is_sender, copy) in &copies {
-            conversations.push((*is_sender, upsert_conversation(tx.conn(), copy).await?));
-        }
-        let conversation_of = |want_sender: bool| {
-            conversations
-                .iter()
-                .find(|(is_sender, _)| *is_sender == want_sender)
-                .map(|(_, id)| *id)
-                .ok_or_else(|| corrupt("conversation not upserted"))
-        };
-
         let mut sender = None;
-        if let Some(copy) = &delivery.sender {
-            let conversation = conversation_of(true)?;
-            if !insert_message(tx.conn(), copy, conversation).await? {
-                // A concurrent repeat won (its insert committed while we waited on the
-                // unique index): drop our work and answer with its message.
+        let mut recipient = None;
+        for (is_sender, copy) in copies {
+            let Some(conversation) = store_copy(tx.conn(), copy).await? else {
+                if !is_sender {
+                    return Err(corrupt("recipient copy repeats a client_id"));
+                }
+                // A repeat: drop our work and answer with the first send's message.
                 tx.tx.rollback().await?;
                 let mut conn = self.pool()?.acquire().await.map_err(closed_or)?;
                 let first = message_by_client_id(&mut conn, copy)
@@ -1011,16 +979,13 @@ impl Store for PostgresStore {
                     recipient: None,
                     created: false,
                 });
+            };
+            let stored = Some(rows::stored_message(copy, conversation.into()));
+            if is_sender {
+                sender = stored;
+            } else {
+                recipient = stored;
             }
-            sender = Some(rows::stored_message(copy, conversation.into()));
-        }
-        let mut recipient = None;
-        if let Some(copy) = &delivery.recipient {
-            let conversation = conversation_of(false)?;
-            if !insert_message(tx.conn(), copy, conversation).await? {
-                return Err(corrupt("recipient copy repeats a client_id"));
-            }
-            recipient = Some(rows::stored_message(copy, conversation.into()));
         }
         if delivery.enqueue {
             if let Some(copy) = &delivery.sender {
