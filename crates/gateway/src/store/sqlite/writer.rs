@@ -480,18 +480,31 @@ fn rollback(conn: &Connection) {
     }
 }
 
+/// Why a group failed, to tell each of its commands (a `StoreError` is not `Clone`).
+fn unavailable_reason(error: StoreError) -> String {
+    match error {
+        StoreError::Unavailable(reason) => reason,
+        other => other.to_string(),
+    }
+}
+
 /// Writes the group's log counters and COMMITs the open transaction as group `group`; on
 /// failure rolls back and hands the group over empty, so readers waiting for its number are
 /// released.
-fn commit(conn: &Connection, settle: &Settle, group: u64, seqs: &mut Seqs) -> Result<(), String> {
+fn commit(conn: &Connection, settle: &Settle, group: u64, seqs: &mut Seqs) -> StoreResult<()> {
+    let unavailable = StoreError::Unavailable;
     let committed = if conn.is_autocommit() {
-        Err("the write transaction was rolled back by SQLite".to_owned())
+        Err(unavailable(
+            "the write transaction was rolled back by SQLite".to_owned(),
+        ))
     } else {
         seqs.write(conn)
-            .map_err(|e| format!("cannot record the logs' seqs: {e}"))
+            .map_err(|e| unavailable(format!("cannot record the logs' seqs: {e}")))
             // With a database file, returns once the WAL frames are written, not flushed: the
             // syncer flushes them before anyone is answered.
-            .and_then(|()| exec(conn, "COMMIT").map_err(|e| format!("commit failed: {e}")))
+            .and_then(|()| {
+                exec(conn, "COMMIT").map_err(|e| unavailable(format!("commit failed: {e}")))
+            })
     };
     if committed.is_ok() {
         seqs.committed();
@@ -622,7 +635,9 @@ fn run_with_savepoints(
         }
         None => {
             let group = settle.before_commit(seqs);
-            commit(conn, settle, group, seqs).map(|()| group)
+            commit(conn, settle, group, seqs)
+                .map(|()| group)
+                .map_err(unavailable_reason)
         }
     };
     match committed {
