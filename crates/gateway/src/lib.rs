@@ -1,6 +1,7 @@
 //! The Airtext gateway.
 //!
 //! A map of the crate (DESIGN.md has the reasons):
+//! - [`addresses`]: phone numbers, usernames and e-mail addresses as typed, read once;
 //! - [`config`]: defaults → TOML file → environment and flags;
 //! - [`store`]: the [`store::Store`] trait with its SQLite and PostgreSQL engines;
 //! - [`http`]: API v1, one module per resource, and the OpenAPI document;
@@ -13,6 +14,7 @@
 //! - [`mail`]: e-mail for verification codes (SMTP, or the simulator's outbox);
 //! - [`server`]: wiring it all together, serving, and shutting down gracefully.
 
+pub mod addresses;
 pub mod carriers;
 pub mod config;
 pub mod error;

@@ -83,7 +83,7 @@ pub fn parse_address(state: &AppState, input: &str) -> ApiResult<Address> {
             "an address cannot contain control characters: give a phone number, @username or e-mail address",
         ));
     }
-    Address::parse(input, Some(state.region)).map_err(|e| {
+    state.addresses.parse(input).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             ErrorCode::InvalidAddress,
@@ -412,7 +412,7 @@ pub async fn receive_inbound(
     // Carriers send E.164 numbers, short codes or alphanumeric sender ids; keep what cannot
     // be normalised as it came, so the text is never lost over its sender's spelling.
     let from_input = from;
-    let from = Address::parse(from_input, Some(state.region));
+    let from = state.addresses.parse(from_input);
     let from_text = from
         .as_ref()
         .map(|a| a.as_str().to_owned())

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::addresses::AddressReader;
 use crate::carriers::reports::ReportSource;
 use crate::config::Config;
 use crate::http::AppState;
@@ -114,7 +115,7 @@ impl Gateway {
             store,
             carriers: carriers.into(),
             lcr,
-            region,
+            addresses: Arc::new(AddressReader::new(region)),
             simulator,
             twilio,
             push,

@@ -50,8 +50,8 @@ use crate::store::SharedStore;
 pub struct AppState {
     pub store: SharedStore,
     pub config: Arc<Config>,
-    /// Region for reading national phone numbers (from `default_region`).
-    pub region: airtext_sms::Region,
+    /// Reads addresses in the region of `default_region`, each spelling once.
+    pub addresses: Arc<crate::addresses::AddressReader>,
     /// The carriers, in configuration order (the simulator among them when it runs).
     pub carriers: Arc<[Arc<dyn Carrier>]>,
     /// Least-cost routing over those carriers, with their circuit breakers.

@@ -62,7 +62,7 @@ async fn available(
     ApiQuery(query): ApiQuery<AvailableNumbersQuery>,
 ) -> ApiResult<Json<AvailableNumbers>> {
     let region = match query.country.as_deref().map(str::trim) {
-        None | Some("") => state.region,
+        None | Some("") => state.addresses.region(),
         Some(country) => country
             .parse::<Region>()
             .map_err(|_| unknown_country(country))?,
@@ -109,7 +109,7 @@ fn unknown_country(country: &str) -> ApiError {
 
 /// Normalises a phone number to E.164 with the gateway's region, or says what is wrong.
 pub fn parse_phone(state: &AppState, input: &str) -> ApiResult<String> {
-    match Address::parse(input, Some(state.region)) {
+    match state.addresses.parse(input) {
         Ok(Address::Phone(e164)) => Ok(e164),
         Ok(_) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
