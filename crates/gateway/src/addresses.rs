@@ -80,7 +80,11 @@ mod tests {
         ] {
             let fresh = Address::parse(input, Some(reader.region()));
             assert_eq!(reader.parse(input), fresh, "first reading of {input:?}");
-            assert_eq!(reader.parse(input), fresh, "remembered reading of {input:?}");
+            assert_eq!(
+                reader.parse(input),
+                fresh,
+                "remembered reading of {input:?}"
+            );
         }
     }
 
@@ -115,7 +119,10 @@ mod tests {
                 read += usize::from(reader.parse(&format!("+1{area}555{line:04}")).is_ok());
             }
         }
-        assert!(read > CAPACITY, "only {read} numbers read: the test needs more than it keeps");
+        assert!(
+            read > CAPACITY,
+            "only {read} numbers read: the test needs more than it keeps"
+        );
         let kept = reader.read.len();
         assert!(kept <= CAPACITY && kept > CAPACITY / 2, "{kept} kept");
     }
