@@ -70,7 +70,7 @@ async fn run(label: &str, store: SharedStore, senders: usize) {
                 let delivery = Delivery {
                     sender: Some(copy(from, format!("@{to}"), Direction::Outbound)),
                     recipient: Some(copy(to, format!("@{from}"), Direction::Inbound)),
-                    enqueue: false,
+                    enqueue: None,
                 };
                 let t = Instant::now();
                 store.deliver(delivery).await.unwrap();

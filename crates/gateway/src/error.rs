@@ -100,6 +100,11 @@ impl From<StoreError> for ApiError {
                 ErrorCode::AlreadyHasNumber,
                 "this account already has a number: release it first to take another",
             ),
+            StoreError::OptedOut => ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::RecipientOptedOut,
+                "the recipient replied STOP to your number: you cannot text them until they reply START",
+            ),
             StoreError::Unavailable(detail) => ApiError::Unavailable(detail),
             other => ApiError::Internal(other.into()),
         }

@@ -2,6 +2,11 @@
 //!
 //! The queue itself is durable (rows in the store, written in the same transaction as the
 //! message); this worker only leases due rows, sends them, and records the outcome:
+//! - a text accepted while the worker has room skips the claim: its row is written already
+//!   leased to this node and the job handed to the worker in memory ([`QueueInlet`]), which
+//!   saves a write per text. Its opt-out was checked inside that write a moment before, so
+//!   the worker does not read it again; a job claimed from the store (a retry, or one left
+//!   by a stopped node) is checked again, since STOP may have come while it waited;
 //! - leases last `queue.lease_secs` (60); a job leased by a worker that crashed is claimed
 //!   again once its lease ends, so nothing accepted is ever lost. A crash between a carrier's
 //!   acceptance and the record of it sends that text again: delivery is at-least-once, as in
@@ -26,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -44,22 +49,79 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How soon a text left for another node is offered again (to whichever node claims it).
 pub const ELSEWHERE_DELAY: Duration = Duration::from_millis(500);
 
-/// Wakes the worker when a message is queued. A wake with no worker waiting is remembered,
-/// so one sent between two claims is never missed.
-#[derive(Debug, Clone, Default)]
-pub struct QueueWaker(Arc<Notify>);
+/// How accepted texts reach the worker: handed over in memory when it has room for them
+/// ([`QueueInlet::reserve`]), otherwise by a wake to claim them from the store. A wake with no
+/// worker waiting is remembered, so one sent between two claims is never missed.
+#[derive(Debug, Clone)]
+pub struct QueueInlet {
+    wake: Arc<Notify>,
+    /// The worker's sends in flight: a handed-over job holds one from before it is stored.
+    room: Arc<Semaphore>,
+    handed: mpsc::UnboundedSender<Handover>,
+    /// Taken by the one worker.
+    taken: Arc<std::sync::Mutex<Option<mpsc::UnboundedReceiver<Handover>>>>,
+}
 
-impl QueueWaker {
+/// A job given to the worker directly, with its place among the sends in flight.
+#[derive(Debug)]
+struct Handover {
+    job: OutboundJob,
+    room: OwnedSemaphorePermit,
+}
+
+/// A place in the worker, held while the text it is for is stored.
+#[derive(Debug)]
+pub struct Reservation {
+    room: OwnedSemaphorePermit,
+    handed: mpsc::UnboundedSender<Handover>,
+}
+
+impl Reservation {
+    /// Gives the stored job to the worker. If the worker has stopped, the job stays leased
+    /// in the store and is claimed again when its lease ends.
+    pub fn hand_over(self, job: OutboundJob) {
+        let _ = self.handed.send(Handover {
+            job,
+            room: self.room,
+        });
+    }
+}
+
+impl Default for QueueInlet {
+    fn default() -> Self {
+        let (handed, taken) = mpsc::unbounded_channel();
+        QueueInlet {
+            wake: Arc::new(Notify::new()),
+            room: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            handed,
+            taken: Arc::new(std::sync::Mutex::new(Some(taken))),
+        }
+    }
+}
+
+impl QueueInlet {
     pub fn new() -> Self {
-        QueueWaker::default()
+        QueueInlet::default()
     }
 
+    /// Asks the worker to claim what is due now.
     pub fn wake(&self) {
-        self.0.notify_one();
+        self.wake.notify_one();
+    }
+
+    /// A place in the worker for a text about to be stored, if it has one free (none once it
+    /// has stopped): store the job leased ([`crate::store::Enqueue::leased_until`]), then
+    /// [`Reservation::hand_over`] it. Dropping the reservation frees the place.
+    pub fn reserve(&self) -> Option<Reservation> {
+        let room = Arc::clone(&self.room).try_acquire_owned().ok()?;
+        Some(Reservation {
+            room,
+            handed: self.handed.clone(),
+        })
     }
 
     async fn woken(&self) {
-        self.0.notified().await;
+        self.wake.notified().await;
     }
 }
 
@@ -73,27 +135,51 @@ pub fn backoff(queue: &QueueConfig, attempts: u32) -> Duration {
 
 /// Runs until `shutdown` is cancelled, then drains in-flight sends (bounded).
 pub async fn run_worker(state: AppState, shutdown: CancellationToken) {
-    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let taken = state
+        .queue
+        .taken
+        .lock()
+        .ok()
+        .and_then(|mut taken| taken.take());
+    let Some(mut handed) = taken else {
+        tracing::error!("a second outbound worker was started on one queue; it does nothing");
+        return;
+    };
+    let permits = Arc::clone(&state.queue.room);
     let mut in_flight = JoinSet::new();
+    let start = |in_flight: &mut JoinSet<()>, handover: Handover| {
+        let state = state.clone();
+        in_flight.spawn(async move {
+            process(&state, handover.job, OptOut::Checked).await;
+            drop(handover.room);
+        });
+    };
+    // Claims are for what was not handed over: retries come due, a stopped node's leases
+    // end, a text accepted while the worker was full. So a claim is wanted at start, when
+    // woken, and on every poll tick, and runs once there is room.
+    let mut poll = tokio::time::interval(POLL_INTERVAL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut claim_wanted = true;
     while !shutdown.is_cancelled() {
         while in_flight.try_join_next().is_some() {}
         let free = permits.available_permits();
-        let mut claimed_all = false;
-        if free > 0 {
+        if claim_wanted && free > 0 {
+            claim_wanted = false;
             let now = Utc::now();
             let lease = chrono::Duration::from_std(state.config.queue.lease()).unwrap_or_default();
             let lease_until = now + lease;
             let limit = u32::try_from(free).unwrap_or(u32::MAX);
             match state.store.claim_outbound(limit, now, lease_until).await {
                 Ok(jobs) => {
-                    claimed_all = jobs.len() >= free;
+                    // A full batch: more may be due right now.
+                    claim_wanted = jobs.len() >= free;
                     for job in jobs {
                         let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
                             break;
                         };
                         let state = state.clone();
                         in_flight.spawn(async move {
-                            process(&state, job).await;
+                            process(&state, job, OptOut::Unchecked).await;
                             drop(permit);
                         });
                     }
@@ -102,18 +188,29 @@ pub async fn run_worker(state: AppState, shutdown: CancellationToken) {
                     tracing::warn!(error = format!("{error:#}"), "cannot claim outbound jobs");
                 }
             }
-        }
-        if claimed_all && permits.available_permits() > 0 {
-            // A full batch: more may be due right now.
-            continue;
+            if claim_wanted && permits.available_permits() > 0 {
+                continue;
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = state.queue.woken() => {}
-            _ = tokio::time::sleep(POLL_INTERVAL) => {}
-            // Saturated: a finished send frees room for the next claim.
-            Some(_) = in_flight.join_next(), if permits.available_permits() == 0 => {}
+            Some(handover) = handed.recv() => {
+                start(&mut in_flight, handover);
+                // Others handed over meanwhile start now, in one pass.
+                while let Ok(handover) = handed.try_recv() {
+                    start(&mut in_flight, handover);
+                }
+            }
+            _ = state.queue.woken() => claim_wanted = true,
+            _ = poll.tick() => claim_wanted = true,
+            // Full with a claim waiting: a finished send makes room for it.
+            Some(_) = in_flight.join_next(), if claim_wanted && permits.available_permits() == 0 => {}
         }
+    }
+    // No new places; jobs handed over already are stored and leased to us: send them too.
+    permits.close();
+    while let Ok(handover) = handed.try_recv() {
+        start(&mut in_flight, handover);
     }
     let drain = async { while in_flight.join_next().await.is_some() {} };
     if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
@@ -125,9 +222,18 @@ pub async fn run_worker(state: AppState, shutdown: CancellationToken) {
     }
 }
 
+/// Whether a job's opt-out still needs a look before it is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OptOut {
+    /// Checked inside the write that stored it, a moment ago.
+    Checked,
+    /// It waited in the store: STOP may have come since.
+    Unchecked,
+}
+
 /// Sends one job and records how it ended.
-async fn process(state: &AppState, job: OutboundJob) {
-    let (outcome, cost) = match send_through_carriers(state, &job).await {
+async fn process(state: &AppState, job: OutboundJob, opt_out: OptOut) {
+    let (outcome, cost) = match send_through_carriers(state, &job, opt_out).await {
         Attempt::Sent(outcome, cost) => (outcome, Some(cost)),
         Attempt::Permanent(reason) => (OutboundOutcome::Failed { reason }, None),
         Attempt::Retryable(reason) => (
@@ -169,8 +275,12 @@ enum Attempt {
     Elsewhere(String),
 }
 
-async fn send_through_carriers(state: &AppState, job: &OutboundJob) -> Attempt {
-    match state.store.opted_out(&job.from, &job.to).await {
+async fn send_through_carriers(state: &AppState, job: &OutboundJob, opt_out: OptOut) -> Attempt {
+    let stopped = match opt_out {
+        OptOut::Checked => Ok(false),
+        OptOut::Unchecked => state.store.opted_out(&job.from, &job.to).await,
+    };
+    match stopped {
         Ok(false) => {}
         Ok(true) => {
             return Attempt::Permanent(format!(

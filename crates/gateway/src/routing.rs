@@ -39,7 +39,8 @@ use crate::carriers::{CarrierError, CarrierReport, OutboundSms, ReceiptStatus};
 use crate::error::{ApiError, ApiResult};
 use crate::http::AppState;
 use crate::store::{
-    AccountRecord, CarrierReceipt, Delivery, NewMessage, ReceiptOutcome, StoreError,
+    AccountRecord, CarrierReceipt, Delivery, Enqueue, NewMessage, OutboundJob, ReceiptOutcome,
+    StoreError,
 };
 
 /// The sender shown on system texts (verification codes) where a carrier allows an
@@ -235,7 +236,7 @@ pub async fn send_message(
         created_at: now,
     };
 
-    let delivery = match resolve(state, &to).await? {
+    let mut delivery = match resolve(state, &to).await? {
         // A note to self: one copy, in the thread with oneself.
         Target::InNetwork { account, .. } if account == sender.id => Delivery {
             sender: Some(copy(
@@ -248,7 +249,7 @@ pub async fn send_message(
                 Route::InNetwork,
             )),
             recipient: None,
-            enqueue: false,
+            enqueue: None,
         },
         Target::InNetwork { account, canonical } => Delivery {
             sender: Some(copy(
@@ -269,7 +270,7 @@ pub async fn send_message(
                 SendStatus::Delivered,
                 Route::InNetwork,
             )),
-            enqueue: false,
+            enqueue: None,
         },
         Target::OutOfNetwork { address } => {
             let did = sender.number.as_deref().ok_or_else(|| {
@@ -278,15 +279,8 @@ pub async fn send_message(
                     "claim a number to text phones outside Airtext; you can still text Airtext users by @username",
                 )
             })?;
-            // The sender learns now, not from a failed message later (the queue checks
-            // again: STOP may arrive while the text waits).
-            if state.store.opted_out(did, &address).await? {
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    ErrorCode::RecipientOptedOut,
-                    format!("{address} replied STOP to your number {did}: you cannot text them until they reply START"),
-                ));
-            }
+            // The store refuses it if the recipient replied STOP (the sender learns now, not
+            // from a failed message later; the queue checks again what waited).
             Delivery {
                 sender: Some(copy(
                     sender.id,
@@ -298,18 +292,45 @@ pub async fn send_message(
                     Route::Carrier,
                 )),
                 recipient: None,
-                enqueue: true,
+                enqueue: Some(Enqueue::default()),
             }
         }
     };
-    let enqueue = delivery.enqueue;
-    let delivered = state.store.deliver(delivery).await?;
-    if enqueue && delivered.created {
-        state.queue.wake();
+    // With room in the worker, the job is stored leased to it and handed over: no claim.
+    let reservation = delivery.enqueue.and_then(|_| state.queue.reserve());
+    if let (Some(enqueue), Some(_)) = (&mut delivery.enqueue, &reservation) {
+        let lease = chrono::Duration::from_std(state.config.queue.lease()).unwrap_or_default();
+        enqueue.leased_until = Some(now + lease);
     }
+    let enqueued = delivery.enqueue.is_some();
+    let stored = state.store.deliver(delivery).await;
+    let delivered = match stored {
+        Err(StoreError::OptedOut) => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::RecipientOptedOut,
+                format!("{to} replied STOP to your number {me}: you cannot text them until they reply START"),
+            ))
+        }
+        other => other?,
+    };
     let message = delivered
         .sender
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("the store returned no sender copy")))?;
+    if enqueued && delivered.created {
+        match reservation {
+            Some(reservation) => reservation.hand_over(OutboundJob {
+                message_id: message.id,
+                account_id: sender_id,
+                from: message.from.clone(),
+                to: message.to.clone(),
+                body: message.body.clone(),
+                attempts: 0,
+                created_at: message.created_at,
+            }),
+            None => state.queue.wake(),
+        }
+    }
     Ok((message, delivered.created))
 }
 
@@ -461,7 +482,7 @@ pub async fn receive_inbound(
             segments,
             created_at: Utc::now(),
         }),
-        enqueue: false,
+        enqueue: None,
     };
     let stored = state
         .store

@@ -20,7 +20,7 @@ use crate::carriers::reports::ReportSource;
 use crate::config::Config;
 use crate::http::AppState;
 use crate::push::PushHub;
-use crate::queue::QueueWaker;
+use crate::queue::QueueInlet;
 use crate::rate_limit::RateLimiter;
 use crate::{carriers, http, mail, queue, routing, store};
 
@@ -119,7 +119,7 @@ impl Gateway {
             simulator,
             twilio,
             push,
-            queue: QueueWaker::new(),
+            queue: QueueInlet::new(),
             config: Arc::new(config),
             shutdown: shutdown.clone(),
         };

@@ -24,8 +24,9 @@ use airtext_api::{
     AccountId, ClientId, ConversationId, DeviceId, IdentityId, MessageId, SendStatus,
 };
 use airtext_gateway::store::{
-    self, Conflict, Delivery, InventoryNumber, LogAdvanced, NewAccount, NewDevice, NewIdentityCode,
-    NewMessage, NumberSearch, OutboundOutcome, SharedStore, StatusUpdate, StoreError, TokenHash,
+    self, Conflict, Delivery, Enqueue, InventoryNumber, LogAdvanced, NewAccount, NewDevice,
+    NewIdentityCode, NewMessage, NumberSearch, OutboundOutcome, SharedStore, StatusUpdate,
+    StoreError, TokenHash,
 };
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use sqlx::Connection;
@@ -241,7 +242,7 @@ fn in_network(from: AccountId, from_addr: &str, to: AccountId, to_addr: &str) ->
             Some(ClientId::new()),
         )),
         recipient: Some(copy(to, from_addr, Direction::Inbound, None)),
-        enqueue: false,
+        enqueue: None,
     }
 }
 
@@ -253,7 +254,7 @@ fn carrier_send(from: AccountId, to: &str) -> Delivery {
     Delivery {
         sender: Some(sender),
         recipient: None,
-        enqueue: true,
+        enqueue: Some(Enqueue::default()),
     }
 }
 
@@ -262,7 +263,7 @@ fn inbound(to: AccountId, from: &str) -> Delivery {
     Delivery {
         sender: None,
         recipient: Some(copy(to, from, Direction::Inbound, None)),
-        enqueue: false,
+        enqueue: None,
     }
 }
 
@@ -1750,9 +1751,95 @@ mod routing_and_opt_outs {
         store: [
             a_sent_message_records_carrier_id_and_cost,
             opt_outs_are_per_pair_and_idempotent,
+            an_opted_out_recipient_refuses_the_send,
+            a_job_stored_leased_waits_for_its_lease,
         ],
         raw: []
     );
+
+    async fn an_opted_out_recipient_refuses_the_send(store: SharedStore) {
+        let alice = account(&store, "alice").await;
+        let phone = "+15550000009";
+        // Sent before the STOP: a repeat of it still answers with that message.
+        let before = carrier_send(alice, phone);
+        let first = store.deliver(before.clone()).await.unwrap();
+        let seq = store.last_seq(alice).await.unwrap();
+
+        store.set_opt_out("me", phone, true, now()).await.unwrap();
+        let refused = store.deliver(carrier_send(alice, phone)).await;
+        assert!(matches!(refused, Err(StoreError::OptedOut)), "{refused:?}");
+        // Nothing of it was stored: no event, no job beside the first send's.
+        assert_eq!(store.last_seq(alice).await.unwrap(), seq);
+        let t = now() + Duration::seconds(1);
+        let jobs = store
+            .claim_outbound(10, t, t + Duration::seconds(30))
+            .await
+            .unwrap();
+        let first_id = first.sender.as_ref().unwrap().id;
+        assert_eq!(
+            jobs.iter().map(|j| j.message_id).collect::<Vec<_>>(),
+            vec![first_id]
+        );
+        let repeat = store.deliver(before).await.unwrap();
+        assert!(!repeat.created);
+        assert_eq!(repeat.sender.unwrap().id, first_id);
+        // Another pair, and in-network texts, are not affected.
+        store
+            .deliver(carrier_send(alice, "+15550000010"))
+            .await
+            .unwrap();
+        // START clears it.
+        store.set_opt_out("me", phone, false, now()).await.unwrap();
+        let after = store.deliver(carrier_send(alice, phone)).await.unwrap();
+        assert!(after.created);
+    }
+
+    async fn a_job_stored_leased_waits_for_its_lease(store: SharedStore) {
+        let alice = account(&store, "alice").await;
+        let t = now() + Duration::seconds(1);
+        let lease = t + Duration::seconds(30);
+        let mut handed = carrier_send(alice, "+15550000001");
+        handed.enqueue = Some(Enqueue {
+            leased_until: Some(lease),
+        });
+        let handed = store.deliver(handed).await.unwrap().sender.unwrap();
+        let free = store
+            .deliver(carrier_send(alice, "+15550000002"))
+            .await
+            .unwrap()
+            .sender
+            .unwrap();
+        // Leased to the worker it was handed to: another claim does not take it...
+        let claimed = store
+            .claim_outbound(10, t, t + Duration::seconds(30))
+            .await
+            .unwrap();
+        assert_eq!(
+            claimed.iter().map(|j| j.message_id).collect::<Vec<_>>(),
+            vec![free.id]
+        );
+        // ...until its lease ends (that worker's node stopped before sending it).
+        let later = lease + Duration::seconds(1);
+        let claimed = store
+            .claim_outbound(10, later, later + Duration::seconds(30))
+            .await
+            .unwrap();
+        assert!(claimed.iter().any(|j| j.message_id == handed.id));
+        // The handed-over job finishes like a claimed one.
+        store
+            .finish_outbound(
+                handed.id,
+                OutboundOutcome::Sent {
+                    carrier: "smsc1".into(),
+                    carrier_message_id: "H1".into(),
+                },
+                later,
+            )
+            .await
+            .unwrap();
+        let sent = store.message(alice, handed.id).await.unwrap().unwrap();
+        assert_eq!(sent.status, SendStatus::Sent);
+    }
 
     async fn a_sent_message_records_carrier_id_and_cost(store: SharedStore) {
         let alice = account(&store, "alice").await;

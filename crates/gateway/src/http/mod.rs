@@ -41,7 +41,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::mail::Mailer;
 use crate::push::PushHub;
-use crate::queue::QueueWaker;
+use crate::queue::QueueInlet;
 use crate::rate_limit::RateLimiter;
 use crate::store::SharedStore;
 
@@ -63,8 +63,8 @@ pub struct AppState {
     pub mailer: Arc<dyn Mailer>,
     pub push: PushHub,
     pub rate_limits: Arc<RateLimiter>,
-    /// Wakes the outbound queue worker when a message is queued.
-    pub queue: QueueWaker,
+    /// How queued texts reach the outbound worker (handed over, or a wake to claim them).
+    pub queue: QueueInlet,
     /// Cancelled when the gateway shuts down (ends WebSocket streams).
     pub shutdown: CancellationToken,
 }

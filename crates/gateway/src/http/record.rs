@@ -98,7 +98,7 @@ async fn record_cellular(
         .deliver(Delivery {
             sender: Some(copy),
             recipient: None,
-            enqueue: false,
+            enqueue: None,
         })
         .await?;
     let message = delivered.sender.ok_or_else(|| {

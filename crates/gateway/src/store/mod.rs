@@ -54,6 +54,10 @@ pub enum StoreError {
     Conflict(Conflict),
     #[error("not found")]
     NotFound,
+    /// An enqueued delivery whose recipient replied STOP to the sender's number: nothing
+    /// was stored.
+    #[error("the recipient opted out of texts from this number")]
+    OptedOut,
     #[error("the store is shutting down or unreachable: {0}")]
     Unavailable(String),
     #[error("stored data is not what this version expects: {0}")]
@@ -241,7 +245,16 @@ pub struct Delivery {
     /// The recipient's copy: an in-network recipient, or an account receiving from outside.
     pub recipient: Option<NewMessage>,
     /// Put the sender's copy on the outbound queue for a carrier.
-    pub enqueue: bool,
+    pub enqueue: Option<Enqueue>,
+}
+
+/// How a delivery's sender copy joins the outbound queue.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Enqueue {
+    /// Leased from the start, to the caller's own worker, which the caller hands the job in
+    /// memory (no claim needed); until then, as for a claim. `None`: due at once for any
+    /// worker's claim.
+    pub leased_until: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone)]
@@ -444,6 +457,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> StoreResult<Option<AccountId>>;
 
     // ----- messages and conversations -----
+    /// Stores a delivery's copies, their events and (`enqueue`) its queue entry at once. A
+    /// repeated `client_id` answers with the first message and stores nothing, before
+    /// anything else is checked. An enqueued copy whose `to` opted out of its `from`
+    /// ([`Store::set_opt_out`]) is refused with [`StoreError::OptedOut`]: the check is part
+    /// of the write, so a STOP stored before the send is never missed.
     async fn deliver(&self, delivery: Delivery) -> StoreResult<Delivered>;
     async fn message(&self, account: AccountId, id: MessageId) -> StoreResult<Option<Message>>;
     /// `NotFound` if the message does not exist.

@@ -987,21 +987,26 @@ impl Store for PostgresStore {
                 recipient = stored;
             }
         }
-        if delivery.enqueue {
-            if let Some(copy) = &delivery.sender {
-                sqlx::query(
-                    "INSERT INTO outbound (message_id, account_id, from_addr, to_addr, body, \
-                                           attempts, not_before, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, 0, $6, $6)",
-                )
-                .bind(copy.id.0)
-                .bind(copy.account_id.0)
-                .bind(&copy.from)
-                .bind(&copy.to)
-                .bind(&copy.body)
-                .bind(copy.created_at)
-                .execute(tx.conn())
-                .await?;
+        if let (Some(enqueue), Some(copy)) = (&delivery.enqueue, &delivery.sender) {
+            // The opt-out check rides on the insert: no round trip of its own.
+            let queued = sqlx::query(
+                "INSERT INTO outbound (message_id, account_id, from_addr, to_addr, body, \
+                                       attempts, not_before, lease_until, created_at) \
+                 SELECT $1, $2, $3, $4, $5, 0, $6, $7, $6 \
+                 WHERE NOT EXISTS (SELECT 1 FROM opt_outs WHERE did = $3 AND remote = $4)",
+            )
+            .bind(copy.id.0)
+            .bind(copy.account_id.0)
+            .bind(&copy.from)
+            .bind(&copy.to)
+            .bind(&copy.body)
+            .bind(copy.created_at)
+            .bind(enqueue.leased_until)
+            .execute(tx.conn())
+            .await?;
+            if queued.rows_affected() == 0 {
+                tx.tx.rollback().await?;
+                return Err(StoreError::OptedOut);
             }
         }
         // Log rows last and in account order (see the module doc); within one account the

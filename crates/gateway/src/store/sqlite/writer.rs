@@ -131,6 +131,9 @@ pub(super) enum Op {
 pub(super) enum Out {
     Done,
     Delivered(Delivered),
+    /// An enqueued delivery refused because its recipient opted out; nothing written (an
+    /// answer, not an error, so the rest of the group commits without a second pass).
+    OptedOut,
     Status(StatusOutcome),
     Count(u32),
     Identity(IdentityId),
@@ -995,6 +998,19 @@ fn deliver(conn: &Connection, fx: &mut Effects<'_>, delivery: &Delivery) -> Stor
         }
     }
 
+    // Checked inside the write, so no STOP stored before this send can be missed.
+    if let (Some(_), Some(sender)) = (&delivery.enqueue, &delivery.sender) {
+        let stopped = one(
+            conn,
+            "SELECT 1 FROM opt_outs WHERE did = ?1 AND remote = ?2",
+            params![sender.from, sender.to],
+            |_| Ok(()),
+        )?;
+        if stopped.is_some() {
+            return Ok(Out::OptedOut);
+        }
+    }
+
     // Each copy's conversation, found or created.
     let mut messages = Vec::with_capacity(copies.len());
     for copy in &copies {
@@ -1057,23 +1073,22 @@ fn deliver(conn: &Connection, fx: &mut Effects<'_>, delivery: &Delivery) -> Stor
         )?;
     }
 
-    if delivery.enqueue {
-        if let Some(sender) = &delivery.sender {
-            run(
-                conn,
-                "INSERT INTO outbound (message_id, account_id, from_addr, to_addr, body, \
-                                       attempts, not_before, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?6)",
-                params![
-                    blob(&sender.id.0),
-                    blob(&sender.account_id.0),
-                    sender.from,
-                    sender.to,
-                    sender.body,
-                    micros(sender.created_at)
-                ],
-            )?;
-        }
+    if let (Some(enqueue), Some(sender)) = (&delivery.enqueue, &delivery.sender) {
+        run(
+            conn,
+            "INSERT INTO outbound (message_id, account_id, from_addr, to_addr, body, \
+                                   attempts, not_before, lease_until, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?6)",
+            params![
+                blob(&sender.id.0),
+                blob(&sender.account_id.0),
+                sender.from,
+                sender.to,
+                sender.body,
+                micros(sender.created_at),
+                enqueue.leased_until.map(micros)
+            ],
+        )?;
     }
 
     let mut messages = messages.into_iter();
