@@ -109,56 +109,23 @@ fn unknown_recipient(address: &Address) -> ApiError {
     )
 }
 
-async fn in_network(state: &AppState, account: AccountId) -> ApiResult<Target> {
-    // The owner of a DID or a verified identity always exists (accounts are never deleted
-    // while they hold either), so a miss here is the store's inconsistency, not the caller's.
-    let record = state
-        .store
-        .account(account)
-        .await?
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("account {account} vanished")))?;
-    Ok(Target::InNetwork {
-        account,
-        canonical: canonical_address(&record),
-    })
-}
-
 /// Resolves a normalised address, in the order the module documentation gives.
 pub async fn resolve(state: &AppState, address: &Address) -> ApiResult<Target> {
-    let store = &state.store;
-    match address {
-        Address::Phone(number) => {
-            if let Some(owner) = store.number_owner(number).await? {
-                return in_network(state, owner).await;
-            }
-            if let Some(owner) = store.verified_owner(IdentityKind::Phone, number).await? {
-                return in_network(state, owner).await;
-            }
-            Ok(Target::OutOfNetwork {
-                address: number.clone(),
-            })
-        }
-        Address::ShortCode(code) => Ok(Target::OutOfNetwork {
-            address: code.clone(),
+    let account = state.store.addressee(address).await?;
+    target(address, account)
+}
+
+/// Where an address leads, given the account it belongs to ([`crate::store::Store::addressee`]).
+fn target(address: &Address, account: Option<AccountRecord>) -> ApiResult<Target> {
+    match (account, address) {
+        (Some(account), _) => Ok(Target::InNetwork {
+            canonical: canonical_address(&account),
+            account: account.id,
         }),
-        Address::Username(_) => {
-            let name = address.username().unwrap_or_default();
-            let account = store
-                .account_by_username(name)
-                .await?
-                .ok_or_else(|| unknown_recipient(address))?;
-            Ok(Target::InNetwork {
-                canonical: canonical_address(&account),
-                account: account.id,
-            })
-        }
-        Address::Email(email) => {
-            let owner = store
-                .verified_owner(IdentityKind::Email, email)
-                .await?
-                .ok_or_else(|| unknown_recipient(address))?;
-            in_network(state, owner).await
-        }
+        (None, Address::Phone(number) | Address::ShortCode(number)) => Ok(Target::OutOfNetwork {
+            address: number.clone(),
+        }),
+        (None, Address::Username(_) | Address::Email(_)) => Err(unknown_recipient(address)),
     }
 }
 
@@ -207,10 +174,9 @@ pub async fn send_message(
 ) -> ApiResult<(Message, bool)> {
     check_body(state, &request.body)?;
     let to = parse_address(state, &request.to)?;
-    let sender =
-        state.store.account(sender_id).await?.ok_or_else(|| {
-            ApiError::unauthorized("this account no longer exists: sign in again")
-        })?;
+    let (sender, addressee) = state.store.sender_and_addressee(sender_id, &to).await?;
+    let sender = sender
+        .ok_or_else(|| ApiError::unauthorized("this account no longer exists: sign in again"))?;
     let me = canonical_address(&sender);
     let (encoding, segments) = encoding_of(&request.body);
     let now = Utc::now();
@@ -236,7 +202,7 @@ pub async fn send_message(
         created_at: now,
     };
 
-    let mut delivery = match resolve(state, &to).await? {
+    let mut delivery = match target(&to, addressee)? {
         // A note to self: one copy, in the thread with oneself.
         Target::InNetwork { account, .. } if account == sender.id => Delivery {
             sender: Some(copy(

@@ -1752,10 +1752,81 @@ mod routing_and_opt_outs {
             a_sent_message_records_carrier_id_and_cost,
             opt_outs_are_per_pair_and_idempotent,
             an_opted_out_recipient_refuses_the_send,
+            addresses_lead_to_their_accounts,
             a_job_stored_leased_waits_for_its_lease,
         ],
         raw: []
     );
+
+    /// `addressee` is SQLite's one-snapshot read on SQLite and the trait's composition of
+    /// point reads on PostgreSQL: both must answer alike.
+    async fn addresses_lead_to_their_accounts(store: SharedStore) {
+        let alice = account(&store, "alice").await;
+        let bob = account(&store, "bob").await;
+        let carol = account(&store, "carol").await;
+        let inventory = [InventoryNumber {
+            number: "+14155550001".into(),
+            carrier: "sim".into(),
+            country: "US".into(),
+        }];
+        store.add_inventory(&inventory).await.unwrap();
+        store
+            .claim_number(alice, "+14155550001", now())
+            .await
+            .unwrap();
+        for (kind, value) in [
+            (IdentityKind::Phone, "+12025550111"),
+            (IdentityKind::Email, "bob@example.org"),
+            // Carol verified alice's DID as her phone: the DID's owner wins.
+            (IdentityKind::Phone, "+14155550001"),
+        ] {
+            let owner = if value == "+14155550001" { carol } else { bob };
+            let code = NewIdentityCode {
+                id: IdentityId::new(),
+                account_id: owner,
+                kind,
+                value: value.into(),
+                code_hash: "h".into(),
+                expires_at: now() + Duration::minutes(10),
+                now: now(),
+            };
+            let id = store.put_identity_code(code).await.unwrap();
+            store.mark_verified(owner, id, now()).await.unwrap();
+        }
+        let address = |s: &str| airtext_sms::Address::parse(s, None).unwrap();
+        let lead = |s: &'static str| {
+            let store = store.clone();
+            async move {
+                let to = address(s);
+                let alone = store.addressee(&to).await.unwrap().map(|a| a.id);
+                let (sender, with_sender) = store.sender_and_addressee(alice, &to).await.unwrap();
+                assert_eq!(sender.map(|a| a.id), Some(alice), "{s}");
+                assert_eq!(with_sender.map(|a| a.id), alone, "{s}");
+                alone
+            }
+        };
+        assert_eq!(lead("+14155550001").await, Some(alice));
+        assert_eq!(lead("+12025550111").await, Some(bob));
+        assert_eq!(lead("bob@example.org").await, Some(bob));
+        assert_eq!(lead("@carol").await, Some(carol));
+        assert_eq!(lead("@nobody").await, None);
+        assert_eq!(lead("nobody@example.org").await, None);
+        assert_eq!(lead("+12025550143").await, None);
+        assert_eq!(lead("12345").await, None);
+        // The account the DID leads to comes whole (its number included).
+        let owner = store
+            .addressee(&address("+14155550001"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(owner.number.as_deref(), Some("+14155550001"));
+        // A sender that does not exist is no error: the caller decides.
+        let (sender, _) = store
+            .sender_and_addressee(AccountId::new(), &address("@carol"))
+            .await
+            .unwrap();
+        assert!(sender.is_none());
+    }
 
     async fn an_opted_out_recipient_refuses_the_send(store: SharedStore) {
         let alice = account(&store, "alice").await;

@@ -40,6 +40,7 @@ use airtext_api::sync::SyncEvent;
 use airtext_api::{
     AccountId, ClientId, ConversationId, DeviceId, IdentityId, MessageId, SendStatus,
 };
+use airtext_sms::Address;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::broadcast;
@@ -455,6 +456,48 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         kind: IdentityKind,
         value: &str,
     ) -> StoreResult<Option<AccountId>>;
+
+    /// The account an address leads to in-network, if any: for a phone number the owner of
+    /// that DID, else the account that verified it; for `@username` that account; for an
+    /// e-mail address the account that verified it; for a short code none. A lookup (on
+    /// SQLite it does not wait for the disk), as [`Store::account`].
+    ///
+    /// Engines may read it in one go; this composition of the point reads above is the
+    /// definition every engine must agree with.
+    async fn addressee(&self, address: &Address) -> StoreResult<Option<AccountRecord>> {
+        let owner = match address {
+            Address::Phone(number) => match self.number_owner(number).await? {
+                Some(owner) => Some(owner),
+                None => self.verified_owner(IdentityKind::Phone, number).await?,
+            },
+            Address::ShortCode(_) => None,
+            Address::Username(_) => {
+                let name = address.username().unwrap_or_default();
+                return self.account_by_username(name).await;
+            }
+            Address::Email(email) => self.verified_owner(IdentityKind::Email, email).await?,
+        };
+        match owner {
+            None => Ok(None),
+            // Accounts are never deleted while they hold a DID or a verified identity.
+            Some(owner) => self.account(owner).await?.map(Some).ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "{address} belongs to account {owner}, which is gone"
+                ))
+            }),
+        }
+    }
+
+    /// What a send reads before it writes: the sender's account and [`Store::addressee`] of
+    /// `to`, together (SQLite reads both in one snapshot, so a send costs one read
+    /// transaction instead of three or four).
+    async fn sender_and_addressee(
+        &self,
+        sender: AccountId,
+        to: &Address,
+    ) -> StoreResult<(Option<AccountRecord>, Option<AccountRecord>)> {
+        Ok((self.account(sender).await?, self.addressee(to).await?))
+    }
 
     // ----- messages and conversations -----
     /// Stores a delivery's copies, their events and (`enqueue`) its queue entry at once. A

@@ -188,6 +188,30 @@ pub(super) fn one<T>(
     }
 }
 
+/// Runs several reads in one read transaction: one snapshot, and one take of the WAL's read
+/// lock instead of one per statement (the lock, not the statements, is most of a point
+/// read's cost). The transaction always ends, so a pooled connection never keeps a snapshot.
+pub(super) fn in_snapshot<T>(
+    conn: &Connection,
+    read: impl FnOnce(&Connection) -> StoreResult<T>,
+) -> StoreResult<T> {
+    conn.prepare_cached("BEGIN DEFERRED")?.execute([])?;
+    let result = read(conn);
+    let ended = conn
+        .prepare_cached("COMMIT")
+        .and_then(|mut end| end.execute([]));
+    if let Err(error) = ended {
+        if !conn.is_autocommit() {
+            // COMMIT of a read cannot fail but by a broken connection; the pool drops a
+            // connection left in a transaction, this ROLLBACK only tidies up.
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        result?;
+        return Err(error.into());
+    }
+    result
+}
+
 /// Every row `sql` returns, mapped.
 pub(super) fn all<T>(
     conn: &Connection,

@@ -32,6 +32,7 @@ use airtext_api::identities::IdentityKind;
 use airtext_api::messages::Message;
 use airtext_api::sync::SyncEvent;
 use airtext_api::{AccountId, ConversationId, DeviceId, IdentityId, MessageId};
+use airtext_sms::Address;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection};
@@ -47,7 +48,9 @@ use super::{
     NumberSearch, OutboundJob, OutboundOutcome, ReceiptOutcome, StatusOutcome, StatusUpdate, Store,
     StoreError, StoreResult, TokenHash,
 };
-use conn::{all, blob, first_int, first_opt_uuid, first_uuid, one, opt_blob, ReadPool};
+use conn::{
+    all, blob, first_int, first_opt_uuid, first_uuid, in_snapshot, one, opt_blob, ReadPool,
+};
 use durability::Durability;
 use writer::{Cmd, Op, Out};
 
@@ -311,6 +314,54 @@ static ACCOUNT_BY_ID: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+fn account_in(conn: &Connection, id: AccountId) -> StoreResult<Option<AccountRecord>> {
+    one(conn, &ACCOUNT_BY_ID, params![blob(&id.0)], |row| {
+        rows::account(row)
+    })
+}
+
+/// [`Store::addressee`] on one connection: the same reads as the trait's definition.
+fn addressee_in(conn: &Connection, address: &Address) -> StoreResult<Option<AccountRecord>> {
+    let verified = |kind: IdentityKind, value: &str| {
+        one(
+            conn,
+            VERIFIED_OWNER,
+            params![kind.as_str(), value],
+            first_uuid,
+        )
+    };
+    let owner = match address {
+        Address::Phone(number) => {
+            let did = one(conn, NUMBER_OWNER, params![number], first_opt_uuid)?.flatten();
+            match did {
+                Some(owner) => Some(owner),
+                None => verified(IdentityKind::Phone, number)?,
+            }
+        }
+        Address::ShortCode(_) => None,
+        Address::Username(_) => {
+            let name = address.username().unwrap_or_default();
+            return one(conn, &ACCOUNT_BY_USERNAME, params![name], |row| {
+                rows::account(row)
+            });
+        }
+        Address::Email(email) => verified(IdentityKind::Email, email)?,
+    };
+    let Some(owner) = owner else {
+        return Ok(None);
+    };
+    let owner = AccountId::from(owner);
+    account_in(conn, owner)?.map(Some).ok_or_else(|| {
+        rows::corrupt(format!(
+            "{address} belongs to account {owner}, which is gone"
+        ))
+    })
+}
+
+const NUMBER_OWNER: &str = "SELECT owner FROM numbers WHERE number = ?1";
+const VERIFIED_OWNER: &str = "SELECT account_id FROM identities \
+     WHERE kind = ?1 AND value = ?2 AND status = 'verified'";
+
 static ACCOUNT_BY_USERNAME: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {} FROM accounts a LEFT JOIN numbers n ON n.owner = a.id WHERE a.username = ?1",
@@ -351,12 +402,7 @@ impl Store for SqliteStore {
     }
 
     async fn account(&self, id: AccountId) -> StoreResult<Option<AccountRecord>> {
-        self.lookup(move |conn| {
-            one(conn, &ACCOUNT_BY_ID, params![blob(&id.0)], |row| {
-                rows::account(row)
-            })
-        })
-        .await
+        self.lookup(move |conn| account_in(conn, id)).await
     }
 
     async fn account_by_username(&self, username: &str) -> StoreResult<Option<AccountRecord>> {
@@ -487,14 +533,7 @@ impl Store for SqliteStore {
     async fn number_owner(&self, number: &str) -> StoreResult<Option<AccountId>> {
         let number = number.to_owned();
         let owner = self
-            .lookup(move |conn| {
-                one(
-                    conn,
-                    "SELECT owner FROM numbers WHERE number = ?1",
-                    params![number],
-                    first_opt_uuid,
-                )
-            })
+            .lookup(move |conn| one(conn, NUMBER_OWNER, params![number], first_opt_uuid))
             .await?;
         Ok(owner.flatten().map(Into::into))
     }
@@ -560,14 +599,33 @@ impl Store for SqliteStore {
             .lookup(move |conn| {
                 one(
                     conn,
-                    "SELECT account_id FROM identities \
-                     WHERE kind = ?1 AND value = ?2 AND status = 'verified'",
+                    VERIFIED_OWNER,
                     params![kind.as_str(), value],
                     first_uuid,
                 )
             })
             .await?;
         Ok(owner.map(Into::into))
+    }
+
+    async fn addressee(&self, address: &Address) -> StoreResult<Option<AccountRecord>> {
+        let address = address.clone();
+        self.lookup(move |conn| in_snapshot(conn, |conn| addressee_in(conn, &address)))
+            .await
+    }
+
+    async fn sender_and_addressee(
+        &self,
+        sender: AccountId,
+        to: &Address,
+    ) -> StoreResult<(Option<AccountRecord>, Option<AccountRecord>)> {
+        let to = to.clone();
+        self.lookup(move |conn| {
+            in_snapshot(conn, |conn| {
+                Ok((account_in(conn, sender)?, addressee_in(conn, &to)?))
+            })
+        })
+        .await
     }
 
     async fn deliver(&self, delivery: Delivery) -> StoreResult<Delivered> {
