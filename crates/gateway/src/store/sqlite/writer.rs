@@ -1125,6 +1125,13 @@ static FIRST_SEND: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+static MESSAGE_WITH_OWNER: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT m.account_id AS owner, {} FROM messages m WHERE m.id = ?1",
+        rows::MESSAGE_COLUMNS
+    )
+});
+
 /// Applies a status report through `SendStatus::advance`. `None` when the message does not
 /// exist.
 fn apply_status(
@@ -1135,19 +1142,48 @@ fn apply_status(
     failure_reason: Option<String>,
     at: DateTime<Utc>,
 ) -> StoreResult<Option<StatusOutcome>> {
-    let Some((account, mut message)) = one(
-        conn,
-        &format!(
-            "SELECT m.account_id AS owner, {} FROM messages m WHERE m.id = ?1",
-            rows::MESSAGE_COLUMNS
-        ),
-        params![blob(&id.0)],
-        |row| Ok((AccountId::from(row.uuid("owner")?), rows::message(row)?)),
-    )?
+    advance_status(conn, fx, id, incoming, failure_reason, at, None)
+}
+
+/// Which carrier took a text, under which id, at what cost.
+struct SentThrough<'a> {
+    carrier: &'a str,
+    carrier_message_id: &'a str,
+    cost: Option<f64>,
+}
+
+/// [`apply_status`], also recording `sent_through` on the message (whether or not the status
+/// moves).
+fn advance_status(
+    conn: &Connection,
+    fx: &mut Effects<'_>,
+    id: MessageId,
+    incoming: SendStatus,
+    failure_reason: Option<String>,
+    at: DateTime<Utc>,
+    sent_through: Option<&SentThrough<'_>>,
+) -> StoreResult<Option<StatusOutcome>> {
+    let Some((account, mut message)) =
+        one(conn, &MESSAGE_WITH_OWNER, params![blob(&id.0)], |row| {
+            Ok((AccountId::from(row.uuid("owner")?), rows::message(row)?))
+        })?
     else {
         return Ok(None);
     };
     let Some(next) = message.status.advance(incoming) else {
+        if let Some(sent) = sent_through {
+            run(
+                conn,
+                "UPDATE messages SET carrier = ?2, carrier_message_id = ?3, cost = ?4 \
+                 WHERE id = ?1",
+                params![
+                    blob(&id.0),
+                    sent.carrier,
+                    sent.carrier_message_id,
+                    sent.cost
+                ],
+            )?;
+        }
         return Ok(Some(StatusOutcome {
             message,
             changed: false,
@@ -1158,13 +1194,30 @@ fn apply_status(
     } else {
         None
     };
-    run(
-        conn,
-        "UPDATE messages SET status = ?2, failure_reason = COALESCE(?3, failure_reason), \
-             updated_at = ?4 \
-         WHERE id = ?1",
-        params![blob(&id.0), next.as_str(), reason, micros(at)],
-    )?;
+    match sent_through {
+        None => run(
+            conn,
+            "UPDATE messages SET status = ?2, failure_reason = COALESCE(?3, failure_reason), \
+                 updated_at = ?4 \
+             WHERE id = ?1",
+            params![blob(&id.0), next.as_str(), reason, micros(at)],
+        )?,
+        Some(sent) => run(
+            conn,
+            "UPDATE messages SET status = ?2, failure_reason = COALESCE(?3, failure_reason), \
+                 updated_at = ?4, carrier = ?5, carrier_message_id = ?6, cost = ?7 \
+             WHERE id = ?1",
+            params![
+                blob(&id.0),
+                next.as_str(),
+                reason,
+                micros(at),
+                sent.carrier,
+                sent.carrier_message_id,
+                sent.cost
+            ],
+        )?,
+    };
     message.status = next;
     if reason.is_some() {
         message.failure_reason = reason;
@@ -1361,17 +1414,25 @@ fn finish_outbound(
                 "DELETE FROM outbound WHERE message_id = ?1",
                 params![blob(&message_id.0)],
             )?;
-            let recorded = run(
+            // A receipt may already have moved it past `sent`; advance decides. The carrier's
+            // record is written either way, in the same statement as the status if it moves.
+            let sent_through = SentThrough {
+                carrier,
+                carrier_message_id,
+                cost,
+            };
+            let recorded = advance_status(
                 conn,
-                "UPDATE messages SET carrier = ?2, carrier_message_id = ?3, cost = ?4 \
-                 WHERE id = ?1",
-                params![blob(&message_id.0), carrier, carrier_message_id, cost],
+                fx,
+                message_id,
+                SendStatus::Sent,
+                None,
+                at,
+                Some(&sent_through),
             )?;
-            if job == 0 && recorded == 0 {
+            if job == 0 && recorded.is_none() {
                 return Err(StoreError::NotFound);
             }
-            // A receipt may already have moved it past `sent`; advance decides.
-            apply_status(conn, fx, message_id, SendStatus::Sent, None, at)?;
             // Receipts that overtook this record were held for it; this thread is the only
             // writer, so none can arrive between the record and this.
             apply_early_receipts(conn, fx, message_id, carrier, carrier_message_id, at)?;
@@ -1505,10 +1566,12 @@ fn apply_early_receipts(
     carrier_message_id: &str,
     at: DateTime<Utc>,
 ) -> StoreResult<()> {
+    // A SELECT, then a DELETE only when something is held: nearly always nothing is, and
+    // SQLite builds a temporary table for every RETURNING, which cost more than the lookup.
     let held = all(
         conn,
-        "DELETE FROM early_receipts WHERE carrier = ?1 AND carrier_message_id = ?2 \
-         RETURNING status, reason, received_at",
+        "SELECT status, reason, received_at FROM early_receipts \
+         WHERE carrier = ?1 AND carrier_message_id = ?2",
         params![carrier, carrier_message_id],
         |row| {
             Ok((
@@ -1517,6 +1580,14 @@ fn apply_early_receipts(
                 row.opt_text("reason")?,
             ))
         },
+    )?;
+    if held.is_empty() {
+        return Ok(());
+    }
+    run(
+        conn,
+        "DELETE FROM early_receipts WHERE carrier = ?1 AND carrier_message_id = ?2",
+        params![carrier, carrier_message_id],
     )?;
     for (received_at, status, reason) in
         rows::held_receipts_in_order(carrier, carrier_message_id, held)
