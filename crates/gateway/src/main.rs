@@ -7,6 +7,11 @@ use tracing_subscriber::EnvFilter;
 use airtext_gateway::config::{Args, Config, LogFormat};
 use airtext_gateway::Gateway;
 
+// Every request allocates its body, its JSON and its tasks, on two or more threads: glibc's
+// malloc was ~8% of the gateway's CPU on the out-of-network benchmark (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
