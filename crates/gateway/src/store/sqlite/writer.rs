@@ -961,14 +961,16 @@ fn mark_verified(
     Ok(Out::Done)
 }
 
-const UPSERT_CONVERSATION: &str = "INSERT INTO conversations \
+/// A conversation is found, then updated or created, rather than upserted with RETURNING:
+/// SQLite builds a temporary b-tree for every RETURNING, which cost more than the extra
+/// lookup (this thread is the only writer, so nothing can come between the two).
+const FIND_CONVERSATION: &str = "SELECT id FROM conversations WHERE account_id = ?1 AND peer = ?2";
+const BUMP_CONVERSATION: &str = "UPDATE conversations SET last_message_id = ?2, \
+         updated_at = max(updated_at, ?3), unread = unread + ?4 \
+     WHERE id = ?1";
+const CREATE_CONVERSATION: &str = "INSERT INTO conversations \
          (id, account_id, peer, last_message_id, updated_at, unread) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-     ON CONFLICT (account_id, peer) DO UPDATE SET \
-         last_message_id = excluded.last_message_id, \
-         updated_at = max(conversations.updated_at, excluded.updated_at), \
-         unread = conversations.unread + excluded.unread \
-     RETURNING id";
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
 /// The conflict target is only a guard: a repeated `(account, client_id)` is answered before
 /// this insert, so a row it does not insert fails the command.
@@ -1014,21 +1016,40 @@ fn deliver(conn: &Connection, fx: &mut Effects<'_>, delivery: &Delivery) -> Stor
     // Each copy's conversation, found or created.
     let mut messages = Vec::with_capacity(copies.len());
     for copy in &copies {
-        let conversation = one(
+        let unread = i64::from(copy.direction == airtext_api::messages::Direction::Inbound);
+        let found = one(
             conn,
-            UPSERT_CONVERSATION,
-            params![
-                blob(&ConversationId::new().0),
-                blob(&copy.account_id.0),
-                copy.peer,
-                blob(&copy.id.0),
-                micros(copy.created_at),
-                i64::from(copy.direction == airtext_api::messages::Direction::Inbound)
-            ],
+            FIND_CONVERSATION,
+            params![blob(&copy.account_id.0), copy.peer],
             first_uuid,
-        )?
-        .ok_or_else(|| rows::corrupt("conversation upsert returned no id"))?;
-        messages.push(rows::stored_message(copy, conversation.into()));
+        )?;
+        let conversation = match found {
+            Some(id) => {
+                run(
+                    conn,
+                    BUMP_CONVERSATION,
+                    params![blob(&id), blob(&copy.id.0), micros(copy.created_at), unread],
+                )?;
+                ConversationId::from(id)
+            }
+            None => {
+                let id = ConversationId::new();
+                run(
+                    conn,
+                    CREATE_CONVERSATION,
+                    params![
+                        blob(&id.0),
+                        blob(&copy.account_id.0),
+                        copy.peer,
+                        blob(&copy.id.0),
+                        micros(copy.created_at),
+                        unread
+                    ],
+                )?;
+                id
+            }
+        };
+        messages.push(rows::stored_message(copy, conversation));
     }
 
     for (copy, message) in copies.iter().zip(&messages) {
