@@ -41,7 +41,7 @@ use rusmpp::tlvs::TlvValue;
 use rusmpp::tokio_codec::CommandCodec;
 use rusmpp::{Command, CommandId, CommandStatus, Pdu};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -86,7 +86,7 @@ pub(crate) enum RequestError {
 #[derive(Debug)]
 pub(crate) struct Session {
     tx: mpsc::Sender<Command>,
-    pending: Mutex<HashMap<u32, oneshot::Sender<Reply>>>,
+    pending: Mutex<HashMap<u32, Waiting>>,
     seq: AtomicU32,
     window: Arc<Semaphore>,
     closed: CancellationToken,
@@ -94,6 +94,16 @@ pub(crate) struct Session {
     draining: AtomicBool,
     enquiring: AtomicBool,
     response_timeout: Duration,
+}
+
+/// A request written and not yet answered.
+#[derive(Debug)]
+struct Waiting {
+    reply: oneshot::Sender<Reply>,
+    /// A submit's window permit. It leaves the table with the entry (answered, timed out or
+    /// drained at the end), so the reader frees the window the moment the response arrives:
+    /// at window 1 the next submit starts then, not once the caller has run again.
+    _window: Option<OwnedSemaphorePermit>,
 }
 
 impl Session {
@@ -152,23 +162,40 @@ impl Session {
                 "the carrier is shutting down".to_owned(),
             ));
         }
-        let _permit = tokio::select! {
+        let permit = tokio::select! {
             permit = self.window.clone().acquire_owned() => {
                 permit.map_err(|_| RequestError::Closed(self.reason()))?
             }
             _ = self.closed.cancelled() => return Err(RequestError::Closed(self.reason())),
         };
-        self.request(Pdu::SubmitSm(sm), self.response_timeout).await
+        self.request_within(Pdu::SubmitSm(sm), self.response_timeout, Some(permit))
+            .await
     }
 
     /// Writes a request and waits up to `wait` for its response.
     pub(crate) async fn request(&self, pdu: Pdu, wait: Duration) -> Result<Reply, RequestError> {
+        self.request_within(pdu, wait, None).await
+    }
+
+    /// [`Session::request`], holding `window` until the request leaves the table.
+    async fn request_within(
+        &self,
+        pdu: Pdu,
+        wait: Duration,
+        window: Option<OwnedSemaphorePermit>,
+    ) -> Result<Reply, RequestError> {
         if self.is_closed() {
             return Err(RequestError::Closed(self.reason()));
         }
         let seq = self.next_seq();
         let (reply_tx, mut reply_rx) = oneshot::channel();
-        lock(&self.pending).insert(seq, reply_tx);
+        lock(&self.pending).insert(
+            seq,
+            Waiting {
+                reply: reply_tx,
+                _window: window,
+            },
+        );
         // `close` cancels before it drains under the same lock: either the drain saw our
         // entry, or we see the cancellation here.
         if self.is_closed() {
@@ -199,8 +226,8 @@ impl Session {
     fn complete(&self, seq: u32, reply: Reply) {
         let waiting = lock(&self.pending).remove(&seq);
         match waiting {
-            Some(tx) => {
-                let _ = tx.send(reply);
+            Some(waiting) => {
+                let _ = waiting.reply.send(reply);
             }
             None => debug!(
                 seq,
