@@ -631,7 +631,7 @@ impl Store for SqliteStore {
     async fn deliver(&self, delivery: Delivery) -> StoreResult<Delivered> {
         match self.write(Op::Deliver(Box::new(delivery))).await? {
             Out::Delivered(delivered) => Ok(delivered),
-            Out::OptedOut => Err(StoreError::OptedOut),
+            Out::RecipientStopped => Err(StoreError::OptedOut),
             other => Err(unexpected(&other)),
         }
     }

@@ -133,7 +133,7 @@ pub(super) enum Out {
     Delivered(Delivered),
     /// An enqueued delivery refused because its recipient opted out; nothing written (an
     /// answer, not an error, so the rest of the group commits without a second pass).
-    OptedOut,
+    RecipientStopped,
     Status(StatusOutcome),
     Count(u32),
     Identity(IdentityId),
@@ -1009,7 +1009,7 @@ fn deliver(conn: &Connection, fx: &mut Effects<'_>, delivery: &Delivery) -> Stor
             |_| Ok(()),
         )?;
         if stopped.is_some() {
-            return Ok(Out::OptedOut);
+            return Ok(Out::RecipientStopped);
         }
     }
 
