@@ -77,13 +77,36 @@ pub struct Reservation {
 }
 
 impl Reservation {
-    /// Gives the stored job to the worker. If the worker has stopped, the job stays leased
-    /// in the store and is claimed again when its lease ends.
-    pub fn hand_over(self, job: OutboundJob) {
-        let _ = self.handed.send(Handover {
-            job,
-            room: self.room,
-        });
+    /// Gives the stored job to the worker; if the worker has stopped (the gateway is shutting
+    /// down), gives the job back, whose lease the caller should then release
+    /// ([`release_lease`]) so that the next start sends it at once.
+    pub fn hand_over(self, job: OutboundJob) -> Result<(), OutboundJob> {
+        self.handed
+            .send(Handover {
+                job,
+                room: self.room,
+            })
+            .map_err(|refused| refused.0.job)
+    }
+}
+
+/// Frees the lease of a job stored leased whose worker stopped before it got it. Best
+/// effort: if the store is already closing, the job is claimed when its lease ends instead.
+pub async fn release_lease(state: &AppState, job: &OutboundJob) {
+    let outcome = OutboundOutcome::Defer {
+        not_before: Utc::now(),
+        reason: "the gateway stopped before sending it".to_owned(),
+    };
+    if let Err(error) = state
+        .store
+        .finish_outbound(job.message_id, outcome, Utc::now())
+        .await
+    {
+        tracing::info!(
+            %error,
+            message_id = %job.message_id,
+            "a text accepted during shutdown stays leased until its lease ends"
+        );
     }
 }
 
@@ -430,6 +453,43 @@ mod tests {
             },
             now,
         )
+    }
+
+    #[test]
+    fn a_hand_over_reaches_the_worker_or_comes_back() {
+        let inlet = QueueInlet::new();
+        let mut worker = inlet.taken.lock().unwrap().take().unwrap();
+        let (sent, _) = job(chrono::Duration::zero(), 0);
+        let reservation = inlet.reserve().unwrap();
+        assert_eq!(inlet.room.available_permits(), MAX_IN_FLIGHT - 1);
+        reservation.hand_over(sent.clone()).unwrap();
+        let handover = worker.try_recv().unwrap();
+        assert_eq!(handover.job.message_id, sent.message_id);
+        // The place is the worker's until the send ends.
+        assert_eq!(inlet.room.available_permits(), MAX_IN_FLIGHT - 1);
+        drop(handover);
+        assert_eq!(inlet.room.available_permits(), MAX_IN_FLIGHT);
+
+        // A worker that has stopped: the job comes back (its lease is then released).
+        let reservation = inlet.reserve().unwrap();
+        drop(worker);
+        let back = reservation.hand_over(sent.clone()).unwrap_err();
+        assert_eq!(back.message_id, sent.message_id);
+        assert_eq!(inlet.room.available_permits(), MAX_IN_FLIGHT);
+        // Once the worker closes its room, nothing more is reserved: texts are claimed.
+        inlet.room.close();
+        assert!(inlet.reserve().is_none());
+    }
+
+    #[test]
+    fn a_full_worker_reserves_nothing() {
+        let inlet = QueueInlet::new();
+        let places: Vec<_> = (0..MAX_IN_FLIGHT)
+            .map(|_| inlet.reserve().unwrap())
+            .collect();
+        assert!(inlet.reserve().is_none());
+        drop(places);
+        assert!(inlet.reserve().is_some());
     }
 
     #[test]

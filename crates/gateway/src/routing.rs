@@ -285,15 +285,20 @@ pub async fn send_message(
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("the store returned no sender copy")))?;
     if enqueued && delivered.created {
         match reservation {
-            Some(reservation) => reservation.hand_over(OutboundJob {
-                message_id: message.id,
-                account_id: sender_id,
-                from: message.from.clone(),
-                to: message.to.clone(),
-                body: message.body.clone(),
-                attempts: 0,
-                created_at: message.created_at,
-            }),
+            Some(reservation) => {
+                let job = OutboundJob {
+                    message_id: message.id,
+                    account_id: sender_id,
+                    from: message.from.clone(),
+                    to: message.to.clone(),
+                    body: message.body.clone(),
+                    attempts: 0,
+                    created_at: message.created_at,
+                };
+                if let Err(job) = reservation.hand_over(job) {
+                    crate::queue::release_lease(state, &job).await;
+                }
+            }
             None => state.queue.wake(),
         }
     }
