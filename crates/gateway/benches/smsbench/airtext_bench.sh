@@ -59,7 +59,7 @@ target_prepare() {
 }
 
 target_describe() {
-    echo "airtext-gateway $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null) (release), SQLite WAL synchronous=FULL (group commit), smpp transceiver window=$AIRTEXT_WINDOW, no max_per_second, load: examples/smsbench_load (fresh client_id per request)"
+    echo "airtext-gateway $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null) (release, the checkout's commit: with AIRTEXT_BIN_DIR the binary may be older), SQLite WAL group commit flushed (fdatasync) before each 201, smpp transceiver window=$AIRTEXT_WINDOW, no max_per_second, load: examples/smsbench_load (fresh client_id per request)"
 }
 
 a_json() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
