@@ -197,13 +197,23 @@ pub async fn run_worker(state: AppState, shutdown: CancellationToken) {
                     // A full batch: more may be due right now.
                     claim_wanted = jobs.len() >= free;
                     for job in jobs {
-                        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
-                            break;
-                        };
-                        let state = state.clone();
+                        // Sends accepted during the claim may have reserved some of the
+                        // places it counted. A job without one waits for it in its own task,
+                        // never in this loop: the place may be one that only a handed-over
+                        // job, which this loop starts, would free.
+                        let place = Arc::clone(&permits).try_acquire_owned().ok();
+                        let (state, permits) = (state.clone(), Arc::clone(&permits));
                         in_flight.spawn(async move {
+                            let place = match place {
+                                Some(place) => place,
+                                None => match permits.acquire_owned().await {
+                                    Ok(place) => place,
+                                    // Shutting down: the job waits for its lease to end.
+                                    Err(_) => return,
+                                },
+                            };
                             process(&state, job, OptOut::Unchecked).await;
-                            drop(permit);
+                            drop(place);
                         });
                     }
                 }
