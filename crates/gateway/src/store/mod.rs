@@ -87,6 +87,14 @@ impl From<sqlx::Error> for StoreError {
 /// I/O and pool failures, and the server's own "going away" errors: SQLSTATE class 08
 /// (connection exception) and 57P01–57P03 (admin shutdown, crash shutdown, cannot connect
 /// now).
+/// An address whose DID or verified identity names an account that no longer exists.
+/// Accounts are never deleted while they hold either, so this is the store's inconsistency.
+fn owner_gone(address: &Address, owner: AccountId) -> StoreError {
+    StoreError::Corrupt(format!(
+        "{address} belongs to account {owner}, which is gone"
+    ))
+}
+
 fn is_connection_lost(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_)
@@ -479,12 +487,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         };
         match owner {
             None => Ok(None),
-            // Accounts are never deleted while they hold a DID or a verified identity.
-            Some(owner) => self.account(owner).await?.map(Some).ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "{address} belongs to account {owner}, which is gone"
-                ))
-            }),
+            Some(owner) => self
+                .account(owner)
+                .await?
+                .map(Some)
+                .ok_or_else(|| owner_gone(address, owner)),
         }
     }
 

@@ -382,11 +382,11 @@ async fn run_listener(
     }
 }
 
-/// Finds or creates `(account, peer)` and records `copy` as its newest message. Locks the
-/// conversation row until commit.
-/// Stores one copy of a message, finding or creating its conversation in the same statement
-/// (one round trip); the conversation's id, or `None` when the copy's `(account, client_id)`
-/// already exists (the caller then rolls the transaction back, conversation update included).
+/// Stores one copy of a message, finding or creating its `(account, peer)` conversation and
+/// recording the copy as its newest message, in one statement (one round trip; the
+/// conversation row stays locked until commit). The conversation's id, or `None` when the
+/// copy's `(account, client_id)` already exists (the caller then rolls the transaction back,
+/// conversation update included).
 async fn store_copy(conn: &mut PgConnection, copy: &NewMessage) -> StoreResult<Option<Uuid>> {
     let unread = i64::from(copy.direction == Direction::Inbound);
     let conversation: Option<Uuid> = sqlx::query_scalar(

@@ -188,28 +188,29 @@ pub(super) fn one<T>(
     }
 }
 
-/// Runs several reads in one read transaction: one snapshot, and one take of the WAL's read
-/// lock instead of one per statement (the lock, not the statements, is most of a point
-/// read's cost). The transaction always ends, so a pooled connection never keeps a snapshot.
+/// Runs several reads in one read transaction: they see one snapshot, and take the WAL's
+/// read lock once instead of once per statement. The transaction always ends, so a pooled
+/// connection never keeps a snapshot.
 pub(super) fn in_snapshot<T>(
     conn: &Connection,
     read: impl FnOnce(&Connection) -> StoreResult<T>,
 ) -> StoreResult<T> {
     conn.prepare_cached("BEGIN DEFERRED")?.execute([])?;
     let result = read(conn);
-    let ended = conn
+    match conn
         .prepare_cached("COMMIT")
-        .and_then(|mut end| end.execute([]));
-    if let Err(error) = ended {
-        if !conn.is_autocommit() {
-            // COMMIT of a read cannot fail but by a broken connection; the pool drops a
-            // connection left in a transaction, this ROLLBACK only tidies up.
-            let _ = conn.execute_batch("ROLLBACK");
+        .and_then(|mut end| end.execute([]))
+    {
+        Ok(_) => result,
+        Err(error) => {
+            // A read's COMMIT fails only on a broken connection. The pool drops a connection
+            // left in a transaction; this ROLLBACK only tidies up.
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            result.and(Err(error.into()))
         }
-        result?;
-        return Err(error.into());
     }
-    result
 }
 
 /// Every row `sql` returns, mapped.

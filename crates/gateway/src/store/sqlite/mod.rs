@@ -351,14 +351,15 @@ fn addressee_in(conn: &Connection, address: &Address) -> StoreResult<Option<Acco
         return Ok(None);
     };
     let owner = AccountId::from(owner);
-    account_in(conn, owner)?.map(Some).ok_or_else(|| {
-        rows::corrupt(format!(
-            "{address} belongs to account {owner}, which is gone"
-        ))
-    })
+    account_in(conn, owner)?
+        .map(Some)
+        .ok_or_else(|| super::owner_gone(address, owner))
 }
 
 const NUMBER_OWNER: &str = "SELECT owner FROM numbers WHERE number = ?1";
+/// A row when `?2` opted out of texts from our DID `?1` (read by the queue, and by the writer
+/// inside each enqueued delivery).
+const OPTED_OUT: &str = "SELECT 1 FROM opt_outs WHERE did = ?1 AND remote = ?2";
 const VERIFIED_OWNER: &str = "SELECT account_id FROM identities \
      WHERE kind = ?1 AND value = ?2 AND status = 'verified'";
 
@@ -937,14 +938,7 @@ impl Store for SqliteStore {
         let did = did.to_owned();
         let remote = remote.to_owned();
         let found = self
-            .lookup(move |conn| {
-                one(
-                    conn,
-                    "SELECT 1 FROM opt_outs WHERE did = ?1 AND remote = ?2",
-                    params![did, remote],
-                    |_| Ok(()),
-                )
-            })
+            .lookup(move |conn| one(conn, OPTED_OUT, params![did, remote], |_| Ok(())))
             .await?;
         Ok(found.is_some())
     }

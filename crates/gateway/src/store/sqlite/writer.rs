@@ -1004,7 +1004,7 @@ fn deliver(conn: &Connection, fx: &mut Effects<'_>, delivery: &Delivery) -> Stor
     if let (Some(_), Some(sender)) = (&delivery.enqueue, &delivery.sender) {
         let stopped = one(
             conn,
-            "SELECT 1 FROM opt_outs WHERE did = ?1 AND remote = ?2",
+            super::OPTED_OUT,
             params![sender.from, sender.to],
             |_| Ok(()),
         )?;
