@@ -378,6 +378,15 @@ async fn world_with(
     enquire_link_ms: u64,
     edit: impl FnOnce(&mut SmppCarrierConfig),
 ) -> World {
+    world_tuned(smsc, enquire_link_ms, edit, tuning()).await
+}
+
+async fn world_tuned(
+    smsc: Arc<Smsc>,
+    enquire_link_ms: u64,
+    edit: impl FnOnce(&mut SmppCarrierConfig),
+    tuning: SmppTuning,
+) -> World {
     let (server, port) = start_smsc(smsc.clone(), enquire_link_ms).await;
     let tap = Tap::start(port).await;
     let mut cfg = config(tap.port);
@@ -385,7 +394,7 @@ async fn world_with(
     let (sink, source) = report_channel(64);
     let reports = store_every_report(source);
     let shutdown = CancellationToken::new();
-    let carrier = SmppCarrier::start_with(cfg, tuning(), sink, shutdown.clone()).unwrap();
+    let carrier = SmppCarrier::start_with(cfg, tuning, sink, shutdown.clone()).unwrap();
     World {
         smsc,
         _server: server,
@@ -869,6 +878,64 @@ async fn the_window_bounds_outstanding_submits() {
     assert!(max <= 4, "{max} outstanding at once");
     assert!(max >= 3, "the window is used ({max} at once)");
     assert_eq!(w.smsc.accepted().len(), 16);
+}
+
+/// A world at window 1 whose SMSC has 300 ms to answer each submit.
+async fn impatient_world() -> World {
+    let tuning = SmppTuning {
+        response_timeout: Duration::from_millis(300),
+        ..tuning()
+    };
+    let w = world_tuned(Smsc::new("secret"), 30_000, |c| c.window = 1, tuning).await;
+    assert!(w.carrier.wait_bound(Duration::from_secs(5)).await);
+    w
+}
+
+#[tokio::test]
+async fn an_unanswered_submit_times_out_and_gives_back_its_place_in_the_window() {
+    let w = impatient_world().await;
+    let (open_gate, gate) = watch::channel(false);
+    *w.smsc.gate.lock().unwrap() = Some(gate);
+    w.smsc.hold_from.store(0, Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    let unanswered = w.carrier.send(sms(PHONE, "never answered")).await;
+    let took = started.elapsed();
+    match unanswered {
+        Err(CarrierError::Retryable(why)) => assert!(
+            why.contains("no submit_sm_resp within 300ms"),
+            "{why}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    // Window 1: the next submit goes out only if the late one gave its place back.
+    w.smsc.hold_from.store(-1, Ordering::SeqCst);
+    tokio::time::timeout(Duration::from_secs(3), w.carrier.send(sms(PHONE, "answered")))
+        .await
+        .expect("the window has room again")
+        .unwrap();
+    // The refusal that finally comes for the first reaches nobody and ends nothing.
+    let _ = open_gate.send(true);
+    w.carrier.send(sms(PHONE, "after the late answer")).await.unwrap();
+    assert_eq!(w.tap.connections.load(Ordering::SeqCst), 1, "one session");
+}
+
+#[tokio::test]
+async fn time_queued_behind_a_full_window_is_not_counted_against_the_smsc() {
+    let w = impatient_world().await;
+    // Each answer takes 200 ms of the 300 ms allowed, so the fourth text waits 600 ms in the
+    // queue before it is written: counted from the write, it is in time.
+    w.smsc.delay_ms.store(200, Ordering::SeqCst);
+    let sends = (0..4).map(|i| {
+        let carrier = w.carrier.clone();
+        tokio::spawn(async move { carrier.send(sms(PHONE, &format!("queued {i}"))).await })
+    });
+    for r in futures::future::join_all(sends).await {
+        r.unwrap().unwrap();
+    }
+    assert_eq!(w.smsc.max_in_flight.load(Ordering::SeqCst), 1);
+    assert_eq!(w.smsc.accepted().len(), 4);
 }
 
 #[tokio::test]
