@@ -24,9 +24,17 @@
 //!   taken there) is left for that node: offered again after [`ELSEWHERE_DELAY`], to
 //!   whichever node claims it, rather than sent through a dearer carrier;
 //! - at most [`MAX_IN_FLIGHT`] sends run at once;
+//! - texts start in the order they were accepted, give or take those being stored at the
+//!   moment the worker catches up: once a text finds the worker full, later texts are stored
+//!   unleased behind it too, and nothing is handed over again until a claim has found no more
+//!   due than it took. (Before, each place a finished send freed went to whichever came first,
+//!   a new text or the claim, so under sustained load new texts kept overtaking stored ones.)
+//!   While it catches up the worker claims in batches of at least [`CLAIM_BATCH`] (fewer only
+//!   when nearly idle): a place freed by one finished send is not worth a write of its own;
 //! - on shutdown it stops claiming and lets in-flight sends finish for at most
 //!   [`DRAIN_TIMEOUT`]; what is still leased then simply waits for its lease to end.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +56,9 @@ pub const MAX_IN_FLIGHT: usize = 256;
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How soon a text left for another node is offered again (to whichever node claims it).
 pub const ELSEWHERE_DELAY: Duration = Duration::from_millis(500);
+/// Free places the worker waits for before it claims, unless it has fewer sends than this
+/// in flight.
+pub const CLAIM_BATCH: usize = 32;
 
 /// How accepted texts reach the worker: handed over in memory when it has room for them
 /// ([`QueueInlet::reserve`]), otherwise by a wake to claim them from the store. A wake with no
@@ -57,6 +68,10 @@ pub struct QueueInlet {
     wake: Arc<Notify>,
     /// The worker's sends in flight: a handed-over job holds one from before it is stored.
     room: Arc<Semaphore>,
+    /// Texts wait in the store, due, for the worker to claim them: later texts queue behind
+    /// them instead of being handed over. Set from the start until the worker's first claim,
+    /// since a restart may find texts left from before it.
+    behind: Arc<AtomicBool>,
     handed: mpsc::UnboundedSender<Handover>,
     /// Taken by the one worker.
     taken: Arc<std::sync::Mutex<Option<mpsc::UnboundedReceiver<Handover>>>>,
@@ -116,6 +131,7 @@ impl Default for QueueInlet {
         QueueInlet {
             wake: Arc::new(Notify::new()),
             room: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            behind: Arc::new(AtomicBool::new(true)),
             handed,
             taken: Arc::new(std::sync::Mutex::new(Some(taken))),
         }
@@ -132,11 +148,19 @@ impl QueueInlet {
         self.wake.notify_one();
     }
 
-    /// A place in the worker for a text about to be stored, if it has one free (none once it
-    /// has stopped): store the job leased ([`crate::store::Enqueue::leased_until`]), then
-    /// [`Reservation::hand_over`] it. Dropping the reservation frees the place.
+    /// A place in the worker for a text about to be stored, if it has one free and no text
+    /// waits in the store before it (none once it has stopped): store the job leased
+    /// ([`crate::store::Enqueue::leased_until`]), then [`Reservation::hand_over`] it.
+    /// Dropping the reservation frees the place.
     pub fn reserve(&self) -> Option<Reservation> {
-        let room = Arc::clone(&self.room).try_acquire_owned().ok()?;
+        if self.behind.load(Ordering::Acquire) {
+            return None;
+        }
+        let Ok(room) = Arc::clone(&self.room).try_acquire_owned() else {
+            // This text goes to the store unleased; the ones after it must not overtake it.
+            self.behind.store(true, Ordering::Release);
+            return None;
+        };
         Some(Reservation {
             room,
             handed: self.handed.clone(),
@@ -145,6 +169,11 @@ impl QueueInlet {
 
     async fn woken(&self) {
         self.wake.notified().await;
+    }
+
+    /// A claim found no more due texts than it took: texts may be handed over again.
+    fn caught_up(&self) {
+        self.behind.store(false, Ordering::Release);
     }
 }
 
@@ -186,7 +215,8 @@ pub async fn run_worker(state: AppState, shutdown: CancellationToken) {
     while !shutdown.is_cancelled() {
         while in_flight.try_join_next().is_some() {}
         let free = permits.available_permits();
-        if claim_wanted && free > 0 {
+        let batch = free >= CLAIM_BATCH || in_flight.len() < CLAIM_BATCH;
+        if claim_wanted && free > 0 && batch {
             claim_wanted = false;
             let now = Utc::now();
             let lease = chrono::Duration::from_std(state.config.queue.lease()).unwrap_or_default();
@@ -196,6 +226,9 @@ pub async fn run_worker(state: AppState, shutdown: CancellationToken) {
                 Ok(jobs) => {
                     // A full batch: more may be due right now.
                     claim_wanted = jobs.len() >= free;
+                    if !claim_wanted {
+                        state.queue.caught_up();
+                    }
                     for job in jobs {
                         // Sends accepted during the claim may have reserved some of the
                         // places it counted. A job without one waits for it in its own task,
@@ -236,8 +269,8 @@ pub async fn run_worker(state: AppState, shutdown: CancellationToken) {
             }
             _ = state.queue.woken() => claim_wanted = true,
             _ = poll.tick() => claim_wanted = true,
-            // Full with a claim waiting: a finished send makes room for it.
-            Some(_) = in_flight.join_next(), if claim_wanted && permits.available_permits() == 0 => {}
+            // A claim waiting for room: finished sends make it.
+            Some(_) = in_flight.join_next(), if claim_wanted => {}
         }
     }
     // No new places; jobs handed over already are stored and leased to us: send them too.
@@ -468,6 +501,7 @@ mod tests {
     #[test]
     fn a_hand_over_reaches_the_worker_or_comes_back() {
         let inlet = QueueInlet::new();
+        inlet.caught_up();
         let mut worker = inlet.taken.lock().unwrap().take().unwrap();
         let (sent, _) = job(chrono::Duration::zero(), 0);
         let reservation = inlet.reserve().unwrap();
@@ -492,13 +526,19 @@ mod tests {
     }
 
     #[test]
-    fn a_full_worker_reserves_nothing() {
+    fn a_full_worker_reserves_nothing_until_a_claim_has_caught_up() {
         let inlet = QueueInlet::new();
+        // At start texts may wait in the store from before.
+        assert!(inlet.reserve().is_none());
+        inlet.caught_up();
         let places: Vec<_> = (0..MAX_IN_FLIGHT)
             .map(|_| inlet.reserve().unwrap())
             .collect();
         assert!(inlet.reserve().is_none());
+        // Room again, but the text refused above waits in the store: nothing overtakes it.
         drop(places);
+        assert!(inlet.reserve().is_none());
+        inlet.caught_up();
         assert!(inlet.reserve().is_some());
     }
 
