@@ -901,23 +901,28 @@ async fn an_unanswered_submit_times_out_and_gives_back_its_place_in_the_window()
     let unanswered = w.carrier.send(sms(PHONE, "never answered")).await;
     let took = started.elapsed();
     match unanswered {
-        Err(CarrierError::Retryable(why)) => assert!(
-            why.contains("no submit_sm_resp within 300ms"),
-            "{why}"
-        ),
+        Err(CarrierError::Retryable(why)) => {
+            assert!(why.contains("no submit_sm_resp within 300ms"), "{why}")
+        }
         other => panic!("{other:?}"),
     }
     assert!(took >= Duration::from_millis(300), "{took:?}");
     assert!(took < Duration::from_secs(2), "{took:?}");
     // Window 1: the next submit goes out only if the late one gave its place back.
     w.smsc.hold_from.store(-1, Ordering::SeqCst);
-    tokio::time::timeout(Duration::from_secs(3), w.carrier.send(sms(PHONE, "answered")))
-        .await
-        .expect("the window has room again")
-        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(3),
+        w.carrier.send(sms(PHONE, "answered")),
+    )
+    .await
+    .expect("the window has room again")
+    .unwrap();
     // The refusal that finally comes for the first reaches nobody and ends nothing.
     let _ = open_gate.send(true);
-    w.carrier.send(sms(PHONE, "after the late answer")).await.unwrap();
+    w.carrier
+        .send(sms(PHONE, "after the late answer"))
+        .await
+        .unwrap();
     assert_eq!(w.tap.connections.load(Ordering::SeqCst), 1, "one session");
 }
 
