@@ -1033,6 +1033,39 @@ async fn a_dropped_connection_mid_window_loses_and_doubles_nothing() {
     assert_eq!(counts.len(), 20);
 }
 
+/// The link runs on a thread of its own; it must not outlive the runtime that started it
+/// (a test's, say) when nobody cancels its shutdown.
+#[test]
+fn the_link_unbinds_when_the_runtime_that_started_it_stops() {
+    let smsc_runtime = tokio::runtime::Runtime::new().unwrap();
+    let smsc = Smsc::new("secret");
+    let (_server, tap) = smsc_runtime.block_on(async {
+        let (server, port) = start_smsc(smsc.clone(), 30_000).await;
+        (server, Tap::start(port).await)
+    });
+    let carrier_runtime = tokio::runtime::Runtime::new().unwrap();
+    let shutdown = CancellationToken::new();
+    carrier_runtime.block_on(async {
+        let (sink, source) = report_channel(64);
+        let _reports = store_every_report(source);
+        let carrier =
+            SmppCarrier::start_with(config(tap.port), tuning(), sink, shutdown.clone()).unwrap();
+        assert!(carrier.wait_bound(Duration::from_secs(5)).await);
+    });
+    drop(carrier_runtime);
+    smsc_runtime.block_on(async {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while tap.count(Dir::ToSmsc, UNBIND) == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the link unbound");
+    });
+    assert!(!shutdown.is_cancelled());
+    assert_eq!(tap.connections.load(Ordering::SeqCst), 1, "no rebind");
+}
+
 #[tokio::test]
 async fn shutdown_unbinds_cleanly() {
     let w = bound_world(|_| {}).await;
