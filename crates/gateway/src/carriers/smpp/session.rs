@@ -270,10 +270,11 @@ struct Link {
     submits_out: usize,
     seq: u32,
     unflushed: usize,
+    write_wait: Duration,
 }
 
 impl Link {
-    fn new(session: Arc<Session>, window: usize) -> Self {
+    fn new(session: Arc<Session>, window: usize, write_wait: Duration) -> Self {
         Link {
             session,
             pending: HashMap::new(),
@@ -281,6 +282,7 @@ impl Link {
             submits_out: 0,
             seq: BIND_SEQUENCE,
             unflushed: 0,
+            write_wait,
         }
     }
 
@@ -289,7 +291,7 @@ impl Link {
     }
 
     /// Writes a submit, or answers it `Closed` unwritten once the session is draining.
-    async fn submit(&mut self, writer: &mut Writer, request: Request) -> Result<(), EncodeError> {
+    async fn submit(&mut self, writer: &mut Writer, request: Request) -> Result<(), SessionEnd> {
         if self.session.draining.load(Ordering::Acquire) {
             let _ = request.answer.send(Err(RequestError::Closed(
                 "the carrier is shutting down".to_owned(),
@@ -305,7 +307,7 @@ impl Link {
         &mut self,
         writer: &mut Writer,
         submits: &mut mpsc::Receiver<Request>,
-    ) -> Result<(), EncodeError> {
+    ) -> Result<(), SessionEnd> {
         while self.has_room() {
             let Ok(request) = submits.try_recv() else {
                 break;
@@ -333,7 +335,7 @@ impl Link {
         writer: &mut Writer,
         request: Request,
         submit: bool,
-    ) -> Result<(), EncodeError> {
+    ) -> Result<(), SessionEnd> {
         if request.answer.is_closed() {
             return Ok(());
         }
@@ -358,17 +360,28 @@ impl Link {
         .await
     }
 
-    async fn write(&mut self, writer: &mut Writer, command: Command) -> Result<(), EncodeError> {
-        writer.feed(command).await?;
-        self.unflushed = self.unflushed.saturating_add(1);
-        if self.unflushed >= MAX_UNFLUSHED {
-            self.flushed(writer.flush().await)?;
-        }
-        Ok(())
+    /// Writes one PDU. A write still blocked after `write_wait` (the SMSC stopped reading,
+    /// and the link's buffers are full) ends the session: the link cannot read or time out
+    /// requests while it waits here.
+    async fn write(&mut self, writer: &mut Writer, command: Command) -> Result<(), SessionEnd> {
+        let wait = self.write_wait;
+        let written = async {
+            writer.feed(command).await?;
+            self.unflushed = self.unflushed.saturating_add(1);
+            if self.unflushed >= MAX_UNFLUSHED {
+                writer.flush().await?;
+                self.unflushed = 0;
+            }
+            Ok(())
+        };
+        tokio::time::timeout(wait, written)
+            .await
+            .map_err(|_| SessionEnd::Stalled(wait))?
+            .map_err(SessionEnd::Write)
     }
 
-    fn flushed(&mut self, result: Result<(), EncodeError>) -> Result<(), EncodeError> {
-        result?;
+    fn flushed(&mut self, result: Result<(), EncodeError>) -> Result<(), SessionEnd> {
+        result.map_err(SessionEnd::Write)?;
         self.unflushed = 0;
         Ok(())
     }
@@ -553,6 +566,8 @@ pub(crate) enum BindError {
 pub(crate) enum SessionEnd {
     #[error("cannot write to the SMSC: {0}")]
     Write(EncodeError),
+    #[error("the SMSC has read nothing we wrote for {0:?}")]
+    Stalled(Duration),
     #[error("the session is closing")]
     Closing,
     #[error("the SMSC unbound the session")]
@@ -642,7 +657,7 @@ async fn run_session(
     let (session, mut queues) = Session::new(window, inner.tuning.response_timeout);
     let session = Arc::new(session);
     let (mut writer, mut reader) = transport.split();
-    let mut link = Link::new(session.clone(), window);
+    let mut link = Link::new(session.clone(), window, inner.tuning.response_timeout);
     let storing = Arc::new(Semaphore::new(MAX_STORING));
     inner.clear_error();
     inner.current.send_replace(Some(session.clone()));
@@ -685,13 +700,12 @@ async fn run_session(
             Some(outgoing) = queues.outbox.recv() => match outgoing {
                 Outgoing::Request(request) => link.write_request(&mut writer, request, false).await,
                 Outgoing::Response(command) => link.write(&mut writer, command).await,
-            }
-            .map_err(SessionEnd::Write),
+            },
             Some(request) = queues.submits.recv(), if link.has_room() => {
-                link.submit(&mut writer, request).await.map_err(SessionEnd::Write)
+                link.submit(&mut writer, request).await
             }
             flushed = writer.flush(), if link.unflushed > 0 => {
-                link.flushed(flushed).map_err(SessionEnd::Write)
+                link.flushed(flushed)
             }
             _ = sweep.tick(), if !link.pending.is_empty() => {
                 link.expire(Instant::now());
@@ -722,10 +736,7 @@ async fn run_session(
             }
         };
         let ended = match ended {
-            Ok(()) => link
-                .fill_window(&mut writer, &mut queues.submits)
-                .await
-                .map_err(SessionEnd::Write),
+            Ok(()) => link.fill_window(&mut writer, &mut queues.submits).await,
             Err(end) => Err(end),
         };
         if let Err(end) = ended {
@@ -828,7 +839,7 @@ async fn handle(
             // would not make readable: nothing to store, answer at once.
             None => {
                 let resp = answer(CommandStatus::EsmeRok, DeliverSmResp::default().into());
-                link.write(writer, resp).await.map_err(SessionEnd::Write)
+                link.write(writer, resp).await
             }
             // Answered once it is stored, without holding up the PDUs behind it; the permits
             // bound how many wait (the SMSC's own window normally bounds them first).
@@ -859,11 +870,11 @@ async fn handle(
         },
         (CommandId::EnquireLink, _) => {
             let resp = answer(CommandStatus::EsmeRok, Pdu::EnquireLinkResp);
-            link.write(writer, resp).await.map_err(SessionEnd::Write)
+            link.write(writer, resp).await
         }
         (CommandId::Unbind, _) => {
             let resp = answer(CommandStatus::EsmeRok, Pdu::UnbindResp);
-            link.write(writer, resp).await.map_err(SessionEnd::Write)?;
+            link.write(writer, resp).await?;
             Err(SessionEnd::UnboundBySmsc)
         }
         // alert_notification has no response (§4.12).
@@ -874,7 +885,7 @@ async fn handle(
                 seq, "unsupported request from the SMSC; generic_nack"
             );
             let resp = answer(CommandStatus::EsmeRinvcmdid, Pdu::GenericNack);
-            link.write(writer, resp).await.map_err(SessionEnd::Write)
+            link.write(writer, resp).await
         }
     }
 }
