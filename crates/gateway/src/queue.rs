@@ -171,6 +171,12 @@ impl QueueInlet {
         self.wake.notified().await;
     }
 
+    /// Whether a text accepted now would be handed over: the worker has room and no text
+    /// waits in the store before it.
+    pub fn hands_over(&self) -> bool {
+        !self.behind.load(Ordering::Acquire) && self.room.available_permits() > 0
+    }
+
     /// A claim found no more due texts than it took: texts may be handed over again.
     fn caught_up(&self) {
         self.behind.store(false, Ordering::Release);

@@ -294,3 +294,20 @@ async fn a_queued_text_survives_a_restart_and_goes_when_a_carrier_is_back() {
     assert_eq!(outbox[0]["body"], "patience");
     gw.stop().await;
 }
+
+/// Until the worker's first claim has found the store caught up, texts are stored for a claim
+/// (a restart may have left texts that they must not overtake); after it, they are handed to
+/// the worker in memory, and still go out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn texts_are_handed_over_once_the_first_claim_finds_the_store_caught_up() {
+    let gw = TestGateway::start().await;
+    let queue = gw.gateway.as_ref().unwrap().state.queue.clone();
+    eventually(WAIT, || async { queue.hands_over().then_some(()) }).await;
+    let alice = gw.sign_up("alice").await;
+    gw.claim_number(&alice, "646").await;
+    let sent = gw.send(&alice, OUTSIDE, "handed over").await;
+    assert_eq!(sent["status"], "queued");
+    wait_for_status(&gw, &alice, &sent, "delivered").await;
+    assert!(queue.hands_over());
+    gw.stop().await;
+}
