@@ -1758,9 +1758,8 @@ mod routing_and_opt_outs {
         raw: []
     );
 
-    /// `sender_and_addressee` is one snapshot on SQLite and one query on PostgreSQL, while
-    /// PostgreSQL's `addressee` is still the trait's composition of point reads: all must
-    /// answer alike.
+    /// `addressee` is SQLite's one-snapshot read on SQLite and the trait's composition of
+    /// point reads on PostgreSQL: both must answer alike.
     async fn addresses_lead_to_their_accounts(store: SharedStore) {
         let alice = account(&store, "alice").await;
         let bob = account(&store, "bob").await;

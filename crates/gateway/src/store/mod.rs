@@ -496,8 +496,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     }
 
     /// What a send reads before it writes: the sender's account and [`Store::addressee`] of
-    /// `to`, together (SQLite reads both in one snapshot, PostgreSQL in one query, so a send
-    /// costs one read instead of three or four).
+    /// `to`, together (SQLite reads both in one snapshot, so a send costs one read
+    /// transaction instead of three or four).
     async fn sender_and_addressee(
         &self,
         sender: AccountId,

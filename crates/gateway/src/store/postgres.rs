@@ -36,7 +36,6 @@ use airtext_api::identities::IdentityKind;
 use airtext_api::messages::{Direction, Message};
 use airtext_api::sync::{EventKind, SyncEvent};
 use airtext_api::{AccountId, ConversationId, DeviceId, IdentityId, MessageId, SendStatus};
-use airtext_sms::Address;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
@@ -638,66 +637,6 @@ impl Store for PostgresStore {
         .await
         .map_err(closed_or)?;
         row.as_ref().map(rows::account).transpose()
-    }
-
-    /// One round trip instead of the trait's three or four: the addressee's owner is found
-    /// in SQL in the trait's order (the DID's owner before a verified phone's), and the
-    /// sender's and the addressee's accounts come back as rows of one query.
-    async fn sender_and_addressee(
-        &self,
-        sender: AccountId,
-        to: &Address,
-    ) -> StoreResult<(Option<AccountRecord>, Option<AccountRecord>)> {
-        let (did, identity, username) = match to {
-            Address::Phone(number) => (
-                Some(number.as_str()),
-                Some((IdentityKind::Phone, number.as_str())),
-                None,
-            ),
-            Address::ShortCode(_) => (None, None, None),
-            Address::Username(_) => (None, None, to.username()),
-            Address::Email(email) => (None, Some((IdentityKind::Email, email.as_str())), None),
-        };
-        let found = sqlx::query(&format!(
-            "WITH owner AS (SELECT COALESCE( \
-                 (SELECT owner FROM numbers WHERE number = $2), \
-                 (SELECT account_id FROM identities \
-                  WHERE kind = $3 AND value = $4 AND status = 'verified'), \
-                 (SELECT id FROM accounts WHERE username = $5)) AS id) \
-             SELECT owner.id AS owner_id, {} FROM owner \
-             LEFT JOIN accounts a ON a.id = $1 OR a.id = owner.id \
-             LEFT JOIN numbers n ON n.owner = a.id",
-            rows::ACCOUNT_COLUMNS
-        ))
-        .bind(sender.0)
-        .bind(did)
-        .bind(identity.map(|(kind, _)| kind.as_str()))
-        .bind(identity.map(|(_, value)| value))
-        .bind(username)
-        .fetch_all(self.pool()?)
-        .await
-        .map_err(closed_or)?;
-        let mut owner = None;
-        let mut accounts = Vec::with_capacity(found.len());
-        for row in &found {
-            owner = row
-                .try_get::<Option<Uuid>, _>("owner_id")
-                .map_err(corrupt)?
-                .map(AccountId::from);
-            if row
-                .try_get::<Option<Uuid>, _>("id")
-                .map_err(corrupt)?
-                .is_some()
-            {
-                accounts.push(rows::account(row)?);
-            }
-        }
-        let account = |id: AccountId| accounts.iter().find(|a| a.id == id).cloned();
-        let addressee = match owner {
-            None => None,
-            Some(owner) => Some(account(owner).ok_or_else(|| super::owner_gone(to, owner))?),
-        };
-        Ok((account(sender), addressee))
     }
 
     async fn account_by_username(&self, username: &str) -> StoreResult<Option<AccountRecord>> {
