@@ -28,7 +28,8 @@
 //!   before the table was dropped, so an acknowledged submit is never also failed.
 //! - What the link writes is flushed once nothing else is ready (so a burst of responses
 //!   goes out in one write), and at the latest every `MAX_UNFLUSHED` PDUs. A flush the SMSC
-//!   does not read waits without stopping the reading.
+//!   does not read waits without stopping the reading; a write still blocked after the
+//!   response timeout (the SMSC left our buffers full) ends the session.
 //! - Every `deliver_sm` is answered with a `deliver_sm_resp` (§4.6.2) — one that completes a
 //!   receipt or a text only after the gateway has stored it (ESME_RX_T_APPN if it could not,
 //!   so the SMSC resends it); every `enquire_link`
