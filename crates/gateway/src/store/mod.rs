@@ -84,9 +84,6 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-/// I/O and pool failures, and the server's own "going away" errors: SQLSTATE class 08
-/// (connection exception) and 57P01–57P03 (admin shutdown, crash shutdown, cannot connect
-/// now).
 /// An address whose DID or verified identity names an account that no longer exists.
 /// Accounts are never deleted while they hold either, so this is the store's inconsistency.
 fn owner_gone(address: &Address, owner: AccountId) -> StoreError {
@@ -95,6 +92,9 @@ fn owner_gone(address: &Address, owner: AccountId) -> StoreError {
     ))
 }
 
+/// I/O and pool failures, and the server's own "going away" errors: SQLSTATE class 08
+/// (connection exception) and 57P01–57P03 (admin shutdown, crash shutdown, cannot connect
+/// now).
 fn is_connection_lost(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_)
