@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::addresses::AddressReader;
 use crate::carriers::reports::ReportSource;
 use crate::config::Config;
-use crate::http::AppState;
+use crate::http::{AppState, Services};
 use crate::push::PushHub;
 use crate::queue::QueueInlet;
 use crate::rate_limit::RateLimiter;
@@ -109,7 +109,7 @@ impl Gateway {
             background.spawn(push.clone().follow_resyncs(resyncs, shutdown.clone()));
         }
 
-        let state = AppState {
+        let state = AppState::new(Services {
             mailer: mail::mailer_from_config(&config, simulator.clone())?,
             rate_limits,
             store,
@@ -122,7 +122,7 @@ impl Gateway {
             queue: QueueInlet::new(),
             config: Arc::new(config),
             shutdown: shutdown.clone(),
-        };
+        });
 
         background.spawn(queue::run_worker(state.clone(), shutdown.clone()));
         background.spawn(store_carrier_reports(
