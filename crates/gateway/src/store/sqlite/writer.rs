@@ -710,7 +710,7 @@ fn execute(conn: &Connection, op: &Op, fx: &mut Effects<'_>) -> StoreResult<Out>
         Op::MarkVerified { account, id, at } => mark_verified(conn, account, id, at),
         Op::Deliver(ref delivery) => deliver(conn, fx, delivery),
         Op::UpdateStatus(ref update) => {
-            let outcome = apply_status(
+            let changed = apply_status(
                 conn,
                 fx,
                 update.message_id,
@@ -719,7 +719,14 @@ fn execute(conn: &Connection, op: &Op, fx: &mut Effects<'_>) -> StoreResult<Out>
                 update.at,
             )?
             .ok_or(StoreError::NotFound)?;
-            Ok(Out::Status(outcome))
+            let message = one(
+                conn,
+                &MESSAGE_BY_ID,
+                params![blob(&update.message_id.0)],
+                |row| rows::message(row),
+            )?
+            .ok_or(StoreError::NotFound)?;
+            Ok(Out::Status(StatusOutcome { message, changed }))
         }
         Op::MarkRead {
             account,
@@ -1176,15 +1183,30 @@ static FIRST_SEND: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-static MESSAGE_WITH_OWNER: LazyLock<String> = LazyLock::new(|| {
+static MESSAGE_BY_ID: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT m.account_id AS owner, {} FROM messages m WHERE m.id = ?1",
+        "SELECT {} FROM messages m WHERE m.id = ?1",
         rows::MESSAGE_COLUMNS
     )
 });
 
-/// Applies a status report through `SendStatus::advance`. `None` when the message does not
-/// exist.
+/// What a status change needs of its message. Not the whole row: every text sent has its
+/// status advanced at least once, in the single writer, and decoding its body and addresses
+/// there was for nothing.
+struct StatusRow {
+    owner: AccountId,
+    conversation_id: ConversationId,
+    status: SendStatus,
+    failure_reason: Option<String>,
+}
+
+const STATUS_ROW: &str =
+    "SELECT account_id, conversation_id, status, failure_reason FROM messages WHERE id = ?1";
+
+/// Whether a status report found its message (`None`: no such message) and moved it.
+type Advanced = Option<bool>;
+
+/// Applies a status report through `SendStatus::advance`.
 fn apply_status(
     conn: &Connection,
     fx: &mut Effects<'_>,
@@ -1192,7 +1214,7 @@ fn apply_status(
     incoming: SendStatus,
     failure_reason: Option<String>,
     at: DateTime<Utc>,
-) -> StoreResult<Option<StatusOutcome>> {
+) -> StoreResult<Advanced> {
     advance_status(conn, fx, id, incoming, failure_reason, at, None)
 }
 
@@ -1213,12 +1235,16 @@ fn advance_status(
     failure_reason: Option<String>,
     at: DateTime<Utc>,
     sent_through: Option<&SentThrough<'_>>,
-) -> StoreResult<Option<StatusOutcome>> {
-    let Some((account, mut message)) =
-        one(conn, &MESSAGE_WITH_OWNER, params![blob(&id.0)], |row| {
-            Ok((AccountId::from(row.uuid("owner")?), rows::message(row)?))
-        })?
-    else {
+) -> StoreResult<Advanced> {
+    let found = one(conn, STATUS_ROW, params![blob(&id.0)], |row| {
+        Ok(StatusRow {
+            owner: AccountId::from(row.uuid("account_id")?),
+            conversation_id: ConversationId::from(row.uuid("conversation_id")?),
+            status: rows::status(&row.text("status")?)?,
+            failure_reason: row.opt_text("failure_reason")?,
+        })
+    })?;
+    let Some(message) = found else {
         return Ok(None);
     };
     let Some(next) = message.status.advance(incoming) else {
@@ -1235,10 +1261,7 @@ fn advance_status(
                 ],
             )?;
         }
-        return Ok(Some(StatusOutcome {
-            message,
-            changed: false,
-        }));
+        return Ok(Some(false));
     };
     let reason = if next == SendStatus::Failed {
         failure_reason
@@ -1269,28 +1292,20 @@ fn advance_status(
             ],
         )?,
     };
-    message.status = next;
-    if reason.is_some() {
-        message.failure_reason = reason;
-    }
-    message.updated_at = at;
     append(
         conn,
         fx,
-        account,
+        message.owner,
         at,
         &EventKind::MessageStatus {
-            message_id: message.id,
+            message_id: id,
             conversation_id: message.conversation_id,
             status: next,
-            failure_reason: message.failure_reason.clone(),
+            failure_reason: reason.or(message.failure_reason),
             updated_at: at,
         },
     )?;
-    Ok(Some(StatusOutcome {
-        message,
-        changed: true,
-    }))
+    Ok(Some(true))
 }
 
 /// Recounts unread from the marker: inbound messages after it (all inbound when unset).
@@ -1581,7 +1596,7 @@ fn apply_receipts(
                 )?;
                 ReceiptOutcome::Applied {
                     message_id,
-                    changed: applied.is_some_and(|outcome| outcome.changed),
+                    changed: applied == Some(true),
                 }
             }
             None => {
