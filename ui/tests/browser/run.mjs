@@ -386,7 +386,18 @@ try {
       const firstRender = performance.now() - t0;
       const rows = document.querySelectorAll('#messages [role=listitem]').length;
       const vp = document.getElementById('messages');
-      const atBottom = Math.abs(vp.scrollTop + vp.clientHeight - vp.scrollHeight) < 4;
+      // Rows are measured as they render and each measurement may move the view, so the list
+      // settles over a few frames, more on a loaded machine (two frames were once not enough
+      // in CI): it must reach the newest message within a second.
+      let settled = null;
+      while (performance.now() - t0 < 1000) {
+        if (Math.abs(vp.scrollTop + vp.clientHeight - vp.scrollHeight) < 4) {
+          settled = performance.now() - t0;
+          break;
+        }
+        await new Promise((r) => requestAnimationFrame(r));
+      }
+      const atBottom = settled !== null;
       // The viewport shrinks after opening (a status bar or the composer's hint appears): the
       // newest message stays in view.
       vp.style.height = 'calc(100% - 150px)';
@@ -404,11 +415,11 @@ try {
       await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
       await new Promise((r) => setTimeout(r, 100));
       const after = document.querySelector(`[data-key="${anchorKey}"]`)?.getBoundingClientRect().top;
-      return { firstRender, rows, atBottom, atBottomAfterShrink, drift: after === undefined ? null : Math.abs(after - anchorTop) };
+      return { firstRender, settled, rows, atBottom, atBottomAfterShrink, drift: after === undefined ? null : Math.abs(after - anchorTop) };
     });
-    console.log(`     50k thread: first render ${result.firstRender.toFixed(0)} ms, ${result.rows} rows in the DOM, drift ${result.drift}px`);
+    console.log(`     50k thread: first render ${result.firstRender.toFixed(0)} ms, at the newest message after ${result.settled === null ? 'never' : `${result.settled.toFixed(0)} ms`}, ${result.rows} rows in the DOM, drift ${result.drift}px`);
     assert(result.rows > 5 && result.rows < 120, `a window of rows, not all (${result.rows})`);
-    assert(result.atBottom, 'opens at the newest message');
+    assert(result.atBottom, 'opens at the newest message within a second');
     assert(result.atBottomAfterShrink, 'stays at the newest message when the viewport shrinks');
     assert(result.drift !== null && result.drift < 4, `kept its place (drift ${result.drift})`);
   });
