@@ -1753,6 +1753,7 @@ mod routing_and_opt_outs {
             opt_outs_are_per_pair_and_idempotent,
             an_opted_out_recipient_refuses_the_send,
             addresses_lead_to_their_accounts,
+            a_send_sees_every_change_to_the_accounts_it_reads,
             a_job_stored_leased_waits_for_its_lease,
         ],
         raw: []
@@ -1826,6 +1827,80 @@ mod routing_and_opt_outs {
             .await
             .unwrap();
         assert!(sender.is_none());
+    }
+
+    /// SQLite serves these reads from memory after the first (kept true by its writer): each
+    /// change to what a send reads must show in the very next send, on both engines.
+    async fn a_send_sees_every_change_to_the_accounts_it_reads(store: SharedStore) {
+        let alice = account(&store, "alice").await;
+        let bob = account(&store, "bob").await;
+        let did = "+14155550002";
+        let inventory = [InventoryNumber {
+            number: did.into(),
+            carrier: "sim".into(),
+            country: "US".into(),
+        }];
+        store.add_inventory(&inventory).await.unwrap();
+        let address = |s: &str| airtext_sms::Address::parse(s, None).unwrap();
+        let looked_up = |sender: AccountId, to: &'static str| {
+            let store = store.clone();
+            async move {
+                let (sender, addressee) = store
+                    .sender_and_addressee(sender, &address(to))
+                    .await
+                    .unwrap();
+                let sender = sender.unwrap();
+                (sender.number, addressee.map(|a| a.id))
+            }
+        };
+        // Twice each time: the second may come from memory.
+        for _ in 0..2 {
+            assert_eq!(looked_up(alice, did).await, (None, None));
+            assert_eq!(looked_up(alice, "@carol").await, (None, None));
+            assert_eq!(looked_up(alice, "+12025550199").await, (None, None));
+        }
+
+        store.claim_number(bob, did, now()).await.unwrap();
+        for _ in 0..2 {
+            assert_eq!(looked_up(alice, did).await, (None, Some(bob)));
+            assert_eq!(
+                looked_up(bob, "@alice").await,
+                (Some(did.into()), Some(alice))
+            );
+        }
+
+        store
+            .release_number(bob, did, now() - Duration::seconds(1))
+            .await
+            .unwrap();
+        for _ in 0..2 {
+            assert_eq!(looked_up(alice, did).await, (None, None));
+            assert_eq!(looked_up(bob, "@alice").await, (None, Some(alice)));
+        }
+
+        store.claim_number(alice, did, now()).await.unwrap();
+        assert_eq!(looked_up(alice, did).await, (Some(did.into()), Some(alice)));
+
+        let carol = account(&store, "carol").await;
+        assert_eq!(
+            looked_up(alice, "@carol").await,
+            (Some(did.into()), Some(carol))
+        );
+
+        let code = NewIdentityCode {
+            id: IdentityId::new(),
+            account_id: carol,
+            kind: IdentityKind::Phone,
+            value: "+12025550199".into(),
+            code_hash: "h".into(),
+            expires_at: now() + Duration::minutes(10),
+            now: now(),
+        };
+        let id = store.put_identity_code(code).await.unwrap();
+        // Pending is not verified: still out of network.
+        assert_eq!(looked_up(alice, "+12025550199").await.1, None);
+        store.mark_verified(carol, id, now()).await.unwrap();
+        assert_eq!(looked_up(alice, "+12025550199").await.1, Some(carol));
     }
 
     async fn an_opted_out_recipient_refuses_the_send(store: SharedStore) {

@@ -39,6 +39,39 @@ pub(super) fn opt_blob(id: &Option<Uuid>) -> Option<&[u8]> {
     id.as_ref().map(blob)
 }
 
+/// Makes this store the database file's one user, or says which file another process (or
+/// another store in this process) is using. Everything the writer keeps in memory instead
+/// of reading it back (each log's newest seq, the caches) is true only if no one else
+/// writes. The lock is an advisory `flock` on the file itself, which SQLite's own locks
+/// (`fcntl`) never meet; it is held as long as the returned file is open, and the kernel
+/// drops it when the process dies, so a crashed gateway never blocks its restart.
+pub(super) fn own_file(path: &Path) -> StoreResult<std::fs::File> {
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path);
+    let file = opened.map_err(|e| {
+        StoreError::Unavailable(format!(
+            "cannot open the database file {}: {e}",
+            path.display()
+        ))
+    })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Unavailable(format!(
+            "the database file {} is in use by another gateway: only one may use a SQLite \
+             database at a time (stop the other one, or use PostgreSQL to run several)",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Unavailable(format!(
+            "cannot lock the database file {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
 /// Opens the write connection of a database file.
 pub(super) fn open_writer(path: &Path) -> StoreResult<Connection> {
     let conn = Connection::open_with_flags(

@@ -9,7 +9,10 @@
 //! (one indexed row) runs right in the calling task, which costs a few microseconds and no
 //! thread hand-off; a read of a page of rows runs on tokio's blocking pool, so a long page
 //! never holds up the runtime's workers. An in-memory database (`sqlite::memory:`) has one
-//! connection, the writer's, and its reads queue there.
+//! connection, the writer's, and its reads queue there. The reads every request makes
+//! (the device a token authenticates; a send's sender and addressee) are served from memory
+//! after the first ([`cache`]): the writer, the database's only writer, evicts what each
+//! group changes before the group is answered.
 //!
 //! sqlx still opens a file database first to run the migrations (`migrations/sqlite`, tracked
 //! in `_sqlx_migrations` as before); see docs/decisions.md for why SQLite is no longer driven
@@ -17,14 +20,14 @@
 //!
 //! Ids are 16-byte UUID blobs; timestamps are INTEGER microseconds (UTC), exact and ordered.
 
+mod cache;
 mod conn;
 mod durability;
 mod writer;
 
-use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
 
 use airtext_api::contacts::Contact;
 use airtext_api::conversations::Conversation;
@@ -48,6 +51,7 @@ use super::{
     NumberSearch, OutboundJob, OutboundOutcome, ReceiptOutcome, StatusOutcome, StatusUpdate, Store,
     StoreError, StoreResult, TokenHash,
 };
+use cache::Caches;
 use conn::{
     all, blob, first_int, first_opt_uuid, first_uuid, in_snapshot, one, opt_blob, ReadPool,
 };
@@ -57,8 +61,6 @@ use writer::{Cmd, Op, Out};
 /// How many commands may wait for the writer before senders wait too (back-pressure).
 const QUEUE_DEPTH: usize = 16_384;
 const LOG_CAPACITY: usize = 65_536;
-/// Past this many cached device tokens the cache starts over (it only saves reads).
-const TOKEN_CACHE_CAP: usize = 100_000;
 
 /// The schema, embedded: the files under `migrations/sqlite` are its only source.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -72,7 +74,10 @@ pub struct SqliteStore {
     durability: Option<Arc<Durability>>,
     log: broadcast::Sender<LogAdvanced>,
     closed: AtomicBool,
-    tokens: TokenCache,
+    /// Devices and accounts as requests look them up, kept true by the writer.
+    caches: Arc<Caches>,
+    /// A database file's lock ([`conn::own_file`]), held until the store closes.
+    owner: std::sync::Mutex<Option<std::fs::File>>,
 }
 
 /// Where reads run.
@@ -82,49 +87,6 @@ enum Reads {
     Pool(Arc<ReadPool>),
     /// An in-memory database: the writer's connection, between its transactions.
     Writer,
-}
-
-/// Devices by token hash, so authenticating a request is no read at all. Sound because this process is the database's only writer: a device row changes
-/// only through [`SqliteStore::revoke_device`] (deleted) and `last_seen_at` (kept here too).
-/// A revoke bumps `generation` before it writes and again, under the lock, after it commits
-/// and evicts; a read that missed caches its row only if no revoke began since it started,
-/// so a row read before a revoke's commit can never be cached after its eviction.
-#[derive(Debug, Default)]
-struct TokenCache {
-    generation: AtomicU64,
-    devices: Mutex<HashMap<[u8; 32], DeviceRecord>>,
-}
-
-impl TokenCache {
-    fn get(&self, token: &TokenHash) -> Option<DeviceRecord> {
-        self.devices.lock().ok()?.get(&token.0).cloned()
-    }
-
-    fn put(&self, token: &TokenHash, device: &DeviceRecord, generation: u64) {
-        if let Ok(mut devices) = self.devices.lock() {
-            if self.generation.load(Ordering::Acquire) != generation {
-                return;
-            }
-            if devices.len() >= TOKEN_CACHE_CAP {
-                devices.clear();
-            }
-            devices.insert(token.0, device.clone());
-        }
-    }
-
-    fn evict(&self, device: DeviceId) {
-        match self.devices.lock() {
-            Ok(mut devices) => {
-                devices.retain(|_, cached| cached.id != device);
-                self.generation.fetch_add(1, Ordering::AcqRel);
-            }
-            Err(poisoned) => {
-                let mut devices = poisoned.into_inner();
-                devices.clear();
-                self.generation.fetch_add(1, Ordering::AcqRel);
-            }
-        }
-    }
 }
 
 impl SqliteStore {
@@ -140,15 +102,17 @@ impl SqliteStore {
             .starts_with("file:sqlx-in-memory")
             || url.contains(":memory:")
             || url.contains("mode=memory");
-        let (write, file, reads) = if in_memory {
+        let (write, file, reads, owner) = if in_memory {
             let write = conn::open_memory()?;
             for migration in MIGRATOR.iter() {
                 if !migration.migration_type.is_down_migration() {
                     write.execute_batch(&migration.sql)?;
                 }
             }
-            (write, None, Reads::Writer)
+            (write, None, Reads::Writer, None)
         } else {
+            let path = base.get_filename().to_owned();
+            let owner = conn::own_file(&path)?;
             // sqlx applies the migrations, recording them in `_sqlx_migrations` as it always
             // has, so databases made by earlier versions carry on unchanged.
             let mut migrating: SqliteConnection = base
@@ -160,27 +124,28 @@ impl SqliteStore {
                 .await?;
             MIGRATOR.run(&mut migrating).await?;
             migrating.close().await?;
-            let path = base.get_filename().to_owned();
             let write = conn::open_writer(&path)?;
             let file = writer::FileDurability {
                 checkpoints: writer::Checkpoints::new(conn::open_checkpointer(&path)?),
                 durability: Durability::new(),
             };
             let reads = Reads::Pool(Arc::new(ReadPool::new(path)?));
-            (write, Some(file), reads)
+            (write, Some(file), reads, Some(owner))
         };
 
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let (log, _) = broadcast::channel(LOG_CAPACITY);
         let durability = file.as_ref().map(|file| Arc::clone(&file.durability));
-        writer::spawn(write, file, rx, log.clone())?;
+        let caches = Arc::new(Caches::default());
+        writer::spawn(write, file, rx, log.clone(), Arc::clone(&caches))?;
         Ok(SqliteStore {
             writer: tx,
             reads,
             durability,
             log,
             closed: AtomicBool::new(false),
-            tokens: TokenCache::default(),
+            caches,
+            owner: std::sync::Mutex::new(owner),
         })
     }
 
@@ -396,6 +361,10 @@ impl Store for SqliteStore {
         if let Reads::Pool(pool) = &self.reads {
             pool.close();
         }
+        // The writer has closed its connection: another store may open the file now.
+        if let Ok(mut owner) = self.owner.lock() {
+            owner.take();
+        }
     }
 
     async fn create_account(&self, account: NewAccount) -> StoreResult<()> {
@@ -426,8 +395,8 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> StoreResult<Option<DeviceRecord>> {
         self.check_open()?;
-        let generation = self.tokens.generation.load(Ordering::Acquire);
-        let device = match self.tokens.get(token) {
+        let generation = self.caches.devices.generation();
+        let device = match self.caches.device(token) {
             Some(device) => device,
             None => {
                 let hash = token.0;
@@ -441,7 +410,7 @@ impl Store for SqliteStore {
                 let Some(device) = found else {
                     return Ok(None);
                 };
-                self.tokens.put(token, &device, generation);
+                self.caches.devices.put(token.0, device.clone(), generation);
                 device
             }
         };
@@ -452,7 +421,7 @@ impl Store for SqliteStore {
                 last_seen_at: now,
                 ..device
             };
-            self.tokens.put(token, &device, generation);
+            self.caches.devices.put(token.0, device.clone(), generation);
             return Ok(Some(device));
         }
         Ok(Some(device))
@@ -472,10 +441,8 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_device(&self, account: AccountId, device: DeviceId) -> StoreResult<()> {
-        self.tokens.generation.fetch_add(1, Ordering::AcqRel);
-        let revoked = self.write_done(Op::RevokeDevice { account, device }).await;
-        self.tokens.evict(device);
-        revoked
+        // The writer evicts the device's cached tokens right after the COMMIT.
+        self.write_done(Op::RevokeDevice { account, device }).await
     }
 
     async fn add_inventory(&self, numbers: &[InventoryNumber]) -> StoreResult<()> {
@@ -620,13 +587,27 @@ impl Store for SqliteStore {
         sender: AccountId,
         to: &Address,
     ) -> StoreResult<(Option<AccountRecord>, Option<AccountRecord>)> {
-        let to = to.clone();
-        self.lookup(move |conn| {
-            in_snapshot(conn, |conn| {
-                Ok((account_in(conn, sender)?, addressee_in(conn, &to)?))
+        if let Some(found) = self.caches.sender_and_addressee(sender, to) {
+            return Ok(found);
+        }
+        let generation = (
+            self.caches.senders.generation(),
+            self.caches.addressees.generation(),
+        );
+        let address = to.clone();
+        let (from, to_account) = self
+            .lookup(move |conn| {
+                in_snapshot(conn, |conn| {
+                    Ok((account_in(conn, sender)?, addressee_in(conn, &address)?))
+                })
             })
-        })
-        .await
+            .await?;
+        let caches = &self.caches;
+        caches.senders.put(sender, from.clone(), generation.0);
+        caches
+            .addressees
+            .put(to.clone(), to_account.clone(), generation.1);
+        Ok((from, to_account))
     }
 
     async fn deliver(&self, delivery: Delivery) -> StoreResult<Delivered> {
@@ -965,5 +946,27 @@ impl Store for SqliteStore {
             Out::Removed(n) => Ok(n),
             other => Err(unexpected(&other)),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_database_file_has_one_store_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("airtext.db").display());
+        let first = SqliteStore::open(&url).await.unwrap();
+        let refused = SqliteStore::open(&url).await.unwrap_err().to_string();
+        assert!(
+            refused.contains("airtext.db is in use by another gateway"),
+            "{refused}"
+        );
+        first.close().await;
+        let second = SqliteStore::open(&url).await.unwrap();
+        second.ping().await.unwrap();
+        second.close().await;
     }
 }

@@ -42,6 +42,7 @@ use super::super::{
     NewDevice, NewIdentityCode, NewMessage, OutboundJob, OutboundOutcome, ReceiptOutcome,
     StatusOutcome, StatusUpdate, StoreError, StoreResult,
 };
+use super::cache::{Caches, Changes};
 use super::conn::{self, all, blob, first_int, first_opt_uuid, first_uuid, one, opt_blob, run};
 use super::durability::{self, Committed, Durability, Syncer};
 
@@ -125,6 +126,36 @@ pub(super) enum Op {
     ExpireEarlyReceipts {
         received_before: DateTime<Utc>,
     },
+}
+
+impl Op {
+    /// Whether this write may change what a send reads about accounts (an account, its DID,
+    /// its verified identities, who owns a number): then [`super::cache::Caches`] forgets
+    /// the accounts it holds. No catch-all arm, so a new kind of write has to decide.
+    pub(super) fn changes_accounts(&self) -> bool {
+        match self {
+            Op::CreateAccount(_)
+            | Op::AddInventory(_)
+            | Op::ClaimNumber { .. }
+            | Op::ReleaseNumber { .. }
+            | Op::PutIdentityCode(_)
+            | Op::CountFailedAttempt { .. }
+            | Op::MarkVerified { .. } => true,
+            Op::CreateDevice(_)
+            | Op::TouchDevice { .. }
+            | Op::RevokeDevice { .. }
+            | Op::Deliver(_)
+            | Op::UpdateStatus(_)
+            | Op::MarkRead { .. }
+            | Op::DeleteMessage { .. }
+            | Op::PutContact { .. }
+            | Op::ClaimOutbound { .. }
+            | Op::FinishOutbound { .. }
+            | Op::SetOptOut { .. }
+            | Op::ApplyReceipts(_)
+            | Op::ExpireEarlyReceipts { .. } => false,
+        }
+    }
 }
 
 /// What a write answers.
@@ -302,6 +333,7 @@ pub(super) fn spawn(
     file: Option<FileDurability>,
     rx: mpsc::Receiver<Cmd>,
     log: broadcast::Sender<LogAdvanced>,
+    caches: Arc<Caches>,
 ) -> StoreResult<()> {
     let failed = |e: std::io::Error| StoreError::Unavailable(format!("cannot start a thread: {e}"));
     let (settle, checkpointer) = match file {
@@ -320,7 +352,7 @@ pub(super) fn spawn(
     };
     std::thread::Builder::new()
         .name("sqlite-writer".into())
-        .spawn(move || writer(conn, settle, checkpointer, rx))
+        .spawn(move || writer(conn, settle, checkpointer, rx, &caches))
         .map(|_| ())
         .map_err(failed)
 }
@@ -445,6 +477,7 @@ fn writer(
     settle: Settle,
     checkpointer: Option<CheckpointTrigger>,
     mut rx: mpsc::Receiver<Cmd>,
+    caches: &Caches,
 ) {
     let mut closers = Vec::new();
     let mut batch = Vec::with_capacity(BATCH_CAP);
@@ -481,7 +514,7 @@ fn writer(
             }
             continue;
         }
-        run_batch(&conn, writes, &settle, &mut seqs);
+        run_batch(&conn, writes, &settle, &mut seqs, caches);
         if let Some(checkpointer) = &checkpointer {
             checkpointer.committed();
         }
@@ -521,10 +554,31 @@ fn unavailable_reason(error: StoreError) -> String {
     }
 }
 
+/// What the group in progress may change that other threads cache: evicted right after its
+/// COMMIT, before anyone is answered (see [`super::cache`]).
+struct Evictions<'a> {
+    caches: &'a Caches,
+    changes: Changes,
+}
+
+impl Evictions<'_> {
+    fn apply(&self) {
+        if !self.changes.is_empty() {
+            self.caches.evict(&self.changes);
+        }
+    }
+}
+
 /// Writes the group's log counters and COMMITs the open transaction as group `group`; on
 /// failure rolls back and hands the group over empty, so readers waiting for its number are
-/// released.
-fn commit(conn: &Connection, settle: &Settle, group: u64, seqs: &mut Seqs) -> StoreResult<()> {
+/// released. Either way, evicts what the group may have changed from the caches.
+fn commit(
+    conn: &Connection,
+    settle: &Settle,
+    group: u64,
+    seqs: &mut Seqs,
+    evictions: &Evictions<'_>,
+) -> StoreResult<()> {
     let unavailable = StoreError::Unavailable;
     let committed = if conn.is_autocommit() {
         Err(unavailable(
@@ -539,6 +593,7 @@ fn commit(conn: &Connection, settle: &Settle, group: u64, seqs: &mut Seqs) -> St
                 exec(conn, "COMMIT").map_err(|e| unavailable(format!("commit failed: {e}")))
             })
     };
+    evictions.apply();
     if committed.is_ok() {
         seqs.committed();
     } else {
@@ -552,10 +607,20 @@ fn commit(conn: &Connection, settle: &Settle, group: u64, seqs: &mut Seqs) -> St
     committed
 }
 
-fn run_batch(conn: &Connection, writes: Vec<(Op, Reply)>, settle: &Settle, seqs: &mut Seqs) {
+fn run_batch(
+    conn: &Connection,
+    writes: Vec<(Op, Reply)>,
+    settle: &Settle,
+    seqs: &mut Seqs,
+    caches: &Caches,
+) {
+    let evictions = Evictions {
+        caches,
+        changes: Changes::of(writes.iter().map(|(op, _)| op)),
+    };
     // Commands rarely fail, so the group first runs as one plain transaction: no savepoint
     // per command, whose undo copies of every page it touches cost more than the command.
-    if let Some((group, outs)) = run_plain(conn, &writes, settle, seqs) {
+    if let Some((group, outs)) = run_plain(conn, &writes, settle, seqs, &evictions) {
         let mut advanced = Vec::new();
         let answers = writes
             .into_iter()
@@ -575,7 +640,7 @@ fn run_batch(conn: &Connection, writes: Vec<(Op, Reply)>, settle: &Settle, seqs:
     // One failed (and the whole group was rolled back): run it again with a savepoint per
     // command, so the failure is undone alone. Same statements on the same data, so the
     // same answers, as if this were the only way it ran.
-    run_with_savepoints(conn, writes, settle, seqs);
+    run_with_savepoints(conn, writes, settle, seqs, &evictions);
 }
 
 /// A command's answer and the logs it advanced.
@@ -588,6 +653,7 @@ fn run_plain(
     writes: &[(Op, Reply)],
     settle: &Settle,
     seqs: &mut Seqs,
+    evictions: &Evictions<'_>,
 ) -> Option<(u64, Vec<Executed>)> {
     exec(conn, "BEGIN IMMEDIATE").ok()?;
     seqs.begin();
@@ -603,7 +669,7 @@ fn run_plain(
         }
     }
     let group = settle.before_commit(seqs);
-    commit(conn, settle, group, seqs).ok()?;
+    commit(conn, settle, group, seqs, evictions).ok()?;
     Some((group, outs))
 }
 
@@ -612,6 +678,7 @@ fn run_with_savepoints(
     writes: Vec<(Op, Reply)>,
     settle: &Settle,
     seqs: &mut Seqs,
+    evictions: &Evictions<'_>,
 ) {
     seqs.begin();
     if let Err(error) = exec(conn, "BEGIN IMMEDIATE") {
@@ -668,7 +735,7 @@ fn run_with_savepoints(
         }
         None => {
             let group = settle.before_commit(seqs);
-            commit(conn, settle, group, seqs)
+            commit(conn, settle, group, seqs, evictions)
                 .map(|()| group)
                 .map_err(unavailable_reason)
         }
