@@ -2,7 +2,8 @@
 //!
 //! `hey` repeats one request body, and `POST /v1/messages` is idempotent by `client_id`: every
 //! repeat would be the first message again. This sends `-n` requests over `-c` keep-alive
-//! connections, each body with a fresh `client_id`, and prints its summary in `hey`'s format
+//! connections, each body with a fresh `client_id` made as airtext-client makes it (a UUIDv7,
+//! time-ordered), and prints its summary in `hey`'s format
 //! (the lines smsbench's `lib.sh` reads: `Total:`, `50% in`, `99% in`, `[code] N responses`).
 //!
 //! cargo run --release -p airtext-gateway --example smsbench_load -- \
@@ -84,7 +85,8 @@ async fn main() {
                 let request = serde_json::json!({
                     "to": to,
                     "body": body,
-                    "client_id": uuid::Uuid::new_v4(),
+                    // What airtext-client sends: a time-ordered id (UUIDv7).
+                    "client_id": airtext_api::ClientId::new(),
                 });
                 let t = Instant::now();
                 let outcome = http
