@@ -61,6 +61,9 @@ pub enum StoreError {
     OptedOut,
     #[error("the store is shutting down or unreachable: {0}")]
     Unavailable(String),
+    /// The database file is another store's (see `sqlite::conn::own_file`); only at open.
+    #[error("{0}")]
+    InUse(String),
     #[error("stored data is not what this version expects: {0}")]
     Corrupt(String),
     #[error(transparent)]

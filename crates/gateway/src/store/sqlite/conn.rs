@@ -44,7 +44,8 @@ pub(super) fn opt_blob(id: &Option<Uuid>) -> Option<&[u8]> {
 /// of reading it back (each log's newest seq, the caches) is true only if no one else
 /// writes. The lock is an advisory `flock` on the file itself, which SQLite's own locks
 /// (`fcntl`) never meet; it is held as long as the returned file is open, and the kernel
-/// drops it when the process dies, so a crashed gateway never blocks its restart.
+/// drops it when the process dies, so a crashed gateway never blocks its restart. (Not on
+/// other systems than Unix, where the gateway is not deployed: there nothing is locked.)
 pub(super) fn own_file(path: &Path) -> StoreResult<std::fs::File> {
     let opened = std::fs::OpenOptions::new()
         .read(true)
@@ -58,18 +59,28 @@ pub(super) fn own_file(path: &Path) -> StoreResult<std::fs::File> {
             path.display()
         ))
     })?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Unavailable(format!(
-            "the database file {} is in use by another gateway: only one may use a SQLite \
-             database at a time (stop the other one, or use PostgreSQL to run several)",
-            path.display()
-        ))),
-        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Unavailable(format!(
-            "cannot lock the database file {}: {e}",
-            path.display()
-        ))),
+    #[cfg(unix)]
+    {
+        use rustix::fs::{flock, FlockOperation};
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                return Err(StoreError::InUse(format!(
+                    "the database file {} is in use by another gateway: only one may use a \
+                     SQLite database at a time (stop the other one, or use PostgreSQL to run \
+                     several)",
+                    path.display()
+                )))
+            }
+            Err(e) => {
+                return Err(StoreError::Unavailable(format!(
+                    "cannot lock the database file {}: {e}",
+                    path.display()
+                )))
+            }
+        }
     }
+    Ok(file)
 }
 
 /// Opens the write connection of a database file.

@@ -959,9 +959,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("airtext.db").display());
         let first = SqliteStore::open(&url).await.unwrap();
-        let refused = SqliteStore::open(&url).await.unwrap_err().to_string();
+        let refused = SqliteStore::open(&url).await.unwrap_err();
         assert!(
-            refused.contains("airtext.db is in use by another gateway"),
+            matches!(&refused, StoreError::InUse(message)
+                if message.contains("airtext.db is in use by another gateway")),
             "{refused}"
         );
         first.close().await;
