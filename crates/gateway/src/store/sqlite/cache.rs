@@ -4,7 +4,7 @@
 //!
 //! Sound because this process's writer thread is the database's only writer, and it evicts
 //! what a group may have changed right after the group's COMMIT, before anyone is answered
-//! ([`Caches::committed`]). Each cache has a generation, which an eviction bumps under the
+//! ([`Caches::evict`]). Each cache has a generation, which an eviction bumps under the
 //! cache's lock. A read that missed loads the generation before its snapshot and caches its
 //! rows only if the generation is unchanged, compared under the same lock. So a row read
 //! before a COMMIT is either evicted by that COMMIT's eviction or refused after it: it is

@@ -1631,7 +1631,7 @@ fn set_opt_out(
 }
 
 /// The message a carrier knows by this id: the first by id, as
-/// [`super::SqliteStore::message_by_carrier_id`] answers.
+/// [`Store::message_by_carrier_id`](super::super::Store::message_by_carrier_id) answers.
 const MESSAGE_BY_CARRIER_ID: &str = "SELECT id FROM messages \
      WHERE carrier = ?1 AND carrier_message_id = ?2 ORDER BY id LIMIT 1";
 
