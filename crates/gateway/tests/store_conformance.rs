@@ -1657,6 +1657,9 @@ async fn subscribers_hear_of_commits(store: SharedStore) {
 async fn writes_after_close_are_unavailable(store: SharedStore) {
     let alice = account(&store, "alice").await;
     let bob = account(&store, "bob").await;
+    let to = airtext_sms::Address::parse("@bob", None).unwrap();
+    // Read once before: SQLite keeps what a send reads in memory.
+    store.sender_and_addressee(alice, &to).await.unwrap();
     // Writes queued before close are flushed, not lost.
     let pending: Vec<_> = (0..20)
         .map(|_| {
@@ -1698,6 +1701,12 @@ async fn writes_after_close_are_unavailable(store: SharedStore) {
             },
         )
         .await;
+    assert!(
+        matches!(after, Err(StoreError::Unavailable(_))),
+        "{after:?}"
+    );
+    // Nor is a send's lookup answered, even from memory.
+    let after = store.sender_and_addressee(alice, &to).await;
     assert!(
         matches!(after, Err(StoreError::Unavailable(_))),
         "{after:?}"

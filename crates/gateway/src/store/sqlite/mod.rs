@@ -587,6 +587,8 @@ impl Store for SqliteStore {
         sender: AccountId,
         to: &Address,
     ) -> StoreResult<(Option<AccountRecord>, Option<AccountRecord>)> {
+        // As every read: a closed store answers nothing, cached or not.
+        self.check_open()?;
         if let Some(found) = self.caches.sender_and_addressee(sender, to) {
             return Ok(found);
         }
