@@ -81,10 +81,6 @@ impl Changes {
         }
         changes
     }
-
-    pub(super) fn is_empty(&self) -> bool {
-        !self.accounts && self.revoked.is_empty()
-    }
 }
 
 /// One cache: values by key, with the generation that guards what a read may put.

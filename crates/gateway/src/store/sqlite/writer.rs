@@ -563,9 +563,7 @@ struct Evictions<'a> {
 
 impl Evictions<'_> {
     fn apply(&self) {
-        if !self.changes.is_empty() {
-            self.caches.evict(&self.changes);
-        }
+        self.caches.evict(&self.changes);
     }
 }
 
