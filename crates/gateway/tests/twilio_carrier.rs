@@ -1,6 +1,6 @@
 //! The Twilio carrier against peers this project did not write:
 //!
-//! 1. Twilio's official OpenAPI description (`../shared/vendor/twilio_api_v2010.json`) served
+//! 1. Twilio's official OpenAPI description (`vendor/twilio/twilio_api_v2010.json`) served
 //!    by `@stoplight/prism-cli`, which validates every request against the spec: our sends
 //!    must pass, and the spec's example replies must parse.
 //! 2. A fake Twilio (axum, in this test) that answers with Twilio's error shapes, to drive the
@@ -69,7 +69,7 @@ fn spec_path() -> PathBuf {
     std::env::var_os("AIRTEXT_TWILIO_SPEC").map_or_else(
         || {
             PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../../shared/vendor/twilio_api_v2010.json")
+                .join("../../vendor/twilio/twilio_api_v2010.json")
         },
         PathBuf::from,
     )
