@@ -3,6 +3,9 @@
 //! - [`NoCellular`]: a device without a modem (a Wi-Fi tablet, a desktop). Always unavailable,
 //!   so the path policy always picks the cloud.
 //! - `at_modem`: an AT-command modem on a serial port, PDU mode through `airtext-sms`.
+//! - `modem_manager` (Linux): a modem that ModemManager drives, over D-Bus.
+//!
+//! [`setting`] picks one from the device's modem setting and lists the modems to choose from.
 //! - [`ScriptedCellular`]: an in-memory modem for tests and demos; records what it sent and
 //!   can be told to fail or to "receive" a text.
 //!
@@ -20,6 +23,9 @@
 
 pub mod at_modem;
 pub mod delivery;
+#[cfg(target_os = "linux")]
+pub mod modem_manager;
+pub mod setting;
 
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
@@ -30,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 pub use delivery::{DeliveryOutcome, DeliveryReport, SentTextId};
+pub use setting::{list_modems, open, ModemInfo, ModemSetting, MODEM_MANAGER_SETTING};
 
 /// What the path policy needs to know about the cellular path right now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
