@@ -14,7 +14,8 @@
 //!   up first) and at most [`MAX_UNMATCHED`] reports wait for a text.
 //! - A report that arrives before the text it is about is registered (the network can be
 //!   quicker than the D-Bus reply carrying the reference) is kept and matched at
-//!   registration.
+//!   registration, for the next [`EARLY_REPORT_WAIT`] registrations only: a stray report (for
+//!   a text sent before a restart) must not settle a later text that reuses its reference.
 
 use std::collections::VecDeque;
 
@@ -25,6 +26,8 @@ use serde::{Deserialize, Serialize};
 pub const MAX_TRACKED: usize = 1024;
 /// How many reports wait for a text to match at most.
 pub const MAX_UNMATCHED: usize = 64;
+/// For how many registrations a report that matched no text is kept.
+pub const EARLY_REPORT_WAIT: u8 = 4;
 
 /// One text a backend sent, as its delivery report names it. Unique within one backend
 /// instance.
@@ -109,7 +112,8 @@ pub struct SentTexts {
     next_id: u64,
     /// Oldest first.
     texts: VecDeque<Tracked>,
-    unmatched: VecDeque<SegmentReport>,
+    /// Reports that matched no text, with how many registrations they have waited.
+    unmatched: VecDeque<(SegmentReport, u8)>,
 }
 
 impl SentTexts {
@@ -134,14 +138,16 @@ impl SentTexts {
             to: to.to_owned(),
             waiting: references.to_vec(),
         });
-        let early: Vec<SegmentReport> = self.unmatched.drain(..).collect();
+        // Texts registered before a report arrived matched it then: only this one can now.
+        let early: Vec<(SegmentReport, u8)> = self.unmatched.drain(..).collect();
         let mut settled = None;
-        for report in early {
-            match self.report(report) {
-                Some(done) if done.text == id => settled = Some(done),
-                // A report for another text that was waiting: it was kept again by `report`,
-                // or settles a text registered before (not possible: those matched at once).
-                _ => {}
+        for (report, waited) in early {
+            if references.contains(&report.reference) && same_number(to, &report.recipient) {
+                if let Some(done) = self.report(report) {
+                    settled = Some(done);
+                }
+            } else if waited + 1 < EARLY_REPORT_WAIT {
+                self.unmatched.push_back((report, waited + 1));
             }
         }
         (id, settled)
@@ -159,7 +165,7 @@ impl SentTexts {
                 if self.unmatched.len() >= MAX_UNMATCHED {
                     self.unmatched.pop_front();
                 }
-                self.unmatched.push_back(report);
+                self.unmatched.push_back((report, 0));
             }
             return None;
         };
@@ -287,6 +293,19 @@ mod tests {
         assert_eq!(book.report(seg(4, "+33612345678", 0x00)), None);
         let (_, early) = book.register("+14155550100", &[4]);
         assert_eq!(early, None);
+    }
+
+    #[test]
+    fn a_stray_report_does_not_settle_a_much_later_text() {
+        let mut book = SentTexts::new();
+        // A report for a text sent before a restart.
+        assert_eq!(book.report(seg(9, "+14155550100", 0x00)), None);
+        for reference in 0..EARLY_REPORT_WAIT {
+            let (_, early) = book.register("+14155550100", &[reference]);
+            assert_eq!(early, None);
+        }
+        let (_, early) = book.register("+14155550100", &[9]);
+        assert_eq!(early, None, "the stray report was dropped");
     }
 
     #[test]
