@@ -363,11 +363,7 @@ impl AtModem {
 
     /// [`AtModem::send_text`], with the text's id in delivery reports when they were asked
     /// for.
-    async fn send_tracked(
-        &self,
-        to: &str,
-        body: &str,
-    ) -> Result<SentText, ModemError> {
+    async fn send_tracked(&self, to: &str, body: &str) -> Result<SentText, ModemError> {
         let _one_at_a_time = self.send_lock.lock().await;
         let (reply, answer) = oneshot::channel();
         self.jobs

@@ -24,7 +24,7 @@
 //!   `MessageReference` and `Number`, or a sent SMS whose `DeliveryState` changes, settle the
 //!   text ([`crate::cellular::delivery`]); both SMS objects are then deleted.
 //!
-//! One task follows the signals ([`watch`]); sends run on the caller's task. Every call has a
+//! One task follows the signals (`watch`); sends run on the caller's task. Every call has a
 //! time limit; a value ModemManager sends that this backend cannot read is skipped.
 
 mod api;
