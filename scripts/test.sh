@@ -45,12 +45,16 @@ fi
 apt_install microsocks
 need_node
 pip_install twilio
+# ModemManager as python-dbusmock plays it, on a private dbus-daemon (its dbus-python dependency
+# builds against libdbus's headers).
+apt_install dbus libdbus-1-dev
+pip_install python-dbusmock
 if [ ! -x "$HOME/.cache/airtext/prism/node_modules/.bin/prism" ]; then
   say "installing the prism mock server (Twilio's OpenAPI spec)"
   npm install --prefix "$HOME/.cache/airtext/prism" --no-audit --no-fund --loglevel=error @stoplight/prism-cli@5
 fi
 export AIRTEXT_PRISM="$HOME/.cache/airtext/prism/node_modules/.bin/prism"
-export AIRTEXT_REQUIRE_MICROSOCKS=1 AIRTEXT_TEST_REQUIRE_TWILIO_TOOLS=1
+export AIRTEXT_REQUIRE_MICROSOCKS=1 AIRTEXT_TEST_REQUIRE_TWILIO_TOOLS=1 AIRTEXT_TEST_REQUIRE_DBUSMOCK=1
 
 # --- The independent oracle for airtext-sms (Python implementations of GSM 03.38 and PDUs). ---
 if [ -x crates/sms/tests/oracle/regenerate.sh ]; then

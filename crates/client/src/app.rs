@@ -95,18 +95,19 @@ pub fn parse_proxy(url: &str) -> Result<Option<crate::cloud::ProxyUrl>> {
     })
 }
 
-/// Opens the cellular modem on serial port `port` (AT commands); empty means no cellular.
-pub async fn open_modem(port: &str) -> Result<std::sync::Arc<dyn crate::cellular::Cellular>> {
-    let port = port.trim();
-    if port.is_empty() {
-        return Ok(std::sync::Arc::new(crate::cellular::NoCellular));
-    }
-    let modem = crate::cellular::at_modem::AtModem::open(
-        crate::cellular::at_modem::AtModemConfig::new(port),
-    )
-    .await
-    .map_err(|e| Error::invalid(ErrorCode::Unavailable, e.to_string()))?;
-    Ok(std::sync::Arc::new(modem))
+/// Opens the cellular backend the modem setting names ([`crate::cellular::setting`]): empty
+/// or `auto` is ModemManager's modem where ModemManager lists one (else none),
+/// `modemmanager:ID` one of [`modems`], `none` none, anything else an AT modem's serial port.
+pub async fn open_modem(setting: &str) -> Result<std::sync::Arc<dyn crate::cellular::Cellular>> {
+    let setting = crate::cellular::ModemSetting::parse(setting);
+    crate::cellular::open(&setting, None)
+        .await
+        .map_err(|e| Error::invalid(ErrorCode::Unavailable, e.to_string()))
+}
+
+/// The modems ModemManager sees, for Settings (empty where there is no ModemManager).
+pub async fn modems() -> Vec<crate::cellular::ModemInfo> {
+    crate::cellular::list_modems().await
 }
 
 impl Client {

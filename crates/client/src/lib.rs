@@ -173,6 +173,7 @@ impl Client {
             outbox_lock: Mutex::new(()),
             outbox_wake: Notify::new(),
             known_head: AtomicI64::new(0),
+            awaiting_delivery: Default::default(),
         };
         *self.inner.session.write().await = Some(Arc::new(session));
         self.inner.session_changes.send_modify(|n| *n += 1);
@@ -511,9 +512,16 @@ impl Client {
         changes.borrow_and_update();
         let mut session = self.session().await?;
         let mut incoming = self.inner.options.cellular.take_incoming();
+        let mut deliveries = self.inner.options.cellular.take_delivery_reports();
         loop {
             match self
-                .run_session(&session, shutdown, &mut changes, &mut incoming)
+                .run_session(
+                    &session,
+                    shutdown,
+                    &mut changes,
+                    &mut incoming,
+                    &mut deliveries,
+                )
                 .await
             {
                 Ended::Shutdown => return Ok(()),
@@ -548,6 +556,7 @@ impl Client {
         shutdown: &CancellationToken,
         changes: &mut watch::Receiver<u64>,
         incoming: &mut Option<mpsc::Receiver<cellular::IncomingSms>>,
+        deliveries: &mut Option<mpsc::Receiver<cellular::DeliveryReport>>,
     ) -> Ended {
         let stop_stream = shutdown.child_token();
         let (signals_tx, mut signals) = mpsc::channel(64);
@@ -617,6 +626,10 @@ impl Client {
                     Some(sms) => self.log(session.receive_cellular(sms).await.map(drop)),
                     None => *incoming = None,
                 },
+                report = recv(deliveries) => match report {
+                    Some(report) => self.log(session.apply_delivery_report(report).await),
+                    None => *deliveries = None,
+                },
             }
         };
         stop_stream.cancel();
@@ -638,9 +651,7 @@ enum Ended {
     Unauthorized,
 }
 
-async fn recv(
-    incoming: &mut Option<mpsc::Receiver<cellular::IncomingSms>>,
-) -> Option<cellular::IncomingSms> {
+async fn recv<T>(incoming: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
     match incoming {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,

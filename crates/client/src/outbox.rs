@@ -23,7 +23,7 @@ use serde::Serialize;
 use crate::cache::messages::{self, CachedMessage, LocalMessageId, NewLocal};
 use crate::cache::outbox::{self, OutboxEntry, Stage};
 use crate::cache::{contacts, conversations, lookups};
-use crate::cellular::IncomingSms;
+use crate::cellular::{DeliveryOutcome, DeliveryReport, IncomingSms, SentTextId};
 use crate::cloud::backoff::Backoff;
 use crate::cloud::RecordCellular;
 use crate::error::{Error, Result};
@@ -385,6 +385,10 @@ impl Session {
                 }
                 match self.cellular.send(&entry.peer, &entry.body).await {
                     Ok(receipt) => {
+                        // Before anything else: its report may come while the row is written.
+                        if let Some(text) = receipt.text {
+                            self.await_delivery(text, local);
+                        }
                         self.cache
                             .call(move |c| {
                                 let tx = c.transaction()?;
@@ -433,6 +437,53 @@ impl Session {
                 }
             }
         }
+    }
+
+    fn await_delivery(&self, text: SentTextId, local: LocalMessageId) {
+        let mut awaiting = match self.awaiting_delivery.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        // The modem forgets texts it waited on too long; so does this, past the same bound.
+        if awaiting.len() >= crate::cellular::delivery::MAX_TRACKED {
+            if let Some(oldest) = awaiting.keys().min().copied() {
+                awaiting.remove(&oldest);
+            }
+        }
+        awaiting.insert(text, local);
+    }
+
+    /// Applies the modem's delivery report to the text it is about: `delivered`, or `failed`
+    /// with the network's reason (status only moves forward, so a late report changes
+    /// nothing). The gateway's copy keeps `sent`: API v1 has no call for a device to report a
+    /// cellular text's delivery (docs/decisions.md).
+    pub async fn apply_delivery_report(&self, report: DeliveryReport) -> Result<()> {
+        let local = {
+            let mut awaiting = match self.awaiting_delivery.lock() {
+                Ok(guard) => guard,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            awaiting.remove(&report.text)
+        };
+        let Some(local) = local else {
+            tracing::debug!(
+                ?report,
+                "a delivery report for a text this session did not send"
+            );
+            return Ok(());
+        };
+        let (status, reason) = match report.outcome {
+            DeliveryOutcome::Delivered => (SendStatus::Delivered, None),
+            DeliveryOutcome::Failed { reason } => (SendStatus::Failed, Some(reason)),
+        };
+        let changed = self
+            .cache
+            .call(move |c| messages::apply_local_status(c, local, status, reason.as_deref()))
+            .await?;
+        if changed {
+            self.emit_message(local).await;
+        }
+        Ok(())
     }
 
     /// Records a cellular text at the gateway (the proposed `POST /v1/messages/record`).

@@ -2,15 +2,17 @@
 //! [`crate::Client`] holds at most one; the sync engine ([`crate::sync`]) and the outbox
 //! ([`crate::outbox`]) are methods on it.
 
+use std::collections::HashMap;
 use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 
 use airtext_sms::Region;
 use tokio::sync::{broadcast, Mutex, Notify};
 
+use crate::cache::messages::LocalMessageId;
 use crate::cache::profile::Profile;
 use crate::cache::Cache;
-use crate::cellular::Cellular;
+use crate::cellular::{Cellular, SentTextId};
 use crate::cloud::Cloud;
 use crate::error::{Error, Result};
 use crate::events::ClientEvent;
@@ -31,6 +33,9 @@ pub struct Session {
     pub(crate) outbox_wake: Notify,
     /// The newest seq the stream announced, for progress ("remaining").
     pub(crate) known_head: AtomicI64,
+    /// Texts that left over cellular and wait for their delivery reports, by the modem's id
+    /// for them (in memory, as the modem's own bookkeeping is).
+    pub(crate) awaiting_delivery: std::sync::Mutex<HashMap<SentTextId, LocalMessageId>>,
 }
 
 impl Session {

@@ -16,7 +16,9 @@ mod support {
 use std::time::Duration;
 
 use airtext_client::cellular::at_modem::{AtModem, AtModemConfig, ModemError};
-use airtext_client::cellular::{Cellular, CellularError, IncomingSms};
+use airtext_client::cellular::{
+    Cellular, CellularError, DeliveryOutcome, DeliveryReport, IncomingSms,
+};
 use airtext_sms::tpdu::{
     decode_hex_with_smsc, encode_submit, to_hex, Dcs, Deliver, StatusClass, StatusReport,
     SubmitOptions, Timestamp, TpAddress, Tpdu, Validity,
@@ -98,7 +100,8 @@ async fn initialises_in_pdu_mode_and_reports_registration() {
         "AT+CMEE=2",
         "AT+CPIN?",
         "AT+CMGF=0",
-        "AT+CNMI=2,1,0,0,0",
+        // Status reports asked for by default, and routed to us as +CDS.
+        "AT+CNMI=2,1,0,1,0",
         "AT+CREG?",
     ] {
         assert!(
@@ -425,11 +428,15 @@ fn status_report_pdu(mr: u8, status: u8) -> String {
 
 #[tokio::test]
 async fn delivery_receipts_stored_or_routed() {
-    let fake = FakeModem::start(State::default());
+    // A network that sends no report of its own: the test emits them.
+    let fake = FakeModem::start(State {
+        report_status: None,
+        ..State::default()
+    });
     let mut c = config(&fake);
     c.status_report_request = true;
     let modem = AtModem::open(c).await.unwrap();
-    assert!(fake.with(|s| s.commands.iter().any(|c| c == "AT+CNMI=2,1,0,2,0")));
+    assert!(fake.with(|s| s.commands.iter().any(|c| c == "AT+CNMI=2,1,0,1,0")));
     let mut reports = modem.take_status_reports().unwrap();
     let mr = modem
         .send_text("+14155550100", "receipt please")
@@ -495,4 +502,108 @@ async fn received_pdus_of_the_independent_implementation_decode_whole() {
     })
     .await;
     assert!(cases.len() >= 80);
+}
+
+async fn next_report(rx: &mut tokio::sync::mpsc::Receiver<DeliveryReport>) -> DeliveryReport {
+    tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("a delivery report within 5 s")
+        .expect("channel open")
+}
+
+#[tokio::test]
+async fn cds_status_reports_settle_each_text_by_its_references() {
+    let fake = FakeModem::start(State::default());
+    let modem = open(&fake).await;
+    let mut deliveries = modem.take_delivery_reports().unwrap();
+    assert!(modem.take_delivery_reports().is_none(), "handed out once");
+
+    // Three segments, each reported delivered by +CDS: one report for the text.
+    let long = "a text long enough to need three segments on the air. ".repeat(6);
+    let receipt = modem.send("+14155550100", &long).await.unwrap();
+    assert_eq!(receipt.segments, 3);
+    let text = receipt.text.expect("reports were asked for");
+    let report = next_report(&mut deliveries).await;
+    assert_eq!(
+        report,
+        DeliveryReport {
+            text,
+            outcome: DeliveryOutcome::Delivered
+        }
+    );
+    let reported: Vec<u8> = fake.with(|s| s.reports_sent.iter().map(|r| r.0).collect());
+    assert_eq!(reported, receipt.references);
+
+    // A two-part text whose second part expired: failed, with the network's reason.
+    fake.with(|s| s.report_statuses.extend([0x00, 0x46]));
+    let receipt = modem
+        .send(
+            "+14155550100",
+            &"two parts, the second one is lost. ".repeat(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(receipt.segments, 2);
+    let report = next_report(&mut deliveries).await;
+    assert_eq!(Some(report.text), receipt.text);
+    let DeliveryOutcome::Failed { reason } = report.outcome else {
+        panic!("{report:?}");
+    };
+    assert!(
+        reason.contains("expired") && reason.contains("0x46"),
+        "{reason}"
+    );
+
+    // "Still trying" settles nothing; the final word does.
+    fake.with(|s| s.report_statuses.extend([0x21]));
+    let first = modem.send("+14155550100", "busy phone").await.unwrap();
+    let second = modem.send("+14155550100", "second").await.unwrap();
+    let report = next_report(&mut deliveries).await;
+    assert_eq!(Some(report.text), second.text, "the first is still pending");
+    let mr = first.references[0];
+    let pdu = status_report_pdu(mr, 0x00);
+    fake.emit(format!("\r\n+CDS: {}\r\n{pdu}\r\n", pdu.len() / 2 - 1).as_bytes());
+    let report = next_report(&mut deliveries).await;
+    assert_eq!(
+        (Some(report.text), report.outcome),
+        (first.text, DeliveryOutcome::Delivered)
+    );
+}
+
+#[tokio::test]
+async fn status_reports_are_read_from_storage_where_the_modem_will_not_route_them() {
+    let fake = FakeModem::start(State {
+        refuse_cds: true,
+        ..State::default()
+    });
+    let modem = open(&fake).await;
+    let commands = fake.with(|s| s.commands.clone());
+    assert!(
+        commands.iter().any(|c| c == "AT+CNMI=2,1,0,2,0"),
+        "{commands:?}"
+    );
+    let mut deliveries = modem.take_delivery_reports().unwrap();
+    let receipt = modem.send("+14155550100", "stored receipt").await.unwrap();
+    let report = next_report(&mut deliveries).await;
+    assert_eq!(
+        (Some(report.text), report.outcome),
+        (receipt.text, DeliveryOutcome::Delivered)
+    );
+    // Read and deleted from the status-report storage.
+    fake.wait_for("the report deleted", |s| {
+        s.storage.is_empty() && !s.deleted.is_empty()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn no_reports_are_asked_for_when_turned_off() {
+    let fake = FakeModem::start(State::default());
+    let mut c = config(&fake);
+    c.status_report_request = false;
+    let modem = AtModem::open(c).await.unwrap();
+    assert!(fake.with(|s| s.commands.iter().any(|c| c == "AT+CNMI=2,1,0,0,0")));
+    let receipt = modem.send("+14155550100", "no receipt").await.unwrap();
+    assert_eq!(receipt.text, None);
+    assert!(fake.with(|s| s.reports_sent.is_empty()));
 }

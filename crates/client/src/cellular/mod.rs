@@ -3,6 +3,9 @@
 //! - [`NoCellular`]: a device without a modem (a Wi-Fi tablet, a desktop). Always unavailable,
 //!   so the path policy always picks the cloud.
 //! - `at_modem`: an AT-command modem on a serial port, PDU mode through `airtext-sms`.
+//! - `modem_manager` (Linux): a modem that ModemManager drives, over D-Bus.
+//!
+//! [`setting`] picks one from the device's modem setting and lists the modems to choose from.
 //! - [`ScriptedCellular`]: an in-memory modem for tests and demos; records what it sent and
 //!   can be told to fail or to "receive" a text.
 //!
@@ -15,8 +18,14 @@
 //! - Incoming texts are delivered whole (multi-part texts reassembled) on the channel that
 //!   [`Cellular::take_incoming`] hands out once; the client core records each one at the
 //!   gateway so every device of the account shows it.
+//! - A text sent with a delivery report requested carries a [`SentTextId`] in its receipt and
+//!   gets at most one [`DeliveryReport`] on [`Cellular::take_delivery_reports`] ([`delivery`]).
 
 pub mod at_modem;
+pub mod delivery;
+#[cfg(target_os = "linux")]
+pub mod modem_manager;
+pub mod setting;
 
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
@@ -25,6 +34,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
+
+pub use delivery::{DeliveryOutcome, DeliveryReport, SentTextId};
+pub use setting::{list_modems, open, ModemInfo, ModemSetting, MODEM_MANAGER_SETTING};
 
 /// What the path policy needs to know about the cellular path right now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +58,8 @@ pub struct CellularReceipt {
     pub references: Vec<u8>,
     /// How many SMS segments the text took.
     pub segments: u32,
+    /// The text's id in delivery reports; `None` when none will come (none was asked for).
+    pub text: Option<SentTextId>,
 }
 
 /// A whole text that arrived over the cellular path.
@@ -101,6 +115,12 @@ pub trait Cellular: Send + Sync + Debug {
     /// The stream of incoming texts. Handed out once (the client core takes it at start);
     /// later calls, and backends that never receive, return `None`.
     fn take_incoming(&self) -> Option<mpsc::Receiver<IncomingSms>>;
+
+    /// The stream of delivery reports for texts whose receipt named a [`SentTextId`]. Handed
+    /// out once; backends that never report return `None`.
+    fn take_delivery_reports(&self) -> Option<mpsc::Receiver<DeliveryReport>> {
+        None
+    }
 }
 
 /// The backend of a device without cellular.
@@ -133,6 +153,8 @@ impl Cellular for NoCellular {
 pub struct SentSms {
     pub to: String,
     pub body: String,
+    /// Its id in delivery reports ([`ScriptedCellular::report_delivery`]).
+    pub text: SentTextId,
 }
 
 #[derive(Debug)]
@@ -142,20 +164,23 @@ struct Script {
     failures: Vec<CellularError>,
     sent: Vec<SentSms>,
     incoming_rx: Option<mpsc::Receiver<IncomingSms>>,
+    reports_rx: Option<mpsc::Receiver<DeliveryReport>>,
 }
 
 /// An in-memory modem for tests and demos: it "sends" by recording, can be told to fail, and
-/// can be made to "receive" a text. Clones share one modem.
+/// can be made to "receive" a text or a delivery report. Clones share one modem.
 #[derive(Debug, Clone)]
 pub struct ScriptedCellular {
     script: Arc<Mutex<Script>>,
     incoming_tx: mpsc::Sender<IncomingSms>,
+    reports_tx: mpsc::Sender<DeliveryReport>,
 }
 
 impl ScriptedCellular {
     /// An available, not roaming modem.
     pub fn new() -> Self {
         let (incoming_tx, incoming_rx) = mpsc::channel(64);
+        let (reports_tx, reports_rx) = mpsc::channel(64);
         ScriptedCellular {
             script: Arc::new(Mutex::new(Script {
                 status: CellularStatus {
@@ -166,8 +191,10 @@ impl ScriptedCellular {
                 failures: Vec::new(),
                 sent: Vec::new(),
                 incoming_rx: Some(incoming_rx),
+                reports_rx: Some(reports_rx),
             })),
             incoming_tx,
+            reports_tx,
         }
     }
 
@@ -208,6 +235,11 @@ impl ScriptedCellular {
         // Nobody listening is fine for a test double.
         let _ = self.incoming_tx.send(sms).await;
     }
+
+    /// Reports what became of the sent text `text`, as the network would.
+    pub async fn report_delivery(&self, text: SentTextId, outcome: DeliveryOutcome) {
+        let _ = self.reports_tx.send(DeliveryReport { text, outcome }).await;
+    }
 }
 
 impl Default for ScriptedCellular {
@@ -230,21 +262,28 @@ impl Cellular for ScriptedCellular {
             if !s.failures.is_empty() {
                 return Err(s.failures.remove(0));
             }
+            let text = SentTextId(u64::try_from(s.sent.len()).unwrap_or(u64::MAX));
             s.sent.push(SentSms {
                 to: to.to_owned(),
                 body: body.to_owned(),
+                text,
             });
             let segments = airtext_sms::plan(body).segment_count();
             let segments = u32::try_from(segments).unwrap_or(u32::MAX);
             Ok(CellularReceipt {
                 references: (0..segments).map(|i| (i % 256) as u8).collect(),
                 segments,
+                text: Some(text),
             })
         })
     }
 
     fn take_incoming(&self) -> Option<mpsc::Receiver<IncomingSms>> {
         self.with(|s| s.incoming_rx.take())
+    }
+
+    fn take_delivery_reports(&self) -> Option<mpsc::Receiver<DeliveryReport>> {
+        self.with(|s| s.reports_rx.take())
     }
 }
 

@@ -4,7 +4,9 @@
 //! It answers the 3GPP TS 27.005 / 27.007 commands the backend uses, records every command
 //! line and every PDU given after `AT+CMGS`, holds a message store for `AT+CMGR`/`AT+CMGD`/
 //! `AT+CMGL`, and can be scripted: a SIM PIN, registration, `+CMS ERROR`s, silence, URCs in
-//! the middle of an answer, garbage.
+//! the middle of an answer, garbage. Like a network, it answers each accepted SMS-SUBMIT that
+//! asks for one (TP-SRR) with an SMS-STATUS-REPORT, routed the way `AT+CNMI`'s `<ds>` says:
+//! `+CDS` with the PDU (`<ds>`=1), or stored and announced with `+CDSI` (`<ds>`=2).
 #![allow(
     dead_code,
     clippy::unwrap_used,
@@ -17,6 +19,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use airtext_sms::tpdu::{decode_hex_with_smsc, to_hex, StatusReport, Timestamp, Tpdu};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_serial::{SerialPort, SerialStream};
@@ -57,6 +60,17 @@ pub struct State {
     pub escapes: usize,
     /// Garbage written before every answer.
     pub garbage: bool,
+    /// `<ds>` of the last accepted `AT+CNMI` (0: status reports not routed to the TE).
+    pub cnmi_ds: u8,
+    /// Refuse `AT+CNMI` with `<ds>`=1 (a modem that only stores status reports).
+    pub refuse_cds: bool,
+    /// The TP-ST of the status report for each accepted SMS-SUBMIT with TP-SRR, in order;
+    /// when empty, [`State::report_status`].
+    pub report_statuses: VecDeque<u8>,
+    /// The TP-ST reported when `report_statuses` is empty; `None`: the network sends none.
+    pub report_status: Option<u8>,
+    /// `(TP-MR, TP-ST)` of every status report emitted.
+    pub reports_sent: Vec<(u8, u8)>,
 }
 
 impl Default for State {
@@ -74,6 +88,11 @@ impl Default for State {
             cmgs: VecDeque::new(),
             escapes: 0,
             garbage: false,
+            cnmi_ds: 0,
+            refuse_cds: false,
+            report_statuses: VecDeque::new(),
+            report_status: Some(0x00),
+            reports_sent: Vec::new(),
         }
     }
 }
@@ -185,7 +204,7 @@ fn step(state: &Arc<Mutex<State>>, mode: &mut Mode, line: &mut Vec<u8>, b: u8) -
             0x1A => {
                 let hex = String::from_utf8_lossy(line).into_owned();
                 line.clear();
-                s.submitted.push((*length, hex));
+                s.submitted.push((*length, hex.clone()));
                 let script = script.clone();
                 *mode = Mode::Command;
                 let mr = s.next_mr;
@@ -193,7 +212,8 @@ fn step(state: &Arc<Mutex<State>>, mode: &mut Mode, line: &mut Vec<u8>, b: u8) -
                 let mut out = garbage(&s);
                 match script {
                     CmgsScript::Accept => {
-                        out.extend(format!("\r\n+CMGS: {mr}\r\n\r\nOK\r\n").bytes())
+                        out.extend(format!("\r\n+CMGS: {mr}\r\n\r\nOK\r\n").bytes());
+                        out.extend(status_report(&mut s, &hex, mr));
                     }
                     CmgsScript::FailAfterPdu(l) => out.extend(format!("\r\n{l}\r\n").bytes()),
                     CmgsScript::UrcBeforeResult(u) => {
@@ -258,7 +278,17 @@ fn answer(s: &mut State, cmd: &str) -> (Vec<u8>, Option<Mode>) {
     let mut out = garbage(s);
     let text: String = match upper.as_str() {
         "AT" | "ATE0" | "AT+CMEE=2" | "AT+CMGF=0" => ok(""),
-        c if c.starts_with("AT+CNMI=") => ok(""),
+        c if c.starts_with("AT+CNMI=") => {
+            let ds = c.split(',').nth(3).and_then(|d| d.parse::<u8>().ok());
+            match ds {
+                Some(1) if s.refuse_cds => "\r\n+CMS ERROR: 303\r\n".to_owned(),
+                Some(ds) => {
+                    s.cnmi_ds = ds;
+                    ok("")
+                }
+                None => "\r\nERROR\r\n".to_owned(),
+            }
+        }
         "AT+CPIN?" => {
             if s.pin.is_some() && !s.unlocked {
                 ok("\r\n+CPIN: SIM PIN\r\n")
@@ -322,4 +352,50 @@ fn answer(s: &mut State, cmd: &str) -> (Vec<u8>, Option<Mode>) {
     };
     out.extend(text.bytes());
     (out, None)
+}
+
+/// The network's status report on the SMS-SUBMIT `hex` just accepted as `mr`, routed as
+/// `AT+CNMI` asked; nothing when the submit asked for none or none is routed.
+fn status_report(s: &mut State, hex: &str, mr: u8) -> Vec<u8> {
+    let Ok(Tpdu::Submit(submit)) = decode_hex_with_smsc(hex).map(|d| d.tpdu) else {
+        return Vec::new();
+    };
+    if !submit.status_report_request || s.cnmi_ds == 0 {
+        return Vec::new();
+    }
+    let Some(status) = s.report_statuses.pop_front().or(s.report_status) else {
+        return Vec::new();
+    };
+    let t = Timestamp {
+        year: 2025,
+        month: 3,
+        day: 5,
+        hour: 14,
+        minute: 30,
+        second: 0,
+        offset_quarters: 0,
+    };
+    let report = StatusReport {
+        more_messages_to_send: false,
+        loop_prevention: false,
+        status_report_qualifier: false,
+        message_reference: mr,
+        recipient: submit.destination.clone(),
+        sc_timestamp: t,
+        discharge_time: t,
+        status,
+        protocol_id: None,
+        dcs: None,
+        user_data: None,
+    };
+    let tpdu = report.to_bytes().unwrap();
+    let pdu = format!("00{}", to_hex(&tpdu));
+    s.reports_sent.push((mr, status));
+    if s.cnmi_ds == 1 {
+        format!("\r\n+CDS: {}\r\n{pdu}\r\n", tpdu.len()).into_bytes()
+    } else {
+        let index = s.storage.keys().next_back().map_or(1, |i| i + 1);
+        s.storage.insert(index, pdu);
+        format!("\r\n+CDSI: \"SR\",{index}\r\n").into_bytes()
+    }
 }

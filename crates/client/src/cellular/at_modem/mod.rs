@@ -9,16 +9,19 @@
 //! What happens:
 //! - **Start** ([`AtModem::open`]): `AT` until the modem answers, `ATE0`, `AT+CMEE=2`,
 //!   `AT+CPIN?` (on `SIM PIN`, `AT+CPIN="…"` with the configured PIN, or the clear error
-//!   [`ModemError::SimPinRequired`]), `AT+CMGF=0`, `AT+CNMI=2,1,0,<ds>,0` (new messages stored
-//!   and announced with `+CMTI`), the registration (`AT+CREG?`, `AT+CGREG?`, `AT+CEREG?`,
-//!   `AT+COPS?`) and `AT+CMGL=4` to pick up messages that arrived while nobody listened.
+//!   [`ModemError::SimPinRequired`]), `AT+CMGF=0`, `AT+CNMI=2,1,0,1,0` (new messages stored
+//!   and announced with `+CMTI`, status reports routed with `+CDS`; lesser routes where the
+//!   modem refuses), the registration (`AT+CREG?`, `AT+CGREG?`, `AT+CEREG?`, `AT+COPS?`) and
+//!   `AT+CMGL=4` to pick up messages that arrived while nobody listened.
 //! - **Send** ([`AtModem::send_text`]): one `AT+CMGS=<tpdu length>`, `> `, `<hex><Ctrl-Z>`,
 //!   `+CMGS: <mr>`, `OK` per segment; `+CMS ERROR`s become [`ModemError::Cms`] with the
 //!   reason in words and [`ModemError::is_retryable`] telling a busy network from a refusal.
 //! - **Receive**: `+CMTI: <mem>,<index>` → `AT+CMGR=<index>` → decode → `AT+CMGD=<index>`;
 //!   concatenated parts are joined by `airtext_sms::Reassembler` and each whole text is sent on
-//!   the channel of [`Cellular::take_incoming`]. Status reports (`+CDSI`/`+CDS`) go to
-//!   [`AtModem::take_status_reports`]. A part is deleted from the SIM once held in memory; a
+//!   the channel of [`Cellular::take_incoming`]. Status reports (`+CDS`, or `+CDSI` on
+//!   modems that only store them) go to [`AtModem::take_status_reports`] and are matched by
+//!   TP-MR to the text they are about: once every segment of a text is delivered (or one
+//!   failed), its [`DeliveryReport`] goes to [`Cellular::take_delivery_reports`]. A part is deleted from the SIM once held in memory; a
 //!   message whose other parts never come is handed over with what arrived after
 //!   [`AtModemConfig::reassembly_timeout`].
 //! - **Status**: registration is polled every [`AtModemConfig::status_interval`] and whenever
@@ -43,7 +46,10 @@ use airtext_sms::tpdu::{EncodeError, StatusClass, Validity};
 
 pub use response::{ErrorCode, Registration};
 
-use super::{Cellular, CellularError, CellularReceipt, CellularStatus, IncomingSms};
+use super::{
+    Cellular, CellularError, CellularReceipt, CellularStatus, DeliveryReport, IncomingSms,
+    SentTextId,
+};
 
 /// How to reach and drive the modem.
 #[derive(Debug, Clone)]
@@ -63,7 +69,8 @@ pub struct AtModemConfig {
     pub status_interval: Duration,
     /// How long parts of a concatenated message are held waiting for the rest.
     pub reassembly_timeout: Duration,
-    /// Ask for delivery receipts (TP-SRR); they arrive on [`AtModem::take_status_reports`].
+    /// Ask for delivery receipts (TP-SRR, on by default): each segment's arrives on
+    /// [`AtModem::take_status_reports`], each text's on [`Cellular::take_delivery_reports`].
     pub status_report_request: bool,
     /// TP-VP of sent messages.
     pub validity: Option<Validity>,
@@ -83,7 +90,7 @@ impl AtModemConfig {
             send_timeout: Duration::from_secs(120),
             status_interval: Duration::from_secs(30),
             reassembly_timeout: Duration::from_secs(24 * 60 * 60),
-            status_report_request: false,
+            status_report_request: true,
             validity: None,
             first_concat_reference: None,
         }
@@ -257,11 +264,14 @@ pub struct StatusReportEvent {
     pub class: StatusClass,
 }
 
+/// What a send job answers: each segment's TP-MR, and the text's id in delivery reports.
+type SentText = (Vec<u8>, Option<SentTextId>);
+
 enum Job {
     Send {
         to: String,
         body: String,
-        reply: oneshot::Sender<Result<Vec<u8>, ModemError>>,
+        reply: oneshot::Sender<Result<SentText, ModemError>>,
     },
     Refresh {
         reply: oneshot::Sender<Result<ModemState, ModemError>>,
@@ -277,6 +287,7 @@ pub struct AtModem {
     state: watch::Receiver<ModemState>,
     incoming: std::sync::Mutex<Option<mpsc::Receiver<IncomingSms>>>,
     reports: std::sync::Mutex<Option<mpsc::Receiver<StatusReportEvent>>>,
+    deliveries: std::sync::Mutex<Option<mpsc::Receiver<DeliveryReport>>>,
     /// Serialises sends so the segments of two texts never interleave in the job queue order.
     send_lock: AsyncMutex<()>,
 }
@@ -313,6 +324,7 @@ impl AtModem {
         let (jobs_tx, jobs_rx) = mpsc::channel(16);
         let (incoming_tx, incoming_rx) = mpsc::channel(64);
         let (reports_tx, reports_rx) = mpsc::channel(64);
+        let (deliveries_tx, deliveries_rx) = mpsc::channel(256);
         let (state_tx, state_rx) = watch::channel(ModemState {
             alive: true,
             registration: Registration::Unknown,
@@ -324,6 +336,7 @@ impl AtModem {
             session::Outputs {
                 incoming: incoming_tx,
                 reports: reports_tx,
+                deliveries: deliveries_tx,
                 state: state_tx,
             },
         );
@@ -335,6 +348,7 @@ impl AtModem {
             state: state_rx,
             incoming: std::sync::Mutex::new(Some(incoming_rx)),
             reports: std::sync::Mutex::new(Some(reports_rx)),
+            deliveries: std::sync::Mutex::new(Some(deliveries_rx)),
             send_lock: AsyncMutex::new(()),
         })
     }
@@ -342,6 +356,14 @@ impl AtModem {
     /// Sends `body` to `to` (`+digits` or `digits`), one `AT+CMGS` per segment; returns the
     /// TP-MR the network gave each segment.
     pub async fn send_text(&self, to: &str, body: &str) -> Result<Vec<u8>, ModemError> {
+        self.send_tracked(to, body)
+            .await
+            .map(|(references, _)| references)
+    }
+
+    /// [`AtModem::send_text`], with the text's id in delivery reports when they were asked
+    /// for.
+    async fn send_tracked(&self, to: &str, body: &str) -> Result<SentText, ModemError> {
         let _one_at_a_time = self.send_lock.lock().await;
         let (reply, answer) = oneshot::channel();
         self.jobs
@@ -414,14 +436,19 @@ impl Cellular for AtModem {
     }
 
     async fn send(&self, to: &str, body: &str) -> Result<CellularReceipt, CellularError> {
-        let references = self.send_text(to, body).await?;
+        let (references, text) = self.send_tracked(to, body).await?;
         Ok(CellularReceipt {
             segments: u32::try_from(references.len()).unwrap_or(u32::MAX),
             references,
+            text,
         })
     }
 
     fn take_incoming(&self) -> Option<mpsc::Receiver<IncomingSms>> {
         take_once(&self.incoming)
+    }
+
+    fn take_delivery_reports(&self) -> Option<mpsc::Receiver<DeliveryReport>> {
+        take_once(&self.deliveries)
     }
 }

@@ -17,6 +17,9 @@ use airtext_sms::{GivenUp, Push, Reassembler};
 use super::codec::{Frame, LineCodec};
 use super::response::{self, Final, Registration, SimState, Urc};
 use super::{AtModemConfig, IncomingSms, Job, ModemError, ModemState, StatusReportEvent};
+use crate::cellular::delivery::{
+    status_text, DeliveryReport, SegmentReport, SentTextId, SentTexts,
+};
 
 /// Ctrl-Z ends the PDU after the `> ` prompt; ESC abandons it (3GPP TS 27.005 §3.5.1).
 const CTRL_Z: u8 = 0x1A;
@@ -26,6 +29,7 @@ const ESC: u8 = 0x1B;
 pub(super) struct Outputs {
     pub incoming: mpsc::Sender<IncomingSms>,
     pub reports: mpsc::Sender<StatusReportEvent>,
+    pub deliveries: mpsc::Sender<DeliveryReport>,
     pub state: watch::Sender<ModemState>,
 }
 
@@ -58,6 +62,8 @@ pub(super) struct Session<P> {
     started: Instant,
     next_concat: u8,
     alive: bool,
+    /// Texts sent with TP-SRR, waiting for their status reports.
+    sent: SentTexts,
 }
 
 impl<P> Session<P>
@@ -84,6 +90,7 @@ where
             started: Instant::now(),
             next_concat,
             alive: true,
+            sent: SentTexts::new(),
         }
     }
 
@@ -95,22 +102,36 @@ where
         let _ = self.command("AT+CMEE=2", "").await;
         self.unlock_sim().await?;
         self.command("AT+CMGF=0", "").await?;
-        let ds = if self.config.status_report_request {
-            2
-        } else {
-            0
-        };
-        if self
-            .command(&format!("AT+CNMI=2,1,0,{ds},0"), "")
-            .await
-            .is_err()
-        {
-            // Some modems refuse <mode>=2; 1 buffers less but still announces.
-            self.command(&format!("AT+CNMI=1,1,0,{ds},0"), "").await?;
-        }
+        self.route_indications().await?;
         self.refresh_state().await?;
         self.read_stored().await;
         Ok(())
+    }
+
+    /// `AT+CNMI`: new messages stored and announced (`+CMTI`); status reports, when asked
+    /// for, routed straight to us (`+CDS`, `<ds>`=1) or, on modems that refuse that, stored
+    /// and announced (`+CDSI`, `<ds>`=2). Some modems refuse `<mode>`=2; 1 buffers less but
+    /// still announces.
+    async fn route_indications(&mut self) -> Result<(), ModemError> {
+        let report_routes: &[u8] = if self.config.status_report_request {
+            &[1, 2]
+        } else {
+            &[0]
+        };
+        let mut last = None;
+        for ds in report_routes {
+            for mode in [2, 1] {
+                match self
+                    .command(&format!("AT+CNMI={mode},1,0,{ds},0"), "")
+                    .await
+                {
+                    Ok(_) => return Ok(()),
+                    Err(e @ (ModemError::Io(_) | ModemError::Stopped)) => return Err(e),
+                    Err(e) => last = Some(e),
+                }
+            }
+        }
+        Err(last.unwrap_or(ModemError::Stopped))
     }
 
     /// `AT` until an `OK`, discarding whatever the port held before.
@@ -238,6 +259,13 @@ where
                     self.send_text(&to, &body).await
                 } else {
                     Err(ModemError::Stopped)
+                };
+                let result = match result {
+                    Ok(references) => {
+                        let text = self.track(&to, &references).await;
+                        Ok((references, text))
+                    }
+                    Err(e) => Err(e),
                 };
                 let _ = reply.send(result);
             }
@@ -381,7 +409,7 @@ where
     async fn take_pdu(&mut self, hex: &str) {
         match decode_hex_with_smsc(hex).map(|d| d.tpdu) {
             Ok(Tpdu::Deliver(d)) => self.take_deliver(&d).await,
-            Ok(Tpdu::StatusReport(r)) => self.take_report(&r).await,
+            Ok(Tpdu::StatusReport(r)) => self.take_report(&r),
             // A stored outgoing message, or garbage: nothing to deliver.
             Ok(Tpdu::Submit(_)) | Err(_) => {}
         }
@@ -417,17 +445,45 @@ where
         }
     }
 
-    async fn take_report(&mut self, r: &StatusReport) {
-        let _ = self
-            .out
-            .reports
-            .send(StatusReportEvent {
-                message_reference: r.message_reference,
-                recipient: r.recipient.to_string(),
-                status: r.status,
-                class: r.class(),
-            })
-            .await;
+    /// Waits for the status reports of a text just sent, when they were asked for. Done
+    /// before the send is answered, so a report that comes at once finds its text.
+    async fn track(&mut self, to: &str, references: &[u8]) -> Option<SentTextId> {
+        if !self.config.status_report_request {
+            return None;
+        }
+        let (id, settled) = self.sent.register(to, references);
+        if let Some(report) = settled {
+            self.hand_delivery(report);
+        }
+        Some(id)
+    }
+
+    fn take_report(&mut self, r: &StatusReport) {
+        let event = StatusReportEvent {
+            message_reference: r.message_reference,
+            recipient: r.recipient.to_string(),
+            status: r.status,
+            class: r.class(),
+        };
+        let segment = SegmentReport {
+            reference: event.message_reference,
+            recipient: event.recipient.clone(),
+            class: event.class,
+            detail: status_text(event.status),
+        };
+        // Not awaited: a receiver nobody reads must not stall the port.
+        if self.out.reports.try_send(event).is_err() {
+            tracing::debug!("a status report was not taken (nobody reads them)");
+        }
+        if let Some(report) = self.sent.report(segment) {
+            self.hand_delivery(report);
+        }
+    }
+
+    fn hand_delivery(&self, report: DeliveryReport) {
+        if self.out.deliveries.try_send(report).is_err() {
+            tracing::warn!("a delivery report was dropped: nobody reads them");
+        }
     }
 
     /// Hands over, with what arrived, messages whose missing parts never came.
