@@ -28,6 +28,7 @@
 
 pub mod postgres;
 mod rows;
+pub mod rules;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -279,7 +280,7 @@ pub struct Delivered {
 
 /// A status report for one message (from the queue worker, a carrier receipt, or in-network
 /// delivery). Applied through `SendStatus::advance`; a report that would not move the
-/// message forward changes nothing and appends no event.
+/// message forward changes nothing and appends no event ([`rules::status_change`]).
 #[derive(Debug, Clone)]
 pub struct StatusUpdate {
     pub message_id: MessageId,
@@ -311,10 +312,13 @@ pub struct OutboundJob {
 /// How a claimed job ended.
 #[derive(Debug, Clone)]
 pub enum OutboundOutcome {
-    /// The carrier took it: the job leaves the queue, the message becomes `sent`.
+    /// The carrier took it: the job leaves the queue, the message becomes `sent`, and the
+    /// carrier, its id for the text and what the send cost ([`rules::send_cost`]; `None`
+    /// when unknown) are recorded on the message.
     Sent {
         carrier: String,
         carrier_message_id: String,
+        cost: Option<f64>,
     },
     /// Try again no earlier than `not_before` (the lease is released).
     Retry {
@@ -582,8 +586,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         lease_until: DateTime<Utc>,
     ) -> StoreResult<Vec<OutboundJob>>;
     /// Ends or reschedules a claimed job and records the status change (with its event).
-    /// `Sent` also applies, in the same transaction, the receipts held for its carrier id
-    /// (see [`Store::apply_receipts`]).
+    /// `Sent` records the carrier, its id and the cost on the message (whether or not a
+    /// receipt already moved its status further) and applies, in the same transaction, the
+    /// receipts held for that carrier id (see [`Store::apply_receipts`]).
     async fn finish_outbound(
         &self,
         message_id: MessageId,
@@ -598,15 +603,6 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> StoreResult<Option<MessageId>>;
 
     // ----- least-cost routing and opt-outs -----
-    /// [`Store::finish_outbound`], also recording on a `Sent` message what the send cost
-    /// (`cost` is ignored for the other outcomes).
-    async fn finish_outbound_priced(
-        &self,
-        message_id: MessageId,
-        outcome: OutboundOutcome,
-        cost: Option<f64>,
-        at: DateTime<Utc>,
-    ) -> StoreResult<()>;
     /// The carrier, carrier id and cost recorded on a message; `None` until a carrier took it
     /// (and for unknown ids). Operators' and tests' view: no account scope.
     async fn carrier_record(&self, message_id: MessageId) -> StoreResult<Option<CarrierRecord>>;

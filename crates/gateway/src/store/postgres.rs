@@ -45,6 +45,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::rows::{self, corrupt, Cols};
+use super::rules;
 use super::{
     AccountRecord, CarrierReceipt, Conflict, Delivered, Delivery, DeviceRecord, IdentityRecord,
     InventoryNumber, LogAdvanced, NewAccount, NewDevice, NewIdentityCode, NewMessage, NumberSearch,
@@ -100,8 +101,6 @@ impl Publisher {
         }
     }
 }
-/// Authentication refreshes `last_seen_at` only when it is older than this.
-const LAST_SEEN_GRANULARITY: chrono::Duration = chrono::Duration::minutes(5);
 
 /// The listener connection's `application_name` (operators and tests find it by this).
 pub const LISTENER_APPLICATION_NAME: &str = "airtext-listener";
@@ -465,45 +464,31 @@ async fn apply_status(
     };
     let account: AccountId = row.uuid("owner")?.into();
     let mut message = rows::message(&row)?;
-    let Some(next) = message.status.advance(incoming) else {
+    let Some(change) = rules::status_change(
+        message.status,
+        message.failure_reason.clone(),
+        incoming,
+        failure_reason,
+    ) else {
         return Ok(Some(StatusOutcome {
             message,
             changed: false,
         }));
     };
-    let reason = if next == SendStatus::Failed {
-        failure_reason
-    } else {
-        None
-    };
     sqlx::query(
-        "UPDATE messages SET status = $2, failure_reason = COALESCE($3, failure_reason), \
-             updated_at = $4 \
-         WHERE id = $1",
+        "UPDATE messages SET status = $2, failure_reason = $3, updated_at = $4 WHERE id = $1",
     )
     .bind(id.0)
-    .bind(next.as_str())
-    .bind(&reason)
+    .bind(change.status.as_str())
+    .bind(&change.failure_reason)
     .bind(at)
     .execute(tx.conn())
     .await?;
-    message.status = next;
-    if reason.is_some() {
-        message.failure_reason = reason;
-    }
+    message.status = change.status;
+    message.failure_reason.clone_from(&change.failure_reason);
     message.updated_at = at;
-    tx.append(
-        account,
-        at,
-        &EventKind::MessageStatus {
-            message_id: message.id,
-            conversation_id: message.conversation_id,
-            status: next,
-            failure_reason: message.failure_reason.clone(),
-            updated_at: at,
-        },
-    )
-    .await?;
+    let event = change.into_event(message.id, message.conversation_id, at);
+    tx.append(account, at, &event).await?;
     Ok(Some(StatusOutcome {
         message,
         changed: true,
@@ -555,20 +540,23 @@ async fn apply_early_receipts(
             row.opt_text("reason")?,
         ));
     }
-    for (received_at, status, reason) in
-        rows::held_receipts_in_order(carrier, carrier_message_id, held)
-    {
-        // The change happens now: a status never moves back in time either.
-        apply_status(tx, message_id, status, reason, at.max(received_at)).await?;
+    for receipt in rules::held_receipts(carrier, carrier_message_id, held, at) {
+        apply_status(
+            tx,
+            message_id,
+            receipt.status,
+            receipt.failure_reason,
+            receipt.at,
+        )
+        .await?;
     }
     Ok(())
 }
 
 fn account_conflict(error: sqlx::Error) -> StoreError {
-    match rows::unique_violation(&error) {
-        Some(which) if which.contains("username") => StoreError::Conflict(Conflict::Username),
-        Some(which) if which.contains("email") => StoreError::Conflict(Conflict::Email),
-        _ => closed_or(error),
+    match rows::unique_violation(&error).and_then(|which| rules::account_conflict(&which)) {
+        Some(conflict) => StoreError::Conflict(conflict),
+        None => closed_or(error),
     }
 }
 
@@ -686,7 +674,7 @@ impl Store for PostgresStore {
         let Some(device) = row.as_ref().map(rows::device).transpose()? else {
             return Ok(None);
         };
-        if device.last_seen_at < now - LAST_SEEN_GRANULARITY {
+        if rules::last_seen_is_stale(device.last_seen_at, now) {
             sqlx::query("UPDATE devices SET last_seen_at = $2 WHERE id = $1 AND last_seen_at < $2")
                 .bind(device.id.0)
                 .bind(now)
@@ -776,13 +764,8 @@ impl Store for PostgresStore {
         .fetch_optional(tx.conn())
         .await?
         .ok_or(StoreError::NotFound)?;
-        let owner = row.opt_uuid("owner")?;
-        if owner == Some(account.0) {
-            return Err(StoreError::Conflict(Conflict::AlreadyHasNumber));
-        }
-        if owner.is_some() || row.boolean("quarantined")? {
-            return Err(StoreError::Conflict(Conflict::NumberTaken));
-        }
+        let owner = row.opt_uuid("owner")?.map(AccountId);
+        rules::may_claim_number(account, owner, row.boolean("quarantined")?)?;
         // The unique owner column settles two claims by one account racing.
         sqlx::query("UPDATE numbers SET owner = $1 WHERE number = $2")
             .bind(account.0)
@@ -987,13 +970,14 @@ impl Store for PostgresStore {
                 recipient = stored;
             }
         }
+        let opt_out = rules::opt_out_to_check(&delivery);
         if let (Some(enqueue), Some(copy)) = (&delivery.enqueue, &delivery.sender) {
             // The opt-out check rides on the insert: no round trip of its own.
             let queued = sqlx::query(
                 "INSERT INTO outbound (message_id, account_id, from_addr, to_addr, body, \
                                        attempts, not_before, lease_until, created_at) \
                  SELECT $1, $2, $3, $4, $5, 0, $6, $7, $6 \
-                 WHERE NOT EXISTS (SELECT 1 FROM opt_outs WHERE did = $3 AND remote = $4)",
+                 WHERE NOT EXISTS (SELECT 1 FROM opt_outs WHERE did = $8 AND remote = $9)",
             )
             .bind(copy.id.0)
             .bind(copy.account_id.0)
@@ -1002,6 +986,8 @@ impl Store for PostgresStore {
             .bind(&copy.body)
             .bind(copy.created_at)
             .bind(enqueue.leased_until)
+            .bind(opt_out.map(|(did, _)| did))
+            .bind(opt_out.map(|(_, remote)| remote))
             .execute(tx.conn())
             .await?;
             if queued.rows_affected() == 0 {
@@ -1147,37 +1133,28 @@ impl Store for PostgresStore {
         if in_conversation.is_none() {
             return Err(StoreError::NotFound);
         }
-        // The marker only moves forward (UUIDv7 order is time order); the count uses the
-        // new marker, since SET expressions see the row's old values.
-        let row = sqlx::query(
-            "WITH marker AS ( \
-                 SELECT CASE WHEN read_up_to IS NOT NULL AND read_up_to > $3 \
-                             THEN read_up_to ELSE $3 END AS up_to \
-                 FROM conversations WHERE id = $1 AND account_id = $2 FOR UPDATE) \
-             UPDATE conversations c SET read_up_to = marker.up_to, \
-                 unread = (SELECT count(*) FROM messages m WHERE m.conversation_id = $1 \
-                           AND m.direction = 'inbound' AND m.id > marker.up_to) \
-             FROM marker WHERE c.id = $1 \
-             RETURNING c.read_up_to, c.unread",
+        let current: Option<Uuid> = sqlx::query_scalar(
+            "SELECT read_up_to FROM conversations WHERE id = $1 AND account_id = $2 FOR UPDATE",
         )
         .bind(conversation.0)
         .bind(account.0)
-        .bind(up_to.0)
         .fetch_optional(tx.conn())
         .await?
         .ok_or(StoreError::NotFound)?;
-        let marker = row.uuid("read_up_to")?;
-        let unread = rows::to_u32(row.int("unread")?, "unread")?;
-        tx.append(
-            account,
-            at,
-            &EventKind::ConversationRead {
-                conversation_id: conversation,
-                up_to: marker.into(),
-                unread,
-            },
+        let marker = rules::read_marker(current.map(MessageId), up_to);
+        // The count uses the new marker ($2), since SET expressions see the row's old values.
+        let unread: i64 = sqlx::query_scalar(
+            "UPDATE conversations SET read_up_to = $2, \
+                 unread = (SELECT count(*) FROM messages m WHERE m.conversation_id = $1 \
+                           AND m.direction = 'inbound' AND m.id > $2) \
+             WHERE id = $1 RETURNING unread",
         )
+        .bind(conversation.0)
+        .bind(marker.0)
+        .fetch_one(tx.conn())
         .await?;
+        let event = rules::read_event(conversation, marker, rows::to_u32(unread, "unread")?);
+        tx.append(account, at, &event).await?;
         self.commit(tx).await
     }
 
@@ -1271,10 +1248,9 @@ impl Store for PostgresStore {
         .fetch_all(self.pool()?)
         .await
         .map_err(closed_or)?;
-        let more = found.len() > limit as usize;
+        let (found, more) = rules::page(found, limit);
         let events = found
             .iter()
-            .take(limit as usize)
             .map(rows::event)
             .collect::<StoreResult<Vec<_>>>()?;
         Ok((events, more))
@@ -1315,7 +1291,7 @@ impl Store for PostgresStore {
             .iter()
             .map(rows::outbound_job)
             .collect::<StoreResult<Vec<_>>>()?;
-        jobs.sort_by_key(|job| (job.created_at, job.message_id));
+        rules::oldest_first(&mut jobs);
         Ok(jobs)
     }
 
@@ -1330,6 +1306,7 @@ impl Store for PostgresStore {
             OutboundOutcome::Sent {
                 carrier,
                 carrier_message_id,
+                cost,
             } => {
                 // Before the message row, as `apply_receipts` takes them (lock order).
                 lock_receipts(&mut tx, &[receipt_lock(&carrier, &carrier_message_id)]).await?;
@@ -1338,11 +1315,13 @@ impl Store for PostgresStore {
                     .execute(tx.conn())
                     .await?;
                 let recorded = sqlx::query(
-                    "UPDATE messages SET carrier = $2, carrier_message_id = $3 WHERE id = $1",
+                    "UPDATE messages SET carrier = $2, carrier_message_id = $3, cost = $4 \
+                     WHERE id = $1",
                 )
                 .bind(message_id.0)
                 .bind(&carrier)
                 .bind(&carrier_message_id)
+                .bind(cost)
                 .execute(tx.conn())
                 .await?;
                 if job.rows_affected() == 0 && recorded.rows_affected() == 0 {
@@ -1361,7 +1340,7 @@ impl Store for PostgresStore {
                 ref not_before,
                 ref reason,
             } => {
-                let attempt = i64::from(matches!(outcome, OutboundOutcome::Retry { .. }));
+                let attempt = i64::from(rules::counts_attempt(&outcome));
                 let done = sqlx::query(
                     "UPDATE outbound SET attempts = attempts + $4, not_before = $2, \
                          lease_until = NULL, last_error = $3 \
@@ -1407,28 +1386,6 @@ impl Store for PostgresStore {
         .await
         .map_err(closed_or)?;
         Ok(id.map(Into::into))
-    }
-
-    // ----- least-cost routing and opt-outs (added by the routing work) -----
-
-    async fn finish_outbound_priced(
-        &self,
-        message_id: MessageId,
-        outcome: OutboundOutcome,
-        cost: Option<f64>,
-        at: DateTime<Utc>,
-    ) -> StoreResult<()> {
-        // The cost goes first, in its own statement: a crash between the two leaves the cost
-        // of a send that did happen on a message that is sent again (and priced again).
-        if let (OutboundOutcome::Sent { .. }, Some(cost)) = (&outcome, cost) {
-            sqlx::query("UPDATE messages SET cost = $2 WHERE id = $1")
-                .bind(message_id.0)
-                .bind(cost)
-                .execute(self.pool()?)
-                .await
-                .map_err(closed_or)?;
-        }
-        self.finish_outbound(message_id, outcome, at).await
     }
 
     async fn carrier_record(

@@ -45,6 +45,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
 use super::rows::{self, micros, Cols};
+use super::rules;
 use super::{
     AccountRecord, CarrierReceipt, CarrierRecord, Delivered, Delivery, DeviceRecord,
     IdentityRecord, InventoryNumber, LogAdvanced, NewAccount, NewDevice, NewIdentityCode,
@@ -414,7 +415,7 @@ impl Store for SqliteStore {
                 device
             }
         };
-        if device.last_seen_at < now - writer::LAST_SEEN_GRANULARITY {
+        if rules::last_seen_is_stale(device.last_seen_at, now) {
             self.write_done(Op::TouchDevice { id: device.id, now })
                 .await?;
             let device = DeviceRecord {
@@ -767,16 +768,14 @@ impl Store for SqliteStore {
         let (mut found, mut more) = self
             .scan_unsettled(move |conn| {
                 // One extra row tells whether more remain.
-                let mut found = all(
+                let found = all(
                     conn,
                     "SELECT seq, at, payload FROM events WHERE account_id = ?1 AND seq > ?2 \
                      ORDER BY seq LIMIT ?3",
                     params![blob(&account.0), after, i64::from(limit) + 1],
                     |row| rows::event(row),
                 )?;
-                let more = found.len() > limit as usize;
-                found.truncate(limit as usize);
-                Ok((found, more))
+                Ok(rules::page(found, limit))
             })
             .await?;
         // Seqs not yet on disk are not served (see `durability`); their hint follows the flush.
@@ -839,7 +838,6 @@ impl Store for SqliteStore {
         self.write_done(Op::FinishOutbound {
             message_id,
             outcome,
-            cost: None,
             at,
         })
         .await
@@ -864,22 +862,6 @@ impl Store for SqliteStore {
             })
             .await?;
         Ok(id.map(Into::into))
-    }
-
-    async fn finish_outbound_priced(
-        &self,
-        message_id: MessageId,
-        outcome: OutboundOutcome,
-        cost: Option<f64>,
-        at: DateTime<Utc>,
-    ) -> StoreResult<()> {
-        self.write_done(Op::FinishOutbound {
-            message_id,
-            outcome,
-            cost,
-            at,
-        })
-        .await
     }
 
     async fn carrier_record(&self, message_id: MessageId) -> StoreResult<Option<CarrierRecord>> {

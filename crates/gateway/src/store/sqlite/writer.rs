@@ -31,12 +31,13 @@ use airtext_api::contacts::Contact;
 use airtext_api::messages::Message;
 use airtext_api::sync::EventKind;
 use airtext_api::{AccountId, ConversationId, DeviceId, IdentityId, MessageId, SendStatus};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
 use super::super::rows::{self, micros, Cols};
+use super::super::rules;
 use super::super::{
     CarrierReceipt, Conflict, Delivered, Delivery, InventoryNumber, LogAdvanced, NewAccount,
     NewDevice, NewIdentityCode, NewMessage, OutboundJob, OutboundOutcome, ReceiptOutcome,
@@ -49,10 +50,6 @@ use super::durability::{self, Committed, Durability, Syncer};
 /// The most commands one transaction holds; bounds the latency a big burst adds to its first
 /// caller.
 pub(super) const BATCH_CAP: usize = 512;
-
-/// Authentication refreshes `last_seen_at` only when it is older than this, so most
-/// authenticated reads never become writes.
-pub(super) const LAST_SEEN_GRANULARITY: Duration = Duration::minutes(5);
 
 /// One write the store asks of the writer.
 #[derive(Debug)]
@@ -113,7 +110,6 @@ pub(super) enum Op {
     FinishOutbound {
         message_id: MessageId,
         outcome: OutboundOutcome,
-        cost: Option<f64>,
         at: DateTime<Utc>,
     },
     SetOptOut {
@@ -812,9 +808,8 @@ fn execute(conn: &Connection, op: &Op, fx: &mut Effects<'_>) -> StoreResult<Out>
         Op::FinishOutbound {
             message_id,
             ref outcome,
-            cost,
             at,
-        } => finish_outbound(conn, fx, message_id, outcome, cost, at),
+        } => finish_outbound(conn, fx, message_id, outcome, at),
         Op::SetOptOut {
             ref did,
             ref remote,
@@ -856,12 +851,9 @@ fn append(
 }
 
 fn account_conflict(error: StoreError) -> StoreError {
-    let which = conn::unique_violation(&error)
-        .map(|which| (which.contains("username"), which.contains("email")));
-    match which {
-        Some((true, _)) => StoreError::Conflict(Conflict::Username),
-        Some((_, true)) => StoreError::Conflict(Conflict::Email),
-        _ => error,
+    match conn::unique_violation(&error).and_then(rules::account_conflict) {
+        Some(conflict) => StoreError::Conflict(conflict),
+        None => error,
     }
 }
 
@@ -912,7 +904,7 @@ fn touch_device(conn: &Connection, id: DeviceId, now: DateTime<Utc>) -> StoreRes
         params![
             blob(&id.0),
             micros(now),
-            micros(now - LAST_SEEN_GRANULARITY)
+            micros(rules::last_seen_cutoff(now))
         ],
     )?;
     Ok(Out::Done)
@@ -955,12 +947,7 @@ fn claim_number(
         |row| Ok((row.opt_uuid("owner")?, row.int("available_at")?)),
     )?
     .ok_or(StoreError::NotFound)?;
-    if owner == Some(account.0) {
-        return Err(StoreError::Conflict(Conflict::AlreadyHasNumber));
-    }
-    if owner.is_some() || available_at > micros(now) {
-        return Err(StoreError::Conflict(Conflict::NumberTaken));
-    }
+    rules::may_claim_number(account, owner.map(AccountId), available_at > micros(now))?;
     let has = one(
         conn,
         "SELECT 1 FROM numbers WHERE owner = ?1",
@@ -1103,13 +1090,8 @@ fn deliver(conn: &Connection, fx: &mut Effects<'_>, delivery: &Delivery) -> Stor
     }
 
     // Checked inside the write, so no STOP stored before this send can be missed.
-    if let (Some(_), Some(sender)) = (&delivery.enqueue, &delivery.sender) {
-        let stopped = one(
-            conn,
-            super::OPTED_OUT,
-            params![sender.from, sender.to],
-            |_| Ok(()),
-        )?;
+    if let Some((did, remote)) = rules::opt_out_to_check(delivery) {
+        let stopped = one(conn, super::OPTED_OUT, params![did, remote], |_| Ok(()))?;
         if stopped.is_some() {
             return Ok(Out::RecipientStopped);
         }
@@ -1312,7 +1294,12 @@ fn advance_status(
     let Some(message) = found else {
         return Ok(None);
     };
-    let Some(next) = message.status.advance(incoming) else {
+    let Some(change) = rules::status_change(
+        message.status,
+        message.failure_reason,
+        incoming,
+        failure_reason,
+    ) else {
         if let Some(sent) = sent_through {
             run(
                 conn,
@@ -1328,28 +1315,26 @@ fn advance_status(
         }
         return Ok(Some(false));
     };
-    let reason = if next == SendStatus::Failed {
-        failure_reason
-    } else {
-        None
-    };
     match sent_through {
         None => run(
             conn,
-            "UPDATE messages SET status = ?2, failure_reason = COALESCE(?3, failure_reason), \
-                 updated_at = ?4 \
-             WHERE id = ?1",
-            params![blob(&id.0), next.as_str(), reason, micros(at)],
+            "UPDATE messages SET status = ?2, failure_reason = ?3, updated_at = ?4 WHERE id = ?1",
+            params![
+                blob(&id.0),
+                change.status.as_str(),
+                change.failure_reason,
+                micros(at)
+            ],
         )?,
         Some(sent) => run(
             conn,
-            "UPDATE messages SET status = ?2, failure_reason = COALESCE(?3, failure_reason), \
-                 updated_at = ?4, carrier = ?5, carrier_message_id = ?6, cost = ?7 \
+            "UPDATE messages SET status = ?2, failure_reason = ?3, updated_at = ?4, \
+                 carrier = ?5, carrier_message_id = ?6, cost = ?7 \
              WHERE id = ?1",
             params![
                 blob(&id.0),
-                next.as_str(),
-                reason,
+                change.status.as_str(),
+                change.failure_reason,
                 micros(at),
                 sent.carrier,
                 sent.carrier_message_id,
@@ -1362,13 +1347,7 @@ fn advance_status(
         fx,
         message.owner,
         at,
-        &EventKind::MessageStatus {
-            message_id: id,
-            conversation_id: message.conversation_id,
-            status: next,
-            failure_reason: reason.or(message.failure_reason),
-            updated_at: at,
-        },
+        &change.into_event(id, message.conversation_id, at),
     )?;
     Ok(Some(true))
 }
@@ -1392,7 +1371,8 @@ fn mark_read(
         params![blob(&conversation.0), blob(&account.0)],
         first_opt_uuid,
     )?
-    .ok_or(StoreError::NotFound)?;
+    .ok_or(StoreError::NotFound)?
+    .map(MessageId::from);
     let in_conversation = one(
         conn,
         "SELECT 1 FROM messages WHERE id = ?1 AND account_id = ?2 AND conversation_id = ?3",
@@ -1403,10 +1383,7 @@ fn mark_read(
         return Err(StoreError::NotFound);
     }
     // Ids are UUIDv7: byte order is time order, the same order SQLite compares blobs in.
-    let marker = match current {
-        Some(current) if current > up_to.0 => current,
-        _ => up_to.0,
-    };
+    let marker = rules::read_marker(current, up_to);
     let unread = one(
         conn,
         // SET expressions see the row's old values, so the count uses the new marker (?2).
@@ -1414,21 +1391,12 @@ fn mark_read(
              unread = (SELECT count(*) FROM messages \
                        WHERE conversation_id = ?1 AND direction = 'inbound' AND id > ?2) \
          WHERE id = ?1 RETURNING unread",
-        params![blob(&conversation.0), blob(&marker)],
+        params![blob(&conversation.0), blob(&marker.0)],
         first_int,
     )?
     .ok_or(StoreError::NotFound)?;
-    append(
-        conn,
-        fx,
-        account,
-        at,
-        &EventKind::ConversationRead {
-            conversation_id: conversation,
-            up_to: marker.into(),
-            unread: rows::to_u32(unread, "unread")?,
-        },
-    )?;
+    let event = rules::read_event(conversation, marker, rows::to_u32(unread, "unread")?);
+    append(conn, fx, account, at, &event)?;
     Ok(Out::Done)
 }
 
@@ -1522,8 +1490,8 @@ fn claim_outbound(
         params![micros(now), micros(lease_until), i64::from(limit)],
         |row| rows::outbound_job(row),
     )?;
-    // RETURNING has no order: hand out the oldest first.
-    jobs.sort_by_key(|job| (job.created_at, job.message_id));
+    // RETURNING has no order.
+    rules::oldest_first(&mut jobs);
     Ok(Out::Jobs(jobs))
 }
 
@@ -1532,13 +1500,13 @@ fn finish_outbound(
     fx: &mut Effects<'_>,
     message_id: MessageId,
     outcome: &OutboundOutcome,
-    cost: Option<f64>,
     at: DateTime<Utc>,
 ) -> StoreResult<Out> {
     match outcome {
         OutboundOutcome::Sent {
             carrier,
             carrier_message_id,
+            cost,
         } => {
             let job = run(
                 conn,
@@ -1550,7 +1518,7 @@ fn finish_outbound(
             let sent_through = SentThrough {
                 carrier,
                 carrier_message_id,
-                cost,
+                cost: *cost,
             };
             let recorded = advance_status(
                 conn,
@@ -1570,7 +1538,7 @@ fn finish_outbound(
         }
         OutboundOutcome::Retry { not_before, reason }
         | OutboundOutcome::Defer { not_before, reason } => {
-            let attempt = i64::from(matches!(outcome, OutboundOutcome::Retry { .. }));
+            let attempt = i64::from(rules::counts_attempt(outcome));
             let retried = run(
                 conn,
                 "UPDATE outbound SET attempts = attempts + ?4, not_before = ?2, \
@@ -1720,11 +1688,15 @@ fn apply_early_receipts(
         "DELETE FROM early_receipts WHERE carrier = ?1 AND carrier_message_id = ?2",
         params![carrier, carrier_message_id],
     )?;
-    for (received_at, status, reason) in
-        rows::held_receipts_in_order(carrier, carrier_message_id, held)
-    {
-        // The change happens now: a status never moves back in time either.
-        apply_status(conn, fx, message_id, status, reason, at.max(received_at))?;
+    for receipt in rules::held_receipts(carrier, carrier_message_id, held, at) {
+        apply_status(
+            conn,
+            fx,
+            message_id,
+            receipt.status,
+            receipt.failure_reason,
+            receipt.at,
+        )?;
     }
     Ok(())
 }
