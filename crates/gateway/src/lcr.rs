@@ -7,7 +7,7 @@
 //! 2. have a price for the destination: the longest prefix of their rate table that the
 //!    number starts with (`+` alone matches every number).
 //!
-//! Candidates are ordered by `cost_per_segment × segments`, ties in configuration order. A
+//! Candidates are ordered by what the send costs ([`send_cost`]), ties in configuration order. A
 //! text with no candidate can never go and fails at once, saying why.
 //!
 //! Each carrier has a *circuit breaker*: `queue.breaker_failures` retryable failures in a row
@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use crate::carriers::config::{CarrierConfig, RateEntry};
 use crate::carriers::Carrier;
 use crate::config::QueueConfig;
+use crate::store::rules::send_cost;
 
 /// A carrier with what routing needs to know about it.
 #[derive(Debug, Clone)]
@@ -143,7 +144,7 @@ impl Lcr {
                 route.price(to).map(|price| Candidate {
                     index,
                     carrier: Arc::clone(&route.carrier),
-                    cost: price * f64::from(segments.max(1)),
+                    cost: send_cost(price, segments),
                 })
             })
             .collect();
@@ -178,7 +179,7 @@ impl Lcr {
                 found.push(Candidate {
                     index,
                     carrier: Arc::clone(&route.carrier),
-                    cost: price * f64::from(segments.max(1)),
+                    cost: send_cost(price, segments),
                 });
             }
         }

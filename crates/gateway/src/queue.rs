@@ -305,25 +305,21 @@ enum OptOut {
 
 /// Sends one job and records how it ended.
 async fn process(state: &AppState, job: OutboundJob, opt_out: OptOut) {
-    let (outcome, cost) = match send_through_carriers(state, &job, opt_out).await {
-        Attempt::Sent(outcome, cost) => (outcome, Some(cost)),
-        Attempt::Permanent(reason) => (OutboundOutcome::Failed { reason }, None),
-        Attempt::Retryable(reason) => (
-            retry_or_give_up(&state.config.queue, &job, reason, Utc::now()),
-            None,
-        ),
-        Attempt::Elsewhere(carrier) => (
-            OutboundOutcome::Defer {
-                not_before: Utc::now()
-                    + chrono::Duration::from_std(ELSEWHERE_DELAY).unwrap_or_default(),
-                reason: format!("left for the gateway node bound to {carrier}"),
-            },
-            None,
-        ),
+    let outcome = match send_through_carriers(state, &job, opt_out).await {
+        Attempt::Sent(outcome) => outcome,
+        Attempt::Permanent(reason) => OutboundOutcome::Failed { reason },
+        Attempt::Retryable(reason) => {
+            retry_or_give_up(&state.config.queue, &job, reason, Utc::now())
+        }
+        Attempt::Elsewhere(carrier) => OutboundOutcome::Defer {
+            not_before: Utc::now()
+                + chrono::Duration::from_std(ELSEWHERE_DELAY).unwrap_or_default(),
+            reason: format!("left for the gateway node bound to {carrier}"),
+        },
     };
     if let Err(error) = state
         .store
-        .finish_outbound_priced(job.message_id, outcome, cost, Utc::now())
+        .finish_outbound(job.message_id, outcome, Utc::now())
         .await
     {
         // The lease runs out and the job is claimed again: delayed, not lost.
@@ -336,8 +332,8 @@ async fn process(state: &AppState, job: OutboundJob, opt_out: OptOut) {
 }
 
 enum Attempt {
-    /// Taken; with its cost.
-    Sent(OutboundOutcome, f64),
+    /// Taken (the outcome carries its cost).
+    Sent(OutboundOutcome),
     /// It can never go as it is.
     Permanent(String),
     /// Nobody took it now; the last reason.
@@ -390,13 +386,11 @@ async fn send_through_carriers(state: &AppState, job: &OutboundJob, opt_out: Opt
         match tokio::time::timeout(timeout, candidate.carrier.send(sms)).await {
             Ok(Ok(accepted)) => {
                 state.lcr.succeeded(candidate.index);
-                return Attempt::Sent(
-                    OutboundOutcome::Sent {
-                        carrier: name.to_owned(),
-                        carrier_message_id: accepted.carrier_message_id,
-                    },
-                    candidate.cost,
-                );
+                return Attempt::Sent(OutboundOutcome::Sent {
+                    carrier: name.to_owned(),
+                    carrier_message_id: accepted.carrier_message_id,
+                    cost: Some(candidate.cost),
+                });
             }
             Ok(Err(CarrierError::Permanent(reason))) => {
                 state.lcr.succeeded(candidate.index);

@@ -1114,6 +1114,7 @@ async fn outbound_queue_leases_and_outcomes(store: SharedStore) {
             OutboundOutcome::Sent {
                 carrier: "sim".into(),
                 carrier_message_id: "SM1".into(),
+                cost: None,
             },
             now(),
         )
@@ -1227,6 +1228,7 @@ async fn outbound_queue_leases_and_outcomes(store: SharedStore) {
             OutboundOutcome::Sent {
                 carrier: "sim".into(),
                 carrier_message_id: "SM3".into(),
+                cost: None,
             },
             now(),
         )
@@ -1987,6 +1989,7 @@ mod routing_and_opt_outs {
                 OutboundOutcome::Sent {
                     carrier: "smsc1".into(),
                     carrier_message_id: "H1".into(),
+                    cost: None,
                 },
                 later,
             )
@@ -2024,25 +2027,25 @@ mod routing_and_opt_outs {
             .unwrap();
         assert_eq!(jobs.len(), 3);
 
-        let sent = |id: &str| OutboundOutcome::Sent {
+        let sent = |id: &str, cost| OutboundOutcome::Sent {
             carrier: "smsc1".into(),
             carrier_message_id: id.into(),
+            cost,
         };
         store
-            .finish_outbound_priced(priced.id, sent("M1"), Some(0.0125), t)
+            .finish_outbound(priced.id, sent("M1", Some(0.0125)), t)
             .await
             .unwrap();
         store
-            .finish_outbound(unpriced.id, sent("M2"), t)
+            .finish_outbound(unpriced.id, sent("M2", None), t)
             .await
             .unwrap();
         store
-            .finish_outbound_priced(
+            .finish_outbound(
                 failed.id,
                 OutboundOutcome::Failed {
                     reason: "no carrier can send from +1 to +1".into(),
                 },
-                Some(9.0),
                 t,
             )
             .await
@@ -2132,6 +2135,15 @@ mod receipts {
         OutboundOutcome::Sent {
             carrier: "smsc1".into(),
             carrier_message_id: id.into(),
+            cost: None,
+        }
+    }
+
+    fn sent_priced(id: &str, cost: f64) -> OutboundOutcome {
+        OutboundOutcome::Sent {
+            carrier: "smsc1".into(),
+            carrier_message_id: id.into(),
+            cost: Some(cost),
         }
     }
 
@@ -2306,7 +2318,7 @@ mod receipts {
             [SendStatus::Sent, SendStatus::Delivered]
         );
         store
-            .finish_outbound_priced(ids[1], sent("E1"), Some(0.01), now())
+            .finish_outbound(ids[1], sent_priced("E1", 0.01), now())
             .await
             .unwrap();
         let failed = message(&store, alice, ids[1]).await;
@@ -2315,6 +2327,11 @@ mod receipts {
         assert_eq!(
             announced(&store, alice, ids[1]).await,
             [SendStatus::Sent, SendStatus::Failed]
+        );
+        // The cost is recorded with the carrier id, though a receipt had moved it past `sent`.
+        assert_eq!(
+            store.carrier_record(ids[1]).await.unwrap().unwrap().cost,
+            Some(0.01)
         );
         // A send that did not go records no id and takes no receipt.
         store

@@ -51,35 +51,6 @@ pub(crate) fn status(s: &str) -> StoreResult<SendStatus> {
     SendStatus::parse(s).ok_or_else(|| corrupt(format!("status {s:?}")))
 }
 
-/// The receipts held in `early_receipts` for one carrier id, `(received_at, status, reason)`
-/// as stored, in the order both engines apply them: oldest first (`DELETE … RETURNING` has no
-/// order). Only the gateway writes that table; a status this version cannot read must not keep
-/// the send's outcome from being recorded (the job would be sent again), so it is dropped
-/// with a warning.
-pub(crate) fn held_receipts_in_order(
-    carrier: &str,
-    carrier_message_id: &str,
-    mut held: Vec<(DateTime<Utc>, String, Option<String>)>,
-) -> Vec<(DateTime<Utc>, SendStatus, Option<String>)> {
-    held.sort();
-    held.into_iter()
-        .filter_map(
-            |(received_at, status, reason)| match SendStatus::parse(&status) {
-                Some(parsed) => Some((received_at, parsed, reason)),
-                None => {
-                    tracing::warn!(
-                        carrier,
-                        carrier_message_id,
-                        status,
-                        "unreadable held receipt dropped"
-                    );
-                    None
-                }
-            },
-        )
-        .collect()
-}
-
 pub(crate) fn direction(s: &str) -> StoreResult<Direction> {
     Direction::parse(s).ok_or_else(|| corrupt(format!("direction {s:?}")))
 }

@@ -74,8 +74,8 @@ impl Changes {
     pub(super) fn of<'a>(ops: impl IntoIterator<Item = &'a Op>) -> Self {
         let mut changes = Changes::default();
         for op in ops {
-            if let Op::RevokeDevice { device, .. } = op {
-                changes.revoked.push(*device);
+            if let Some(device) = op.revoked_device() {
+                changes.revoked.push(device);
             }
             changes.accounts |= op.changes_accounts();
         }

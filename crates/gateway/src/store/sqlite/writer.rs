@@ -18,142 +18,75 @@
 //! oneshot out, whatever number of statements it runs. Checkpoints (copying the WAL back into
 //! the database file) run on a thread of their own, off the commit path ([`checkpointer`]).
 //!
+//! This file is the engine only. The writes themselves live with their resource
+//! (`sqlite/accounts.rs`, `sqlite/messages.rs`, …): each defines its `Op` and its `execute`,
+//! and appends events through [`append`].
+//!
 //! Because this thread is the only writer, it can keep each account's newest seq itself
 //! ([`Seqs`]): an event takes the next one with no read, the group writes each counter row
 //! once before its COMMIT, and seqs become visible exactly in commit order.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
-use airtext_api::contacts::Contact;
-use airtext_api::messages::Message;
 use airtext_api::sync::EventKind;
-use airtext_api::{AccountId, ConversationId, DeviceId, IdentityId, MessageId, SendStatus};
-use chrono::{DateTime, Duration, Utc};
+use airtext_api::{AccountId, DeviceId, IdentityId};
+use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection};
 use tokio::sync::{broadcast, mpsc, oneshot};
-use uuid::Uuid;
 
-use super::super::rows::{self, micros, Cols};
+use super::super::rows::{self, micros};
 use super::super::{
-    CarrierReceipt, Conflict, Delivered, Delivery, InventoryNumber, LogAdvanced, NewAccount,
-    NewDevice, NewIdentityCode, NewMessage, OutboundJob, OutboundOutcome, ReceiptOutcome,
-    StatusOutcome, StatusUpdate, StoreError, StoreResult,
+    Delivered, LogAdvanced, OutboundJob, ReceiptOutcome, StatusOutcome, StoreError, StoreResult,
 };
 use super::cache::{Caches, Changes};
-use super::conn::{self, all, blob, first_int, first_opt_uuid, first_uuid, one, opt_blob, run};
+use super::conn::{blob, first_int, one, run};
 use super::durability::{self, Committed, Durability, Syncer};
+use super::{accounts, carriers, contacts, conversations, identities, messages, numbers, outbound};
 
 /// The most commands one transaction holds; bounds the latency a big burst adds to its first
 /// caller.
 pub(super) const BATCH_CAP: usize = 512;
 
-/// Authentication refreshes `last_seen_at` only when it is older than this, so most
-/// authenticated reads never become writes.
-pub(super) const LAST_SEEN_GRANULARITY: Duration = Duration::minutes(5);
-
-/// One write the store asks of the writer.
+/// One write the store asks of the writer: one variant per resource, whose file
+/// (`sqlite/<resource>.rs`) defines its writes and runs them ([`execute`]).
 #[derive(Debug)]
 pub(super) enum Op {
-    CreateAccount(NewAccount),
-    CreateDevice(NewDevice),
-    TouchDevice {
-        id: DeviceId,
-        now: DateTime<Utc>,
-    },
-    RevokeDevice {
-        account: AccountId,
-        device: DeviceId,
-    },
-    AddInventory(Vec<InventoryNumber>),
-    ClaimNumber {
-        account: AccountId,
-        number: String,
-        now: DateTime<Utc>,
-    },
-    ReleaseNumber {
-        account: AccountId,
-        number: String,
-        available_at: DateTime<Utc>,
-    },
-    PutIdentityCode(NewIdentityCode),
-    CountFailedAttempt {
-        account: AccountId,
-        id: IdentityId,
-    },
-    MarkVerified {
-        account: AccountId,
-        id: IdentityId,
-        at: DateTime<Utc>,
-    },
-    Deliver(Box<Delivery>),
-    UpdateStatus(StatusUpdate),
-    MarkRead {
-        account: AccountId,
-        conversation: ConversationId,
-        up_to: MessageId,
-        at: DateTime<Utc>,
-    },
-    DeleteMessage {
-        account: AccountId,
-        id: MessageId,
-        at: DateTime<Utc>,
-    },
-    PutContact {
-        account: AccountId,
-        contact: Contact,
-    },
-    ClaimOutbound {
-        limit: u32,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-    },
-    FinishOutbound {
-        message_id: MessageId,
-        outcome: OutboundOutcome,
-        cost: Option<f64>,
-        at: DateTime<Utc>,
-    },
-    SetOptOut {
-        did: String,
-        remote: String,
-        opted_out: bool,
-        at: DateTime<Utc>,
-    },
-    ApplyReceipts(Vec<CarrierReceipt>),
-    ExpireEarlyReceipts {
-        received_before: DateTime<Utc>,
-    },
+    Accounts(accounts::Op),
+    Numbers(numbers::Op),
+    Identities(identities::Op),
+    Messages(messages::Op),
+    Conversations(conversations::Op),
+    Contacts(contacts::Op),
+    Outbound(outbound::Op),
+    Carriers(carriers::Op),
 }
 
 impl Op {
     /// Whether this write may change what a send reads about accounts (an account, its DID,
     /// its verified identities, who owns a number): then [`super::cache::Caches`] forgets
-    /// the accounts it holds. No catch-all arm, so a new kind of write has to decide.
+    /// the accounts it holds. No catch-all arm here or in any resource's `Op`, so a new kind
+    /// of write has to decide.
     pub(super) fn changes_accounts(&self) -> bool {
         match self {
-            Op::CreateAccount(_)
-            | Op::AddInventory(_)
-            | Op::ClaimNumber { .. }
-            | Op::ReleaseNumber { .. }
-            | Op::PutIdentityCode(_)
-            | Op::CountFailedAttempt { .. }
-            | Op::MarkVerified { .. } => true,
-            Op::CreateDevice(_)
-            | Op::TouchDevice { .. }
-            | Op::RevokeDevice { .. }
-            | Op::Deliver(_)
-            | Op::UpdateStatus(_)
-            | Op::MarkRead { .. }
-            | Op::DeleteMessage { .. }
-            | Op::PutContact { .. }
-            | Op::ClaimOutbound { .. }
-            | Op::FinishOutbound { .. }
-            | Op::SetOptOut { .. }
-            | Op::ApplyReceipts(_)
-            | Op::ExpireEarlyReceipts { .. } => false,
+            Op::Accounts(op) => op.changes_accounts(),
+            Op::Numbers(op) => op.changes_accounts(),
+            Op::Identities(op) => op.changes_accounts(),
+            Op::Messages(op) => op.changes_accounts(),
+            Op::Conversations(op) => op.changes_accounts(),
+            Op::Contacts(op) => op.changes_accounts(),
+            Op::Outbound(op) => op.changes_accounts(),
+            Op::Carriers(op) => op.changes_accounts(),
+        }
+    }
+
+    /// The device this write revokes, whose cached tokens must go (see [`super::cache`]).
+    pub(super) fn revoked_device(&self) -> Option<DeviceId> {
+        match self {
+            Op::Accounts(accounts::Op::RevokeDevice { device, .. }) => Some(*device),
+            _ => None,
         }
     }
 }
@@ -202,7 +135,7 @@ impl std::fmt::Debug for Cmd {
 /// What one command did besides its answer (the logs it advanced), and the log counters it
 /// takes its seqs from.
 #[derive(Debug)]
-struct Effects<'a> {
+pub(super) struct Effects<'a> {
     advanced: Vec<LogAdvanced>,
     seqs: &'a mut Seqs,
 }
@@ -753,88 +686,22 @@ fn run_with_savepoints(
     }
 }
 
+/// Runs one write in the open transaction, in its resource's file.
 fn execute(conn: &Connection, op: &Op, fx: &mut Effects<'_>) -> StoreResult<Out> {
-    match *op {
-        Op::CreateAccount(ref account) => create_account(conn, account),
-        Op::CreateDevice(ref device) => create_device(conn, device),
-        Op::TouchDevice { id, now } => touch_device(conn, id, now),
-        Op::RevokeDevice { account, device } => revoke_device(conn, account, device),
-        Op::AddInventory(ref numbers) => add_inventory(conn, numbers),
-        Op::ClaimNumber {
-            account,
-            ref number,
-            now,
-        } => claim_number(conn, account, number, now),
-        Op::ReleaseNumber {
-            account,
-            ref number,
-            available_at,
-        } => release_number(conn, account, number, available_at),
-        Op::PutIdentityCode(ref code) => put_identity_code(conn, code),
-        Op::CountFailedAttempt { account, id } => count_failed_attempt(conn, account, id),
-        Op::MarkVerified { account, id, at } => mark_verified(conn, account, id, at),
-        Op::Deliver(ref delivery) => deliver(conn, fx, delivery),
-        Op::UpdateStatus(ref update) => {
-            let changed = apply_status(
-                conn,
-                fx,
-                update.message_id,
-                update.status,
-                update.failure_reason.clone(),
-                update.at,
-            )?
-            .ok_or(StoreError::NotFound)?;
-            let message = one(
-                conn,
-                &MESSAGE_BY_ID,
-                params![blob(&update.message_id.0)],
-                |row| rows::message(row),
-            )?
-            .ok_or(StoreError::NotFound)?;
-            Ok(Out::Status(StatusOutcome { message, changed }))
-        }
-        Op::MarkRead {
-            account,
-            conversation,
-            up_to,
-            at,
-        } => mark_read(conn, fx, account, conversation, up_to, at),
-        Op::DeleteMessage { account, id, at } => delete_message(conn, fx, account, id, at),
-        Op::PutContact {
-            account,
-            ref contact,
-        } => put_contact(conn, fx, account, contact),
-        Op::ClaimOutbound {
-            limit,
-            now,
-            lease_until,
-        } => claim_outbound(conn, limit, now, lease_until),
-        Op::FinishOutbound {
-            message_id,
-            ref outcome,
-            cost,
-            at,
-        } => finish_outbound(conn, fx, message_id, outcome, cost, at),
-        Op::SetOptOut {
-            ref did,
-            ref remote,
-            opted_out,
-            at,
-        } => set_opt_out(conn, did, remote, opted_out, at),
-        Op::ApplyReceipts(ref receipts) => apply_receipts(conn, fx, receipts),
-        Op::ExpireEarlyReceipts { received_before } => {
-            let removed = run(
-                conn,
-                "DELETE FROM early_receipts WHERE received_at < ?1",
-                params![micros(received_before)],
-            )?;
-            Ok(Out::Removed(u64::try_from(removed).unwrap_or(u64::MAX)))
-        }
+    match op {
+        Op::Accounts(op) => accounts::execute(conn, op, fx),
+        Op::Numbers(op) => numbers::execute(conn, op, fx),
+        Op::Identities(op) => identities::execute(conn, op, fx),
+        Op::Messages(op) => messages::execute(conn, op, fx),
+        Op::Conversations(op) => conversations::execute(conn, op, fx),
+        Op::Contacts(op) => contacts::execute(conn, op, fx),
+        Op::Outbound(op) => outbound::execute(conn, op, fx),
+        Op::Carriers(op) => carriers::execute(conn, op, fx),
     }
 }
 
 /// Appends one event to `account`'s log: one statement (the trigger moves the counter).
-fn append(
+pub(super) fn append(
     conn: &Connection,
     fx: &mut Effects<'_>,
     account: AccountId,
@@ -855,883 +722,10 @@ fn append(
     Ok(seq)
 }
 
-fn account_conflict(error: StoreError) -> StoreError {
-    let which = conn::unique_violation(&error)
-        .map(|which| (which.contains("username"), which.contains("email")));
-    match which {
-        Some((true, _)) => StoreError::Conflict(Conflict::Username),
-        Some((_, true)) => StoreError::Conflict(Conflict::Email),
-        _ => error,
-    }
-}
-
-fn create_account(conn: &Connection, account: &NewAccount) -> StoreResult<Out> {
-    run(
-        conn,
-        "INSERT INTO accounts (id, username, email, password_hash, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![
-            blob(&account.id.0),
-            account.username,
-            account.email,
-            account.password_hash,
-            micros(account.created_at)
-        ],
-    )
-    .map_err(account_conflict)?;
-    run(
-        conn,
-        "INSERT INTO account_log (account_id, last_seq) VALUES (?1, 0)",
-        params![blob(&account.id.0)],
-    )?;
-    Ok(Out::Done)
-}
-
-fn create_device(conn: &Connection, device: &NewDevice) -> StoreResult<Out> {
-    run(
-        conn,
-        "INSERT INTO devices (id, account_id, name, has_cellular, token_hash, created_at, \
-                              last_seen_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-        params![
-            blob(&device.id.0),
-            blob(&device.account_id.0),
-            device.name,
-            device.has_cellular,
-            &device.token_hash.0[..],
-            micros(device.created_at)
-        ],
-    )?;
-    Ok(Out::Done)
-}
-
-fn touch_device(conn: &Connection, id: DeviceId, now: DateTime<Utc>) -> StoreResult<Out> {
-    run(
-        conn,
-        "UPDATE devices SET last_seen_at = ?2 WHERE id = ?1 AND last_seen_at < ?3",
-        params![
-            blob(&id.0),
-            micros(now),
-            micros(now - LAST_SEEN_GRANULARITY)
-        ],
-    )?;
-    Ok(Out::Done)
-}
-
-fn revoke_device(conn: &Connection, account: AccountId, device: DeviceId) -> StoreResult<Out> {
-    let deleted = run(
-        conn,
-        "DELETE FROM devices WHERE id = ?1 AND account_id = ?2",
-        params![blob(&device.0), blob(&account.0)],
-    )?;
-    if deleted == 0 {
-        return Err(StoreError::NotFound);
-    }
-    Ok(Out::Done)
-}
-
-fn add_inventory(conn: &Connection, numbers: &[InventoryNumber]) -> StoreResult<Out> {
-    for n in numbers {
-        run(
-            conn,
-            "INSERT INTO numbers (number, carrier, country, owner, available_at) \
-             VALUES (?1, ?2, ?3, NULL, 0) ON CONFLICT (number) DO NOTHING",
-            params![n.number, n.carrier, n.country],
-        )?;
-    }
-    Ok(Out::Done)
-}
-
-fn claim_number(
-    conn: &Connection,
-    account: AccountId,
-    number: &str,
-    now: DateTime<Utc>,
-) -> StoreResult<Out> {
-    let (owner, available_at) = one(
-        conn,
-        "SELECT owner, available_at FROM numbers WHERE number = ?1",
-        params![number],
-        |row| Ok((row.opt_uuid("owner")?, row.int("available_at")?)),
-    )?
-    .ok_or(StoreError::NotFound)?;
-    if owner == Some(account.0) {
-        return Err(StoreError::Conflict(Conflict::AlreadyHasNumber));
-    }
-    if owner.is_some() || available_at > micros(now) {
-        return Err(StoreError::Conflict(Conflict::NumberTaken));
-    }
-    let has = one(
-        conn,
-        "SELECT 1 FROM numbers WHERE owner = ?1",
-        params![blob(&account.0)],
-        |_| Ok(()),
-    )?;
-    if has.is_some() {
-        return Err(StoreError::Conflict(Conflict::AlreadyHasNumber));
-    }
-    run(
-        conn,
-        "UPDATE numbers SET owner = ?1 WHERE number = ?2 AND owner IS NULL",
-        params![blob(&account.0), number],
-    )?;
-    Ok(Out::Done)
-}
-
-fn release_number(
-    conn: &Connection,
-    account: AccountId,
-    number: &str,
-    available_at: DateTime<Utc>,
-) -> StoreResult<Out> {
-    let released = run(
-        conn,
-        "UPDATE numbers SET owner = NULL, available_at = ?3 WHERE number = ?1 AND owner = ?2",
-        params![number, blob(&account.0), micros(available_at)],
-    )?;
-    if released == 0 {
-        return Err(StoreError::NotFound);
-    }
-    Ok(Out::Done)
-}
-
-fn put_identity_code(conn: &Connection, code: &NewIdentityCode) -> StoreResult<Out> {
-    let id = one(
-        conn,
-        "INSERT INTO identities (id, account_id, kind, value, status, code_hash, \
-                                 code_expires_at, attempts, created_at) \
-         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, 0, ?7) \
-         ON CONFLICT (account_id, kind, value) DO UPDATE SET \
-             code_hash = excluded.code_hash, code_expires_at = excluded.code_expires_at, \
-             attempts = 0 \
-         RETURNING id",
-        params![
-            blob(&code.id.0),
-            blob(&code.account_id.0),
-            code.kind.as_str(),
-            code.value,
-            code.code_hash,
-            micros(code.expires_at),
-            micros(code.now)
-        ],
-        first_uuid,
-    )?
-    .ok_or_else(|| rows::corrupt("the identity upsert returned no id"))?;
-    Ok(Out::Identity(id.into()))
-}
-
-fn count_failed_attempt(conn: &Connection, account: AccountId, id: IdentityId) -> StoreResult<Out> {
-    let attempts = one(
-        conn,
-        "UPDATE identities SET attempts = attempts + 1 WHERE id = ?1 AND account_id = ?2 \
-         RETURNING attempts",
-        params![blob(&id.0), blob(&account.0)],
-        first_int,
-    )?
-    .ok_or(StoreError::NotFound)?;
-    Ok(Out::Count(rows::to_u32(attempts, "attempts")?))
-}
-
-fn mark_verified(
-    conn: &Connection,
-    account: AccountId,
-    id: IdentityId,
-    at: DateTime<Utc>,
-) -> StoreResult<Out> {
-    let (kind, value) = one(
-        conn,
-        "SELECT kind, value FROM identities WHERE id = ?1 AND account_id = ?2",
-        params![blob(&id.0), blob(&account.0)],
-        |row| Ok((row.text("kind")?, row.text("value")?)),
-    )?
-    .ok_or(StoreError::NotFound)?;
-    // The newest proof of possession wins: anyone else's verified claim goes back to pending
-    // first, so the partial unique index never sees two.
-    run(
-        conn,
-        "UPDATE identities SET status = 'pending', verified_at = NULL \
-         WHERE kind = ?1 AND value = ?2 AND status = 'verified' AND id <> ?3",
-        params![kind, value, blob(&id.0)],
-    )?;
-    run(
-        conn,
-        "UPDATE identities SET status = 'verified', code_hash = NULL, code_expires_at = NULL, \
-             attempts = 0, verified_at = ?2 \
-         WHERE id = ?1",
-        params![blob(&id.0), micros(at)],
-    )?;
-    Ok(Out::Done)
-}
-
-/// A conversation is found, then updated or created, rather than upserted with RETURNING:
-/// SQLite builds a temporary b-tree for every RETURNING, which cost more than the extra
-/// lookup (this thread is the only writer, so nothing can come between the two).
-const FIND_CONVERSATION: &str = "SELECT id FROM conversations WHERE account_id = ?1 AND peer = ?2";
-const BUMP_CONVERSATION: &str = "UPDATE conversations SET last_message_id = ?2, \
-         updated_at = max(updated_at, ?3), unread = unread + ?4 \
-     WHERE id = ?1";
-const CREATE_CONVERSATION: &str = "INSERT INTO conversations \
-         (id, account_id, peer, last_message_id, updated_at, unread) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
-
-/// The conflict target is only a guard: a repeated `(account, client_id)` is answered before
-/// this insert, so a row it does not insert fails the command.
-const INSERT_MESSAGE: &str = "INSERT INTO messages (id, account_id, conversation_id, \
-         direction, from_addr, to_addr, body, status, route, client_id, encoding, segments, \
-         created_at, updated_at) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13) \
-     ON CONFLICT (account_id, client_id) DO NOTHING";
-
-fn deliver(conn: &Connection, fx: &mut Effects<'_>, delivery: &Delivery) -> StoreResult<Out> {
-    let copies: Vec<&NewMessage> = delivery
-        .sender
-        .iter()
-        .chain(delivery.recipient.iter())
-        .collect();
-    let has_sender = delivery.sender.is_some();
-
-    // A repeated send (the same client_id, earlier or earlier in this very transaction)
-    // answers with the first message and writes nothing.
-    if let Some(sender) = &delivery.sender {
-        if let Some(first) = first_send(conn, sender)? {
-            return Ok(Out::Delivered(Delivered {
-                sender: Some(first),
-                recipient: None,
-                created: false,
-            }));
-        }
-    }
-
-    // Checked inside the write, so no STOP stored before this send can be missed.
-    if let (Some(_), Some(sender)) = (&delivery.enqueue, &delivery.sender) {
-        let stopped = one(
-            conn,
-            super::OPTED_OUT,
-            params![sender.from, sender.to],
-            |_| Ok(()),
-        )?;
-        if stopped.is_some() {
-            return Ok(Out::RecipientStopped);
-        }
-    }
-
-    // Each copy's conversation, found or created.
-    let mut messages = Vec::with_capacity(copies.len());
-    for copy in &copies {
-        let unread = i64::from(copy.direction == airtext_api::messages::Direction::Inbound);
-        let found = one(
-            conn,
-            FIND_CONVERSATION,
-            params![blob(&copy.account_id.0), copy.peer],
-            first_uuid,
-        )?;
-        let conversation = match found {
-            Some(id) => {
-                run(
-                    conn,
-                    BUMP_CONVERSATION,
-                    params![blob(&id), blob(&copy.id.0), micros(copy.created_at), unread],
-                )?;
-                ConversationId::from(id)
-            }
-            None => {
-                let id = ConversationId::new();
-                run(
-                    conn,
-                    CREATE_CONVERSATION,
-                    params![
-                        blob(&id.0),
-                        blob(&copy.account_id.0),
-                        copy.peer,
-                        blob(&copy.id.0),
-                        micros(copy.created_at),
-                        unread
-                    ],
-                )?;
-                id
-            }
-        };
-        messages.push(rows::stored_message(copy, conversation));
-    }
-
-    for (copy, message) in copies.iter().zip(&messages) {
-        let client_id: Option<Uuid> = copy.client_id.map(|c| c.0);
-        let inserted = run(
-            conn,
-            INSERT_MESSAGE,
-            params![
-                blob(&copy.id.0),
-                blob(&copy.account_id.0),
-                blob(&message.conversation_id.0),
-                copy.direction.as_str(),
-                copy.from,
-                copy.to,
-                copy.body,
-                copy.status.as_str(),
-                copy.route.as_str(),
-                opt_blob(&client_id),
-                copy.encoding.as_str(),
-                i64::from(copy.segments),
-                micros(copy.created_at)
-            ],
-        )?;
-        if inserted == 0 {
-            // Only a client_id seen before conflicts, and that was answered above.
-            return Err(rows::corrupt(format!(
-                "message {} of a delivery was not inserted",
-                copy.id
-            )));
-        }
-    }
-
-    for (copy, message) in copies.iter().zip(&messages) {
-        append(
-            conn,
-            fx,
-            copy.account_id,
-            copy.created_at,
-            &EventKind::MessageCreated {
-                message: message.clone(),
-            },
-        )?;
-    }
-
-    if let (Some(enqueue), Some(sender)) = (&delivery.enqueue, &delivery.sender) {
-        run(
-            conn,
-            "INSERT INTO outbound (message_id, account_id, from_addr, to_addr, body, \
-                                   attempts, not_before, lease_until, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?6)",
-            params![
-                blob(&sender.id.0),
-                blob(&sender.account_id.0),
-                sender.from,
-                sender.to,
-                sender.body,
-                micros(sender.created_at),
-                enqueue.leased_until.map(micros)
-            ],
-        )?;
-    }
-
-    let mut messages = messages.into_iter();
-    let sender = if has_sender { messages.next() } else { None };
-    let recipient = if delivery.recipient.is_some() {
-        messages.next()
-    } else {
-        None
-    };
-    Ok(Out::Delivered(Delivered {
-        sender,
-        recipient,
-        created: true,
-    }))
-}
-
-/// The message an earlier send with `sender`'s client_id stored, if any.
-fn first_send(conn: &Connection, sender: &NewMessage) -> StoreResult<Option<Message>> {
-    let Some(client_id) = sender.client_id else {
-        return Ok(None);
-    };
-    one(
-        conn,
-        &FIRST_SEND,
-        params![blob(&sender.account_id.0), blob(&client_id.0)],
-        |row| rows::message(row),
-    )
-}
-
-static FIRST_SEND: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT {} FROM messages m WHERE m.account_id = ?1 AND m.client_id = ?2",
-        rows::MESSAGE_COLUMNS
-    )
-});
-
-static MESSAGE_BY_ID: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT {} FROM messages m WHERE m.id = ?1",
-        rows::MESSAGE_COLUMNS
-    )
-});
-
-/// What a status change needs of its message. Not the whole row: every text sent has its
-/// status advanced at least once, in the single writer, and decoding its body and addresses
-/// there was for nothing.
-struct StatusRow {
-    owner: AccountId,
-    conversation_id: ConversationId,
-    status: SendStatus,
-    failure_reason: Option<String>,
-}
-
-const STATUS_ROW: &str =
-    "SELECT account_id, conversation_id, status, failure_reason FROM messages WHERE id = ?1";
-
-/// Whether a status report found its message (`None`: no such message) and moved it.
-type Advanced = Option<bool>;
-
-/// Applies a status report through `SendStatus::advance`.
-fn apply_status(
-    conn: &Connection,
-    fx: &mut Effects<'_>,
-    id: MessageId,
-    incoming: SendStatus,
-    failure_reason: Option<String>,
-    at: DateTime<Utc>,
-) -> StoreResult<Advanced> {
-    advance_status(conn, fx, id, incoming, failure_reason, at, None)
-}
-
-/// Which carrier took a text, under which id, at what cost.
-struct SentThrough<'a> {
-    carrier: &'a str,
-    carrier_message_id: &'a str,
-    cost: Option<f64>,
-}
-
-/// [`apply_status`], also recording `sent_through` on the message (whether or not the status
-/// moves).
-fn advance_status(
-    conn: &Connection,
-    fx: &mut Effects<'_>,
-    id: MessageId,
-    incoming: SendStatus,
-    failure_reason: Option<String>,
-    at: DateTime<Utc>,
-    sent_through: Option<&SentThrough<'_>>,
-) -> StoreResult<Advanced> {
-    let found = one(conn, STATUS_ROW, params![blob(&id.0)], |row| {
-        Ok(StatusRow {
-            owner: AccountId::from(row.uuid("account_id")?),
-            conversation_id: ConversationId::from(row.uuid("conversation_id")?),
-            status: rows::status(&row.text("status")?)?,
-            failure_reason: row.opt_text("failure_reason")?,
-        })
-    })?;
-    let Some(message) = found else {
-        return Ok(None);
-    };
-    let Some(next) = message.status.advance(incoming) else {
-        if let Some(sent) = sent_through {
-            run(
-                conn,
-                "UPDATE messages SET carrier = ?2, carrier_message_id = ?3, cost = ?4 \
-                 WHERE id = ?1",
-                params![
-                    blob(&id.0),
-                    sent.carrier,
-                    sent.carrier_message_id,
-                    sent.cost
-                ],
-            )?;
-        }
-        return Ok(Some(false));
-    };
-    let reason = if next == SendStatus::Failed {
-        failure_reason
-    } else {
-        None
-    };
-    match sent_through {
-        None => run(
-            conn,
-            "UPDATE messages SET status = ?2, failure_reason = COALESCE(?3, failure_reason), \
-                 updated_at = ?4 \
-             WHERE id = ?1",
-            params![blob(&id.0), next.as_str(), reason, micros(at)],
-        )?,
-        Some(sent) => run(
-            conn,
-            "UPDATE messages SET status = ?2, failure_reason = COALESCE(?3, failure_reason), \
-                 updated_at = ?4, carrier = ?5, carrier_message_id = ?6, cost = ?7 \
-             WHERE id = ?1",
-            params![
-                blob(&id.0),
-                next.as_str(),
-                reason,
-                micros(at),
-                sent.carrier,
-                sent.carrier_message_id,
-                sent.cost
-            ],
-        )?,
-    };
-    append(
-        conn,
-        fx,
-        message.owner,
-        at,
-        &EventKind::MessageStatus {
-            message_id: id,
-            conversation_id: message.conversation_id,
-            status: next,
-            failure_reason: reason.or(message.failure_reason),
-            updated_at: at,
-        },
-    )?;
-    Ok(Some(true))
-}
-
-/// Recounts unread from the marker: inbound messages after it (all inbound when unset).
-const RECOUNT_UNREAD: &str = "(SELECT count(*) FROM messages \
-     WHERE messages.conversation_id = conversations.id AND messages.direction = 'inbound' \
-       AND (conversations.read_up_to IS NULL OR messages.id > conversations.read_up_to))";
-
-fn mark_read(
-    conn: &Connection,
-    fx: &mut Effects<'_>,
-    account: AccountId,
-    conversation: ConversationId,
-    up_to: MessageId,
-    at: DateTime<Utc>,
-) -> StoreResult<Out> {
-    let current = one(
-        conn,
-        "SELECT read_up_to FROM conversations WHERE id = ?1 AND account_id = ?2",
-        params![blob(&conversation.0), blob(&account.0)],
-        first_opt_uuid,
-    )?
-    .ok_or(StoreError::NotFound)?;
-    let in_conversation = one(
-        conn,
-        "SELECT 1 FROM messages WHERE id = ?1 AND account_id = ?2 AND conversation_id = ?3",
-        params![blob(&up_to.0), blob(&account.0), blob(&conversation.0)],
-        |_| Ok(()),
-    )?;
-    if in_conversation.is_none() {
-        return Err(StoreError::NotFound);
-    }
-    // Ids are UUIDv7: byte order is time order, the same order SQLite compares blobs in.
-    let marker = match current {
-        Some(current) if current > up_to.0 => current,
-        _ => up_to.0,
-    };
-    let unread = one(
-        conn,
-        // SET expressions see the row's old values, so the count uses the new marker (?2).
-        "UPDATE conversations SET read_up_to = ?2, \
-             unread = (SELECT count(*) FROM messages \
-                       WHERE conversation_id = ?1 AND direction = 'inbound' AND id > ?2) \
-         WHERE id = ?1 RETURNING unread",
-        params![blob(&conversation.0), blob(&marker)],
-        first_int,
-    )?
-    .ok_or(StoreError::NotFound)?;
-    append(
-        conn,
-        fx,
-        account,
-        at,
-        &EventKind::ConversationRead {
-            conversation_id: conversation,
-            up_to: marker.into(),
-            unread: rows::to_u32(unread, "unread")?,
-        },
-    )?;
-    Ok(Out::Done)
-}
-
-fn delete_message(
-    conn: &Connection,
-    fx: &mut Effects<'_>,
-    account: AccountId,
-    id: MessageId,
-    at: DateTime<Utc>,
-) -> StoreResult<Out> {
-    let conversation = one(
-        conn,
-        "DELETE FROM messages WHERE id = ?1 AND account_id = ?2 RETURNING conversation_id",
-        params![blob(&id.0), blob(&account.0)],
-        first_uuid,
-    )?
-    .ok_or(StoreError::NotFound)?;
-    run(
-        conn,
-        &format!(
-            "UPDATE conversations SET \
-                 last_message_id = (SELECT id FROM messages WHERE conversation_id = ?1 \
-                                    ORDER BY id DESC LIMIT 1), \
-                 unread = {RECOUNT_UNREAD} \
-             WHERE id = ?1"
-        ),
-        params![blob(&conversation)],
-    )?;
-    append(
-        conn,
-        fx,
-        account,
-        at,
-        &EventKind::MessageDeleted {
-            message_id: id,
-            conversation_id: conversation.into(),
-        },
-    )?;
-    Ok(Out::Done)
-}
-
-fn put_contact(
-    conn: &Connection,
-    fx: &mut Effects<'_>,
-    account: AccountId,
-    contact: &Contact,
-) -> StoreResult<Out> {
-    run(
-        conn,
-        "INSERT INTO contacts (account_id, address, path, fallback, name, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-         ON CONFLICT (account_id, address) DO UPDATE SET path = excluded.path, \
-             fallback = excluded.fallback, name = excluded.name, \
-             updated_at = excluded.updated_at",
-        params![
-            blob(&account.0),
-            contact.address,
-            contact.path.as_str(),
-            contact.fallback,
-            contact.name,
-            micros(contact.updated_at)
-        ],
-    )?;
-    let at = contact.updated_at;
-    append(
-        conn,
-        fx,
-        account,
-        at,
-        &EventKind::ContactUpdated {
-            contact: contact.clone(),
-        },
-    )?;
-    Ok(Out::Done)
-}
-
-fn claim_outbound(
-    conn: &Connection,
-    limit: u32,
-    now: DateTime<Utc>,
-    lease_until: DateTime<Utc>,
-) -> StoreResult<Out> {
-    let mut jobs = all(
-        conn,
-        "UPDATE outbound SET lease_until = ?2 \
-         WHERE message_id IN ( \
-             SELECT message_id FROM outbound \
-             WHERE not_before <= ?1 AND (lease_until IS NULL OR lease_until <= ?1) \
-             ORDER BY not_before, created_at LIMIT ?3) \
-         RETURNING message_id, account_id, from_addr, to_addr, body, attempts, created_at",
-        params![micros(now), micros(lease_until), i64::from(limit)],
-        |row| rows::outbound_job(row),
-    )?;
-    // RETURNING has no order: hand out the oldest first.
-    jobs.sort_by_key(|job| (job.created_at, job.message_id));
-    Ok(Out::Jobs(jobs))
-}
-
-fn finish_outbound(
-    conn: &Connection,
-    fx: &mut Effects<'_>,
-    message_id: MessageId,
-    outcome: &OutboundOutcome,
-    cost: Option<f64>,
-    at: DateTime<Utc>,
-) -> StoreResult<Out> {
-    match outcome {
-        OutboundOutcome::Sent {
-            carrier,
-            carrier_message_id,
-        } => {
-            let job = run(
-                conn,
-                "DELETE FROM outbound WHERE message_id = ?1",
-                params![blob(&message_id.0)],
-            )?;
-            // A receipt may already have moved it past `sent`; advance decides. The carrier's
-            // record is written either way, in the same statement as the status if it moves.
-            let sent_through = SentThrough {
-                carrier,
-                carrier_message_id,
-                cost,
-            };
-            let recorded = advance_status(
-                conn,
-                fx,
-                message_id,
-                SendStatus::Sent,
-                None,
-                at,
-                Some(&sent_through),
-            )?;
-            if job == 0 && recorded.is_none() {
-                return Err(StoreError::NotFound);
-            }
-            // Receipts that overtook this record were held for it; this thread is the only
-            // writer, so none can arrive between the record and this.
-            apply_early_receipts(conn, fx, message_id, carrier, carrier_message_id, at)?;
-        }
-        OutboundOutcome::Retry { not_before, reason }
-        | OutboundOutcome::Defer { not_before, reason } => {
-            let attempt = i64::from(matches!(outcome, OutboundOutcome::Retry { .. }));
-            let retried = run(
-                conn,
-                "UPDATE outbound SET attempts = attempts + ?4, not_before = ?2, \
-                     lease_until = NULL, last_error = ?3 \
-                 WHERE message_id = ?1",
-                params![blob(&message_id.0), micros(*not_before), reason, attempt],
-            )?;
-            if retried == 0 {
-                return Err(StoreError::NotFound);
-            }
-        }
-        OutboundOutcome::Failed { reason } => {
-            let job = run(
-                conn,
-                "DELETE FROM outbound WHERE message_id = ?1",
-                params![blob(&message_id.0)],
-            )?;
-            let status = apply_status(
-                conn,
-                fx,
-                message_id,
-                SendStatus::Failed,
-                Some(reason.clone()),
-                at,
-            )?;
-            if job == 0 && status.is_none() {
-                return Err(StoreError::NotFound);
-            }
-        }
-    }
-    Ok(Out::Done)
-}
-
-fn set_opt_out(
-    conn: &Connection,
-    did: &str,
-    remote: &str,
-    opted_out: bool,
-    at: DateTime<Utc>,
-) -> StoreResult<Out> {
-    if opted_out {
-        run(
-            conn,
-            "INSERT INTO opt_outs (did, remote, at) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (did, remote) DO NOTHING",
-            params![did, remote, micros(at)],
-        )?;
-    } else {
-        run(
-            conn,
-            "DELETE FROM opt_outs WHERE did = ?1 AND remote = ?2",
-            params![did, remote],
-        )?;
-    }
-    Ok(Out::Done)
-}
-
-/// The message a carrier knows by this id: the first by id, as
-/// [`Store::message_by_carrier_id`](super::super::Store::message_by_carrier_id) answers.
-const MESSAGE_BY_CARRIER_ID: &str = "SELECT id FROM messages \
-     WHERE carrier = ?1 AND carrier_message_id = ?2 ORDER BY id LIMIT 1";
-
-/// Applies receipts in order, each to the message carrying its carrier id, or holds it in
-/// `early_receipts` when none does yet (see `Store::apply_receipts`).
-fn apply_receipts(
-    conn: &Connection,
-    fx: &mut Effects<'_>,
-    receipts: &[CarrierReceipt],
-) -> StoreResult<Out> {
-    let mut outcomes = Vec::with_capacity(receipts.len());
-    for receipt in receipts {
-        let found = one(
-            conn,
-            MESSAGE_BY_CARRIER_ID,
-            params![receipt.carrier, receipt.carrier_message_id],
-            first_uuid,
-        )?;
-        let outcome = match found {
-            Some(id) => {
-                let message_id = MessageId::from(id);
-                let applied = apply_status(
-                    conn,
-                    fx,
-                    message_id,
-                    receipt.status,
-                    receipt.failure_reason.clone(),
-                    receipt.received_at,
-                )?;
-                ReceiptOutcome::Applied {
-                    message_id,
-                    changed: applied == Some(true),
-                }
-            }
-            None => {
-                run(
-                    conn,
-                    "INSERT INTO early_receipts \
-                         (carrier, carrier_message_id, status, reason, received_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5) \
-                     ON CONFLICT (carrier, carrier_message_id, status) DO NOTHING",
-                    params![
-                        receipt.carrier,
-                        receipt.carrier_message_id,
-                        receipt.status.as_str(),
-                        receipt.failure_reason,
-                        micros(receipt.received_at)
-                    ],
-                )?;
-                ReceiptOutcome::Held
-            }
-        };
-        outcomes.push(outcome);
-    }
-    Ok(Out::Receipts(outcomes))
-}
-
-/// Applies (and removes) the receipts held for `(carrier, carrier_message_id)` to the message
-/// that was just recorded with that id, oldest first.
-fn apply_early_receipts(
-    conn: &Connection,
-    fx: &mut Effects<'_>,
-    message_id: MessageId,
-    carrier: &str,
-    carrier_message_id: &str,
-    at: DateTime<Utc>,
-) -> StoreResult<()> {
-    // A SELECT, then a DELETE only when something is held: nearly always nothing is, and
-    // SQLite builds a temporary table for every RETURNING, which cost more than the lookup.
-    let held = all(
-        conn,
-        "SELECT status, reason, received_at FROM early_receipts \
-         WHERE carrier = ?1 AND carrier_message_id = ?2",
-        params![carrier, carrier_message_id],
-        |row| {
-            Ok((
-                row.time("received_at")?,
-                row.text("status")?,
-                row.opt_text("reason")?,
-            ))
-        },
-    )?;
-    if held.is_empty() {
-        return Ok(());
-    }
-    run(
-        conn,
-        "DELETE FROM early_receipts WHERE carrier = ?1 AND carrier_message_id = ?2",
-        params![carrier, carrier_message_id],
-    )?;
-    for (received_at, status, reason) in
-        rows::held_receipts_in_order(carrier, carrier_message_id, held)
-    {
-        // The change happens now: a status never moves back in time either.
-        apply_status(conn, fx, message_id, status, reason, at.max(received_at))?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
+    use super::super::conn;
     use super::*;
 
     #[test]

@@ -1,0 +1,35 @@
+//! Conversations: one per `(account, peer)`, with its newest message and read marker.
+
+use airtext_api::conversations::Conversation;
+use airtext_api::{AccountId, ConversationId, MessageId};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::StoreResult;
+
+/// Conversations.
+#[async_trait]
+pub trait ConversationStore: Send + Sync {
+    /// Most recently updated first; `before` is an exclusive `updated_at` bound.
+    async fn conversations(
+        &self,
+        account: AccountId,
+        limit: u32,
+        before: Option<DateTime<Utc>>,
+    ) -> StoreResult<Vec<Conversation>>;
+    async fn conversation(
+        &self,
+        account: AccountId,
+        id: ConversationId,
+    ) -> StoreResult<Option<Conversation>>;
+    /// Moves the read marker forward to `up_to` (never back: [`super::rules::read_marker`])
+    /// and appends `conversation.read` ([`super::rules::read_event`]). `NotFound` if the
+    /// conversation or the message (in it) is not this account's.
+    async fn mark_read(
+        &self,
+        account: AccountId,
+        conversation: ConversationId,
+        up_to: MessageId,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+}

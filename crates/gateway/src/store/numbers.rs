@@ -1,0 +1,55 @@
+//! Numbers (DIDs): the inventory carriers bring, and which account owns which number.
+
+use airtext_api::AccountId;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::StoreResult;
+
+/// A number a carrier brings into the inventory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InventoryNumber {
+    /// E.164.
+    pub number: String,
+    /// The carrier's configured name.
+    pub carrier: String,
+    /// ISO 3166 alpha-2, upper case.
+    pub country: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NumberSearch {
+    pub country: String,
+    /// An E.164 prefix the number must start with, e.g. `+1415` for area code 415.
+    pub prefix: Option<String>,
+    pub limit: u32,
+    /// Numbers released before `now - quarantine` are claimable again; the store compares
+    /// against each number's `available_at`.
+    pub now: DateTime<Utc>,
+}
+
+/// The number inventory and its owners.
+#[async_trait]
+pub trait NumberStore: Send + Sync {
+    /// Idempotent: numbers already in the inventory are left as they are.
+    async fn add_inventory(&self, numbers: &[InventoryNumber]) -> StoreResult<()>;
+    /// Unowned numbers out of quarantine, in number order.
+    async fn available_numbers(&self, search: NumberSearch) -> StoreResult<Vec<String>>;
+    /// `NotFound` if not in the inventory; `Conflict::NumberTaken` if owned or quarantined;
+    /// `Conflict::AlreadyHasNumber` if the account has one ([`super::rules::may_claim_number`]).
+    async fn claim_number(
+        &self,
+        account: AccountId,
+        number: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Releases the account's number; nobody can claim it before `available_at`.
+    /// `NotFound` if the account does not own it.
+    async fn release_number(
+        &self,
+        account: AccountId,
+        number: &str,
+        available_at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    async fn number_owner(&self, number: &str) -> StoreResult<Option<AccountId>>;
+}

@@ -1,0 +1,98 @@
+//! Conversations on PostgreSQL.
+
+use airtext_api::conversations::Conversation;
+use airtext_api::{AccountId, ConversationId, MessageId};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::super::rows;
+use super::super::rules;
+use super::super::{ConversationStore, StoreError, StoreResult};
+use super::{closed_or, PostgresStore};
+
+#[async_trait]
+impl ConversationStore for PostgresStore {
+    async fn conversations(
+        &self,
+        account: AccountId,
+        limit: u32,
+        before: Option<DateTime<Utc>>,
+    ) -> StoreResult<Vec<Conversation>> {
+        let found = sqlx::query(&format!(
+            "SELECT {} FROM conversations c LEFT JOIN messages m ON m.id = c.last_message_id \
+             WHERE c.account_id = $1 AND ($2::timestamptz IS NULL OR c.updated_at < $2) \
+             ORDER BY c.updated_at DESC, c.id DESC LIMIT $3",
+            rows::CONVERSATION_COLUMNS
+        ))
+        .bind(account.0)
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool()?)
+        .await
+        .map_err(closed_or)?;
+        found.iter().map(rows::conversation).collect()
+    }
+
+    async fn conversation(
+        &self,
+        account: AccountId,
+        id: ConversationId,
+    ) -> StoreResult<Option<Conversation>> {
+        let row = sqlx::query(&format!(
+            "SELECT {} FROM conversations c LEFT JOIN messages m ON m.id = c.last_message_id \
+             WHERE c.id = $1 AND c.account_id = $2",
+            rows::CONVERSATION_COLUMNS
+        ))
+        .bind(id.0)
+        .bind(account.0)
+        .fetch_optional(self.pool()?)
+        .await
+        .map_err(closed_or)?;
+        row.as_ref().map(rows::conversation).transpose()
+    }
+
+    async fn mark_read(
+        &self,
+        account: AccountId,
+        conversation: ConversationId,
+        up_to: MessageId,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let in_conversation: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM messages WHERE id = $1 AND account_id = $2 AND conversation_id = $3",
+        )
+        .bind(up_to.0)
+        .bind(account.0)
+        .bind(conversation.0)
+        .fetch_optional(tx.conn())
+        .await?;
+        if in_conversation.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let current: Option<Uuid> = sqlx::query_scalar(
+            "SELECT read_up_to FROM conversations WHERE id = $1 AND account_id = $2 FOR UPDATE",
+        )
+        .bind(conversation.0)
+        .bind(account.0)
+        .fetch_optional(tx.conn())
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let marker = rules::read_marker(current.map(MessageId), up_to);
+        // The count uses the new marker ($2), since SET expressions see the row's old values.
+        let unread: i64 = sqlx::query_scalar(
+            "UPDATE conversations SET read_up_to = $2, \
+                 unread = (SELECT count(*) FROM messages m WHERE m.conversation_id = $1 \
+                           AND m.direction = 'inbound' AND m.id > $2) \
+             WHERE id = $1 RETURNING unread",
+        )
+        .bind(conversation.0)
+        .bind(marker.0)
+        .fetch_one(tx.conn())
+        .await?;
+        let event = rules::read_event(conversation, marker, rows::to_u32(unread, "unread")?);
+        tx.append(account, at, &event).await?;
+        self.commit(tx).await
+    }
+}
