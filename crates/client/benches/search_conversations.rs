@@ -1,7 +1,7 @@
 //! The search box's conversation match (any part of a peer or of a contact's name) over 10,000
 //! conversations with one message each and 2,000 named contacts, measured on the cache thread
-//! as `Client::search_hits` runs it: the scan it used to do (every conversation read with its
-//! last message, then filtered) against the trigram index (`conversations::matching`).
+//! as `Client::search_hits` runs it: a scan (every conversation read with its last message,
+//! then filtered) against the trigram index (`conversations::matching`).
 //! Run: `cargo bench -p airtext-client --bench search_conversations`
 //! (AIRTEXT_BENCH_CONVERSATIONS=N for another size).
 #![allow(

@@ -9,7 +9,7 @@
 //! - [`queue`]: the worker that hands out-of-network messages to carriers;
 //! - [`lcr`]: least-cost routing over the carriers, with a circuit breaker per carrier;
 //! - [`opt_out`]: STOP / START / HELP from outside phones, and their automatic replies;
-//! - [`carriers`]: the `Carrier` trait and its implementations (the simulator today);
+//! - [`carriers`]: the `Carrier` trait and its implementations: SMPP, Twilio, the simulator;
 //! - [`push`]: live fan-out of log hints to each account's WebSocket connections;
 //! - [`mail`]: e-mail for verification codes (SMTP, or the simulator's outbox);
 //! - [`server`]: wiring it all together, serving, and shutting down gracefully.

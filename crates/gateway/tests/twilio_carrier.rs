@@ -5,7 +5,7 @@
 //!    must pass, and the spec's example replies must parse.
 //! 2. A fake Twilio (axum, in this test) that answers with Twilio's error shapes, to drive the
 //!    error classification (429, 5xx, 400 with codes, auth failures, timeouts, no sid).
-//! 3. Webhook signatures checked against the official `twilio` PyPI package's
+//! 3. Webhook signatures checked against the official `twilio` Python package's
 //!    `RequestValidator` (through `tests/twilio/signatures.py`): its signatures are accepted,
 //!    tampered ones refused, and our computation equals its own.
 //! 4. The whole gateway with a `kind = "twilio"` carrier pointed at the fake: a text goes out

@@ -1,7 +1,8 @@
 //! airtext-sms against independent implementations.
 //!
-//! The fixtures in `tests/fixtures/` come from `tests/oracle/make_fixtures.py` (PyPI `gsm0338`,
-//! `python-gsmmodem-new`, `pdusmsconverter`); `tests/oracle/regenerate.sh` rebuilds them.
+//! The fixtures in `tests/fixtures/` come from `tests/oracle/make_fixtures.py` (the Python
+//! packages `gsm0338`, `python-gsmmodem-new`, `pdusmsconverter`); `tests/oracle/regenerate.sh`
+//! rebuilds them.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

@@ -74,7 +74,7 @@ impl MockModemManager {
             .status()
             .await;
         if !dbusmock.is_ok_and(|s| s.success()) {
-            return missing("python3 cannot import dbusmock (PyPI python-dbusmock)");
+            return missing("python3 cannot import dbusmock (the Python package python-dbusmock)");
         }
         let Ok(mut daemon) = Command::new("dbus-daemon")
             .args(["--session", "--print-address", "--nofork"])

@@ -91,9 +91,9 @@ target_start() { # DIR VARIANT
     read -r A_PORT < <(sb_free_ports 1)
     A_DB="$d/airtext.db"
     a_write_conf "$d" "$receipts"
-    # Warnings and errors only, as Kannel here logs panics only (log-level 4). Until session 8
-    # this said RUST_LOG, which the gateway does not read: those runs logged at info, a span
-    # per request.
+    # Warnings and errors only, as Kannel here logs panics only (log-level 4). Before aa77d4a
+    # (2026-12-06) this said RUST_LOG, which the gateway does not read: runs before it logged at
+    # info, a span per request.
     AIRTEXT_LOG=warn "$GATEWAY_BIN" --config "$d/airtext.toml" > "$d/airtext.stdout" 2> "$d/airtext.log" &
     A_PID=$!
     PIDS+=("$A_PID")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fixtures for airtext-sms from independent implementations.
 
-Oracles (PyPI):
+Oracles (Python packages):
   gsm0338              the GSM 03.38 alphabet and extension table
   python-gsmmodem-new  gsmmodem.pdu: encodeSmsSubmitPdu (segmentation, UDH, packing, TP-VP,
                        TP-SRR) and decodeSmsPdu (SMS-DELIVER, SMS-STATUS-REPORT). BMP only.

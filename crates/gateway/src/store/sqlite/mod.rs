@@ -19,9 +19,9 @@
 //! (`accounts.rs`, `messages.rs`, …) holding both its reads (its `impl …Store for
 //! SqliteStore`) and its writes (its `Op`, run by the writer through its `execute`).
 //!
-//! sqlx still opens a file database first to run the migrations (`migrations/sqlite`, tracked
-//! in `_sqlx_migrations` as before); see docs/decisions.md for why SQLite is no longer driven
-//! through sqlx at run time.
+//! sqlx opens a file database first to run the migrations (`migrations/sqlite`, tracked in
+//! `_sqlx_migrations`); see docs/decisions.md for why SQLite is not driven through sqlx at run
+//! time.
 //!
 //! Ids are 16-byte UUID blobs; timestamps are INTEGER microseconds (UTC), exact and ordered.
 
