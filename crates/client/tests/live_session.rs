@@ -18,7 +18,7 @@ use common::{wait_for, Device, TestGateway};
 use tokio_util::sync::CancellationToken;
 
 async fn online(events: &mut tokio::sync::broadcast::Receiver<ClientEvent>) {
-    wait_for(events, Duration::from_secs(10), |e| {
+    wait_for(events, Duration::from_secs(120), |e| {
         matches!(e, ClientEvent::ConnectionChanged { online: true, .. }).then_some(())
     })
     .await;
@@ -53,7 +53,7 @@ async fn the_running_loop_follows_a_sign_out_and_a_sign_in_to_another_account() 
     // The same loop connects as carol and shows her texts live.
     online(&mut events).await;
     bob.client.send("@carol", "hi carol", None).await.unwrap();
-    let shown = wait_for(&mut events, Duration::from_secs(10), |e| match e {
+    let shown = wait_for(&mut events, Duration::from_secs(120), |e| match e {
         ClientEvent::MessageAdded { message } if message.body == "hi carol" => {
             Some(message.clone())
         }
@@ -96,7 +96,7 @@ async fn a_claimed_number_is_used_by_the_running_loop_at_once() {
     let number = phone.claim_number(&numbers[0]).await.unwrap();
     // A text over the air after the claim is addressed to the claimed number, not @alice.
     modem.receive("+14155550123", "over the air").await;
-    let received = wait_for(&mut events, Duration::from_secs(10), |e| match e {
+    let received = wait_for(&mut events, Duration::from_secs(120), |e| match e {
         ClientEvent::MessageAdded { message } if message.body == "over the air" => {
             Some(message.clone())
         }

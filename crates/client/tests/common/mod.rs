@@ -76,7 +76,8 @@ impl TestGateway {
         assert!(self.gateway.is_none(), "stop it first");
         let config = config(&self.dir.path().join("gateway.db"), self.addr);
         let mut last = None;
-        for _ in 0..50 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while std::time::Instant::now() < deadline {
             match Gateway::start(config.clone()).await {
                 Ok(gateway) => {
                     self.gateway = Some(gateway);
