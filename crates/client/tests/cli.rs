@@ -140,7 +140,7 @@ fn national_number_with_region() {
     assert_eq!(d["to"], "+14155550100");
 }
 
-/// Every command, as `airtext a b` (the leaves of the command tree).
+/// Every command, as `airtext a b`: the groups (`airtext numbers`) and the commands in them.
 fn every_command() -> Vec<(String, clap::Command)> {
     use clap::CommandFactory;
     fn walk(prefix: &str, command: &clap::Command, out: &mut Vec<(String, clap::Command)>) {
@@ -149,11 +149,8 @@ fn every_command() -> Vec<(String, clap::Command)> {
                 continue;
             }
             let path = format!("{prefix} {}", sub.get_name());
-            if sub.has_subcommands() {
-                walk(&path, sub, out);
-            } else {
-                out.push((path, sub.clone()));
-            }
+            out.push((path.clone(), sub.clone()));
+            walk(&path, sub, out);
         }
     }
     let mut out = Vec::new();

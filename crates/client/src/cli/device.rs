@@ -100,16 +100,19 @@ pub enum Command {
     #[command(after_help = "Example:\n  airtext logout")]
     Logout,
     /// The account at the gateway.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Example:\n  airtext account show")]
     Account(account::Account),
     /// Find, claim and release a phone number of your own.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  airtext numbers search --area-code 415 --limit 5"
+    )]
     Numbers(account::Numbers),
     /// The account's phone numbers and e-mail addresses.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Example:\n  airtext identities list")]
     Identities(account::Identities),
     /// The devices signed in to the account.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Example:\n  airtext devices list")]
     Devices(account::Devices),
     /// Prove you own a phone number or e-mail address (a code is sent to it and asked for).
     #[command(after_help = "Examples:\n  airtext verify email alice@example.org\n  \
@@ -171,7 +174,7 @@ pub enum Command {
     #[command(after_help = "Example:\n  airtext outbox")]
     Outbox,
     /// Contacts: their names and how to text them.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Example:\n  airtext contact list")]
     Contact(Contact),
 }
 

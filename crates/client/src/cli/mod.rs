@@ -70,7 +70,10 @@ pub enum Command {
     #[command(after_help = "Example:\n  airtext segments 'Hello €, see you at 6'")]
     Segments(segments::Args),
     /// Decode and encode SMS PDUs in the hex form AT+CMGS / AT+CMGR use (SMSC field first).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  airtext pdu encode-submit --to +14155550100 'Hello'"
+    )]
     Pdu(pdu::Command),
     #[command(flatten)]
     Device(device::Command),
