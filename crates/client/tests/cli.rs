@@ -212,6 +212,12 @@ fn completions_for_each_shell_and_a_man_page() {
         "{out}"
     );
     assert!(out.contains("conversations"), "{out}");
+    let (code, out, err) = run(&["man", "numbers", "release"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("airtext\\-numbers\\-release"), "{out}");
+    assert!(out.contains("quarantine"), "{out}");
+    let (code, _, err) = run(&["man", "nonsense"]);
+    assert_eq!(code, 1, "{err}");
 }
 
 #[test]

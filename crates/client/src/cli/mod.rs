@@ -84,9 +84,12 @@ pub enum Command {
                             airtext completions fish > ~/.config/fish/completions/airtext.fish"
     )]
     Completions(shell::CompletionsArgs),
-    /// Print the man page (roff).
-    #[command(after_help = "Example:\n  airtext man > ~/.local/share/man/man1/airtext.1")]
-    Man,
+    /// Print the man page (roff) of airtext or of one command.
+    #[command(
+        after_help = "Examples:\n  airtext man > ~/.local/share/man/man1/airtext.1\n  \
+                            airtext man numbers release | man -l -"
+    )]
+    Man(shell::ManArgs),
 }
 
 impl Command {
@@ -97,7 +100,7 @@ impl Command {
             Command::Pdu(cmd) => pdu::run(cmd, out),
             Command::Device(cmd) => device::run(cmd, globals, out),
             Command::Completions(args) => shell::completions(args, out),
-            Command::Man => shell::man(out),
+            Command::Man(args) => shell::man(args, out),
         }
     }
 }
