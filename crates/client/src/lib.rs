@@ -54,6 +54,11 @@ use crate::secrets::{DeviceFile, TokenStore};
 use crate::session::Session;
 use crate::sync::SyncReport;
 
+/// How long the live loop goes without looking at the outbox: another process on this
+/// profile (an `airtext send` that exited 3, the app beside the CLI) may have queued a text,
+/// and nothing else would tell this one.
+const OUTBOX_LOOK: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How a [`Client`] is set up.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -612,8 +617,9 @@ impl Client {
     }
 
     /// Runs the live connection until `shutdown`: the stream (reconnecting with back-off),
-    /// sync on connect and on every hint, the outbox (on its schedule and when a text is
-    /// queued or the connection returns), and texts arriving over cellular. Returns
+    /// sync on connect and on every hint, the outbox (on its schedule, when a text is queued
+    /// or the connection returns, and at least every 10 s (`OUTBOX_LOOK`) for texts another
+    /// process queued), and texts arriving over cellular. Returns
     /// [`Error::SignedOut`] if this device is signed out when it starts, or if the gateway
     /// rejects the device's token.
     ///
@@ -698,7 +704,8 @@ impl Client {
                         .to_std()
                         .unwrap_or_default()
                 })
-                .unwrap_or(std::time::Duration::from_secs(3600));
+                .unwrap_or(OUTBOX_LOOK)
+                .min(OUTBOX_LOOK);
             // Biased: a session change is seen before work that is ready at the same time
             // (a text that arrives just after a number is claimed belongs to the new one).
             tokio::select! {
