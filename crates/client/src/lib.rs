@@ -9,18 +9,21 @@
 //! - [`path`]: the per-contact path policy (cloud or cellular).
 //! - [`cellular`]: the device's own SMS path (the [`cellular::Cellular`] trait and backends).
 //! - [`secrets`]: the device token's store ([`secrets::TokenStore`]).
+//! - [`private`]: the data directory and cache files, readable by their owner only.
 //! - [`events`]: typed change notifications for the UI.
-//! - [`cli`]: the `airtext` command line.
+//! - `cli` (feature `cli`, on by default): the `airtext` command line.
 
 pub mod app;
 pub mod cache;
 pub mod cellular;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod cloud;
 pub mod error;
 pub mod events;
 pub mod outbox;
 pub mod path;
+pub mod private;
 pub mod secrets;
 pub mod session;
 pub mod sync;
@@ -50,6 +53,11 @@ use crate::outbox::OutboxReport;
 use crate::secrets::{DeviceFile, TokenStore};
 use crate::session::Session;
 use crate::sync::SyncReport;
+
+/// How long the live loop goes without looking at the outbox: another process on this
+/// profile (an `airtext send` that exited 3, the app beside the CLI) may have queued a text,
+/// and nothing else would tell this one.
+const OUTBOX_LOOK: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How a [`Client`] is set up.
 #[derive(Debug, Clone)]
@@ -349,6 +357,32 @@ impl Client {
         Ok(claimed.number)
     }
 
+    /// Gives a number back: `number`, or the account's own when `None`. The profile forgets
+    /// it; nobody can claim it during the gateway's quarantine.
+    pub async fn release_number(&self, number: Option<&str>) -> Result<String> {
+        let session = self.session().await?;
+        let number = match number {
+            Some(number) => session.normalise(number)?.as_str().to_owned(),
+            None => session.cloud.me().await?.number.ok_or_else(|| {
+                Error::invalid(ErrorCode::NotFound, "this account has no number to release")
+            })?,
+        };
+        session.cloud.release_number(&number).await?;
+        if session.profile.number.as_deref() == Some(number.as_str()) {
+            let mut profile = session.profile.clone();
+            profile.number = None;
+            let stored = profile.clone();
+            session
+                .cache
+                .call(move |c| profile::save(c, &stored))
+                .await?;
+            let token = session.cloud.token().unwrap_or_default().to_owned();
+            let cache = session.cache.clone();
+            self.start_session(profile, cache, &token).await?;
+        }
+        Ok(number)
+    }
+
     /// Starts verifying a phone number or e-mail address (the gateway sends a code).
     pub async fn start_verification(
         &self,
@@ -392,6 +426,10 @@ impl Client {
 
     /// Writes a text locally (queued, shown at once) and tries to send it now. A text that
     /// cannot go now stays queued and is retried.
+    ///
+    /// Fails only when the text could not be written here. Once it is written, it is returned
+    /// whatever the first attempt did: status `queued` means it is still in the outbox and
+    /// will be sent (a caller that sends it again would send it twice).
     pub async fn send(
         &self,
         to: &str,
@@ -400,13 +438,15 @@ impl Client {
     ) -> Result<CachedMessage> {
         let session = self.session().await?;
         let queued = session.queue_text(to, body, via).await?;
-        session.flush_outbox().await?;
+        if let Err(error) = session.flush_outbox().await {
+            tracing::warn!(%error, "the text is queued; sending it now failed");
+        }
         let id = queued.local_id;
-        Ok(session
-            .cache
-            .call(move |c| messages::get(c, id))
-            .await?
-            .unwrap_or(queued))
+        // Unreadable now: it was written, so "queued" is the safe answer (never "send again").
+        match session.cache.call(move |c| messages::get(c, id)).await {
+            Ok(Some(message)) => Ok(message),
+            Ok(None) | Err(_) => Ok(queued),
+        }
     }
 
     pub async fn flush_outbox(&self) -> Result<OutboxReport> {
@@ -467,9 +507,7 @@ impl Client {
         name: Option<String>,
     ) -> Result<Contact> {
         let session = self.session().await?;
-        let address = session.normalise(peer)?.as_str().to_owned();
-        let key = address.clone();
-        let current = session.cache.call(move |c| contacts::get(c, &key)).await?;
+        let (address, current) = Self::contact_of(&session, peer).await?;
         let request = PutContact {
             path,
             fallback: fallback
@@ -477,7 +515,36 @@ impl Client {
                 .unwrap_or(false),
             name: name.or(current.and_then(|c| c.name)),
         };
-        let contact = session.cloud.put_contact(&address, &request).await?;
+        Self::put_contact(&session, &address, &request).await
+    }
+
+    /// Names the contact `peer`, or removes its name (`None`); its path and fallback stay.
+    pub async fn name_contact(&self, peer: &str, name: Option<String>) -> Result<Contact> {
+        let session = self.session().await?;
+        let (address, current) = Self::contact_of(&session, peer).await?;
+        let request = PutContact {
+            path: current.as_ref().map(|c| c.path).unwrap_or_default(),
+            fallback: current.as_ref().is_some_and(|c| c.fallback),
+            name,
+        };
+        Self::put_contact(&session, &address, &request).await
+    }
+
+    /// `peer` normalised, and its contact settings here (if any).
+    async fn contact_of(session: &Session, peer: &str) -> Result<(String, Option<Contact>)> {
+        let address = session.normalise(peer)?.as_str().to_owned();
+        let key = address.clone();
+        let current = session.cache.call(move |c| contacts::get(c, &key)).await?;
+        Ok((address, current))
+    }
+
+    /// Writes a contact at the gateway, then here (the other devices get it by sync).
+    async fn put_contact(
+        session: &Session,
+        address: &str,
+        request: &PutContact,
+    ) -> Result<Contact> {
+        let contact = session.cloud.put_contact(address, request).await?;
         let stored = contact.clone();
         if session
             .cache
@@ -491,9 +558,68 @@ impl Client {
         Ok(contact)
     }
 
+    /// When this device last had everything the gateway had (`None`: never).
+    pub async fn synced_at(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+        let session = self.session().await?;
+        Ok(session
+            .cache
+            .call(|c| cache::sync_state::synced_at(c))
+            .await?)
+    }
+
+    /// The message whose server id is `id` or ends with it (as `airtext messages` shows).
+    pub async fn message_by_id(&self, id: &str) -> Result<CachedMessage> {
+        let session = self.session().await?;
+        let wanted = id.to_owned();
+        let mut found = session
+            .cache
+            .call(move |c| messages::with_id_ending(c, &wanted, 2))
+            .await?;
+        match (found.pop(), found.is_empty()) {
+            (Some(message), true) => Ok(message),
+            (Some(_), false) => Err(Error::invalid(
+                ErrorCode::BadRequest,
+                format!("more than one message id ends with {id:?}: give more of it"),
+            )),
+            (None, _) => Err(Error::invalid(
+                ErrorCode::NotFound,
+                format!(
+                    "no message with id {id:?} on this device (ids are shown by `airtext messages PEER`)"
+                ),
+            )),
+        }
+    }
+
+    /// Marks the whole thread with `peer` read, here and (through the gateway) on the
+    /// account's other devices. Returns the newest message it covers, `None` when the thread
+    /// holds nothing the gateway has.
+    pub async fn read_thread(&self, peer: &str) -> Result<Option<CachedMessage>> {
+        let session = self.session().await?;
+        let key = session.normalise(peer)?.as_str().to_owned();
+        let shown = key.clone();
+        let newest = session
+            .cache
+            .call(move |c| match conversations::by_peer(c, &key)? {
+                Some(id) => Ok(Some(messages::latest_at_gateway(c, id)?)),
+                None => Ok(None),
+            })
+            .await?
+            .ok_or_else(|| {
+                Error::invalid(
+                    ErrorCode::NotFound,
+                    format!("no conversation with {shown} (see `airtext conversations`)"),
+                )
+            })?;
+        if let Some(message) = &newest {
+            self.mark_read(&message.peer, message.local_id).await?;
+        }
+        Ok(newest)
+    }
+
     /// Runs the live connection until `shutdown`: the stream (reconnecting with back-off),
-    /// sync on connect and on every hint, the outbox (on its schedule and when a text is
-    /// queued or the connection returns), and texts arriving over cellular. Returns
+    /// sync on connect and on every hint, the outbox (on its schedule, when a text is queued
+    /// or the connection returns, and at least every 10 s (`OUTBOX_LOOK`) for texts another
+    /// process queued), and texts arriving over cellular. Returns
     /// [`Error::SignedOut`] if this device is signed out when it starts, or if the gateway
     /// rejects the device's token.
     ///
@@ -578,7 +704,8 @@ impl Client {
                         .to_std()
                         .unwrap_or_default()
                 })
-                .unwrap_or(std::time::Duration::from_secs(3600));
+                .unwrap_or(OUTBOX_LOOK)
+                .min(OUTBOX_LOOK);
             // Biased: a session change is seen before work that is ready at the same time
             // (a text that arrives just after a number is claimed belongs to the new one).
             tokio::select! {

@@ -64,7 +64,7 @@ impl DeviceFile {
         let path = Self::path(data_dir);
         let fail =
             |e: std::io::Error| Error::Config(format!("cannot write {}: {e}", path.display()));
-        std::fs::create_dir_all(data_dir).map_err(fail)?;
+        crate::private::create_dir(data_dir).map_err(fail)?;
         let tmp = data_dir.join(format!(".{DEVICE_FILE}.tmp"));
         let bytes = serde_json::to_vec_pretty(self).map_err(|e| Error::Config(e.to_string()))?;
         let mut options = std::fs::OpenOptions::new();

@@ -83,7 +83,12 @@ impl Session {
             });
             match next_fetch {
                 Some(task) => pending = task,
-                None => return Ok(report),
+                None => {
+                    self.cache
+                        .call(|c| sync_state::set_synced_at(c, chrono::Utc::now()))
+                        .await?;
+                    return Ok(report);
+                }
             }
         }
     }

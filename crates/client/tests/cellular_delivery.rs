@@ -23,7 +23,7 @@ async fn status_of(
     body: &str,
     status: SendStatus,
 ) -> airtext_client::cache::messages::CachedMessage {
-    wait_for(events, Duration::from_secs(10), |e| match e {
+    wait_for(events, Duration::from_secs(120), |e| match e {
         ClientEvent::MessageUpdated { message }
             if message.body == body && message.status == status =>
         {

@@ -139,3 +139,100 @@ fn national_number_with_region() {
     let d = json(&["pdu", "decode", "--json", hex]);
     assert_eq!(d["to"], "+14155550100");
 }
+
+/// Every command, as `airtext a b`: the groups (`airtext numbers`) and the commands in them.
+fn every_command() -> Vec<(String, clap::Command)> {
+    use clap::CommandFactory;
+    fn walk(prefix: &str, command: &clap::Command, out: &mut Vec<(String, clap::Command)>) {
+        for sub in command.get_subcommands() {
+            if sub.get_name() == "help" {
+                continue;
+            }
+            let path = format!("{prefix} {}", sub.get_name());
+            out.push((path.clone(), sub.clone()));
+            walk(&path, sub, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk("airtext", &airtext_client::cli::Cli::command(), &mut out);
+    out
+}
+
+#[test]
+fn every_command_has_an_example_in_its_help() {
+    let commands = every_command();
+    assert!(commands.len() > 25, "{}", commands.len());
+    for (path, command) in commands {
+        let after = command
+            .get_after_help()
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        assert!(
+            after.contains("Example") && after.contains("airtext "),
+            "`{path} --help` gives no example"
+        );
+    }
+    let (code, out, _) = run(&["--help"]);
+    assert_eq!(code, 0);
+    for line in ["Examples:", "Exit codes:", "3  queued", "4  the gateway"] {
+        assert!(out.contains(line), "{line:?} missing from --help:\n{out}");
+    }
+    let (code, out, _) = run(&["send", "--help"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("airtext send @bob"), "{out}");
+}
+
+#[test]
+fn docs_cli_md_lists_every_command() {
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/cli.md")).unwrap();
+    for (path, _) in every_command() {
+        assert!(
+            docs.contains(&format!("`{path}")),
+            "docs/cli.md does not list `{path}`"
+        );
+    }
+}
+
+#[test]
+fn completions_for_each_shell_and_a_man_page() {
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, out, err) = run(&["completions", shell]);
+        assert_eq!(code, 0, "{err}");
+        for word in ["airtext", "identities", "release", "set-name", "offline"] {
+            assert!(out.contains(word), "{shell}: {word} missing");
+        }
+    }
+    let (code, _, _) = run(&["completions", "tcsh-or-so"]);
+    assert_eq!(code, 2);
+    let (code, out, err) = run(&["man"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with(".ie") || out.contains(".TH airtext"),
+        "{out}"
+    );
+    assert!(out.contains("conversations"), "{out}");
+    let (code, out, err) = run(&["man", "numbers", "release"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("airtext\\-numbers\\-release"), "{out}");
+    assert!(out.contains("quarantine"), "{out}");
+    let (code, _, err) = run(&["man", "nonsense"]);
+    assert_eq!(code, 1, "{err}");
+}
+
+#[test]
+fn offline_is_refused_by_commands_that_need_the_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let (code, _, err) = run(&[
+        "--data-dir",
+        data_dir,
+        "--gateway",
+        "http://127.0.0.1:9",
+        "--offline",
+        "account",
+        "show",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--offline only applies"), "{err}");
+}

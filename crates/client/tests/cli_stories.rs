@@ -54,6 +54,94 @@ async fn json(dir: &Path, gateway: &str, args: &[&str]) -> Value {
     serde_json::from_str(&ok(dir, gateway, &all).await).unwrap()
 }
 
+/// How long a condition polled for may take: generous, so a busy machine only makes the test
+/// slower, never wrong.
+const DEADLINE: Duration = Duration::from_secs(120);
+
+/// Polls `check` until it gives a value, for at most [`DEADLINE`].
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(started.elapsed() < DEADLINE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Starts `airtext watch` with both outputs read line by line on threads, and waits until it
+/// says it is connected.
+struct Watch {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Watch {
+    async fn start(dir: &Path, gateway: &str, args: &[&str]) -> Watch {
+        let mut all = args.to_vec();
+        all.push("watch");
+        let mut child = airtext(dir, gateway, &all)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (line_tx, lines) = std::sync::mpsc::channel();
+        let (note_tx, notes) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = line_tx.send(line);
+            }
+        });
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = note_tx.send(line);
+            }
+        });
+        tokio::task::spawn_blocking(move || loop {
+            let line = notes
+                .recv_timeout(DEADLINE)
+                .expect("watch says it is connected");
+            if line.contains("airtext: connected") {
+                break;
+            }
+        })
+        .await
+        .unwrap();
+        Watch { child, lines }
+    }
+
+    /// The next line `watch` prints.
+    async fn next_line(self) -> (Watch, String) {
+        tokio::task::spawn_blocking(move || {
+            let line = self
+                .lines
+                .recv_timeout(DEADLINE)
+                .expect("watch printed a line");
+            (self, line)
+        })
+        .await
+        .unwrap()
+    }
+
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn texting_listing_watching_and_errors_through_the_binary() {
     let gw = TestGateway::start().await;
@@ -77,40 +165,29 @@ async fn texting_listing_watching_and_errors_through_the_binary() {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+        // So are the data directory, the profile folder and the cache files in it.
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(a.path()), 0o700);
+        assert_eq!(mode(&a.path().join("profiles")), 0o700);
+        for file in std::fs::read_dir(a.path().join("profiles")).unwrap() {
+            let file = file.unwrap().path();
+            assert_eq!(mode(&file), 0o600, "{}", file.display());
+        }
     }
 
     // B watches (one JSON object per line) while A texts.
-    let mut watch = airtext(b.path(), &url, &["--json", "watch"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = watch.stdout.take().unwrap();
-    let (line_tx, line_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = line_tx.send(line);
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let watch = Watch::start(b.path(), &url, &["--json"]).await;
 
     let sent = json(a.path(), &url, &["send", "@bob", "hello from the CLI"]).await;
     assert_eq!(sent["status"], "delivered");
     assert_eq!(sent["path"], "cloud");
     assert_eq!(sent["route"], "in_network");
 
-    let line = tokio::task::spawn_blocking(move || line_rx.recv_timeout(Duration::from_secs(15)))
-        .await
-        .unwrap()
-        .expect("watch printed the text");
+    let (watch, line) = watch.next_line().await;
     let seen: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(seen["body"], "hello from the CLI");
     assert_eq!(seen["direction"], "inbound");
-    let _ = watch.kill();
-    let _ = watch.wait();
+    watch.stop();
 
     // Listings are JSON arrays with the API's field names.
     let conversations = json(a.path(), &url, &["conversations"]).await;
@@ -189,24 +266,26 @@ async fn a_queued_text_survives_a_gateway_outage_and_goes_once() {
         &["--json", "send", "@bob", "sent during the outage"],
     )
     .await;
-    assert!(
-        out.status.success(),
+    // 3: safely in the outbox, will be sent; not an error to retry.
+    assert_eq!(
+        out.status.code(),
+        Some(3),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let queued: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(queued["status"], "queued");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("queued"));
-    // Syncing while down fails clearly.
+    let note = String::from_utf8_lossy(&out.stderr);
+    assert!(note.contains("queued, will be sent"), "{note}");
+    // Syncing while down fails clearly, with the code for "unreachable".
     let out = run(a.path(), &url, &["sync"]).await;
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the gateway"));
     let waiting = json(a.path(), &url, &["outbox"]).await;
     assert_eq!(waiting.as_array().unwrap().len(), 1);
 
     gw.restart().await;
-    // The retry is scheduled with back-off; sync after the wait sends it.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // A sync asked for by hand sends what waits at once, whatever its back-off said.
     ok(a.path(), &url, &["sync"]).await;
     let waiting = json(a.path(), &url, &["outbox"]).await;
     assert_eq!(waiting.as_array().unwrap().len(), 0, "{waiting}");
@@ -308,4 +387,386 @@ async fn a_sync_killed_mid_way_resumes_with_nothing_skipped_or_doubled() {
         })
         .unwrap();
     assert_eq!(distinct, count);
+}
+
+/// Two `airtext` processes on one profile work side by side: with `watch` running, 40 sends at
+/// once each end done (0) or queued (3, the text in the outbox), and each text arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forty_sends_beside_a_watch_on_one_profile_each_arrive_once() {
+    let gw = TestGateway::start().await;
+    let url = gw.url.clone();
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    ok(a.path(), &url, &["signup", "alice"]).await;
+    ok(b.path(), &url, &["signup", "bob"]).await;
+    let watch = Watch::start(a.path(), &url, &[]).await;
+
+    let total = 40;
+    let children: Vec<_> = (0..total)
+        .map(|i| {
+            airtext(
+                a.path(),
+                &url,
+                &["--json", "send", "@bob", &format!("side by side {i}")],
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let outputs = tokio::task::spawn_blocking(move || {
+        children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    let mut queued = 0;
+    for out in &outputs {
+        let err = String::from_utf8_lossy(&out.stderr);
+        match out.status.code() {
+            Some(0) => {}
+            Some(3) => {
+                let message: Value = serde_json::from_slice(&out.stdout).unwrap();
+                assert_eq!(message["status"], "queued", "{err}");
+                queued += 1;
+            }
+            other => panic!("send exited {other:?}: {err}"),
+        }
+    }
+    if queued > 0 {
+        let waiting = json(a.path(), &url, &["outbox"]).await;
+        assert!(waiting.as_array().unwrap().len() <= queued, "{waiting}");
+    }
+
+    // Each text reaches Bob exactly once (the watch, or the next sync, sends what waits).
+    let (a_dir, b_dir) = (a.path().to_path_buf(), b.path().to_path_buf());
+    let bodies = eventually("all 40 texts at Bob", || {
+        let (a, b, url) = (a_dir.clone(), b_dir.clone(), url.clone());
+        async move {
+            ok(&a, &url, &["sync"]).await;
+            ok(&b, &url, &["sync"]).await;
+            let at_b = json(&b, &url, &["messages", "@alice", "--limit", "1000"]).await;
+            let bodies: Vec<String> = at_b
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["body"].as_str().unwrap().to_owned())
+                .collect();
+            (bodies.len() >= total).then_some(bodies)
+        }
+    })
+    .await;
+    let mut sorted = bodies.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), total, "{bodies:?}");
+    assert_eq!(bodies.len(), total, "a text arrived twice: {bodies:?}");
+    let at_a = json(a.path(), &url, &["messages", "@bob", "--limit", "1000"]).await;
+    assert_eq!(at_a.as_array().unwrap().len(), total, "{at_a}");
+    watch.stop();
+}
+
+/// What `airtext` prints for people holds no control character a terminal would obey.
+fn assert_drawn(out: &str, drawn: &str) {
+    let obeyed: Vec<char> = out
+        .chars()
+        .filter(|c| c.is_control() && *c != '\n' && *c != '\t')
+        .collect();
+    assert!(obeyed.is_empty(), "raw controls {obeyed:?} in {out:?}");
+    assert!(out.contains(drawn), "{drawn:?} not in {out:?}");
+}
+
+/// A remote sender's ESC, BEL and CR reach the recipient's terminal drawn (`␛`, `␇`, `␍`),
+/// in `watch`, `messages`, `conversations` and `search`; `--json` keeps the text exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_senders_control_characters_are_drawn_not_obeyed() {
+    let gw = TestGateway::start().await;
+    let url = gw.url.clone();
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    ok(a.path(), &url, &["signup", "alice"]).await;
+    ok(b.path(), &url, &["signup", "bob"]).await;
+    let watch = Watch::start(a.path(), &url, &[]).await;
+
+    let hostile = "hi \u{1b}[2J\u{1b}]0;owned\u{7}\rgotcha\nline two";
+    let drawn = "hi ␛[2J␛]0;owned␇␍gotcha␤line two";
+    ok(b.path(), &url, &["send", "@alice", hostile]).await;
+
+    let (watch, line) = watch.next_line().await;
+    watch.stop();
+    assert_drawn(&line, drawn);
+    ok(a.path(), &url, &["sync"]).await;
+    let listed = ok(a.path(), &url, &["messages", "@bob"]).await;
+    assert_drawn(&listed, drawn);
+    assert_eq!(listed.lines().count(), 1, "{listed:?}");
+    assert_drawn(&ok(a.path(), &url, &["conversations"]).await, drawn);
+    assert_drawn(&ok(a.path(), &url, &["search", "gotcha"]).await, drawn);
+
+    let exact = json(a.path(), &url, &["messages", "@bob"]).await;
+    assert_eq!(exact[0]["body"], hostile);
+}
+
+/// The device token `airtext` keeps in the data directory.
+fn token(dir: &Path) -> String {
+    let file: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("airtext.json")).unwrap()).unwrap();
+    file["token"].as_str().unwrap().to_owned()
+}
+
+/// The six-digit code the simulator delivered to `to` (asked for by the device in `dir`).
+async fn code_sent_to(gateway: &str, dir: &Path, to: &str) -> String {
+    let outbox: Value = reqwest::Client::new()
+        .get(format!("{gateway}/v1/simulator/outbox"))
+        .query(&[("to", to)])
+        .bearer_auth(token(dir))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let body = outbox["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .and_then(|m| m["body"].as_str())
+        .expect("a code was delivered")
+        .to_owned();
+    body.split(|c: char| !c.is_ascii_digit())
+        .find(|run| run.len() == 6)
+        .expect("a six-digit code")
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_numbers_identities_and_devices_through_the_binary() {
+    let gw = TestGateway::start().await;
+    let url = gw.url.clone();
+    let a = tempfile::tempdir().unwrap();
+    ok(a.path(), &url, &["signup", "alice"]).await;
+
+    let me = json(a.path(), &url, &["account", "show"]).await;
+    assert_eq!(me["username"], "alice");
+    assert_eq!(me["number"], Value::Null);
+    assert_eq!(me["devices"][0]["current"], true);
+    let shown = ok(a.path(), &url, &["account", "show"]).await;
+    assert!(shown.contains("username: @alice"), "{shown}");
+
+    // A number: found, claimed, released.
+    let numbers = json(
+        a.path(),
+        &url,
+        &["numbers", "search", "--area-code", "415", "--limit", "3"],
+    )
+    .await;
+    let number = numbers[0].as_str().expect("a number to claim").to_owned();
+    let claimed = json(a.path(), &url, &["numbers", "claim", &number]).await;
+    assert_eq!(claimed["number"], number.as_str());
+    assert_eq!(
+        json(a.path(), &url, &["account", "show"]).await["number"],
+        number.as_str()
+    );
+    let released = json(a.path(), &url, &["numbers", "release"]).await;
+    assert_eq!(released["number"], number.as_str());
+    assert_eq!(
+        json(a.path(), &url, &["account", "show"]).await["number"],
+        Value::Null
+    );
+    let out = run(a.path(), &url, &["numbers", "release"]).await;
+    assert_eq!(out.status.code(), Some(1), "nothing left to release");
+
+    // An identity: added, listed pending, verified with the code it was sent.
+    let pending = json(
+        a.path(),
+        &url,
+        &["identities", "add", "email", "alice@example.org"],
+    )
+    .await;
+    assert_eq!(pending["status"], "pending");
+    let listed = json(a.path(), &url, &["identities", "list"]).await;
+    let mine = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["value"] == "alice@example.org")
+        .expect("the identity is listed");
+    assert_eq!(mine["status"], "pending");
+    assert_eq!(mine["id"], pending["identity_id"]);
+    let code = code_sent_to(&url, a.path(), "alice@example.org").await;
+    let out = run(
+        a.path(),
+        &url,
+        &["identities", "verify", "alice@example.org", "000000"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "a wrong code is refused");
+    let verified = json(
+        a.path(),
+        &url,
+        &["identities", "verify", "alice@example.org", &code],
+    )
+    .await;
+    assert_eq!(verified["status"], "verified");
+    let listed = json(a.path(), &url, &["identities", "list"]).await;
+    assert_eq!(listed[0]["status"], "verified", "{listed}");
+
+    // Devices: a second one signs in, is listed, and is signed out from here.
+    let old = tempfile::tempdir().unwrap();
+    ok(
+        old.path(),
+        &url,
+        &["login", "alice", "--device-name", "old laptop"],
+    )
+    .await;
+    let devices = json(a.path(), &url, &["devices", "list"]).await;
+    let devices = devices.as_array().unwrap();
+    assert_eq!(devices.len(), 2);
+    let this = devices.iter().find(|d| d["current"] == true).unwrap();
+    let other = devices.iter().find(|d| d["current"] == false).unwrap();
+    assert_eq!(other["name"], "old laptop");
+    let listed = ok(a.path(), &url, &["devices", "list"]).await;
+    assert!(
+        listed.contains("old laptop") && listed.contains("(this device)"),
+        "{listed}"
+    );
+    let out = run(
+        a.path(),
+        &url,
+        &["devices", "revoke", this["id"].as_str().unwrap()],
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "this device is signed out by logout"
+    );
+    let other_id = other["id"].as_str().unwrap();
+    let revoked = json(
+        a.path(),
+        &url,
+        &["devices", "revoke", &other_id[other_id.len() - 8..]],
+    )
+    .await;
+    assert_eq!(revoked["id"], other_id);
+    assert_eq!(
+        json(a.path(), &url, &["devices", "list"])
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let out = run(old.path(), &url, &["sync"]).await;
+    assert_eq!(out.status.code(), Some(1), "the revoked device is refused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_markers_deleting_and_contact_names_through_the_binary() {
+    let gw = TestGateway::start().await;
+    let url = gw.url.clone();
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    ok(a.path(), &url, &["signup", "alice"]).await;
+    ok(b.path(), &url, &["signup", "bob"]).await;
+    ok(b.path(), &url, &["send", "@alice", "first of two"]).await;
+    ok(b.path(), &url, &["send", "@alice", "second of two"]).await;
+
+    // No `sync`: reading pulls what is new first.
+    let conversations = json(a.path(), &url, &["conversations"]).await;
+    assert_eq!(conversations[0]["peer"], "@bob");
+    assert_eq!(conversations[0]["unread"], 2);
+    let read = json(a.path(), &url, &["read", "@bob"]).await;
+    assert_eq!(read["conversation_id"], conversations[0]["id"]);
+    assert_ne!(read["up_to"], Value::Null);
+    assert_eq!(
+        json(a.path(), &url, &["conversations"]).await[0]["unread"],
+        0
+    );
+    let out = run(a.path(), &url, &["read", "@nobody"]).await;
+    assert_eq!(out.status.code(), Some(1));
+
+    // Delete by the end of the id `messages` shows.
+    let messages = json(a.path(), &url, &["messages", "@bob"]).await;
+    let first = messages
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["body"] == "first of two")
+        .unwrap();
+    let id = first["id"].as_str().unwrap().to_owned();
+    let short = &id[id.len() - 8..];
+    let listed = ok(a.path(), &url, &["messages", "@bob"]).await;
+    assert!(listed.contains(short), "{listed}");
+    let deleted = json(a.path(), &url, &["delete", short]).await;
+    assert_eq!(deleted["id"], id.as_str());
+    let left = json(a.path(), &url, &["messages", "@bob"]).await;
+    assert_eq!(left.as_array().unwrap().len(), 1, "{left}");
+    assert_eq!(left[0]["body"], "second of two");
+    let out = run(a.path(), &url, &["delete", short]).await;
+    assert_eq!(out.status.code(), Some(1), "already deleted");
+    let out = run(a.path(), &url, &["delete", "not-an-id!"]).await;
+    assert_eq!(out.status.code(), Some(1));
+
+    // Contact names: set, listed, shown with the conversation, removed.
+    let named = json(
+        a.path(),
+        &url,
+        &["contact", "set-name", "@bob", "Bob Example"],
+    )
+    .await;
+    assert_eq!(named["name"], "Bob Example");
+    assert_eq!(named["address"], "@bob");
+    let contacts = json(a.path(), &url, &["contact", "list"]).await;
+    assert_eq!(contacts[0]["name"], "Bob Example");
+    let shown = ok(a.path(), &url, &["conversations"]).await;
+    assert!(shown.contains("@bob (Bob Example)"), "{shown}");
+    let unnamed = json(a.path(), &url, &["contact", "set-name", "@bob"]).await;
+    assert_eq!(unnamed["name"], Value::Null);
+}
+
+/// A second device reads what the first one sent without an explicit `sync`; with the
+/// gateway stopped, `--offline` (and a plain read) answer from the copy and say how old it is,
+/// and commands that need the gateway exit 4.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_device_reads_without_sync_and_offline_reads_the_copy() {
+    let mut gw = TestGateway::start().await;
+    let url = gw.url.clone();
+    let phone = tempfile::tempdir().unwrap();
+    let tablet = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    ok(phone.path(), &url, &["signup", "alice"]).await;
+    ok(b.path(), &url, &["signup", "bob"]).await;
+    ok(
+        tablet.path(),
+        &url,
+        &["login", "alice", "--device-name", "tablet"],
+    )
+    .await;
+    ok(phone.path(), &url, &["send", "@bob", "sent from the phone"]).await;
+
+    let at_tablet = json(tablet.path(), &url, &["messages", "@bob"]).await;
+    assert_eq!(at_tablet[0]["body"], "sent from the phone", "{at_tablet}");
+    let at_bob = json(b.path(), &url, &["messages", "@alice"]).await;
+    assert_eq!(at_bob[0]["body"], "sent from the phone", "{at_bob}");
+
+    gw.stop().await;
+    let out = run(tablet.path(), &url, &["--offline", "conversations"]).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sent from the phone"));
+    let note = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        note.contains("offline: this device's copy, last synced"),
+        "{note}"
+    );
+    let out = run(tablet.path(), &url, &["--json", "messages", "@bob"]).await;
+    assert_eq!(out.status.code(), Some(0));
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed[0]["body"], "sent from the phone");
+    let note = String::from_utf8_lossy(&out.stderr);
+    assert!(note.contains("not up to date"), "{note}");
+    assert!(note.contains("last synced"), "{note}");
+    let out = run(tablet.path(), &url, &["account", "show"]).await;
+    assert_eq!(out.status.code(), Some(4));
 }

@@ -18,7 +18,7 @@ use common::{wait_for, Device, TestGateway};
 use tokio_util::sync::CancellationToken;
 
 async fn online(events: &mut tokio::sync::broadcast::Receiver<ClientEvent>) {
-    wait_for(events, Duration::from_secs(10), |e| {
+    wait_for(events, Duration::from_secs(120), |e| {
         matches!(e, ClientEvent::ConnectionChanged { online: true, .. }).then_some(())
     })
     .await;
@@ -53,7 +53,7 @@ async fn the_running_loop_follows_a_sign_out_and_a_sign_in_to_another_account() 
     // The same loop connects as carol and shows her texts live.
     online(&mut events).await;
     bob.client.send("@carol", "hi carol", None).await.unwrap();
-    let shown = wait_for(&mut events, Duration::from_secs(10), |e| match e {
+    let shown = wait_for(&mut events, Duration::from_secs(120), |e| match e {
         ClientEvent::MessageAdded { message } if message.body == "hi carol" => {
             Some(message.clone())
         }
@@ -96,7 +96,7 @@ async fn a_claimed_number_is_used_by_the_running_loop_at_once() {
     let number = phone.claim_number(&numbers[0]).await.unwrap();
     // A text over the air after the claim is addressed to the claimed number, not @alice.
     modem.receive("+14155550123", "over the air").await;
-    let received = wait_for(&mut events, Duration::from_secs(10), |e| match e {
+    let received = wait_for(&mut events, Duration::from_secs(120), |e| match e {
         ClientEvent::MessageAdded { message } if message.body == "over the air" => {
             Some(message.clone())
         }
@@ -118,4 +118,58 @@ async fn a_loop_started_signed_out_reports_it() {
         matches!(result, Err(airtext_client::Error::SignedOut)),
         "{result:?}"
     );
+}
+
+/// A text another process queued on the same profile (an `airtext send` that exited 3 because
+/// the gateway did not take it at once) is sent by the running loop, with no other nudge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_running_loop_sends_what_another_process_queued() {
+    let gw = TestGateway::start().await;
+    let device = Device::sign_up(&gw.url, "alice").await;
+    let bob = Device::sign_up(&gw.url, "bob").await;
+    let shutdown = CancellationToken::new();
+    let mut events = device.client.subscribe();
+    let runner = {
+        let client = device.client.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { client.run(shutdown).await })
+    };
+    online(&mut events).await;
+    // A text from Bob, shown live: the loop has synced and gone back to waiting.
+    bob.client
+        .send("@alice", "are you there?", None)
+        .await
+        .unwrap();
+    wait_for(&mut events, Duration::from_secs(120), |e| match e {
+        ClientEvent::MessageAdded { message } if message.body == "are you there?" => Some(()),
+        _ => None,
+    })
+    .await;
+
+    // The other process: its own client on the same data directory queues a text and quits.
+    {
+        let other = airtext_client::Client::open(common::options(&device.dir, &gw.url))
+            .await
+            .unwrap();
+        let session = other.session().await.unwrap();
+        session
+            .queue_text("@bob", "queued by another process", None)
+            .await
+            .unwrap();
+    }
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        bob.client.sync().await.unwrap();
+        if bob.message_count().await == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the running loop never sent the text"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    shutdown.cancel();
+    runner.await.unwrap().unwrap();
 }

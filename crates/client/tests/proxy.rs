@@ -63,7 +63,8 @@ impl Socks {
                 sink.lock().unwrap().push(line);
             }
         });
-        for _ in 0..100 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while std::time::Instant::now() < deadline {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return Some(Socks { child, port, log });
             }
@@ -125,7 +126,7 @@ async fn http_and_websocket_go_through_socks5_and_fail_without_it() {
         let shutdown = shutdown.clone();
         tokio::spawn(async move { client.run(shutdown).await })
     };
-    wait_for(&mut events, Duration::from_secs(10), |e| {
+    wait_for(&mut events, Duration::from_secs(120), |e| {
         matches!(e, ClientEvent::ConnectionChanged { online: true, .. }).then_some(())
     })
     .await;
@@ -149,7 +150,7 @@ async fn http_and_websocket_go_through_socks5_and_fail_without_it() {
     );
     let queued = client.send("@alice", "must wait", None).await.unwrap();
     assert_eq!(queued.status, airtext_api::SendStatus::Queued);
-    let offline = wait_for(&mut events, Duration::from_secs(30), |e| match e {
+    let offline = wait_for(&mut events, Duration::from_secs(120), |e| match e {
         ClientEvent::ConnectionChanged {
             online: false,
             error: Some(error),
@@ -159,7 +160,7 @@ async fn http_and_websocket_go_through_socks5_and_fail_without_it() {
     .await;
     assert!(!offline.is_empty());
     // Reconnect attempts fail at the proxy.
-    let retry = wait_for(&mut events, Duration::from_secs(30), |e| match e {
+    let retry = wait_for(&mut events, Duration::from_secs(120), |e| match e {
         ClientEvent::ConnectionChanged {
             online: false,
             error: Some(error),

@@ -33,7 +33,7 @@ async fn a_text_from_one_device_shows_live_on_the_other_device_and_the_peer() {
         tokio::spawn(async move { client.run(shutdown).await });
     }
     for events in [&mut a2_events, &mut b_events] {
-        wait_for(events, Duration::from_secs(10), |e| {
+        wait_for(events, Duration::from_secs(120), |e| {
             matches!(e, ClientEvent::ConnectionChanged { online: true, .. }).then_some(())
         })
         .await;
@@ -44,7 +44,7 @@ async fn a_text_from_one_device_shows_live_on_the_other_device_and_the_peer() {
     assert!(sent.id.is_some(), "sent at once: {sent:?}");
     assert_eq!(sent.path.map(|p| p.as_str()), Some("cloud"));
 
-    let on_a2 = wait_for(&mut a2_events, Duration::from_secs(10), |e| match e {
+    let on_a2 = wait_for(&mut a2_events, Duration::from_secs(120), |e| match e {
         ClientEvent::MessageAdded { message } if message.body == "hello bob" => {
             Some(message.clone())
         }
@@ -53,7 +53,7 @@ async fn a_text_from_one_device_shows_live_on_the_other_device_and_the_peer() {
     .await;
     assert_eq!(on_a2.direction, Direction::Outbound);
     assert_eq!(on_a2.client_id, sent.client_id);
-    let on_b = wait_for(&mut b_events, Duration::from_secs(10), |e| match e {
+    let on_b = wait_for(&mut b_events, Duration::from_secs(120), |e| match e {
         ClientEvent::MessageAdded { message } if message.body == "hello bob" => {
             Some(message.clone())
         }

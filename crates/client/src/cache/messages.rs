@@ -204,6 +204,44 @@ pub fn by_client_id(
     .optional()?)
 }
 
+/// The messages whose server id is `id` or ends with it (at most `limit`): a script or a
+/// person may name a message by the last characters of its id, as `airtext messages` shows
+/// it (ids are UUIDv7: their first characters are a timestamp that nearby messages share,
+/// their last ones random). Anything but hex digits and dashes matches nothing.
+pub fn with_id_ending(
+    conn: &Connection,
+    id: &str,
+    limit: u32,
+) -> Result<Vec<CachedMessage>, CacheError> {
+    let id = id.trim().to_ascii_lowercase();
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare_cached(&format!(
+        "{SELECT} WHERE m.server_id IS NOT NULL AND substr(m.server_id, -length(?1)) = ?1
+         ORDER BY m.id LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![id, limit], from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The newest message of a conversation that the gateway has (what a read marker can name).
+pub fn latest_at_gateway(
+    conn: &Connection,
+    conversation: LocalConversationId,
+) -> Result<Option<CachedMessage>, CacheError> {
+    Ok(super::one(
+        conn,
+        &format!(
+            "{SELECT} WHERE m.conversation = ?1 AND m.server_id IS NOT NULL
+             ORDER BY m.created_at DESC, m.id DESC LIMIT 1"
+        ),
+        [conversation.0],
+        from_row,
+    )
+    .optional()?)
+}
+
 /// The newest message of a conversation.
 pub fn latest_in(
     conn: &Connection,

@@ -8,6 +8,12 @@
 //!   refused with [`CacheError::NewerSchema`] before anything is written to it.
 //! - The sync cursor is written in the same transaction as the events it covers, so a crash
 //!   never skips or double-applies an event (see [`apply`]).
+//! - Several processes may hold one cache at once (the app, `airtext watch`, any number of
+//!   `airtext send`): every transaction begins `IMMEDIATE` (it takes the write lock before it
+//!   reads, so it never has to promote a read snapshot that another writer made stale, which
+//!   SQLite refuses without waiting), and a busy connection waits up to [`BUSY_TIMEOUT`] for
+//!   the lock instead of failing.
+//! - The folder and its files are readable by their owner only ([`crate::private`]).
 //! - `synchronous=NORMAL` in WAL mode: a killed process loses nothing committed; a power cut
 //!   may lose the last commits, which the next sync pulls again (the outbox row and its message
 //!   are one commit, so they go or stay together).
@@ -26,11 +32,14 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
 /// The newest schema this build knows.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
+
+/// How long a statement waits for another process's write lock before failing.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One schema change of one table module, applied once, in version order.
 #[derive(Debug)]
@@ -141,15 +150,23 @@ fn open_connection(path: &Path) -> Result<Connection, CacheError> {
         path: display.clone(),
         detail: e.to_string(),
     };
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| CacheError::Open {
-            path: display.clone(),
-            detail: e.to_string(),
-        })?;
+    let io_error = |e: std::io::Error| CacheError::Open {
+        path: display.clone(),
+        detail: e.to_string(),
+    };
+    // Private before SQLite opens it: its -wal and -shm files take the database's mode.
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        crate::private::create_dir(parent).map_err(io_error)?;
+    }
+    crate::private::create_file(path).map_err(io_error)?;
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        crate::private::restrict_if_present(Path::new(&side)).map_err(io_error)?;
     }
     let mut conn = Connection::open(path).map_err(open_error)?;
-    conn.busy_timeout(Duration::from_secs(10))
-        .map_err(open_error)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
+    conn.set_transaction_behavior(TransactionBehavior::Immediate);
     // Read before any write: a newer file must stay exactly as it is.
     let found: u32 = conn
         .query_row("PRAGMA user_version", [], |row| row.get(0))
@@ -184,6 +201,12 @@ fn migrate_to(conn: &mut Connection, from: u32, to: u32) -> Result<(), CacheErro
     if from >= to {
         return Ok(());
     }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Another process may have upgraded the file while this one waited for the lock.
+    let from: u32 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if from >= to {
+        return Ok(());
+    }
     let mut steps: Vec<&Migration> = MIGRATIONS
         .iter()
         .flat_map(|table| table.iter())
@@ -191,7 +214,6 @@ fn migrate_to(conn: &mut Connection, from: u32, to: u32) -> Result<(), CacheErro
         .collect();
     // Stable: within one version, tables keep their dependency order.
     steps.sort_by_key(|m| m.version);
-    let tx = conn.transaction()?;
     for step in steps {
         tx.execute_batch(step.sql)
             .map_err(|e| CacheError::Migration {
@@ -373,6 +395,82 @@ mod tests {
             })
             .await?;
         assert_eq!(found, (SCHEMA_VERSION, vec![1], vec![2], vec![]));
+        Ok(())
+    }
+
+    /// Several handles on one file stand for several processes (the app, `airtext watch`,
+    /// many `airtext send`): transactions that read, then write, all commit, none is lost.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn writers_on_one_file_wait_for_each_other_and_lose_nothing() -> Result<(), CacheError> {
+        let dir = tempfile::tempdir().map_err(|e| CacheError::Corrupt(e.to_string()))?;
+        let path = dir.path().join("shared.sqlite3");
+        let mut writers = Vec::new();
+        for _ in 0..6 {
+            let cache = Cache::open(&path).await?;
+            writers.push(tokio::spawn(async move {
+                for _ in 0..100 {
+                    cache
+                        .call(|c| {
+                            let tx = c.transaction()?;
+                            let cursor = sync_state::cursor(&tx)?;
+                            sync_state::set_cursor(&tx, cursor + 1)?;
+                            tx.commit()?;
+                            Ok(())
+                        })
+                        .await?;
+                }
+                Ok::<_, CacheError>(())
+            }));
+        }
+        for writer in writers {
+            writer
+                .await
+                .map_err(|e| CacheError::Corrupt(e.to_string()))??;
+        }
+        let cache = Cache::open(&path).await?;
+        assert_eq!(cache.call(|c| sync_state::cursor(c)).await?, 600);
+        Ok(())
+    }
+
+    /// The profile folder is 0700 and the cache with its -wal and -shm files 0600, for a new
+    /// cache and for one an older build left readable to others.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_profile_folder_and_its_files_are_private() -> Result<(), CacheError> {
+        use std::os::unix::fs::PermissionsExt;
+        let io = |e: std::io::Error| CacheError::Corrupt(e.to_string());
+        let mode = |p: &Path| -> Result<u32, CacheError> {
+            Ok(std::fs::metadata(p).map_err(io)?.permissions().mode() & 0o777)
+        };
+        let root = tempfile::tempdir().map_err(io)?;
+        let folder = root.path().join("profiles");
+        let path = folder.join("account.sqlite3");
+        let files = ["", "-wal", "-shm"].map(|suffix| {
+            let mut p = path.clone().into_os_string();
+            p.push(suffix);
+            PathBuf::from(p)
+        });
+        let cache = Cache::open(&path).await?;
+        cache.call(|c| sync_state::set_cursor(c, 7)).await?;
+        assert_eq!(mode(&folder)?, 0o700);
+        for file in &files {
+            assert_eq!(mode(file)?, 0o600, "{}", file.display());
+        }
+        drop(cache);
+
+        std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o755)).map_err(io)?;
+        for file in &files {
+            if file.exists() {
+                std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644))
+                    .map_err(io)?;
+            }
+        }
+        let cache = Cache::open(&path).await?;
+        assert_eq!(cache.call(|c| sync_state::cursor(c)).await?, 7);
+        assert_eq!(mode(&folder)?, 0o700);
+        for file in files.iter().filter(|f| f.exists()) {
+            assert_eq!(mode(file)?, 0o600, "{}", file.display());
+        }
         Ok(())
     }
 

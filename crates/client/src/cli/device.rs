@@ -1,6 +1,12 @@
-//! The commands that use an Airtext account: sign-up and sign-in, numbers, verification,
-//! texting, sync, reading, search, watching, contact settings. Each is a thin call into
+//! The commands that use an Airtext account: sign-up and sign-in, texting, sync, reading,
+//! search, read markers, deleting, watching, contacts (the account's own things, numbers,
+//! identities and devices, are in [`super::account`]). Each is a thin call into
 //! [`crate::Client`]; this file only parses, prompts and prints.
+//!
+//! Fresh by default: a command that reads this device's copy (conversations, messages,
+//! search, outbox, contact list) first pulls what is new, bounded by [`FRESH_WITHIN`]; with
+//! `--offline`, or when the gateway cannot be reached, it answers from the copy as it is and
+//! says on standard error how old it is.
 //!
 //! Passwords come from `AIRTEXT_PASSWORD` or one line of standard input
 //! (`--password-stdin`), never from the command line (other users can read argv).
@@ -9,15 +15,20 @@
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use airtext_api::contacts::PathChoice;
 use airtext_api::identities::IdentityKind;
+use airtext_api::SendStatus;
 use anyhow::{bail, Context};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::messages::CachedMessage;
 use crate::cellular::at_modem::{AtModem, AtModemConfig};
+use crate::cli::visible::visible;
+use crate::cli::{account, exit};
 use crate::cloud::ProxyUrl;
 use crate::events::ClientEvent;
 use crate::{Client, ClientOptions};
@@ -40,6 +51,10 @@ pub struct Globals {
     /// Print JSON (listings as arrays with the API's field names; `watch` one object per line).
     #[arg(long, global = true)]
     pub json: bool,
+    /// Answer from this device's copy alone, without asking the gateway first (reading
+    /// commands say how old the copy is).
+    #[arg(long, global = true)]
+    pub offline: bool,
     /// An AT-command modem on this serial port gives the device a cellular path (the SIM
     /// PIN, if asked for, comes from AIRTEXT_SIM_PIN).
     #[arg(long, global = true, env = "AIRTEXT_MODEM", value_name = "PATH")]
@@ -57,6 +72,9 @@ pub struct PasswordArgs {
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Create an account and sign this device in to it.
+    #[command(
+        after_help = "Example:\n  AIRTEXT_PASSWORD=… airtext --gateway https://sms.example.org signup alice"
+    )]
     Signup {
         username: String,
         #[arg(long)]
@@ -67,7 +85,10 @@ pub enum Command {
         #[command(flatten)]
         password: PasswordArgs,
     },
-    /// Sign this device in.
+    /// Sign this device in (and pull the account's history).
+    #[command(
+        after_help = "Example:\n  echo \"$PASSWORD\" | airtext --gateway https://sms.example.org login alice --password-stdin"
+    )]
     Login {
         username: String,
         #[arg(long, default_value = "airtext CLI")]
@@ -76,11 +97,26 @@ pub enum Command {
         password: PasswordArgs,
     },
     /// Sign this device out (its token stops working; its local cache is deleted).
+    #[command(after_help = "Example:\n  airtext logout")]
     Logout,
-    /// Find and claim a phone number of your own.
-    #[command(subcommand)]
-    Numbers(Numbers),
-    /// Prove you own a phone number or e-mail address (a code is sent to it).
+    /// The account at the gateway.
+    #[command(subcommand, after_help = "Example:\n  airtext account show")]
+    Account(account::Account),
+    /// Find, claim and release a phone number of your own.
+    #[command(
+        subcommand,
+        after_help = "Example:\n  airtext numbers search --area-code 415 --limit 5"
+    )]
+    Numbers(account::Numbers),
+    /// The account's phone numbers and e-mail addresses.
+    #[command(subcommand, after_help = "Example:\n  airtext identities list")]
+    Identities(account::Identities),
+    /// The devices signed in to the account.
+    #[command(subcommand, after_help = "Example:\n  airtext devices list")]
+    Devices(account::Devices),
+    /// Prove you own a phone number or e-mail address (a code is sent to it and asked for).
+    #[command(after_help = "Examples:\n  airtext verify email alice@example.org\n  \
+                            airtext verify phone +14155550100 --code 123456")]
     Verify {
         kind: Kind,
         value: String,
@@ -88,7 +124,9 @@ pub enum Command {
         #[arg(long)]
         code: Option<String>,
     },
-    /// Send a text (written locally first; sent now, or queued and retried).
+    /// Send a text (written locally first; sent now, or queued and retried: exit code 3).
+    #[command(after_help = "Examples:\n  airtext send @bob 'see you at 6'\n  \
+                            airtext send +14155550123 'on my way' --via cellular")]
     Send {
         /// A phone number, @username or e-mail address.
         to: String,
@@ -97,52 +135,73 @@ pub enum Command {
         #[arg(long)]
         via: Option<Via>,
     },
-    /// Pull everything new from the gateway (and send anything queued).
+    /// Pull everything new from the gateway and send everything queued now.
+    #[command(after_help = "Example:\n  airtext sync --json")]
     Sync,
     /// List conversations, most recent first.
+    #[command(after_help = "Example:\n  airtext conversations --limit 10")]
     Conversations {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
-    /// Show the latest messages with one peer.
+    /// Show the latest messages with one peer (each with the end of its id).
+    #[command(after_help = "Example:\n  airtext messages @bob --limit 20")]
     Messages {
         peer: String,
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
     /// Search message texts and peers.
+    #[command(after_help = "Example:\n  airtext search 'station'")]
     Search {
         query: String,
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// Mark the thread with a peer read, on every device of the account.
+    #[command(after_help = "Example:\n  airtext read @bob")]
+    Read { peer: String },
+    /// Delete a message on every device of the account.
+    #[command(after_help = "Example:\n  airtext delete 9c41d2e7")]
+    Delete {
+        /// The message's id, or its last characters (as `airtext messages` shows them).
+        message_id: String,
+    },
     /// Stay connected and print each new message as it arrives (Ctrl-C to stop).
+    #[command(after_help = "Example:\n  airtext watch --json | while read -r line; do …; done")]
     Watch,
     /// Texts waiting to be sent.
+    #[command(after_help = "Example:\n  airtext outbox")]
     Outbox,
-    /// Contact settings.
-    #[command(subcommand)]
+    /// Contacts: their names and how to text them.
+    #[command(subcommand, after_help = "Example:\n  airtext contact list")]
     Contact(Contact),
 }
 
-#[derive(Debug, clap::Subcommand)]
-pub enum Numbers {
-    /// Numbers you can claim.
-    Search {
-        #[arg(long)]
-        area_code: String,
-        #[arg(long, default_value = "US")]
-        country: String,
-        #[arg(long)]
-        limit: Option<u32>,
-    },
-    /// Claim a number as this account's own.
-    Claim { number: String },
+impl Command {
+    /// Whether the command answers from this device's copy (and so first pulls what is new,
+    /// unless `--offline`).
+    fn reads_the_cache(&self) -> bool {
+        matches!(
+            self,
+            Command::Conversations { .. }
+                | Command::Messages { .. }
+                | Command::Search { .. }
+                | Command::Outbox
+                | Command::Contact(Contact::List)
+        )
+    }
 }
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Contact {
+    /// Contacts with a name or a path setting.
+    #[command(after_help = "Example:\n  airtext contact list --json")]
+    List,
     /// How to text a peer: auto, cloud or cellular (synced to your other devices).
+    #[command(
+        after_help = "Example:\n  airtext contact set-path +14155550123 cellular --fallback true"
+    )]
     SetPath {
         peer: String,
         path: Via,
@@ -150,6 +209,12 @@ pub enum Contact {
         #[arg(long)]
         fallback: Option<bool>,
     },
+    /// Name a contact (synced to your other devices); without NAME the name is removed.
+    #[command(
+        after_help = "Examples:\n  airtext contact set-name +14155550123 'Ann Example'\n  \
+                            airtext contact set-name +14155550123"
+    )]
+    SetName { peer: String, name: Option<String> },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -163,6 +228,15 @@ pub enum Via {
     Auto,
     Cloud,
     Cellular,
+}
+
+impl From<Kind> for IdentityKind {
+    fn from(kind: Kind) -> Self {
+        match kind {
+            Kind::Phone => IdentityKind::Phone,
+            Kind::Email => IdentityKind::Email,
+        }
+    }
 }
 
 impl From<Via> for PathChoice {
@@ -220,10 +294,16 @@ async fn options(globals: &Globals) -> anyhow::Result<ClientOptions> {
     Ok(options)
 }
 
-fn json_line(out: &mut dyn Write, value: &impl Serialize) -> anyhow::Result<()> {
+pub(crate) fn json_line(out: &mut dyn Write, value: &impl Serialize) -> anyhow::Result<()> {
     serde_json::to_writer(&mut *out, value)?;
     writeln!(out)?;
     Ok(())
+}
+
+/// The end of an id, as listings show it: server ids are UUIDv7, whose first characters are
+/// a timestamp nearby ids share and whose last ones are random.
+pub(crate) fn short_id(id: &str) -> &str {
+    id.get(id.len().saturating_sub(8)..).unwrap_or(id)
 }
 
 fn message_line(m: &CachedMessage) -> String {
@@ -232,12 +312,65 @@ fn message_line(m: &CachedMessage) -> String {
         airtext_api::messages::Direction::Inbound => "←",
     };
     let path = m.path.map(|p| p.as_str()).unwrap_or("-");
+    let id = m.id.map(|id| id.to_string());
     format!(
-        "{} {arrow} {}  [{} via {path}]  {}",
+        "{} {} {arrow} {}  [{} via {path}]  {}",
         m.created_at.format("%Y-%m-%d %H:%M"),
-        m.peer,
+        id.as_deref().map(short_id).unwrap_or("--------"),
+        visible(&m.peer),
         m.status.as_str(),
-        m.body
+        visible(&m.body)
+    )
+}
+
+/// How long a reading command waits for the gateway before it answers from this device's
+/// copy as it is.
+pub const FRESH_WITHIN: Duration = Duration::from_secs(10);
+
+/// Before a reading command answers from the cache: one incremental sync bounded by
+/// [`FRESH_WITHIN`] (none with `--offline`). When the cache could not be brought up to date,
+/// a note on standard error says so and how old it is; a device the gateway no longer
+/// accepts is an error.
+async fn freshen(client: &Client, offline: bool) -> anyhow::Result<()> {
+    let why = if offline {
+        "offline".to_owned()
+    } else {
+        match tokio::time::timeout(FRESH_WITHIN, client.sync()).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e @ (crate::Error::SignedOut | crate::Error::Api { status: 401, .. }))) => {
+                return Err(e.into())
+            }
+            Ok(Err(e)) => format!("not up to date ({e})"),
+            Err(_) => format!(
+                "not up to date (the gateway did not answer within {} s)",
+                FRESH_WITHIN.as_secs()
+            ),
+        }
+    };
+    let synced_at = client.synced_at().await?;
+    eprintln!(
+        "airtext: {}: this device's copy, {}",
+        visible(&why),
+        age(synced_at, chrono::Utc::now())
+    );
+    Ok(())
+}
+
+/// "last synced 3 min ago (2026-01-02 10:04 UTC)", or "never synced".
+pub fn age(synced_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
+    let Some(at) = synced_at else {
+        return "never synced".to_owned();
+    };
+    let secs = now.signed_duration_since(at).num_seconds().max(0);
+    let ago = match secs {
+        0..=59 => format!("{secs} s"),
+        60..=3599 => format!("{} min", secs / 60),
+        3600..=172_799 => format!("{} h", secs / 3600),
+        _ => format!("{} days", secs / 86_400),
+    };
+    format!(
+        "last synced {ago} ago ({} UTC)",
+        at.format("%Y-%m-%d %H:%M")
     )
 }
 
@@ -257,6 +390,14 @@ async fn run_async(
 ) -> anyhow::Result<()> {
     let client = Client::open(options(globals).await?).await?;
     let json = globals.json;
+    if command.reads_the_cache() {
+        freshen(&client, globals.offline).await?;
+    } else if globals.offline {
+        bail!(
+            "--offline only applies to commands that read this device's copy \
+             (conversations, messages, search, outbox, contact list)"
+        );
+    }
     match command {
         Command::Signup {
             username,
@@ -273,7 +414,7 @@ async fn run_async(
                 writeln!(
                     out,
                     "signed up and signed in as @{}",
-                    signed.profile.username
+                    visible(&signed.profile.username)
                 )?;
             }
         }
@@ -287,7 +428,7 @@ async fn run_async(
             if json {
                 json_line(out, &signed.profile)?;
             } else {
-                writeln!(out, "signed in as @{}", signed.profile.username)?;
+                writeln!(out, "signed in as @{}", visible(&signed.profile.username))?;
             }
         }
         Command::Logout => {
@@ -296,40 +437,19 @@ async fn run_async(
                 writeln!(out, "signed out")?;
             }
         }
-        Command::Numbers(Numbers::Search {
-            area_code,
-            country,
-            limit,
-        }) => {
-            let numbers = client
-                .search_numbers(Some(country), Some(area_code), *limit)
-                .await?;
-            if json {
-                json_line(out, &numbers)?;
-            } else {
-                for number in numbers {
-                    writeln!(out, "{number}")?;
-                }
-            }
+        Command::Account(command) => account::account(command, &client, json, out).await?,
+        Command::Numbers(command) => account::numbers(command, &client, json, out).await?,
+        Command::Identities(command) => {
+            account::identities(command, &client, json, out).await?;
         }
-        Command::Numbers(Numbers::Claim { number }) => {
-            let number = client.claim_number(number).await?;
-            if json {
-                json_line(out, &serde_json::json!({ "number": number }))?;
-            } else {
-                writeln!(out, "your number is {number}")?;
-            }
-        }
+        Command::Devices(command) => account::devices(command, &client, json, out).await?,
         Command::Verify { kind, value, code } => {
-            let kind = match kind {
-                Kind::Phone => IdentityKind::Phone,
-                Kind::Email => IdentityKind::Email,
-            };
+            let kind = IdentityKind::from(*kind);
             let (identity, code) = match code {
                 Some(code) => (client.pending_identity(kind, value).await?, code.clone()),
                 None => {
                     let pending = client.start_verification(kind, value).await?;
-                    eprint!("a code was sent to {value}; type it: ");
+                    eprint!("a code was sent to {}; type it: ", visible(value));
                     let mut line = String::new();
                     std::io::stdin().lock().read_line(&mut line)?;
                     (pending.identity_id, line.trim().to_owned())
@@ -339,7 +459,7 @@ async fn run_async(
             if json {
                 json_line(out, &serde_json::json!({ "status": status }))?;
             } else {
-                writeln!(out, "{value} is {}", status.as_str())?;
+                writeln!(out, "{} is {}", visible(value), status.as_str())?;
             }
         }
         Command::Send { to, text, via } => {
@@ -349,22 +469,34 @@ async fn run_async(
             } else {
                 writeln!(out, "{}", message_line(&message))?;
             }
-            if message.status == airtext_api::SendStatus::Queued {
-                let session = client.session().await?;
-                if let Some(waiting) = session
-                    .outbox()
-                    .await?
-                    .into_iter()
-                    .find(|e| e.message == message.local_id)
-                {
-                    if let Some(error) = waiting.last_error {
-                        eprintln!("airtext: queued, not sent yet: {error}");
-                    }
+            out.flush()?;
+            match message.status {
+                SendStatus::Queued => {
+                    let session = client.session().await?;
+                    let id = message.local_id;
+                    let why = session
+                        .outbox()
+                        .await
+                        .ok()
+                        .and_then(|waiting| waiting.into_iter().find(|e| e.message == id))
+                        .and_then(|e| e.last_error)
+                        .unwrap_or_else(|| "it has not reached the gateway yet".to_owned());
+                    return Err(exit::Queued(why).into());
                 }
+                SendStatus::Failed => bail!(
+                    "the text was not sent: {}",
+                    message
+                        .failure_reason
+                        .as_deref()
+                        .unwrap_or("no reason given")
+                ),
+                _ => {}
             }
         }
         Command::Sync => {
             let report = client.sync().await?;
+            // Asked for by hand: everything waiting goes now, whatever its back-off said.
+            client.session().await?.wake_outbox().await?;
             let outbox = client.flush_outbox().await?;
             if json {
                 json_line(
@@ -393,9 +525,15 @@ async fn run_async(
                     let name = c
                         .name
                         .as_deref()
-                        .map(|n| format!(" ({n})"))
+                        .map(|n| format!(" ({})", visible(n)))
                         .unwrap_or_default();
-                    writeln!(out, "{}{name}  unread {}  {last}", c.peer, c.unread)?;
+                    writeln!(
+                        out,
+                        "{}{name}  unread {}  {}",
+                        visible(&c.peer),
+                        c.unread,
+                        visible(last)
+                    )?;
                 }
             }
         }
@@ -419,6 +557,32 @@ async fn run_async(
                 }
             }
         }
+        Command::Read { peer } => {
+            let newest = client.read_thread(peer).await?;
+            if json {
+                json_line(
+                    out,
+                    &serde_json::json!({
+                        "conversation_id": newest.as_ref().and_then(|m| m.conversation_id),
+                        "up_to": newest.as_ref().and_then(|m| m.id),
+                    }),
+                )?;
+            } else {
+                match newest {
+                    Some(m) => writeln!(out, "{} read", visible(&m.peer))?,
+                    None => writeln!(out, "nothing to mark read with {}", visible(peer))?,
+                }
+            }
+        }
+        Command::Delete { message_id } => {
+            let message = client.message_by_id(message_id).await?;
+            client.delete_message(message.local_id).await?;
+            if json {
+                json_line(out, &serde_json::json!({ "id": message.id }))?;
+            } else {
+                writeln!(out, "deleted {}", message_line(&message))?;
+            }
+        }
         Command::Outbox => {
             let session = client.session().await?;
             let waiting = session.outbox().await?;
@@ -440,16 +604,26 @@ async fn run_async(
                         out,
                         "{} → {}  {} (attempts {}, next {})  {}",
                         e.client_id,
-                        e.peer,
+                        visible(&e.peer),
                         e.stage.as_str(),
                         e.attempts,
                         e.next_attempt_at.format("%H:%M:%S"),
-                        e.last_error.unwrap_or_default()
+                        visible(e.last_error.as_deref().unwrap_or_default())
                     )?;
                 }
             }
         }
         Command::Watch => watch(&client, json, out).await?,
+        Command::Contact(Contact::List) => {
+            let contacts = client.contacts().await?;
+            if json {
+                json_line(out, &contacts)?;
+            } else {
+                for contact in &contacts {
+                    writeln!(out, "{}", contact_line(contact))?;
+                }
+            }
+        }
         Command::Contact(Contact::SetPath {
             peer,
             path,
@@ -461,18 +635,35 @@ async fn run_async(
             if json {
                 json_line(out, &contact)?;
             } else {
-                writeln!(
-                    out,
-                    "{}: path {}, fallback {}",
-                    contact.address,
-                    contact.path.as_str(),
-                    if contact.fallback { "on" } else { "off" }
-                )?;
+                writeln!(out, "{}", contact_line(&contact))?;
+            }
+        }
+        Command::Contact(Contact::SetName { peer, name }) => {
+            let name = name.clone().filter(|n| !n.trim().is_empty());
+            let contact = client.name_contact(peer, name).await?;
+            if json {
+                json_line(out, &contact)?;
+            } else {
+                writeln!(out, "{}", contact_line(&contact))?;
             }
         }
     }
     out.flush()?;
     Ok(())
+}
+
+fn contact_line(contact: &airtext_api::contacts::Contact) -> String {
+    let name = contact
+        .name
+        .as_deref()
+        .map(|n| format!(" ({})", visible(n)))
+        .unwrap_or_default();
+    format!(
+        "{}{name}: path {}, fallback {}",
+        visible(&contact.address),
+        contact.path.as_str(),
+        if contact.fallback { "on" } else { "off" }
+    )
 }
 
 /// Prints each new message until Ctrl-C (or the gateway signs this device out).
@@ -508,10 +699,14 @@ async fn watch(client: &Client, json: bool, out: &mut dyn Write) -> anyhow::Resu
                     }
                     out.flush()?;
                 }
-                Ok(ClientEvent::ConnectionChanged { online, error }) if !json => {
+                // Standard error in both modes: the JSON stream on standard output stays
+                // one message per line.
+                Ok(ClientEvent::ConnectionChanged { online, error }) => {
                     match (online, error) {
                         (true, _) => eprintln!("airtext: connected"),
-                        (false, Some(error)) => eprintln!("airtext: disconnected: {error}"),
+                        (false, Some(error)) => {
+                            eprintln!("airtext: disconnected: {}", visible(&error));
+                        }
                         (false, None) => eprintln!("airtext: disconnected"),
                     }
                 }
@@ -525,4 +720,37 @@ async fn watch(client: &Client, json: bool, out: &mut dyn Write) -> anyhow::Resu
     }
     let _ = runner.await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_age_of_the_copy_reads_at_a_glance() {
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        let ago = |secs: i64| age(Some(now - chrono::Duration::seconds(secs)), now);
+        assert_eq!(age(None, now), "never synced");
+        assert!(ago(5).starts_with("last synced 5 s ago ("), "{}", ago(5));
+        assert!(
+            ago(185).starts_with("last synced 3 min ago"),
+            "{}",
+            ago(185)
+        );
+        assert!(
+            ago(7300).starts_with("last synced 2 h ago"),
+            "{}",
+            ago(7300)
+        );
+        assert!(ago(3 * 86_400).starts_with("last synced 3 days ago"));
+        // A clock that went back shows no negative age.
+        assert!(ago(-30).starts_with("last synced 0 s ago"));
+        assert!(ago(0).ends_with(" UTC)"));
+    }
+
+    #[test]
+    fn a_short_id_is_the_random_end_of_the_id() {
+        assert_eq!(short_id("0190f5a2-7c3e-7d41-9a1b-3f2a9c1e44d0"), "9c1e44d0");
+        assert_eq!(short_id("abc"), "abc");
+    }
 }

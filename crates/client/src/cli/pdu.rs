@@ -3,6 +3,8 @@
 
 use std::io::Write;
 
+use super::visible::visible;
+
 use anyhow::{bail, Context};
 use serde::Serialize;
 
@@ -14,8 +16,12 @@ use airtext_sms::{Address, Region};
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Decode an SMS-DELIVER, SMS-SUBMIT or SMS-STATUS-REPORT.
+    #[command(
+        after_help = "Example:\n  airtext pdu decode 0791136200000000040B911346610089F60000208062917314080CC8F71D14969741F977FD07"
+    )]
     Decode(DecodeArgs),
     /// Encode a text as SMS-SUBMIT PDUs, one per segment.
+    #[command(after_help = "Example:\n  airtext pdu encode-submit --to +14155550100 'Hello'")]
     EncodeSubmit(EncodeSubmitArgs),
 }
 
@@ -206,7 +212,7 @@ fn decode(args: &DecodeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     ];
     for (name, value) in lines {
         if let Some(v) = value {
-            writeln!(out, "{name}: {v}")?;
+            writeln!(out, "{name}: {}", visible(&v))?;
         }
     }
     Ok(())

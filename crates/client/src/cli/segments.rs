@@ -2,6 +2,8 @@
 
 use std::io::Write;
 
+use super::visible::visible;
+
 use serde::Serialize;
 
 /// Arguments of `airtext segments`.
@@ -49,7 +51,13 @@ pub fn run(args: &Args, out: &mut dyn Write) -> anyhow::Result<()> {
     writeln!(out, "chars left: {}", plan.chars_left)?;
     let total = plan.segment_count();
     for (i, part) in plan.segments.iter().enumerate() {
-        writeln!(out, "part {}/{}: {}", i.saturating_add(1), total, part)?;
+        writeln!(
+            out,
+            "part {}/{}: {}",
+            i.saturating_add(1),
+            total,
+            visible(part)
+        )?;
     }
     Ok(())
 }

@@ -249,6 +249,13 @@ impl Cloud {
             .await
     }
 
+    /// `DELETE /v1/numbers/{number}`: gives the account's number back.
+    pub async fn release_number(&self, number: &str) -> Result<()> {
+        self.send(Method::DELETE, self.url(&["v1", "numbers", number])?, None)
+            .await
+            .map(drop)
+    }
+
     pub async fn add_identity(&self, request: &AddIdentity) -> Result<IdentityPending> {
         self.json(
             Method::POST,

@@ -86,7 +86,7 @@ impl MockModemManager {
             return missing("dbus-daemon is not installed (Debian package dbus)");
         };
         let mut lines = BufReader::new(daemon.stdout.take().unwrap()).lines();
-        let address = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        let address = tokio::time::timeout(Duration::from_secs(120), lines.next_line())
             .await
             .expect("dbus-daemon prints its address")
             .unwrap()
@@ -137,7 +137,8 @@ impl MockModemManager {
 
     /// Polls until dbusmock owns ModemManager's name (it takes a moment to start Python).
     async fn wait_for_service(&mut self) {
-        for _ in 0..600 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while std::time::Instant::now() < deadline {
             let owned: bool = self
                 .call_on(
                     "org.freedesktop.DBus",
@@ -263,7 +264,8 @@ impl MockModemManager {
     /// Polls until the modem holds exactly `want` SMS objects.
     pub async fn wait_for_sms_paths(&self, what: &str, want: &[String]) {
         let mut have = Vec::new();
-        for _ in 0..400 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while std::time::Instant::now() < deadline {
             have = self.sms_paths().await;
             if have == want {
                 return;

@@ -139,9 +139,11 @@ impl FakeModem {
         self.emit(format!("\r\n+CMTI: \"SM\",{index}\r\n").as_bytes());
     }
 
-    /// Waits until `f` holds, or panics after 5 s.
+    /// Waits until `f` holds, or panics after a generous deadline (a busy machine only makes
+    /// this slower).
     pub async fn wait_for(&self, what: &str, f: impl Fn(&State) -> bool) {
-        for _ in 0..500 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while std::time::Instant::now() < deadline {
             if self.with(|s| f(s)) {
                 return;
             }
