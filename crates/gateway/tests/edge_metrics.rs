@@ -145,6 +145,14 @@ async fn metrics_appear_and_move() {
             >= 1.0,
         "{after}"
     );
+    assert!(
+        value(&after, "airtext_outbound_queue_jobs", &[]).is_some(),
+        "{after}"
+    );
+    assert!(
+        value(&after, "airtext_outbound_queue_oldest_seconds", &[]).is_some(),
+        "{after}"
+    );
     assert_eq!(
         value(&after, "airtext_carrier_breaker_open", &["carrier="]),
         Some(0.0),

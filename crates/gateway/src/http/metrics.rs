@@ -7,7 +7,7 @@
 //!   route share `route="unmatched"`;
 //! - one recorder per process (the `metrics` facade is global): several gateways in one
 //!   process (tests) add to the same series;
-//! - values read at scrape time (breakers, live streams) are set just before rendering.
+//! - values read at scrape time (breakers, the queue's backlog) are set just before rendering.
 //!
 //! Series:
 //! - `airtext_http_requests_total{method,route,status}`, `airtext_http_request_duration_seconds`;
@@ -16,6 +16,8 @@
 //! - `airtext_carrier_sends_total{carrier,outcome}`, `airtext_carrier_send_duration_seconds`,
 //!   `airtext_carrier_breaker_open{carrier}`;
 //! - `airtext_outbound_finished_total{outcome}` (the queue's texts: sent, retry, failed);
+//! - `airtext_outbound_queue_jobs`, `airtext_outbound_queue_oldest_seconds` (read at scrape
+//!   time from the store: every node's queue);
 //! - `airtext_websocket_streams` (live `/v1/stream` connections);
 //! - `airtext_store_commit_seconds{engine}` (recorded by the engines).
 
@@ -151,6 +153,18 @@ async fn render(State(state): State<AppState>) -> Response {
         };
         metrics::gauge!("airtext_carrier_breaker_open", "carrier" => carrier.name().to_owned())
             .set(open);
+    }
+    match state.store.outbound_backlog().await {
+        Ok(backlog) => {
+            let age = backlog.oldest.map_or(0.0, |oldest| {
+                (chrono::Utc::now() - oldest)
+                    .to_std()
+                    .map_or(0.0, |age| age.as_secs_f64())
+            });
+            metrics::gauge!("airtext_outbound_queue_jobs").set(backlog.jobs as f64);
+            metrics::gauge!("airtext_outbound_queue_oldest_seconds").set(age);
+        }
+        Err(error) => tracing::warn!(%error, "metrics: cannot read the outbound queue's backlog"),
     }
     handle.run_upkeep();
     (
