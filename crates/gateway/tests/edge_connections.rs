@@ -233,3 +233,50 @@ async fn a_request_refused_before_its_body_never_strands_a_keep_alive_client() {
     assert!(reconnects <= refused);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_websocket_stream_is_not_an_idle_connection() {
+    let gw = TestGateway::start_with(|c| {
+        c.connections.idle_timeout_secs = 1;
+        c.connections.header_read_timeout_secs = 1;
+    })
+    .await;
+    // No pings within the test: only the connection timeouts could end the stream.
+    gw.state().push.set_keepalive(Duration::from_secs(3600));
+    let alice = gw.sign_up("alice").await;
+    gw.sign_up("bob").await;
+    let mut stream = gw.stream(&alice).await;
+    let first = stream.hint(GENEROUS).await;
+    // Several idle and header-read timeouts pass in silence...
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // ...and the stream still carries news.
+    gw.send(&alice, "@bob", "still there").await;
+    assert!(stream.until(first + 1, GENEROUS).await > first);
+    stream.close().await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_head_over_the_limit_is_refused() {
+    let gw = TestGateway::start_with(|c| c.connections.max_header_bytes = 8192).await;
+    let mut conn = RawConn::connect(addr(&gw)).await;
+    let huge = "a".repeat(20_000);
+    let _ = conn
+        .send(format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {huge}\r\n\r\n").as_bytes())
+        .await;
+    let response = conn.response(GENEROUS).await.expect("an answer");
+    assert_eq!(response.status, 431, "{}", response.head);
+    // A head within the limit works.
+    let mut fine = RawConn::connect(addr(&gw)).await;
+    fine.send(
+        format!(
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+            &huge[..4000]
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(fine.response(GENEROUS).await.unwrap().status, 200);
+    gw.stop().await;
+}
