@@ -646,6 +646,55 @@ mod tests {
     }
 
     #[test]
+    fn edge_settings_come_from_the_file_and_flags() {
+        let file = Config::from_toml(
+            "shutdown_timeout_secs = 5\ntrusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1\"]\nforwarded_header = \"forwarded\"\n[connections]\nmax = 50\nidle_timeout_secs = 7\n",
+        );
+        let mut config = file.unwrap_or_default();
+        assert_eq!(config.shutdown_timeout(), Duration::from_secs(5));
+        assert!(config
+            .trusted_proxies
+            .contains(std::net::IpAddr::from([10, 1, 2, 3])));
+        assert_eq!(
+            config.forwarded_header,
+            crate::server::client_addr::ForwardedHeader::Forwarded
+        );
+        assert_eq!(config.connections.max, 50);
+        assert_eq!(config.connections.idle_timeout(), Duration::from_secs(7));
+        assert_eq!(config.connections.header_read_timeout_secs, 10);
+        let applied = config.apply(&Args {
+            shutdown_timeout: Some(9),
+            max_connections: Some(3),
+            trusted_proxies: Some(vec!["192.0.2.0/24".into()]),
+            ..Args::default()
+        });
+        assert!(applied.is_ok());
+        assert_eq!(config.shutdown_timeout_secs, 9);
+        assert_eq!(config.connections.max, 3);
+        assert!(!config
+            .trusted_proxies
+            .contains(std::net::IpAddr::from([10, 1, 2, 3])));
+        let bad = config.apply(&Args {
+            trusted_proxies: Some(vec!["localhost".into()]),
+            ..Args::default()
+        });
+        assert!(bad.is_err_and(|e| e.to_string().contains("localhost")));
+        let error = Config::from_toml("trusted_proxies = [\"nope\"]\n")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("nope"), "{error}");
+        let lone = Config {
+            tls_cert: Some("cert.pem".into()),
+            ..Config::default()
+        };
+        assert!(lone.validate().is_err());
+        let mut slow = Config::default();
+        slow.connections.idle_timeout_secs = 0;
+        assert!(slow.validate().is_err());
+    }
+
+    #[test]
     fn unknown_keys_are_named() {
         let error = Config::from_toml("lisen = \"127.0.0.1:1\"\n")
             .err()
