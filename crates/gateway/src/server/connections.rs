@@ -65,7 +65,8 @@ impl EdgeSettings {
         let max_connections = match config.connections.max {
             0 => default_max_connections(open_files),
             n => n,
-        };
+        }
+        .min(Semaphore::MAX_PERMITS);
         EdgeSettings {
             max_connections,
             header_read_timeout: config.connections.header_read_timeout(),
@@ -198,11 +199,11 @@ async fn serve_connection(
     force: CancellationToken,
 ) {
     let activity = Arc::new(Activity::new());
-    let _open = OpenGauge::new();
     let io = Watched {
         inner: stream,
         activity: activity.clone(),
         _slot: slot,
+        _open: OpenGauge::new(),
     };
     match tls {
         None => serve_http(io, peer, app, settings, activity, shutdown, force).await,
@@ -476,12 +477,14 @@ impl Drop for OpenGauge {
 }
 
 /// The socket, noting arriving bytes in its [`Activity`] and holding the connection's slot
-/// for as long as it lives (through a WebSocket upgrade too).
+/// (and its place in `airtext_connections_open`) for as long as it lives, through a
+/// WebSocket upgrade too.
 #[derive(Debug)]
 struct Watched<T> {
     inner: T,
     activity: Arc<Activity>,
     _slot: OwnedSemaphorePermit,
+    _open: OpenGauge,
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
@@ -596,5 +599,17 @@ mod tests {
         assert_eq!(super::default_max_connections(Some(1024)), 768);
         assert_eq!(super::default_max_connections(Some(20)), 64);
         assert_eq!(super::default_max_connections(None), 10_000);
+        let config = crate::config::Config {
+            connections: crate::config::ConnectionLimits {
+                max: usize::MAX,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let settings = super::EdgeSettings::from_config(&config, Some(1024));
+        assert_eq!(
+            settings.max_connections,
+            tokio::sync::Semaphore::MAX_PERMITS
+        );
     }
 }
