@@ -280,3 +280,53 @@ async fn a_request_head_over_the_limit_is_refused() {
     assert_eq!(fine.response(GENEROUS).await.unwrap().status, 200);
     gw.stop().await;
 }
+
+/// The reproduction from the field, on the real binary: SIGTERM with a half-sent request open.
+#[tokio::test]
+async fn the_binary_exits_on_sigterm_within_its_deadline_despite_a_half_sent_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_airtext-gateway"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "--database-url",
+                &format!("sqlite://{}", dir.path().join("gw.db").display()),
+            ])
+            .args(["--shutdown-timeout", "1"])
+            .env("AIRTEXT_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    wait_healthy(&reqwest::Client::new(), &url).await;
+    let mut half = RawConn::connect(format!("127.0.0.1:{port}").parse().unwrap()).await;
+    half.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exited = eventually(GENEROUS, || {
+        let polled = child.0.try_wait().unwrap();
+        async move { polled }
+    })
+    .await;
+    assert!(exited.success(), "{exited:?}");
+    assert!(half.closed_within(GENEROUS).await);
+}
+
+/// A child process killed if the test ends before it exits.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
