@@ -321,6 +321,51 @@ async fn the_binary_exits_on_sigterm_within_its_deadline_despite_a_half_sent_req
     assert!(half.closed_within(GENEROUS).await);
 }
 
+/// The other field reproduction: more idle connections than the process has descriptors.
+/// `/healthz` is answered all the same: connections past the cap wait, and the idle ones
+/// are closed in time to make room.
+#[tokio::test]
+async fn idle_connections_beyond_the_descriptor_limit_do_not_starve_health_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("gw.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndatabase_url = \"sqlite://{}\"\n[connections]\nidle_timeout_secs = 2\n",
+            dir.path().join("gw.db").display()
+        ),
+    )
+    .unwrap();
+    // 256 descriptors, soft and hard: the default cap is then 192 connections.
+    let _child = KillOnDrop(
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -n 256 && exec \"$0\" --config \"$1\"")
+            .arg(env!("CARGO_BIN_EXE_airtext-gateway"))
+            .arg(&config)
+            .env("AIRTEXT_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    wait_healthy(&reqwest::Client::new(), &url).await;
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        idle.push(RawConn::connect(addr).await);
+    }
+    let mut health = RawConn::connect(addr).await;
+    health.get("/healthz").await.unwrap();
+    let response = health
+        .response(GENEROUS)
+        .await
+        .expect("/healthz answered while idle connections hold every descriptor");
+    assert_eq!(response.status, 200);
+}
+
 /// A child process killed if the test ends before it exits.
 struct KillOnDrop(std::process::Child);
 
