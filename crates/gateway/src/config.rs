@@ -183,7 +183,8 @@ pub struct ConnectionLimits {
     /// [default: 10].
     pub header_read_timeout_secs: u64,
     /// Seconds a connection may wait for its next request (after connecting or after a
-    /// response) before it is closed [default: 60].
+    /// response) before it is closed [default: 75: longer than nginx keeps idle upstream
+    /// connections (60 s), so nginx, not the gateway, closes them].
     pub idle_timeout_secs: u64,
     /// Largest request head (request line and headers), in bytes [default: 16384].
     pub max_header_bytes: usize,
@@ -194,7 +195,7 @@ impl Default for ConnectionLimits {
         ConnectionLimits {
             max: 0,
             header_read_timeout_secs: 10,
-            idle_timeout_secs: 60,
+            idle_timeout_secs: 75,
             max_header_bytes: 16 * 1024,
         }
     }
