@@ -52,6 +52,26 @@ pub struct Args {
     /// Log format: `text` or `json` [default: text].
     #[arg(long, env = "AIRTEXT_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Seconds shutdown waits for open requests before closing their connections [default: 30].
+    #[arg(long, env = "AIRTEXT_SHUTDOWN_TIMEOUT", value_name = "SECS")]
+    pub shutdown_timeout: Option<u64>,
+    /// Most connections served at once; more wait until one closes [default: from the
+    /// open-file limit].
+    #[arg(long, env = "AIRTEXT_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Proxies whose forwarding header is believed, comma-separated CIDRs or addresses
+    /// [default: none].
+    #[arg(long, env = "AIRTEXT_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<String>>,
+    /// PEM certificate chain to serve HTTPS with (with --tls-key); re-read on SIGHUP.
+    #[arg(long, env = "AIRTEXT_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert; re-read on SIGHUP.
+    #[arg(long, env = "AIRTEXT_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Address to serve Prometheus `/metrics` on (only there) [default: off].
+    #[arg(long, env = "AIRTEXT_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
@@ -74,6 +94,19 @@ pub struct Config {
     pub default_region: String,
     pub number_quarantine_days: u32,
     pub log_format: LogFormat,
+    /// Seconds shutdown waits for open requests; then their connections are closed.
+    pub shutdown_timeout_secs: u64,
+    /// Proxies (CIDRs or addresses) whose forwarding header names the client.
+    pub trusted_proxies: crate::server::client_addr::TrustedProxies,
+    /// Which header trusted proxies name the client in.
+    pub forwarded_header: crate::server::client_addr::ForwardedHeader,
+    /// PEM certificate chain and key: with both, the gateway serves HTTPS only.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Where Prometheus `/metrics` is served; never on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Connections: how many at once, how long one may idle or take over its headers.
+    pub connections: ConnectionLimits,
     pub limits: Limits,
     pub rate_limits: RateLimits,
     pub simulator: SimulatorConfig,
@@ -97,6 +130,13 @@ impl Default for Config {
             default_region: "US".to_owned(),
             number_quarantine_days: 45,
             log_format: LogFormat::Text,
+            shutdown_timeout_secs: 30,
+            trusted_proxies: Default::default(),
+            forwarded_header: Default::default(),
+            tls_cert: None,
+            tls_key: None,
+            metrics_listen: None,
+            connections: ConnectionLimits::default(),
             limits: Limits::default(),
             rate_limits: RateLimits::default(),
             simulator: SimulatorConfig::default(),
@@ -127,6 +167,60 @@ impl Default for Limits {
             max_request_bytes: 64 * 1024,
             request_timeout_secs: 30,
         }
+    }
+}
+
+/// Connections (`[connections]`). A connection holds a file descriptor and memory whatever
+/// it sends, so each is bounded in number and in the time it may take doing nothing useful.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionLimits {
+    /// Most connections served at once; further ones wait in the listen backlog until one
+    /// closes (logged). 0: three quarters of the open-file limit, the rest left for the
+    /// database, carriers and logs [default: 0].
+    pub max: usize,
+    /// Seconds a client has to send a request's headers once its first byte arrives
+    /// [default: 10].
+    pub header_read_timeout_secs: u64,
+    /// Seconds a connection may wait for its next request (after connecting or after a
+    /// response) before it is closed [default: 75: longer than nginx keeps idle upstream
+    /// connections (60 s), so nginx, not the gateway, closes them].
+    pub idle_timeout_secs: u64,
+    /// Largest request head (request line and headers), in bytes [default: 16384].
+    pub max_header_bytes: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max: 0,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 75,
+            max_header_bytes: 16 * 1024,
+        }
+    }
+}
+
+impl ConnectionLimits {
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_read_timeout_secs)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.header_read_timeout_secs == 0 {
+            anyhow::bail!("connections.header_read_timeout_secs must be at least 1");
+        }
+        if self.idle_timeout_secs == 0 {
+            anyhow::bail!("connections.idle_timeout_secs must be at least 1");
+        }
+        if !(8192..=1024 * 1024).contains(&self.max_header_bytes) {
+            anyhow::bail!("connections.max_header_bytes must be 8192 to 1048576");
+        }
+        Ok(())
     }
 }
 
@@ -355,7 +449,7 @@ impl Config {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
         };
-        config.apply(args);
+        config.apply(args)?;
         config.validate()?;
         Ok(config)
     }
@@ -371,7 +465,7 @@ impl Config {
         toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))
     }
 
-    fn apply(&mut self, args: &Args) {
+    fn apply(&mut self, args: &Args) -> anyhow::Result<()> {
         if let Some(v) = args.listen {
             self.listen = v;
         }
@@ -402,6 +496,25 @@ impl Config {
         if let Some(v) = args.log_format {
             self.log_format = v;
         }
+        if let Some(v) = args.shutdown_timeout {
+            self.shutdown_timeout_secs = v;
+        }
+        if let Some(v) = args.max_connections {
+            self.connections.max = v;
+        }
+        if let Some(v) = &args.trusted_proxies {
+            self.trusted_proxies = crate::server::client_addr::TrustedProxies::parse(v.as_slice())?;
+        }
+        if let Some(v) = &args.tls_cert {
+            self.tls_cert = Some(v.clone());
+        }
+        if let Some(v) = &args.tls_key {
+            self.tls_key = Some(v.clone());
+        }
+        if let Some(v) = args.metrics_listen {
+            self.metrics_listen = Some(v);
+        }
+        Ok(())
     }
 
     /// Checks what serde cannot; each error names the key to fix.
@@ -460,6 +573,18 @@ impl Config {
             }
         }
         self.queue.validate()?;
+        self.connections.validate()?;
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            anyhow::bail!("tls_cert and tls_key go together: set both to serve HTTPS, or neither");
+        }
+        if self
+            .metrics_listen
+            .is_some_and(|m| m == self.listen && m.port() != 0)
+        {
+            anyhow::bail!(
+                "metrics_listen must differ from listen: /metrics is never served to the public"
+            );
+        }
         for (key, text) in [
             ("help_reply", &self.opt_outs.help_reply),
             ("stop_reply", &self.opt_outs.stop_reply),
@@ -483,6 +608,10 @@ impl Config {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.limits.request_timeout_secs)
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
     }
 }
 
@@ -508,12 +637,62 @@ mod tests {
         let mut config = file.unwrap_or_default();
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.limits.max_body_chars, 500);
-        config.apply(&Args {
+        let applied = config.apply(&Args {
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 9001))),
             ..Args::default()
         });
+        assert!(applied.is_ok());
         assert_eq!(config.listen.port(), 9001);
         assert_eq!(config.number_quarantine_days, 10);
+    }
+
+    #[test]
+    fn edge_settings_come_from_the_file_and_flags() {
+        let file = Config::from_toml(
+            "shutdown_timeout_secs = 5\ntrusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1\"]\nforwarded_header = \"forwarded\"\n[connections]\nmax = 50\nidle_timeout_secs = 7\n",
+        );
+        let mut config = file.unwrap_or_default();
+        assert_eq!(config.shutdown_timeout(), Duration::from_secs(5));
+        assert!(config
+            .trusted_proxies
+            .contains(std::net::IpAddr::from([10, 1, 2, 3])));
+        assert_eq!(
+            config.forwarded_header,
+            crate::server::client_addr::ForwardedHeader::Forwarded
+        );
+        assert_eq!(config.connections.max, 50);
+        assert_eq!(config.connections.idle_timeout(), Duration::from_secs(7));
+        assert_eq!(config.connections.header_read_timeout_secs, 10);
+        let applied = config.apply(&Args {
+            shutdown_timeout: Some(9),
+            max_connections: Some(3),
+            trusted_proxies: Some(vec!["192.0.2.0/24".into()]),
+            ..Args::default()
+        });
+        assert!(applied.is_ok());
+        assert_eq!(config.shutdown_timeout_secs, 9);
+        assert_eq!(config.connections.max, 3);
+        assert!(!config
+            .trusted_proxies
+            .contains(std::net::IpAddr::from([10, 1, 2, 3])));
+        let bad = config.apply(&Args {
+            trusted_proxies: Some(vec!["localhost".into()]),
+            ..Args::default()
+        });
+        assert!(bad.is_err_and(|e| e.to_string().contains("localhost")));
+        let error = Config::from_toml("trusted_proxies = [\"nope\"]\n")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("nope"), "{error}");
+        let lone = Config {
+            tls_cert: Some("cert.pem".into()),
+            ..Config::default()
+        };
+        assert!(lone.validate().is_err());
+        let mut slow = Config::default();
+        slow.connections.idle_timeout_secs = 0;
+        assert!(slow.validate().is_err());
     }
 
     #[test]

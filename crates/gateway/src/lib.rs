@@ -12,7 +12,9 @@
 //! - [`carriers`]: the `Carrier` trait and its implementations: SMPP, Twilio, the simulator;
 //! - [`push`]: live fan-out of log hints to each account's WebSocket connections;
 //! - [`mail`]: e-mail for verification codes (SMTP, or the simulator's outbox);
-//! - [`server`]: wiring it all together, serving, and shutting down gracefully.
+//! - [`server`]: wiring it all together, serving, and shutting down gracefully; its
+//!   connections (caps, timeouts, TLS, the client's address behind proxies);
+//! - [`http::metrics`]: `/metrics` for Prometheus, on its own listener.
 
 pub mod addresses;
 pub mod carriers;

@@ -1,4 +1,5 @@
 //! `airtext-gateway`: with no flags, serves 127.0.0.1:8080 on ./airtext.db with the simulator.
+//! SIGTERM or Ctrl-C stops it within `shutdown_timeout_secs`; SIGHUP reloads the TLS certificate.
 
 use anyhow::Context;
 use clap::Parser;
@@ -26,11 +27,12 @@ async fn main() -> anyhow::Result<()> {
             .init(),
     }
 
+    let deadline = config.shutdown_timeout_secs;
     let gateway = Gateway::start(config).await?;
     let stop = gateway.shutdown_token();
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::info!("shutting down: finishing in-flight requests");
+        tracing::info!("shutting down: finishing in-flight requests for at most {deadline} s");
         stop.cancel();
     });
     gateway.wait().await.context("shutdown failed")?;

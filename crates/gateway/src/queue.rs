@@ -317,6 +317,13 @@ async fn process(state: &AppState, job: OutboundJob, opt_out: OptOut) {
             reason: format!("left for the gateway node bound to {carrier}"),
         },
     };
+    let finished = match &outcome {
+        OutboundOutcome::Sent { .. } => "sent",
+        OutboundOutcome::Retry { .. } => "retry",
+        OutboundOutcome::Defer { .. } => "deferred",
+        OutboundOutcome::Failed { .. } => "failed",
+    };
+    metrics::counter!("airtext_outbound_finished_total", "outcome" => finished).increment(1);
     if let Err(error) = state
         .store
         .finish_outbound(job.message_id, outcome, Utc::now())
@@ -383,7 +390,10 @@ async fn send_through_carriers(state: &AppState, job: &OutboundJob, opt_out: Opt
             to: job.to.clone(),
             body: job.body.clone(),
         };
-        match tokio::time::timeout(timeout, candidate.carrier.send(sms)).await {
+        let started = std::time::Instant::now();
+        let sent = tokio::time::timeout(timeout, candidate.carrier.send(sms)).await;
+        count_send(name, &sent, started.elapsed());
+        match sent {
             Ok(Ok(accepted)) => {
                 state.lcr.succeeded(candidate.index);
                 return Attempt::Sent(OutboundOutcome::Sent {
@@ -424,6 +434,29 @@ async fn send_through_carriers(state: &AppState, job: &OutboundJob, opt_out: Opt
         ),
     };
     Attempt::Retryable(reason)
+}
+
+/// `airtext_carrier_sends_total` and `airtext_carrier_send_duration_seconds` (see
+/// [`crate::http::metrics`]).
+fn count_send<T>(
+    carrier: &str,
+    sent: &Result<Result<T, CarrierError>, tokio::time::error::Elapsed>,
+    took: Duration,
+) {
+    let outcome = match sent {
+        Ok(Ok(_)) => "accepted",
+        Ok(Err(CarrierError::Permanent(_))) => "refused",
+        Ok(Err(CarrierError::Retryable(_))) => "retryable",
+        Err(_) => "timeout",
+    };
+    metrics::counter!(
+        "airtext_carrier_sends_total",
+        "carrier" => carrier.to_owned(),
+        "outcome" => outcome
+    )
+    .increment(1);
+    metrics::histogram!("airtext_carrier_send_duration_seconds", "carrier" => carrier.to_owned())
+        .record(took.as_secs_f64());
 }
 
 fn retry_or_give_up(

@@ -5,6 +5,14 @@
 //! in-flight requests finish (each already waited for its commit), then stop the queue worker
 //! (a job it had leased simply stays in the queue for the next start), then close the store,
 //! which flushes the group-commit writer.
+//!
+//! The network edge (connections, TLS, the client's address behind proxies) is in
+//! [`connections`], [`tls`], [`client_addr`] and [`open_files`].
+
+pub mod client_addr;
+pub mod connections;
+pub mod open_files;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,6 +40,10 @@ pub struct Gateway;
 #[derive(Debug)]
 pub struct RunningGateway {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served, when `metrics_listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Whether the API is served over TLS.
+    pub tls: bool,
     pub state: AppState,
     shutdown: CancellationToken,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -61,6 +73,35 @@ impl Gateway {
     ) -> anyhow::Result<RunningGateway> {
         config.validate()?;
         let addr = listener.local_addr()?;
+        let open_files = open_files::raise_to_hard_limit();
+        let edge = connections::EdgeSettings::from_config(&config, open_files);
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(tls::TlsAcceptor::load(cert, key)?),
+            _ => None,
+        };
+        #[cfg(unix)]
+        let hangups = match &tls {
+            // Registered now, so a SIGHUP from the moment start returns is a reload.
+            Some(_) => Some(
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                    .context("cannot watch SIGHUP for certificate reloads")?,
+            ),
+            None => None,
+        };
+        let metrics_listener =
+            match config.metrics_listen {
+                Some(metrics_addr) => {
+                    http::metrics::recorder();
+                    Some(TcpListener::bind(metrics_addr).await.with_context(|| {
+                        format!("cannot listen on {metrics_addr} (metrics_listen)")
+                    })?)
+                }
+                None => None,
+            };
+        let metrics_addr = match &metrics_listener {
+            Some(listener) => Some(listener.local_addr()?),
+            None => None,
+        };
         let region = config
             .default_region
             .parse::<airtext_sms::Region>()
@@ -131,21 +172,39 @@ impl Gateway {
             shutdown.clone(),
         ));
 
-        let app = http::router(state.clone());
-        let server = {
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                axum::serve(
-                    listener,
-                    app.into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                .await
-            })
-        };
-        tracing::info!(%addr, "airtext gateway listening");
+        if let Some(metrics_listener) = metrics_listener {
+            background.spawn(http::metrics::serve(
+                metrics_listener,
+                state.clone(),
+                shutdown.clone(),
+            ));
+        }
+        #[cfg(unix)]
+        if let (Some(tls), Some(hangups)) = (tls.clone(), hangups) {
+            background.spawn(reload_on_hangup(tls, hangups, shutdown.clone()));
+        }
+
+        let app = http::router(state.clone())
+            .layer(axum::middleware::from_fn(http::metrics::carry_route));
+        tracing::info!(
+            %addr,
+            tls = tls.is_some(),
+            max_connections = edge.max_connections,
+            open_files = ?open_files,
+            "airtext gateway listening"
+        );
+        let serves_tls = tls.is_some();
+        let server = tokio::spawn(connections::serve(
+            listener,
+            tls,
+            app,
+            edge,
+            shutdown.clone(),
+        ));
         Ok(RunningGateway {
             addr,
+            metrics_addr,
+            tls: serves_tls,
             state,
             shutdown,
             server,
@@ -155,9 +214,10 @@ impl Gateway {
 }
 
 impl RunningGateway {
-    /// `http://ADDR`
+    /// `http://ADDR`, or `https://ADDR` with TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// A token that stops the gateway when cancelled (e.g. on a signal).
@@ -188,6 +248,27 @@ impl RunningGateway {
         self.state.store.close().await;
         served.context("the HTTP server task failed")??;
         Ok(())
+    }
+}
+
+/// Reads the certificate again on every SIGHUP; a failed reload keeps the one in use.
+#[cfg(unix)]
+async fn reload_on_hangup(
+    tls: tls::TlsAcceptor,
+    mut hangups: tokio::signal::unix::Signal,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            got = hangups.recv() => if got.is_none() { return },
+        }
+        match tls.reload() {
+            Ok(()) => tracing::info!("SIGHUP: reloaded the TLS certificate"),
+            Err(error) => {
+                tracing::error!(%error, "SIGHUP: cannot reload the TLS certificate; keeping the one in use");
+            }
+        }
     }
 }
 

@@ -9,7 +9,12 @@
 //! by node 2. Nothing recorded as taken by the SMSC is sent twice, and, while both nodes run,
 //! no text is sent by both (the `scale_out.rs` queue test).
 //!
-//! Needs `AIRTEXT_TEST_DATABASE_URL` and nginx (`/usr/sbin/nginx`); otherwise prints `SKIPPED`.
+//! Behind the same nginx set-up, clients at different addresses get their own rate-limit
+//! buckets (the gateway believes nginx's `X-Forwarded-For` because nginx is in
+//! `trusted_proxies`), and a forwarding header from anyone else is ignored.
+//!
+//! Needs `AIRTEXT_TEST_DATABASE_URL` and nginx (`/usr/sbin/nginx`); otherwise prints `SKIPPED`
+//! (the rate-limit test needs nginx only).
 
 #![allow(
     clippy::unwrap_used,
@@ -365,4 +370,87 @@ async fn two_nodes_behind_nginx_survive_a_sigkill() {
     drop(s_b_lb);
     server.stop().await;
     db.drop_schema().await;
+}
+
+/// A client whose connections come from `source` (any 127.x.y.z is this machine).
+fn client_from(source: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(Some(source.parse().unwrap()))
+        .build()
+        .unwrap()
+}
+
+async fn sign_up_from(
+    http: &reqwest::Client,
+    url: &str,
+    username: &str,
+    forwarded_for: Option<&str>,
+) -> u16 {
+    let mut request = http
+        .post(format!("{url}/v1/accounts"))
+        .json(&json!({"username": username, "password": "correct horse battery"}));
+    if let Some(spoof) = forwarded_for {
+        request = request.header("X-Forwarded-For", spoof);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn clients_behind_nginx_get_their_own_rate_limit_buckets() {
+    let test = "scale_out_nginx::clients_behind_nginx_get_their_own_rate_limit_buckets";
+    if !std::path::Path::new(NGINX).exists() {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "SKIPPED (no {NGINX}): {test}");
+        return;
+    }
+    // Two sign-ups per client address, and no refill within the test.
+    let gw = TestGateway::start_with(|c| {
+        c.rate_limits.sign_up = airtext_gateway::config::Rate {
+            per_minute: 1,
+            burst: 2,
+        };
+        c.trusted_proxies =
+            airtext_gateway::server::client_addr::TrustedProxies::parse(&["127.0.0.1"]).unwrap();
+    })
+    .await;
+    let node_port = gw.gateway.as_ref().unwrap().addr.port();
+    let dir = tempfile::tempdir().unwrap();
+    let p_lb = free_port();
+    let _nginx = start_nginx(dir.path(), p_lb, &[node_port]);
+    let lb_url = format!("http://127.0.0.1:{p_lb}");
+    wait_healthy(&reqwest::Client::new(), &lb_url).await;
+
+    // Client A (127.0.0.2) uses up its bucket through nginx.
+    let a = client_from("127.0.0.2");
+    assert_eq!(sign_up_from(&a, &lb_url, "clienta1", None).await, 201);
+    assert_eq!(sign_up_from(&a, &lb_url, "clienta2", None).await, 201);
+    assert_eq!(sign_up_from(&a, &lb_url, "clienta3", None).await, 429);
+
+    // Client B (127.0.0.3), through the same nginx, has its own; naming A's address in its
+    // own X-Forwarded-For changes nothing (nginx appends B's real address, which is the hop
+    // the gateway reads).
+    let b = client_from("127.0.0.3");
+    assert_eq!(
+        sign_up_from(&b, &lb_url, "clientb1", Some("127.0.0.2")).await,
+        201
+    );
+    assert_eq!(sign_up_from(&b, &lb_url, "clientb2", None).await, 201);
+    assert_eq!(sign_up_from(&b, &lb_url, "clientb3", None).await, 429);
+
+    // Client C talks to the gateway directly: not a trusted proxy, so its claim to be an
+    // address with room left is ignored and its own bucket counts.
+    let c = client_from("127.0.0.4");
+    assert_eq!(
+        sign_up_from(&c, &gw.url, "clientc1", Some("127.0.0.9")).await,
+        201
+    );
+    assert_eq!(
+        sign_up_from(&c, &gw.url, "clientc2", Some("127.0.0.10")).await,
+        201
+    );
+    assert_eq!(
+        sign_up_from(&c, &gw.url, "clientc3", Some("127.0.0.11")).await,
+        429
+    );
+    gw.stop().await;
 }

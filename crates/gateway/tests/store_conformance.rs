@@ -159,6 +159,7 @@ conformance!(
         readers_never_see_a_seq_before_its_predecessor,
         status_only_moves_forward,
         outbound_queue_leases_and_outcomes,
+        outbound_backlog_counts_what_waits,
         messages_page_newest_first,
         conversations_page_by_updated_at,
         mark_read_never_moves_backwards,
@@ -2487,4 +2488,46 @@ mod receipts {
         );
         store.close().await;
     }
+}
+
+async fn outbound_backlog_counts_what_waits(store: SharedStore) {
+    assert_eq!(
+        store.outbound_backlog().await.unwrap(),
+        airtext_gateway::store::OutboundBacklog::default()
+    );
+    let alice = account(&store, "alice").await;
+    let t0 = now();
+    let first = store
+        .deliver(carrier_send(alice, "+15550000001"))
+        .await
+        .unwrap()
+        .sender
+        .unwrap();
+    store
+        .deliver(carrier_send(alice, "+15550000002"))
+        .await
+        .unwrap();
+    let backlog = store.outbound_backlog().await.unwrap();
+    assert_eq!(backlog.jobs, 2);
+    let oldest = backlog.oldest.unwrap();
+    assert!(oldest >= t0 && oldest <= now(), "{oldest}");
+    // Leased jobs still wait; finished ones do not.
+    let t = now() + Duration::seconds(1);
+    let claimed = store
+        .claim_outbound(10, t, t + Duration::seconds(30))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    assert_eq!(store.outbound_backlog().await.unwrap().jobs, 2);
+    store
+        .finish_outbound(
+            first.id,
+            OutboundOutcome::Failed {
+                reason: "test".into(),
+            },
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.outbound_backlog().await.unwrap().jobs, 1);
 }

@@ -16,6 +16,7 @@ pub mod identities;
 pub mod lookup;
 pub mod me;
 pub mod messages;
+pub mod metrics;
 pub mod numbers;
 pub mod openapi;
 pub mod record;
@@ -144,7 +145,12 @@ pub fn router(state: AppState) -> Router {
                 .get(REQUEST_ID)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("-");
-            tracing::info_span!("request", id, method = %request.method(), path = %request.uri().path())
+            // The client as resolved through trusted proxies (see `server::client_addr`).
+            let client = request
+                .extensions()
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map_or_else(|| "-".to_owned(), |info| info.0.ip().to_string());
+            tracing::info_span!("request", id, client, method = %request.method(), path = %request.uri().path())
         }),
     )
     .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))

@@ -115,6 +115,7 @@ fn close(code: u16, reason: &'static str) -> Message {
 }
 
 async fn serve(mut socket: WebSocket, state: AppState, auth: AuthDevice, token: String) {
+    let _live = super::metrics::LiveStream::start();
     let account = auth.account_id;
     // Subscribe before reading the seq: a commit in between is announced, not missed.
     let mut subscription = state.push.subscribe(account);

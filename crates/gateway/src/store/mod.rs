@@ -87,7 +87,7 @@ pub use messages::{
     Delivered, Delivery, Enqueue, MessageStore, NewMessage, StatusOutcome, StatusUpdate,
 };
 pub use numbers::{InventoryNumber, NumberSearch, NumberStore};
-pub use outbound::{OutboundJob, OutboundOutcome, OutboundStore};
+pub use outbound::{OutboundBacklog, OutboundJob, OutboundOutcome, OutboundStore};
 
 /// Every store trait at once: `use crate::store::prelude::*` makes each resource's methods
 /// callable on an engine (`SqliteStore`, `PostgresStore`) or a generic `S: Store`. (A

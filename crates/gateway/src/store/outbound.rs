@@ -45,6 +45,15 @@ pub enum OutboundOutcome {
     Failed { reason: String },
 }
 
+/// What waits in the outbound queue (for `/metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OutboundBacklog {
+    /// Jobs in the queue, leased or not.
+    pub jobs: u64,
+    /// When the oldest of them was accepted.
+    pub oldest: Option<DateTime<Utc>>,
+}
+
 /// The outbound queue.
 #[async_trait]
 pub trait OutboundStore: Send + Sync {
@@ -67,4 +76,6 @@ pub trait OutboundStore: Send + Sync {
         outcome: OutboundOutcome,
         at: DateTime<Utc>,
     ) -> StoreResult<()>;
+    /// How many jobs the queue holds and how old the oldest is (every node's jobs).
+    async fn outbound_backlog(&self) -> StoreResult<OutboundBacklog>;
 }

@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 pub mod counting_smsc;
+pub mod raw_http;
 
 use airtext_gateway::config::Config;
 use airtext_gateway::{Gateway, RunningGateway};

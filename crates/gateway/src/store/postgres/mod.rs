@@ -231,7 +231,10 @@ impl PostgresStore {
                 .execute(&mut *tx.tx)
                 .await?;
         }
+        let started = std::time::Instant::now();
         tx.tx.commit().await?;
+        metrics::histogram!("airtext_store_commit_seconds", "engine" => "postgres")
+            .record(started.elapsed().as_secs_f64());
         for (account_id, seq) in tx.advanced {
             self.publisher.publish(LogAdvanced { account_id, seq });
         }

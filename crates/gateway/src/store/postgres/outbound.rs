@@ -6,13 +6,27 @@ use chrono::{DateTime, Utc};
 
 use super::super::rows;
 use super::super::rules;
-use super::super::{OutboundJob, OutboundOutcome, OutboundStore, StoreError, StoreResult};
+use super::super::{
+    OutboundBacklog, OutboundJob, OutboundOutcome, OutboundStore, StoreError, StoreResult,
+};
 use super::carriers::{apply_early_receipts, lock_receipts, receipt_lock};
 use super::messages::apply_status;
 use super::{closed_or, PostgresStore};
 
 #[async_trait]
 impl OutboundStore for PostgresStore {
+    async fn outbound_backlog(&self) -> StoreResult<OutboundBacklog> {
+        let (jobs, oldest): (i64, Option<DateTime<Utc>>) =
+            sqlx::query_as("SELECT count(*), min(created_at) FROM outbound")
+                .fetch_one(self.pool()?)
+                .await
+                .map_err(closed_or)?;
+        Ok(OutboundBacklog {
+            jobs: u64::try_from(jobs).unwrap_or(0),
+            oldest,
+        })
+    }
+
     async fn claim_outbound(
         &self,
         limit: u32,

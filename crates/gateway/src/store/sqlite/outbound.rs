@@ -7,9 +7,11 @@ use rusqlite::{params, Connection};
 
 use super::super::rows::{self, micros};
 use super::super::rules;
-use super::super::{OutboundJob, OutboundOutcome, OutboundStore, StoreError, StoreResult};
+use super::super::{
+    OutboundBacklog, OutboundJob, OutboundOutcome, OutboundStore, StoreError, StoreResult,
+};
 use super::carriers::apply_early_receipts;
-use super::conn::{all, blob, run};
+use super::conn::{all, blob, one, run};
 use super::messages::{advance_status, apply_status, SentThrough};
 use super::writer::{self, Effects, Out};
 use super::{unexpected, SqliteStore};
@@ -190,6 +192,27 @@ impl OutboundStore for SqliteStore {
             message_id,
             outcome,
             at,
+        })
+        .await
+    }
+
+    async fn outbound_backlog(&self) -> StoreResult<OutboundBacklog> {
+        // A figure for monitoring, not a reply's content: no need to wait for the disk.
+        self.lookup(|conn| {
+            one(
+                conn,
+                "SELECT count(*), min(created_at) FROM outbound",
+                [],
+                |row| {
+                    let jobs: i64 = row.get(0)?;
+                    let oldest: Option<i64> = row.get(1)?;
+                    Ok(OutboundBacklog {
+                        jobs: u64::try_from(jobs).unwrap_or(0),
+                        oldest: oldest.map(rows::from_micros).transpose()?,
+                    })
+                },
+            )
+            .map(Option::unwrap_or_default)
         })
         .await
     }

@@ -521,7 +521,12 @@ fn commit(
             // With a database file, returns once the WAL frames are written, not flushed: the
             // syncer flushes them before anyone is answered.
             .and_then(|()| {
-                exec(conn, "COMMIT").map_err(|e| unavailable(format!("commit failed: {e}")))
+                let started = std::time::Instant::now();
+                let done =
+                    exec(conn, "COMMIT").map_err(|e| unavailable(format!("commit failed: {e}")));
+                metrics::histogram!("airtext_store_commit_seconds", "engine" => "sqlite")
+                    .record(started.elapsed().as_secs_f64());
+                done
             })
     };
     evictions.apply();
