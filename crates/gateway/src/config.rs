@@ -37,7 +37,8 @@ pub struct Args {
     /// The From address of e-mail the gateway sends.
     #[arg(long, env = "AIRTEXT_MAIL_FROM")]
     pub mail_from: Option<String>,
-    /// Run the simulator carrier (virtual outside phones) [default: true].
+    /// Run the simulator carrier (virtual outside phones; every signed-in account may text in
+    /// as one), for demos and tests only [default: false].
     #[arg(long, env = "AIRTEXT_SIMULATOR")]
     pub simulator: Option<bool>,
     /// Longest message body, in characters [default: 1600].
@@ -201,7 +202,8 @@ impl Default for RateLimits {
     }
 }
 
-/// The simulator carrier: virtual outside phones for the embedded default and demos.
+/// The simulator carrier: virtual outside phones for demos and tests (`./scripts/run.sh` turns
+/// it on). Off unless asked for: any signed-in account can fake an inbound text with it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SimulatorConfig {
@@ -215,7 +217,7 @@ pub struct SimulatorConfig {
 impl Default for SimulatorConfig {
     fn default() -> Self {
         SimulatorConfig {
-            enabled: true,
+            enabled: false,
             receipt_delay_ms: 200,
             auto_reply: None,
         }
@@ -495,7 +497,7 @@ mod tests {
         let config = Config::load(&Args::default()).unwrap_or_default();
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(config.database_url, "sqlite://airtext.db");
-        assert!(config.simulator.enabled);
+        assert!(!config.simulator.enabled, "the simulator runs only when asked for");
         assert_eq!(config.limits.max_body_chars, 1600);
         assert_eq!(config.number_quarantine_days, 45);
     }

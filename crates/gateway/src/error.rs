@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use airtext_api::identities::IdentityKind;
 use airtext_api::{ErrorBody, ErrorCode};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -100,6 +101,16 @@ impl From<StoreError> for ApiError {
                 ErrorCode::AlreadyHasNumber,
                 "this account already has a number: release it first to take another",
             ),
+            StoreError::Conflict(Conflict::IdentityTaken(kind)) => {
+                let (code, what) = match kind {
+                    IdentityKind::Phone => (ErrorCode::NumberTaken, "phone number"),
+                    IdentityKind::Email => (ErrorCode::EmailTaken, "e-mail address"),
+                };
+                ApiError::conflict(
+                    code,
+                    format!("another account has verified that {what}: use one of your own"),
+                )
+            }
             StoreError::OptedOut => ApiError::new(
                 StatusCode::FORBIDDEN,
                 ErrorCode::RecipientOptedOut,

@@ -305,12 +305,17 @@ pub async fn send_message(
     Ok((message, delivered.created))
 }
 
-/// Sends a system text (a verification code) at once through the cheapest carrier that takes
+/// Sends a system text (a verification code `account` asked for) at once through the cheapest carrier that takes
 /// it (least-cost routing over every carrier with a price for the number, breakers
 /// respected, carriers bound on another node skipped: there is no queue to leave it in). It
 /// is not a conversation message: nothing is stored, nothing is queued, and a failure is the
 /// caller's to report.
-pub async fn send_system_sms(state: &AppState, to: &str, body: &str) -> ApiResult<()> {
+pub async fn send_system_sms(
+    state: &AppState,
+    account: AccountId,
+    to: &str,
+    body: &str,
+) -> ApiResult<()> {
     let address = parse_address(state, to)?;
     if !address.is_phone_like() {
         return Err(ApiError::new(
@@ -344,6 +349,7 @@ pub async fn send_system_sms(state: &AppState, to: &str, body: &str) -> ApiResul
             continue;
         }
         let sms = OutboundSms {
+            account: Some(account),
             from: SYSTEM_SENDER.to_owned(),
             to: address.as_str().to_owned(),
             body: body.to_owned(),
@@ -462,7 +468,7 @@ pub async fn receive_inbound(
         .recipient
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("the store returned no inbound copy")))?;
     if let Some(reply) = auto_reply {
-        crate::opt_out::send_auto_reply(state, to.as_str(), &stored.from, reply);
+        crate::opt_out::send_auto_reply(state, owner, to.as_str(), &stored.from, reply);
     }
     Ok(stored)
 }

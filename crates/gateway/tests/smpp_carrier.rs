@@ -417,6 +417,7 @@ async fn bound_world(edit: impl FnOnce(&mut SmppCarrierConfig)) -> World {
 
 fn sms(to: &str, body: &str) -> OutboundSms {
     OutboundSms {
+        account: None,
         from: OUR_DID.to_owned(),
         to: to.to_owned(),
         body: body.to_owned(),

@@ -449,6 +449,7 @@ fn twilio_config(base_url: &str) -> TwilioCarrierConfig {
 
 fn sms(to: &str, body: &str) -> OutboundSms {
     OutboundSms {
+        account: None,
         from: OUR_NUMBER.into(),
         to: to.into(),
         body: body.into(),

@@ -32,6 +32,7 @@ pub fn config(db: &Path, listen: SocketAddr) -> Config {
     let mut config = Config::default();
     config.listen = listen;
     config.database_url = format!("sqlite://{}", db.display());
+    config.simulator.enabled = true;
     config.simulator.receipt_delay_ms = 50;
     let lots = Rate {
         per_minute: 10_000_000,

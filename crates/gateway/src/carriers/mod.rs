@@ -16,6 +16,7 @@ pub mod twilio;
 
 use std::fmt;
 
+use airtext_api::AccountId;
 use async_trait::async_trait;
 
 use crate::store::InventoryNumber;
@@ -24,6 +25,10 @@ use crate::store::InventoryNumber;
 /// (through `airtext-sms`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboundSms {
+    /// The account the text is sent for: its sender, or the account that asked for a
+    /// verification code. Carriers send nothing of it; the simulator shows each account only
+    /// its own texts.
+    pub account: Option<AccountId>,
     /// The sender: one of our DIDs (E.164).
     pub from: String,
     /// The outside phone (E.164 or short code).

@@ -1,5 +1,6 @@
 //! Builds the configured carriers, in configuration order. With no `[[carriers]]`, the
-//! simulator (when enabled) is the only carrier, as in the embedded default.
+//! simulator (when `simulator.enabled` asks for it) is the only carrier. A running simulator
+//! is logged as a warning: it is for demos and tests, never for real users.
 
 use std::sync::Arc;
 
@@ -25,6 +26,16 @@ pub struct BuiltCarriers {
     pub twilio: std::collections::HashMap<String, Arc<crate::carriers::twilio::TwilioCarrier>>,
 }
 
+/// The simulator carrier, announced: its endpoints let any signed-in account fake inbound
+/// texts, so an operator must see that it runs.
+fn simulator(config: &Config, reports: &ReportSink) -> Arc<Simulator> {
+    tracing::warn!(
+        "the simulator carrier is on: outside phones are virtual and any signed-in account can \
+         text in as one (POST /v1/simulator/inbound); for demos and tests only"
+    );
+    Arc::new(Simulator::new(config.simulator.clone(), reports.clone()))
+}
+
 pub async fn build(
     config: &Config,
     reports: ReportSink,
@@ -34,7 +45,7 @@ pub async fn build(
     let mut built = BuiltCarriers::default();
     if config.carriers.is_empty() {
         if config.simulator.enabled {
-            let simulator = Arc::new(Simulator::new(config.simulator.clone(), reports.clone()));
+            let simulator = simulator(config, &reports);
             built.all.push(simulator.clone());
             built.simulator = Some(simulator);
         }
@@ -47,7 +58,7 @@ pub async fn build(
                 if built.simulator.is_some() {
                     anyhow::bail!("{}: only one simulator carrier may run", context());
                 }
-                let simulator = Arc::new(Simulator::new(config.simulator.clone(), reports.clone()));
+                let simulator = simulator(config, &reports);
                 built.all.push(simulator.clone());
                 built.simulator = Some(simulator);
             }

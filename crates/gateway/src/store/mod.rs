@@ -73,6 +73,7 @@ pub mod sqlite;
 
 use std::sync::Arc;
 
+use airtext_api::identities::IdentityKind;
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
@@ -167,6 +168,8 @@ pub enum Conflict {
     NumberTaken,
     /// The account already has a number.
     AlreadyHasNumber,
+    /// Another account has verified this phone number or e-mail address.
+    IdentityTaken(IdentityKind),
 }
 
 /// Everything the gateway stores: each resource's trait, and the engine's own methods. Both

@@ -25,7 +25,7 @@ pub struct TestGateway {
 }
 
 impl TestGateway {
-    /// A gateway on a fresh SQLite database with the simulator (receipts after 50 ms).
+    /// A gateway on a fresh SQLite database with the simulator on (receipts after 50 ms).
     pub async fn start() -> TestGateway {
         Self::start_with(|_| {}).await
     }
@@ -35,6 +35,7 @@ impl TestGateway {
         let mut config = Config::default();
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.database_url = format!("sqlite://{}", dir.path().join("gateway.db").display());
+        config.simulator.enabled = true;
         config.simulator.receipt_delay_ms = 50;
         adjust(&mut config);
         let gateway = Gateway::start(config).await.expect("gateway starts");
@@ -432,6 +433,7 @@ impl TestGateway {
         let mut config = Config::default();
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.database_url = format!("sqlite://{}", dir.path().join("gateway.db").display());
+        config.simulator.enabled = true;
         config.simulator.receipt_delay_ms = 50;
         adjust(&mut config);
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
