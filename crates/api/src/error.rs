@@ -54,6 +54,8 @@ pub enum ErrorCode {
     /// A code this client does not know (a newer gateway).
     #[serde(other)]
     Unknown,
+    /// The recipient is an emergency number: call or text emergency services from a phone.
+    EmergencyNumber,
 }
 
 impl ErrorCode {
@@ -85,6 +87,7 @@ impl ErrorCode {
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown => "unknown",
+            ErrorCode::EmergencyNumber => "emergency_number",
         }
     }
 }
@@ -116,6 +119,7 @@ mod tests {
             ErrorCode::UsernameTaken,
             ErrorCode::TooManyAttempts,
             ErrorCode::RecipientOptedOut,
+            ErrorCode::EmergencyNumber,
         ] {
             let json = serde_json::to_value(code).unwrap_or_default();
             assert_eq!(json, serde_json::Value::String(code.as_str().into()));

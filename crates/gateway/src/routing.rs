@@ -37,6 +37,7 @@ use chrono::{DateTime, Utc};
 use crate::carriers::reports::{NotStored, PendingReport};
 use crate::carriers::{CarrierError, CarrierReport, OutboundSms, ReceiptStatus};
 use crate::error::{ApiError, ApiResult};
+use crate::http::fields::{self, FieldKind};
 use crate::http::AppState;
 use crate::store::{
     AccountRecord, CarrierReceipt, Delivery, Enqueue, NewMessage, OutboundJob, ReceiptOutcome,
@@ -75,15 +76,10 @@ pub fn canonical_address(account: &AccountRecord) -> String {
 
 /// Reads what a user typed, or a 400 `invalid_address` that says what to type instead.
 pub fn parse_address(state: &AppState, input: &str) -> ApiResult<Address> {
-    // No address holds control characters; refusing them here keeps NUL and friends out of
-    // every lookup and conversation key, whatever the parser lets through.
-    if input.chars().any(char::is_control) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::InvalidAddress,
-            "an address cannot contain control characters: give a phone number, @username or e-mail address",
-        ));
-    }
+    // No address holds control characters, whoever passes it on (a handler, a carrier): NUL
+    // and friends stay out of every lookup and conversation key, whatever the parser lets
+    // through.
+    fields::check("address", input, FieldKind::Address)?;
     state.addresses.parse(input).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -91,6 +87,23 @@ pub fn parse_address(state: &AppState, input: &str) -> ApiResult<Address> {
             e.to_string(),
         )
     })
+}
+
+/// Texts never go to emergency services (`airtext_sms::emergency`): a text there could be
+/// lost when it matters most, so the sender is told to call or text them from a phone.
+pub fn refuse_emergency(to: &str) -> ApiResult<()> {
+    if airtext_sms::is_emergency_number(to) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::EmergencyNumber,
+            format!(
+                "{} is an emergency number, and Airtext cannot reach emergency services: \
+                 call or text them from a phone",
+                to.trim()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Maps a store error, naming `what` when it was not found (`no such message in this account`).
@@ -155,14 +168,7 @@ pub fn check_body(state: &AppState, body: &str) -> ApiResult<()> {
         ));
     }
     // No text store (nor PostgreSQL's `text`) keeps NUL, and no phone shows it.
-    if body.contains('\0') {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::InvalidBody,
-            "a message body cannot contain NUL (U+0000) characters",
-        ));
-    }
-    Ok(())
+    fields::check("body", body, FieldKind::Body)
 }
 
 /// `POST /v1/messages`: routes and stores one send. Returns the sender's copy and whether it
@@ -173,6 +179,7 @@ pub async fn send_message(
     request: SendMessage,
 ) -> ApiResult<(Message, bool)> {
     check_body(state, &request.body)?;
+    refuse_emergency(&request.to)?;
     let to = parse_address(state, &request.to)?;
     let (sender, addressee) = state.store.sender_and_addressee(sender_id, &to).await?;
     let sender = sender
@@ -316,6 +323,7 @@ pub async fn send_system_sms(
     to: &str,
     body: &str,
 ) -> ApiResult<()> {
+    refuse_emergency(to)?;
     let address = parse_address(state, to)?;
     if !address.is_phone_like() {
         return Err(ApiError::new(

@@ -8,8 +8,11 @@
 //! else, except a NUL, which no store keeps.
 //!
 //! [`check`] is the one rule. The extractors in [`super::extract`] apply it to every string
-//! of every JSON body, query string and path, so no handler can forget it, and the answer
-//! is a 400 `invalid_field` that names the field and the character.
+//! of every JSON body, query string and path, so no handler can forget it; the routing
+//! applies it to what carriers and handlers pass on. The answer is a 400 that names the
+//! field and the character, with the code the field's other mistakes carry
+//! (`invalid_address` for addresses, `invalid_body` for a message's text, `invalid_field`
+//! for the rest).
 
 use airtext_api::ErrorCode;
 use axum::http::StatusCode;
@@ -17,32 +20,45 @@ use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
 
-/// JSON keys whose strings are free text rather than identifiers.
-const FREE_TEXT: [&str; 3] = ["body", "text", "password"];
-
-/// What a field holds, which decides the characters it may contain.
+/// What a field holds, which decides the characters it may contain and the code a refusal
+/// carries (the one the field's other mistakes carry too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldKind {
-    /// A name, address, id or code: no control character.
+    /// A name, id or code: no control character; `invalid_field`.
     Identifier,
-    /// Free text: anything but NUL.
-    Text,
+    /// A phone number, username or e-mail address: no control character; `invalid_address`.
+    Address,
+    /// A message's text: anything but NUL; `invalid_body`.
+    Body,
+    /// A password: anything but NUL (it is hashed, never shown); `invalid_field`.
+    Secret,
 }
 
 impl FieldKind {
-    /// The kind of the JSON field named `key`.
+    /// The kind of the JSON field, query or path parameter named `key`.
     pub fn of_key(key: &str) -> FieldKind {
-        if FREE_TEXT.contains(&key) {
-            FieldKind::Text
-        } else {
-            FieldKind::Identifier
+        match key {
+            "body" | "text" => FieldKind::Body,
+            "password" => FieldKind::Secret,
+            "to" | "from" | "peer" | "address" | "value" | "number" | "email" => {
+                FieldKind::Address
+            }
+            _ => FieldKind::Identifier,
         }
     }
 
     fn refuses(self, c: char) -> bool {
         match self {
-            FieldKind::Identifier => c.is_control(),
-            FieldKind::Text => c == '\0',
+            FieldKind::Identifier | FieldKind::Address => c.is_control(),
+            FieldKind::Body | FieldKind::Secret => c == '\0',
+        }
+    }
+
+    fn code(self) -> ErrorCode {
+        match self {
+            FieldKind::Identifier | FieldKind::Secret => ErrorCode::InvalidField,
+            FieldKind::Address => ErrorCode::InvalidAddress,
+            FieldKind::Body => ErrorCode::InvalidBody,
         }
     }
 }
@@ -54,14 +70,16 @@ pub fn check(field: &str, value: &str, kind: FieldKind) -> ApiResult<()> {
         return Ok(());
     };
     let allowed = match kind {
-        FieldKind::Identifier => "it cannot contain control characters",
-        FieldKind::Text => "it cannot contain NUL characters",
+        FieldKind::Identifier | FieldKind::Address => {
+            "it cannot contain control characters (line breaks, tabs, escapes, NUL)"
+        }
+        FieldKind::Body | FieldKind::Secret => "it cannot contain NUL characters",
     };
     Err(ApiError::new(
         StatusCode::BAD_REQUEST,
-        ErrorCode::InvalidField,
+        kind.code(),
         format!(
-            "{field}: {allowed} (found U+{:04X}); remove it",
+            "{field}: {allowed}; found U+{:04X}: remove it",
             u32::from(bad)
         ),
     ))
@@ -81,11 +99,12 @@ pub fn check_json(bytes: &[u8]) -> ApiResult<()> {
     walk(&value, "", FieldKind::Identifier)
 }
 
-/// Checks name/value pairs (a query string or a path's parameters): all identifiers.
+/// Checks name/value pairs (a query string or a path's parameters), each by its name.
 pub fn check_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> ApiResult<()> {
-    pairs
-        .into_iter()
-        .try_for_each(|(name, value)| check(name, value, FieldKind::Identifier))
+    pairs.into_iter().try_for_each(|(name, value)| {
+        check("a parameter name", name, FieldKind::Identifier)?;
+        check(name, value, FieldKind::of_key(name))
+    })
 }
 
 /// Whether JSON text can hold a control character in a string: only as an escape (a raw
@@ -122,13 +141,24 @@ mod tests {
     use super::*;
 
     fn refused(json: &str) -> String {
+        refused_as(json).1
+    }
+
+    fn refused_as(json: &str) -> (ErrorCode, String) {
         match check_json(json.as_bytes()) {
-            Err(ApiError::Client { message, code, .. }) => {
-                assert_eq!(code, ErrorCode::InvalidField);
-                message
-            }
+            Err(ApiError::Client { message, code, .. }) => (code, message),
             other => panic!("{json}: expected a refusal, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn each_field_keeps_its_own_code() {
+        let code = |json: &str| refused_as(json).0;
+        assert_eq!(code(r#"{"device_name":"\u0000"}"#), ErrorCode::InvalidField);
+        assert_eq!(code(r#"{"to":"\u0000"}"#), ErrorCode::InvalidAddress);
+        assert_eq!(code(r#"{"value":"a\u0000@b.org"}"#), ErrorCode::InvalidAddress);
+        assert_eq!(code(r#"{"body":"\u0000"}"#), ErrorCode::InvalidBody);
+        assert_eq!(code(r#"{"password":"\u0000"}"#), ErrorCode::InvalidField);
     }
 
     #[test]
@@ -157,5 +187,6 @@ mod tests {
     fn pairs_are_identifiers() {
         assert!(check_pairs([("to", "+14155550100")]).is_ok());
         assert!(check_pairs([("to", "a\0")]).is_err());
+        assert!(check_pairs([("before", "\u{1b}")]).is_err());
     }
 }
