@@ -189,7 +189,9 @@ pub trait Store:
     + std::fmt::Debug
     + 'static
 {
-    /// Answers when the database does (health checks).
+    /// Answers when the database does and can write (health checks): a store whose writes
+    /// fail for lack of storage (a full disk, a read-only database) answers `Unavailable`
+    /// with the reason, until a write succeeds again.
     async fn ping(&self) -> StoreResult<()>;
 
     /// Hears of every commit that appended events (on PostgreSQL, from every node).
