@@ -9,7 +9,8 @@
 //! by node 2. Nothing recorded as taken by the SMSC is sent twice, and, while both nodes run,
 //! no text is sent by both (the `scale_out.rs` queue test).
 //!
-//! Needs `AIRTEXT_TEST_DATABASE_URL` and nginx (`/usr/sbin/nginx`); otherwise prints `SKIPPED`.
+//! Needs `AIRTEXT_TEST_DATABASE_URL` and nginx (`/usr/sbin/nginx`); otherwise prints `SKIPPED`
+//! (or fails, with `AIRTEXT_TEST_REQUIRE_POSTGRES=1` / `AIRTEXT_TEST_REQUIRE_NGINX=1`).
 
 #![allow(
     clippy::unwrap_used,
@@ -202,8 +203,7 @@ async fn receives(
 async fn two_nodes_behind_nginx_survive_a_sigkill() {
     let test = "scale_out_nginx::two_nodes_behind_nginx_survive_a_sigkill";
     if !std::path::Path::new(NGINX).exists() {
-        use std::io::Write;
-        let _ = writeln!(std::io::stderr(), "SKIPPED (no {NGINX}): {test}");
+        skip_or_fail("AIRTEXT_TEST_REQUIRE_NGINX", &format!("no {NGINX}"), test);
         return;
     }
     let Some(db) = postgres_schema(test).await else {

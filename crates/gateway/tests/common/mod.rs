@@ -470,16 +470,27 @@ pub fn with_search_path(url: &str, schema: &str) -> String {
     format!("{url}{sep}options=-c%20search_path%3D{schema}")
 }
 
+/// A test that needs a service this machine lacks: a loud `SKIPPED` line, or a failure when
+/// `required` (an `AIRTEXT_TEST_REQUIRE_*` variable set to `1`, as CI sets them) says the
+/// service must be there, so a run that could not reach it never passes silently.
+pub fn skip_or_fail(required: &str, missing: &str, test: &str) {
+    if std::env::var(required).is_ok_and(|v| v == "1") {
+        panic!("{test}: {missing}, and {required}=1 says it must run");
+    }
+    // Straight to the process's stderr: libtest captures `eprintln!` of passing tests.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED ({missing}): {test}");
+}
+
 /// A fresh schema, or `None` after a loud `SKIPPED` line when `AIRTEXT_TEST_DATABASE_URL` is
-/// unset.
+/// unset (a failure instead with `AIRTEXT_TEST_REQUIRE_POSTGRES=1`).
 pub async fn postgres_schema(test: &str) -> Option<PgSchema> {
     use sqlx::Connection;
     let Ok(base) = std::env::var("AIRTEXT_TEST_DATABASE_URL") else {
-        // Straight to the process's stderr: libtest captures `eprintln!` of passing tests.
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED (no AIRTEXT_TEST_DATABASE_URL): {test}"
+        skip_or_fail(
+            "AIRTEXT_TEST_REQUIRE_POSTGRES",
+            "no AIRTEXT_TEST_DATABASE_URL",
+            test,
         );
         return None;
     };
