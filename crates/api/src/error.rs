@@ -51,11 +51,11 @@ pub enum ErrorCode {
     Unavailable,
     /// Something broke on the gateway; details are in its log, not here.
     Internal,
-    /// A code this client does not know (a newer gateway).
-    #[serde(other)]
-    Unknown,
     /// The recipient is an emergency number: call or text emergency services from a phone.
     EmergencyNumber,
+    /// A code this client does not know (a newer gateway). Stays last (`serde(other)`).
+    #[serde(other)]
+    Unknown,
 }
 
 impl ErrorCode {
@@ -86,8 +86,8 @@ impl ErrorCode {
             ErrorCode::RecipientOptedOut => "recipient_opted_out",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
-            ErrorCode::Unknown => "unknown",
             ErrorCode::EmergencyNumber => "emergency_number",
+            ErrorCode::Unknown => "unknown",
         }
     }
 }

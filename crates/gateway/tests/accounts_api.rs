@@ -11,7 +11,7 @@
 mod common;
 
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use airtext_gateway::config::{Config, Rate};
 use common::{urlencode, Device, TestGateway};

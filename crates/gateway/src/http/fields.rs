@@ -11,8 +11,8 @@
 //! of every JSON body, query string and path, so no handler can forget it; the routing
 //! applies it to what carriers and handlers pass on. The answer is a 400 that names the
 //! field and the character, with the code the field's other mistakes carry
-//! (`invalid_address` for addresses, `invalid_body` for a message's text, `invalid_field`
-//! for the rest).
+//! (`invalid_address` for addresses, `unknown_country` for a country, `invalid_body` for a
+//! message's text, `invalid_field` for the rest).
 
 use airtext_api::ErrorCode;
 use axum::http::StatusCode;
@@ -28,6 +28,8 @@ pub enum FieldKind {
     Identifier,
     /// A phone number, username or e-mail address: no control character; `invalid_address`.
     Address,
+    /// A country code: no control character; `unknown_country`.
+    Country,
     /// A message's text: anything but NUL; `invalid_body`.
     Body,
     /// A password: anything but NUL (it is hashed, never shown); `invalid_field`.
@@ -43,13 +45,14 @@ impl FieldKind {
             "to" | "from" | "peer" | "address" | "value" | "number" | "email" => {
                 FieldKind::Address
             }
+            "country" => FieldKind::Country,
             _ => FieldKind::Identifier,
         }
     }
 
     fn refuses(self, c: char) -> bool {
         match self {
-            FieldKind::Identifier | FieldKind::Address => c.is_control(),
+            FieldKind::Identifier | FieldKind::Address | FieldKind::Country => c.is_control(),
             FieldKind::Body | FieldKind::Secret => c == '\0',
         }
     }
@@ -58,6 +61,7 @@ impl FieldKind {
         match self {
             FieldKind::Identifier | FieldKind::Secret => ErrorCode::InvalidField,
             FieldKind::Address => ErrorCode::InvalidAddress,
+            FieldKind::Country => ErrorCode::UnknownCountry,
             FieldKind::Body => ErrorCode::InvalidBody,
         }
     }
@@ -70,7 +74,7 @@ pub fn check(field: &str, value: &str, kind: FieldKind) -> ApiResult<()> {
         return Ok(());
     };
     let allowed = match kind {
-        FieldKind::Identifier | FieldKind::Address => {
+        FieldKind::Identifier | FieldKind::Address | FieldKind::Country => {
             "it cannot contain control characters (line breaks, tabs, escapes, NUL)"
         }
         FieldKind::Body | FieldKind::Secret => "it cannot contain NUL characters",
