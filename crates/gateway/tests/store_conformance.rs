@@ -597,6 +597,11 @@ async fn identities_codes_attempts_and_the_verified_owner_keeps_it(store: Shared
         store.mark_verified(bob, id, now()).await,
         Err(StoreError::NotFound)
     ));
+    // Carol claims the same value while nobody has verified it: unverified claims block
+    // nobody.
+    let carol = account(&store, "carol").await;
+    let carols = store.put_identity_code(code(carol, "h4")).await.unwrap();
+    assert_ne!(carols, id);
     let at = now();
     store.mark_verified(alice, id, at).await.unwrap();
     let record = store.identity(alice, id).await.unwrap().unwrap();
@@ -618,12 +623,9 @@ async fn identities_codes_attempts_and_the_verified_owner_keeps_it(store: Shared
         None
     );
 
-    // Bob claimed it too before alice verified: an unverified claim blocks nobody, but once
-    // alice has verified, bob can neither prove it nor ask again, and alice keeps it.
+    // Alice has verified it: bob cannot ask for a code, carol's pending claim cannot be
+    // proven, and alice keeps it.
     let bobs_pending = code(bob, "h3");
-    let carol = account(&store, "carol").await;
-    let carols = store.put_identity_code(code(carol, "h4")).await.unwrap();
-    assert_ne!(carols, id);
     let refused = |result: Result<_, StoreError>| {
         assert!(
             matches!(
