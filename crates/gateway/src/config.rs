@@ -497,7 +497,10 @@ mod tests {
         let config = Config::load(&Args::default()).unwrap_or_default();
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(config.database_url, "sqlite://airtext.db");
-        assert!(!config.simulator.enabled, "the simulator runs only when asked for");
+        assert!(
+            !config.simulator.enabled,
+            "the simulator runs only when asked for"
+        );
         assert_eq!(config.limits.max_body_chars, 1600);
         assert_eq!(config.number_quarantine_days, 45);
     }

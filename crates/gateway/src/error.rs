@@ -81,6 +81,14 @@ impl ApiError {
     }
 }
 
+/// Maps a store error, naming `what` when it was not found (`no such message in this account`).
+pub fn not_found_as(what: &'static str) -> impl FnOnce(StoreError) -> ApiError {
+    move |error| match error {
+        StoreError::NotFound => ApiError::not_found(what),
+        other => other.into(),
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {

@@ -172,7 +172,10 @@ mod tests {
     #[tokio::test]
     async fn without_smtp_or_simulator_the_error_names_the_setting() {
         let mailer = mailer_from_config(&Config::default(), None).unwrap();
-        let error = mailer.send(AccountId::new(), "a@example.org", "s", "b").await.unwrap_err();
+        let error = mailer
+            .send(AccountId::new(), "a@example.org", "s", "b")
+            .await
+            .unwrap_err();
         assert!(error.to_string().contains("smtp_url"), "{error}");
     }
 
@@ -286,7 +289,10 @@ mod tests {
             ..Config::default()
         };
         let mailer = mailer_from_config(&config, None).unwrap();
-        let error = mailer.send(AccountId::new(), "ann@example.org", "s", "b").await.unwrap_err();
+        let error = mailer
+            .send(AccountId::new(), "ann@example.org", "s", "b")
+            .await
+            .unwrap_err();
         assert!(matches!(error, MailError::Transport(_)), "{error}");
     }
 

@@ -1297,14 +1297,7 @@ async fn a_nul_in_any_string_is_refused(gw: &TestGateway) {
             let mut body_strings = Vec::new();
             let body = operation["requestBody"]["content"]["application/json"]["schema"]
                 .as_object()
-                .map(|schema| {
-                    example(
-                        &doc,
-                        &Value::Object(schema.clone()),
-                        "",
-                        &mut body_strings,
-                    )
-                });
+                .map(|schema| example(&doc, &Value::Object(schema.clone()), "", &mut body_strings));
             for (name, _, schema) in &parameters {
                 let url = fill(Some(name));
                 let request = body.clone().map_or(Body::None, Body::Json);
@@ -1349,7 +1342,10 @@ async fn a_nul_in_any_string_is_refused(gw: &TestGateway) {
             }
         }
     }
-    assert!(tried > 20, "only {tried} strings tried: the document has lost routes");
+    assert!(
+        tried > 20,
+        "only {tried} strings tried: the document has lost routes"
+    );
     // Sign-in and sign-up before any account exists (the reported 500s), named.
     for (path, field, body, code) in [
         (
@@ -1371,7 +1367,16 @@ async fn a_nul_in_any_string_is_refused(gw: &TestGateway) {
             "invalid_address",
         ),
     ] {
-        let value = refused(gw, Method::POST, path, Auth::None, Body::Json(body), 400, code).await;
+        let value = refused(
+            gw,
+            Method::POST,
+            path,
+            Auth::None,
+            Body::Json(body),
+            400,
+            code,
+        )
+        .await;
         assert!(
             value["message"].as_str().unwrap().starts_with(field),
             "{value}"
@@ -1391,7 +1396,10 @@ async fn a_nul_in_any_string_is_refused(gw: &TestGateway) {
         "invalid_field",
     )
     .await;
-    assert!(value["message"].as_str().unwrap().contains("U+000A"), "{value}");
+    assert!(
+        value["message"].as_str().unwrap().contains("U+000A"),
+        "{value}"
+    );
     let _ = bob;
 }
 

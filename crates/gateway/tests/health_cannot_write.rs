@@ -69,9 +69,17 @@ async fn health_reports_a_store_that_cannot_write_until_it_writes_again() {
     .unwrap();
     // Reads still answer; writes cannot commit.
     let (status, body) = sign_up(&gw, "bob").await;
-    assert_eq!((status, body["code"].as_str()), (503, Some("unavailable")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("unavailable")),
+        "{body}"
+    );
     let (status, body) = health(&gw).await;
-    assert_eq!((status, body["code"].as_str()), (503, Some("unavailable")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("unavailable")),
+        "{body}"
+    );
     let message = body["message"].as_str().unwrap();
     assert!(message.contains("cannot write"), "{message}");
     // It stays so while nothing else writes: the check's own probe fails.
@@ -122,7 +130,11 @@ async fn health_reports_a_postgres_database_the_node_cannot_write() {
     })
     .await;
     let (status, body) = health(&reader).await;
-    assert_eq!((status, body["code"].as_str()), (503, Some("unavailable")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("unavailable")),
+        "{body}"
+    );
     let message = body["message"].as_str().unwrap();
     assert!(message.contains("cannot write"), "{message}");
     assert_eq!(health(&writer).await.0, 200, "the other node still writes");

@@ -12,9 +12,9 @@ mod common;
 
 use std::time::Duration;
 
+use airtext_gateway::carriers::ingest;
 use airtext_gateway::carriers::simulator::{FLAKY_DESTINATION, INVALID_DESTINATION};
 use airtext_gateway::carriers::{CarrierReport, ReceiptStatus};
-use airtext_gateway::routing;
 use common::*;
 use serde_json::{json, Value};
 
@@ -95,7 +95,7 @@ async fn a_text_to_an_outside_phone_is_carried_and_receipted_forward_only() {
         ReceiptStatus::Delivered,
         ReceiptStatus::Failed,
     ] {
-        routing::handle_carrier_report(
+        ingest::handle_carrier_report(
             state,
             CarrierReport::Receipt {
                 carrier: "simulator".into(),
@@ -107,7 +107,7 @@ async fn a_text_to_an_outside_phone_is_carried_and_receipted_forward_only() {
         .await
         .unwrap();
     }
-    routing::handle_carrier_report(
+    ingest::handle_carrier_report(
         state,
         CarrierReport::Receipt {
             carrier: "simulator".into(),
@@ -241,7 +241,7 @@ async fn outside_phones_text_in_and_short_codes_are_reached() {
 
     // A carrier's inbound text for a number nobody owns is dropped without error.
     let state = &gw.gateway.as_ref().unwrap().state;
-    routing::handle_carrier_report(
+    ingest::handle_carrier_report(
         state,
         CarrierReport::Inbound {
             carrier: "simulator".into(),
@@ -344,7 +344,10 @@ async fn emergency_numbers_are_refused_with_a_pointer_to_a_phone() {
             "{to}: {body}"
         );
         let message = body["message"].as_str().unwrap();
-        assert!(message.contains("call or text them from a phone"), "{message}");
+        assert!(
+            message.contains("call or text them from a phone"),
+            "{message}"
+        );
     }
     // A verification code is not texted there either.
     let (status, body) = gw

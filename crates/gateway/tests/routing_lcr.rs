@@ -328,7 +328,10 @@ async fn retries_back_off_until_the_validity_runs_out_then_fail_with_the_last_re
 
     // Each round tries both; the next round waits for the back-off (1 s, then 2 s). Only
     // lower bounds on time are asserted: a slow machine can make rounds late, never early.
-    eventually(WAIT, || async { (a.calls() >= 1 && b.calls() >= 1).then_some(()) }).await;
+    eventually(WAIT, || async {
+        (a.calls() >= 1 && b.calls() >= 1).then_some(())
+    })
+    .await;
     eventually(WAIT, || async { (a.calls() >= 2).then_some(()) }).await;
     assert!(
         started.elapsed() >= Duration::from_secs(1),

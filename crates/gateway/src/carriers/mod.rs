@@ -4,10 +4,11 @@
 //! failure: [`CarrierError::Retryable`] (try later or elsewhere) or [`CarrierError::Permanent`]
 //! (it can never go, e.g. an invalid destination). What carriers report back (texts from
 //! outside phones, delivery receipts) arrives as [`CarrierReport`]s on the [`reports`] channel
-//! each carrier is given; the router stores them like any message, and only then does the
+//! each carrier is given; [`ingest`] stores them like any message, and only then does the
 //! carrier acknowledge them to its network.
 
 pub mod config;
+pub mod ingest;
 pub mod registry;
 pub mod reports;
 pub mod simulator;

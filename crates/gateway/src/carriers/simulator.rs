@@ -86,14 +86,17 @@ impl Simulator {
     /// An e-mail the gateway sent for `account` (verification codes): lands in the outbox,
     /// channel `email`.
     pub fn record_email(&self, account: AccountId, to: &str, from: &str, body: &str) {
-        self.record(Some(account), SimulatedDelivery {
-            from: from.to_owned(),
-            to: to.trim().to_lowercase(),
-            body: body.to_owned(),
-            channel: "email".to_owned(),
-            carrier_message_id: new_id(),
-            received_at: Utc::now(),
-        });
+        self.record(
+            Some(account),
+            SimulatedDelivery {
+                from: from.to_owned(),
+                to: to.trim().to_lowercase(),
+                body: body.to_owned(),
+                channel: "email".to_owned(),
+                carrier_message_id: new_id(),
+                received_at: Utc::now(),
+            },
+        );
     }
 
     /// What outside phones and mailboxes received for `account`, oldest first; only `to`'s
@@ -202,14 +205,17 @@ impl Carrier for Simulator {
             _ => {}
         }
         let carrier_message_id = new_id();
-        self.record(sms.account, SimulatedDelivery {
-            from: sms.from.clone(),
-            to: sms.to.clone(),
-            body: sms.body.clone(),
-            channel: "sms".to_owned(),
-            carrier_message_id: carrier_message_id.clone(),
-            received_at: Utc::now(),
-        });
+        self.record(
+            sms.account,
+            SimulatedDelivery {
+                from: sms.from.clone(),
+                to: sms.to.clone(),
+                body: sms.body.clone(),
+                channel: "sms".to_owned(),
+                carrier_message_id: carrier_message_id.clone(),
+                received_at: Utc::now(),
+            },
+        );
         self.report_later(&sms, carrier_message_id.clone());
         Ok(CarrierAccepted { carrier_message_id })
     }
@@ -293,7 +299,10 @@ mod tests {
         assert_eq!(outbox[0].carrier_message_id, accepted.carrier_message_id);
         assert!(sim.outbox(ACCOUNT, Some("+12025550144")).is_empty());
         let other = AccountId(uuid::Uuid::from_u128(2));
-        assert!(sim.outbox(other, None).is_empty(), "another account sees nothing");
+        assert!(
+            sim.outbox(other, None).is_empty(),
+            "another account sees nothing"
+        );
         match rx.recv().await.unwrap().report {
             CarrierReport::Receipt {
                 carrier_message_id,
@@ -337,7 +346,12 @@ mod tests {
     #[test]
     fn e_mail_is_recorded_and_the_outbox_is_bounded() {
         let (sim, _rx) = simulator(None);
-        sim.record_email(ACCOUNT, "Bob@Example.org", "Airtext <no-reply@x>", "code 123456");
+        sim.record_email(
+            ACCOUNT,
+            "Bob@Example.org",
+            "Airtext <no-reply@x>",
+            "code 123456",
+        );
         let mail = sim.outbox(ACCOUNT, Some("bob@example.org"));
         assert_eq!(mail.len(), 1);
         assert_eq!(mail[0].channel, "email");

@@ -42,9 +42,7 @@ impl FieldKind {
         match key {
             "body" | "text" => FieldKind::Body,
             "password" => FieldKind::Secret,
-            "to" | "from" | "peer" | "address" | "value" | "number" | "email" => {
-                FieldKind::Address
-            }
+            "to" | "from" | "peer" | "address" | "value" | "number" | "email" => FieldKind::Address,
             "country" => FieldKind::Country,
             _ => FieldKind::Identifier,
         }
@@ -160,7 +158,10 @@ mod tests {
         let code = |json: &str| refused_as(json).0;
         assert_eq!(code(r#"{"device_name":"\u0000"}"#), ErrorCode::InvalidField);
         assert_eq!(code(r#"{"to":"\u0000"}"#), ErrorCode::InvalidAddress);
-        assert_eq!(code(r#"{"value":"a\u0000@b.org"}"#), ErrorCode::InvalidAddress);
+        assert_eq!(
+            code(r#"{"value":"a\u0000@b.org"}"#),
+            ErrorCode::InvalidAddress
+        );
         assert_eq!(code(r#"{"body":"\u0000"}"#), ErrorCode::InvalidBody);
         assert_eq!(code(r#"{"password":"\u0000"}"#), ErrorCode::InvalidField);
     }

@@ -88,6 +88,6 @@ async fn delete_message(
         .store
         .delete_message(auth.account_id, id, chrono::Utc::now())
         .await
-        .map_err(routing::not_found_as("message"))?;
+        .map_err(crate::error::not_found_as("message"))?;
     Ok(StatusCode::NO_CONTENT)
 }

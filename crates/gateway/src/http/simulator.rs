@@ -15,6 +15,7 @@ use axum::Json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::carriers::ingest;
 use crate::carriers::simulator::Simulator;
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiQuery, AuthDevice};
@@ -67,7 +68,7 @@ async fn inbound(
             format!("from must be a phone number or short code; got {from}"),
         ));
     }
-    routing::receive_inbound(&state, from.as_str(), &request.to, &request.body).await?;
+    ingest::receive_inbound(&state, from.as_str(), &request.to, &request.body).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -218,9 +218,7 @@ pub fn may_claim_identity(
     owner: Option<AccountId>,
 ) -> StoreResult<()> {
     match owner {
-        Some(owner) if owner != account => {
-            Err(StoreError::Conflict(Conflict::IdentityTaken(kind)))
-        }
+        Some(owner) if owner != account => Err(StoreError::Conflict(Conflict::IdentityTaken(kind))),
         _ => Ok(()),
     }
 }
