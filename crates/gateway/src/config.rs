@@ -83,7 +83,8 @@ pub struct Config {
     pub queue: QueueConfig,
     /// Automatic replies to STOP, START and HELP (`[opt_outs]`).
     pub opt_outs: OptOutConfig,
-    /// Carriers in the order they are listed; none means the simulator alone.
+    /// Carriers in the order they are listed; none means the simulator alone (when
+    /// `simulator.enabled`), else no carrier.
     pub carriers: Vec<CarrierConfig>,
 }
 
