@@ -539,19 +539,21 @@ async fn a_signed_out_device_loses_its_stream() {
 
     // Both streams go on reading while the sign-out runs, as live clients do: however long it
     // takes, neither falls silent for lack of a reader.
-    let delete = gw.call(
-        reqwest::Method::DELETE,
-        "/v1/sessions/current",
-        Some(&alice.token),
-        None,
-    );
-    tokio::pin!(delete);
     let mut closed = None;
-    let (status, body) = loop {
-        tokio::select! {
-            done = &mut delete => break done,
-            news = stream.next(WAIT), if closed.is_none() => closed = Some(news),
-            news = other.next(WAIT) => panic!("the other device's stream said {news:?}"),
+    let (status, body) = {
+        let delete = gw.call(
+            reqwest::Method::DELETE,
+            "/v1/sessions/current",
+            Some(&alice.token),
+            None,
+        );
+        tokio::pin!(delete);
+        loop {
+            tokio::select! {
+                done = &mut delete => break done,
+                news = stream.next(WAIT), if closed.is_none() => closed = Some(news),
+                news = other.next(WAIT) => panic!("the other device's stream said {news:?}"),
+            }
         }
     };
     assert_eq!(status, 204, "{body}");
