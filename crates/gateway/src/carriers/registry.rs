@@ -92,3 +92,58 @@ pub async fn build(
     }
     Ok(built)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// What the gateway logged, as text.
+    #[derive(Clone, Default)]
+    struct Logged(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Logged {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    async fn built_with(enabled: bool) -> (BuiltCarriers, String) {
+        let logged = Logged::default();
+        let writer = logged.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let mut config = Config::default();
+        config.simulator.enabled = enabled;
+        let (reports, _source) = crate::carriers::reports::report_channel(1);
+        let built = build(&config, reports, CancellationToken::new())
+            .await
+            .unwrap();
+        let text = String::from_utf8(logged.0.lock().unwrap().clone()).unwrap();
+        (built, text)
+    }
+
+    #[tokio::test]
+    async fn the_simulator_runs_only_when_asked_for_and_says_so() {
+        let (built, logged) = built_with(false).await;
+        assert!(built.simulator.is_none() && built.all.is_empty());
+        assert!(logged.is_empty(), "{logged}");
+        let (built, logged) = built_with(true).await;
+        assert!(built.simulator.is_some());
+        assert!(
+            logged.contains("WARN") && logged.contains("the simulator carrier is on"),
+            "{logged}"
+        );
+    }
+}
