@@ -204,15 +204,48 @@ impl Default for RateLimits {
 }
 
 /// The simulator carrier: virtual outside phones for demos and tests (`./scripts/run.sh` turns
-/// it on). Off unless asked for: any signed-in account can fake an inbound text with it.
+/// it on). Off unless asked for: any signed-in account can fake an inbound text with it. In
+/// the file, `simulator = true` turns it on as it is; a `[simulator]` table sets it up.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[serde(remote = "Self")]
 pub struct SimulatorConfig {
     pub enabled: bool,
     /// Delay before a virtual phone's delivery receipt, in milliseconds.
     pub receipt_delay_ms: u64,
     /// When set, every virtual phone answers each text with this body.
     pub auto_reply: Option<String>,
+}
+
+/// `simulator = true | false`, or a `[simulator]` table (whose errors keep naming the key).
+impl<'de> Deserialize<'de> for SimulatorConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Setting;
+
+        impl<'de> serde::de::Visitor<'de> for Setting {
+            type Value = SimulatorConfig;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("true, false, or a [simulator] table")
+            }
+
+            fn visit_bool<E: serde::de::Error>(self, enabled: bool) -> Result<Self::Value, E> {
+                Ok(SimulatorConfig {
+                    enabled,
+                    ..SimulatorConfig::default()
+                })
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                SimulatorConfig::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+
+        deserializer.deserialize_any(Setting)
+    }
 }
 
 impl Default for SimulatorConfig {
@@ -504,6 +537,28 @@ mod tests {
         );
         assert_eq!(config.limits.max_body_chars, 1600);
         assert_eq!(config.number_quarantine_days, 45);
+    }
+
+    #[test]
+    fn the_simulator_is_asked_for_by_a_switch_or_a_table() {
+        let on = Config::from_toml("simulator = true\n").unwrap_or_default();
+        assert!(on.simulator.enabled);
+        assert_eq!(on.simulator.receipt_delay_ms, 200);
+        let off = Config::from_toml("simulator = false\n").unwrap_or_default();
+        assert!(!off.simulator.enabled);
+        let table = Config::from_toml("[simulator]\nenabled = true\nreceipt_delay_ms = 5\n")
+            .unwrap_or_default();
+        assert!(table.simulator.enabled);
+        assert_eq!(table.simulator.receipt_delay_ms, 5);
+        let typo = Config::from_toml("[simulator]\nenabeld = true\n").err();
+        let typo = typo.map(|e| e.to_string()).unwrap_or_default();
+        assert!(typo.contains("enabeld"), "{typo}");
+        let wrong = Config::from_toml("simulator = 3\n").err();
+        let wrong = wrong.map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            wrong.contains("true, false, or a [simulator] table"),
+            "{wrong}"
+        );
     }
 
     #[test]
