@@ -40,7 +40,7 @@ if [ "$have_display" -eq 0 ]; then
     (\$TOKEN: "token" in $data_dir/cli/airtext.json.) Ctrl-C stops the gateway.
 HINT
   cd "$data_dir"
-  exec "$gateway" --listen "$listen" "$@"
+  exec "$gateway" --listen "$listen" --simulator true "$@"
 fi
 
 # --- the app: system libraries (WebKitGTK), the UI build, the Tauri binary with the UI inside ---
@@ -53,7 +53,7 @@ say "building the app (first build takes several minutes)"
 cargo build --release --locked -p airtext-app --features tauri/custom-protocol
 
 say "gateway on $gateway_url (database: $data_dir/airtext.db, log: $data_dir/gateway.log)"
-(cd "$data_dir" && exec "$gateway" --listen "$listen" "$@") >"$data_dir/gateway.log" 2>&1 &
+(cd "$data_dir" && exec "$gateway" --listen "$listen" --simulator true "$@") >"$data_dir/gateway.log" 2>&1 &
 gateway_pid=$!
 trap 'kill "$gateway_pid" 2>/dev/null || true; wait "$gateway_pid" 2>/dev/null || true' EXIT INT TERM
 for _ in $(seq 1 100); do

@@ -55,6 +55,7 @@ if [ ! -x "$HOME/.cache/airtext/prism/node_modules/.bin/prism" ]; then
 fi
 export AIRTEXT_PRISM="$HOME/.cache/airtext/prism/node_modules/.bin/prism"
 export AIRTEXT_REQUIRE_MICROSOCKS=1 AIRTEXT_TEST_REQUIRE_TWILIO_TOOLS=1 AIRTEXT_TEST_REQUIRE_DBUSMOCK=1
+export AIRTEXT_TEST_REQUIRE_POSTGRES=1 AIRTEXT_TEST_REQUIRE_NGINX=1
 
 # --- The independent oracle for airtext-sms (Python implementations of GSM 03.38 and PDUs). ---
 if [ -x crates/sms/tests/oracle/regenerate.sh ]; then

@@ -120,7 +120,7 @@ const cliData = path.join(tmp, 'cli');
 // ——— the gateway ———
 const gwPort = await freePort();
 const gwUrl = `http://127.0.0.1:${gwPort}`;
-const gw = start(gatewayBin, ['--listen', `127.0.0.1:${gwPort}`, '--database-url', `sqlite://${tmp}/gateway.db`], {
+const gw = start(gatewayBin, ['--listen', `127.0.0.1:${gwPort}`, '--database-url', `sqlite://${tmp}/gateway.db`, '--simulator', 'true'], {
   env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn', NO_COLOR: '1' },
 });
 
@@ -295,8 +295,10 @@ try {
     await setValue('composer', firstText);
     await app.keys(['Enter']);
     await until('bubble', () => messageWith(firstText));
+    // The outbox shows each account only its own texts: read it as alice.
+    const own = (await api('POST', '/v1/sessions', { username: alice, password, device_name: 'outbox', has_cellular: false })).token;
     const out = await until('the outside phone receiving it', async () => {
-      const r = await api('GET', `/v1/simulator/outbox?to=${encodeURIComponent(outsidePhone)}`, null, observer);
+      const r = await api('GET', `/v1/simulator/outbox?to=${encodeURIComponent(outsidePhone)}`, null, own);
       return r.messages.find((m) => m.body === firstText);
     });
     assert(out.from === aliceNumber, `sent from alice's number (${out.from} vs ${aliceNumber})`);

@@ -51,7 +51,9 @@ pub enum ErrorCode {
     Unavailable,
     /// Something broke on the gateway; details are in its log, not here.
     Internal,
-    /// A code this client does not know (a newer gateway).
+    /// The recipient is an emergency number: call or text emergency services from a phone.
+    EmergencyNumber,
+    /// A code this client does not know (a newer gateway). Stays last (`serde(other)`).
     #[serde(other)]
     Unknown,
 }
@@ -84,6 +86,7 @@ impl ErrorCode {
             ErrorCode::RecipientOptedOut => "recipient_opted_out",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::EmergencyNumber => "emergency_number",
             ErrorCode::Unknown => "unknown",
         }
     }
@@ -116,6 +119,7 @@ mod tests {
             ErrorCode::UsernameTaken,
             ErrorCode::TooManyAttempts,
             ErrorCode::RecipientOptedOut,
+            ErrorCode::EmergencyNumber,
         ] {
             let json = serde_json::to_value(code).unwrap_or_default();
             assert_eq!(json, serde_json::Value::String(code.as_str().into()));

@@ -37,7 +37,8 @@ pub struct Args {
     /// The From address of e-mail the gateway sends.
     #[arg(long, env = "AIRTEXT_MAIL_FROM")]
     pub mail_from: Option<String>,
-    /// Run the simulator carrier (virtual outside phones) [default: true].
+    /// Run the simulator carrier (virtual outside phones; every signed-in account may text in
+    /// as one), for demos and tests only [default: false].
     #[arg(long, env = "AIRTEXT_SIMULATOR")]
     pub simulator: Option<bool>,
     /// Longest message body, in characters [default: 1600].
@@ -115,7 +116,8 @@ pub struct Config {
     pub queue: QueueConfig,
     /// Automatic replies to STOP, START and HELP (`[opt_outs]`).
     pub opt_outs: OptOutConfig,
-    /// Carriers in the order they are listed; none means the simulator alone.
+    /// Carriers in the order they are listed; none means the simulator alone (when
+    /// `simulator.enabled`), else no carrier.
     pub carriers: Vec<CarrierConfig>,
 }
 
@@ -295,9 +297,12 @@ impl Default for RateLimits {
     }
 }
 
-/// The simulator carrier: virtual outside phones for the embedded default and demos.
+/// The simulator carrier: virtual outside phones for demos and tests (`./scripts/run.sh` turns
+/// it on). Off unless asked for: any signed-in account can fake an inbound text with it. In
+/// the file, `simulator = true` turns it on as it is; a `[simulator]` table sets it up.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[serde(remote = "Self")]
 pub struct SimulatorConfig {
     pub enabled: bool,
     /// Delay before a virtual phone's delivery receipt, in milliseconds.
@@ -306,10 +311,41 @@ pub struct SimulatorConfig {
     pub auto_reply: Option<String>,
 }
 
+/// `simulator = true | false`, or a `[simulator]` table (whose errors keep naming the key).
+impl<'de> Deserialize<'de> for SimulatorConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Setting;
+
+        impl<'de> serde::de::Visitor<'de> for Setting {
+            type Value = SimulatorConfig;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("true, false, or a [simulator] table")
+            }
+
+            fn visit_bool<E: serde::de::Error>(self, enabled: bool) -> Result<Self::Value, E> {
+                Ok(SimulatorConfig {
+                    enabled,
+                    ..SimulatorConfig::default()
+                })
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                SimulatorConfig::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+
+        deserializer.deserialize_any(Setting)
+    }
+}
+
 impl Default for SimulatorConfig {
     fn default() -> Self {
         SimulatorConfig {
-            enabled: true,
+            enabled: false,
             receipt_delay_ms: 200,
             auto_reply: None,
         }
@@ -624,9 +660,34 @@ mod tests {
         let config = Config::load(&Args::default()).unwrap_or_default();
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(config.database_url, "sqlite://airtext.db");
-        assert!(config.simulator.enabled);
+        assert!(
+            !config.simulator.enabled,
+            "the simulator runs only when asked for"
+        );
         assert_eq!(config.limits.max_body_chars, 1600);
         assert_eq!(config.number_quarantine_days, 45);
+    }
+
+    #[test]
+    fn the_simulator_is_asked_for_by_a_switch_or_a_table() {
+        let on = Config::from_toml("simulator = true\n").unwrap_or_default();
+        assert!(on.simulator.enabled);
+        assert_eq!(on.simulator.receipt_delay_ms, 200);
+        let off = Config::from_toml("simulator = false\n").unwrap_or_default();
+        assert!(!off.simulator.enabled);
+        let table = Config::from_toml("[simulator]\nenabled = true\nreceipt_delay_ms = 5\n")
+            .unwrap_or_default();
+        assert!(table.simulator.enabled);
+        assert_eq!(table.simulator.receipt_delay_ms, 5);
+        let typo = Config::from_toml("[simulator]\nenabeld = true\n").err();
+        let typo = typo.map(|e| e.to_string()).unwrap_or_default();
+        assert!(typo.contains("enabeld"), "{typo}");
+        let wrong = Config::from_toml("simulator = 3\n").err();
+        let wrong = wrong.map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            wrong.contains("true, false, or a [simulator] table"),
+            "{wrong}"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use airtext_api::identities::IdentityKind;
 use airtext_api::{ErrorBody, ErrorCode};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -80,6 +81,14 @@ impl ApiError {
     }
 }
 
+/// Maps a store error, naming `what` when it was not found (`no such message in this account`).
+pub fn not_found_as(what: &'static str) -> impl FnOnce(StoreError) -> ApiError {
+    move |error| match error {
+        StoreError::NotFound => ApiError::not_found(what),
+        other => other.into(),
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
@@ -100,6 +109,16 @@ impl From<StoreError> for ApiError {
                 ErrorCode::AlreadyHasNumber,
                 "this account already has a number: release it first to take another",
             ),
+            StoreError::Conflict(Conflict::IdentityTaken(kind)) => {
+                let (code, what) = match kind {
+                    IdentityKind::Phone => (ErrorCode::NumberTaken, "phone number"),
+                    IdentityKind::Email => (ErrorCode::EmailTaken, "e-mail address"),
+                };
+                ApiError::conflict(
+                    code,
+                    format!("another account has verified that {what}: use one of your own"),
+                )
+            }
             StoreError::OptedOut => ApiError::new(
                 StatusCode::FORBIDDEN,
                 ErrorCode::RecipientOptedOut,

@@ -16,6 +16,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use airtext_api::AccountId;
 use async_trait::async_trait;
 use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
@@ -39,8 +40,15 @@ pub enum MailError {
 
 #[async_trait]
 pub trait Mailer: Send + Sync + fmt::Debug {
-    /// Sends one plain-text message.
-    async fn send(&self, to: &str, subject: &str, body: &str) -> Result<(), MailError>;
+    /// Sends one plain-text message for `account` (the account that asked for it; only the
+    /// simulator's outbox uses it, to show the mail to that account alone).
+    async fn send(
+        &self,
+        account: AccountId,
+        to: &str,
+        subject: &str,
+        body: &str,
+    ) -> Result<(), MailError>;
 }
 
 /// Mail through an SMTP server.
@@ -69,7 +77,13 @@ impl SmtpMailer {
 
 #[async_trait]
 impl Mailer for SmtpMailer {
-    async fn send(&self, to: &str, subject: &str, body: &str) -> Result<(), MailError> {
+    async fn send(
+        &self,
+        _account: AccountId,
+        to: &str,
+        subject: &str,
+        body: &str,
+    ) -> Result<(), MailError> {
         let recipient: Mailbox = to
             .parse()
             .map_err(|_| MailError::BadRecipient(to.to_owned()))?;
@@ -97,9 +111,15 @@ pub struct SimulatorMailer {
 
 #[async_trait]
 impl Mailer for SimulatorMailer {
-    async fn send(&self, to: &str, subject: &str, body: &str) -> Result<(), MailError> {
+    async fn send(
+        &self,
+        account: AccountId,
+        to: &str,
+        subject: &str,
+        body: &str,
+    ) -> Result<(), MailError> {
         self.simulator
-            .record_email(to, &self.from, &format!("{subject}\n\n{body}"));
+            .record_email(account, to, &self.from, &format!("{subject}\n\n{body}"));
         Ok(())
     }
 }
@@ -110,7 +130,13 @@ pub struct NoMailer;
 
 #[async_trait]
 impl Mailer for NoMailer {
-    async fn send(&self, _to: &str, _subject: &str, _body: &str) -> Result<(), MailError> {
+    async fn send(
+        &self,
+        _account: AccountId,
+        _to: &str,
+        _subject: &str,
+        _body: &str,
+    ) -> Result<(), MailError> {
         Err(MailError::NotConfigured)
     }
 }
@@ -146,7 +172,10 @@ mod tests {
     #[tokio::test]
     async fn without_smtp_or_simulator_the_error_names_the_setting() {
         let mailer = mailer_from_config(&Config::default(), None).unwrap();
-        let error = mailer.send("a@example.org", "s", "b").await.unwrap_err();
+        let error = mailer
+            .send(AccountId::new(), "a@example.org", "s", "b")
+            .await
+            .unwrap_err();
         assert!(error.to_string().contains("smtp_url"), "{error}");
     }
 
@@ -155,11 +184,13 @@ mod tests {
         let (tx, _rx) = crate::carriers::reports::report_channel(1);
         let simulator = Arc::new(Simulator::new(Default::default(), tx));
         let mailer = mailer_from_config(&Config::default(), Some(simulator.clone())).unwrap();
+        let account = AccountId::new();
         mailer
-            .send("Ann@Example.org", "Your code", "123456")
+            .send(account, "Ann@Example.org", "Your code", "123456")
             .await
             .unwrap();
-        let outbox = simulator.outbox(Some("ann@example.org"));
+        assert!(simulator.outbox(AccountId::new(), None).is_empty());
+        let outbox = simulator.outbox(account, Some("ann@example.org"));
         assert_eq!(outbox.len(), 1);
         assert!(outbox[0].body.contains("123456"));
         assert_eq!(outbox[0].channel, "email");
@@ -230,6 +261,7 @@ mod tests {
         let mailer = mailer_from_config(&config, None).unwrap();
         mailer
             .send(
+                AccountId::new(),
                 "ann@example.org",
                 "Your code",
                 "Your Airtext code is 123456.",
@@ -257,7 +289,10 @@ mod tests {
             ..Config::default()
         };
         let mailer = mailer_from_config(&config, None).unwrap();
-        let error = mailer.send("ann@example.org", "s", "b").await.unwrap_err();
+        let error = mailer
+            .send(AccountId::new(), "ann@example.org", "s", "b")
+            .await
+            .unwrap_err();
         assert!(matches!(error, MailError::Transport(_)), "{error}");
     }
 

@@ -1,4 +1,5 @@
-//! `airtext-gateway`: with no flags, serves 127.0.0.1:8080 on ./airtext.db with the simulator.
+//! `airtext-gateway`: with no flags, serves 127.0.0.1:8080 on ./airtext.db, with no carrier
+//! until one is configured (`--simulator true` runs the virtual one, for demos and tests).
 //! SIGTERM or Ctrl-C stops it within `shutdown_timeout_secs`; SIGHUP reloads the TLS certificate.
 
 use anyhow::Context;

@@ -18,6 +18,7 @@
 //! and a lost confirmation is re-sent by the person's next keyword). They are not stored as
 //! conversation messages.
 
+use airtext_api::AccountId;
 use airtext_sms::Keyword;
 use chrono::Utc;
 
@@ -56,11 +57,12 @@ pub async fn apply_keyword(
     })
 }
 
-/// Sends an automatic reply from `did` to `remote` in the background, through the cheapest
+/// Sends an automatic reply from `did` (`owner`'s number) to `remote` in the background, through the cheapest
 /// carrier that takes it. Failures are logged: nobody waits for this text.
-pub fn send_auto_reply(state: &AppState, did: &str, remote: &str, body: String) {
+pub fn send_auto_reply(state: &AppState, owner: AccountId, did: &str, remote: &str, body: String) {
     let state = state.clone();
     let sms = OutboundSms {
+        account: Some(owner),
         from: did.to_owned(),
         to: remote.to_owned(),
         body,

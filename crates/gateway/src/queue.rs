@@ -386,6 +386,7 @@ async fn send_through_carriers(state: &AppState, job: &OutboundJob, opt_out: Opt
             continue;
         }
         let sms = OutboundSms {
+            account: Some(job.account_id),
             from: job.from.clone(),
             to: job.to.clone(),
             body: job.body.clone(),

@@ -24,13 +24,14 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::addresses::AddressReader;
+use crate::carriers::ingest;
 use crate::carriers::reports::ReportSource;
 use crate::config::Config;
 use crate::http::{AppState, Services};
 use crate::push::PushHub;
 use crate::queue::QueueInlet;
 use crate::rate_limit::RateLimiter;
-use crate::{carriers, http, mail, queue, routing, store};
+use crate::{carriers, http, mail, queue, store};
 
 /// Builds and starts a gateway.
 #[derive(Debug)]
@@ -273,30 +274,30 @@ async fn reload_on_hangup(
 }
 
 /// Stores what carriers report, in batches of what is waiting (see
-/// [`routing::store_report_batch`]), answering each carrier once its report is stored or
+/// [`ingest::store_report_batch`]), answering each carrier once its report is stored or
 /// has failed. One batch at a time: texts from one phone keep their order across batches.
 async fn store_carrier_reports(
     state: AppState,
     mut reports: ReportSource,
     shutdown: CancellationToken,
 ) {
-    let mut batch = Vec::with_capacity(routing::REPORT_BATCH);
+    let mut batch = Vec::with_capacity(ingest::REPORT_BATCH);
     loop {
         let received = tokio::select! {
             _ = shutdown.cancelled() => break,
-            received = reports.recv_many(&mut batch, routing::REPORT_BATCH) => received,
+            received = reports.recv_many(&mut batch, ingest::REPORT_BATCH) => received,
         };
         if received == 0 {
             return;
         }
-        routing::store_report_batch(&state, std::mem::take(&mut batch)).await;
+        ingest::store_report_batch(&state, std::mem::take(&mut batch)).await;
     }
     // Carriers are waiting for these (or handed them over without waiting): store them
     // before the store closes. Closing first refuses later reports, and the carrier asks its
     // network to try again (SMPP: ESME_RX_T_APPN).
     reports.close();
-    while reports.recv_many(&mut batch, routing::REPORT_BATCH).await > 0 {
-        routing::store_report_batch(&state, std::mem::take(&mut batch)).await;
+    while reports.recv_many(&mut batch, ingest::REPORT_BATCH).await > 0 {
+        ingest::store_report_batch(&state, std::mem::take(&mut batch)).await;
     }
 }
 

@@ -129,17 +129,18 @@ fn raw_json(text: &str) -> Body {
 
 /// A gateway whose rate limits stay out of the way (they have their own tests).
 async fn gateway() -> TestGateway {
-    TestGateway::start_with(|config: &mut Config| {
-        let lots = Rate {
-            per_minute: 1_000_000,
-            burst: 1_000_000,
-        };
-        config.rate_limits.sign_in = lots;
-        config.rate_limits.sign_up = lots;
-        config.rate_limits.verification_codes = lots;
-        config.rate_limits.verification_checks = lots;
-    })
-    .await
+    TestGateway::start_with(generous).await
+}
+
+fn generous(config: &mut Config) {
+    let lots = Rate {
+        per_minute: 1_000_000,
+        burst: 1_000_000,
+    };
+    config.rate_limits.sign_in = lots;
+    config.rate_limits.sign_up = lots;
+    config.rate_limits.verification_codes = lots;
+    config.rate_limits.verification_checks = lots;
 }
 
 /// The request shapes every JSON-taking endpoint must refuse, with their expected reply.
@@ -1139,4 +1140,289 @@ async fn unknown_paths_and_wrong_methods_answer_json() {
         "method_not_allowed",
     )
     .await;
+}
+
+// ----- a NUL in every string of every route, on both engines -----
+
+/// The codes a string with a character it may not hold is refused with (by its field).
+const REFUSALS: [&str; 4] = [
+    "invalid_field",
+    "invalid_address",
+    "invalid_body",
+    "unknown_country",
+];
+
+/// Resolves `$ref` against the document's components.
+fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str() {
+        Some(reference) => {
+            let name = reference.rsplit('/').next().unwrap();
+            resolve(doc, &doc["components"]["schemas"][name])
+        }
+        None => schema,
+    }
+}
+
+/// A value that fits `schema`, and the paths of its plain string fields (no format, no
+/// enum): those a NUL must be refused in by name.
+fn example(doc: &Value, schema: &Value, path: &str, strings: &mut Vec<String>) -> Value {
+    let schema = resolve(doc, schema);
+    for alternatives in ["oneOf", "anyOf", "allOf"] {
+        if let Some(options) = schema[alternatives].as_array() {
+            let option = options
+                .iter()
+                .find(|o| o["type"] != "null")
+                .unwrap_or(&options[0]);
+            return example(doc, option, path, strings);
+        }
+    }
+    if let Some(values) = schema["enum"].as_array() {
+        return values[0].clone();
+    }
+    let kind = match &schema["type"] {
+        Value::Array(kinds) => kinds
+            .iter()
+            .find(|k| *k != "null")
+            .cloned()
+            .unwrap_or(Value::Null),
+        kind => kind.clone(),
+    };
+    match kind.as_str().unwrap_or("object") {
+        "string" => match schema["format"].as_str() {
+            Some("uuid") => json!(uuid::Uuid::now_v7()),
+            Some("date-time") => json!("2026-01-01T00:00:00Z"),
+            _ => {
+                strings.push(path.to_owned());
+                json!("x")
+            }
+        },
+        "integer" | "number" => json!(1),
+        "boolean" => json!(false),
+        "array" => json!([example(
+            doc,
+            &schema["items"],
+            &format!("{path}[0]"),
+            strings
+        )]),
+        _ => {
+            let mut object = serde_json::Map::new();
+            if let Some(properties) = schema["properties"].as_object() {
+                for (key, property) in properties {
+                    let path = if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    object.insert(key.clone(), example(doc, property, &path, strings));
+                }
+            }
+            Value::Object(object)
+        }
+    }
+}
+
+/// `value` with the string at `path` (as [`example`] names it) replaced by `with`.
+fn replace(value: &mut Value, path: &str, with: &str) {
+    let mut at = value;
+    for part in path.split('.') {
+        let (key, index) = match part.split_once('[') {
+            Some((key, rest)) => (key, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        at = &mut at[key];
+        if let Some(index) = index {
+            at = &mut at[index];
+        }
+    }
+    *at = json!(with);
+}
+
+/// Every route of the OpenAPI document (carrier webhooks aside: carriers post forms, and
+/// their strings are cleaned where reports are ingested) gets a NUL in each of its strings:
+/// every JSON body field, every path and query parameter. None may answer 5xx, and each plain
+/// string is refused with a 400 naming it.
+async fn a_nul_in_any_string_is_refused(gw: &TestGateway) {
+    let alice = gw.sign_up("alice").await;
+    let (status, doc) = gw.get("/v1/openapi.json", &alice.token).await;
+    assert_eq!(status, 200);
+    let mut tried = 0;
+    for (path, operations) in doc["paths"].as_object().unwrap() {
+        if path.starts_with("/v1/carriers/") {
+            continue;
+        }
+        for (method, operation) in operations.as_object().unwrap() {
+            let Ok(method) = Method::from_bytes(method.to_uppercase().as_bytes()) else {
+                continue;
+            };
+            // Parameters: valid values first, then a NUL in each string one in turn.
+            let parameters: Vec<(String, String, Value)> = operation["parameters"]
+                .as_array()
+                .map(|all| {
+                    all.iter()
+                        .map(|p| {
+                            (
+                                p["name"].as_str().unwrap().to_owned(),
+                                p["in"].as_str().unwrap().to_owned(),
+                                resolve(&doc, &p["schema"]).clone(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let fill = |nul_in: Option<&str>| {
+                let mut url = path.clone();
+                let mut query = Vec::new();
+                for (name, place, schema) in &parameters {
+                    let value = if nul_in == Some(name.as_str()) {
+                        "a%00b".to_owned()
+                    } else {
+                        let mut ignored = Vec::new();
+                        match example(&doc, schema, name, &mut ignored) {
+                            Value::String(s) => urlencode(&s),
+                            other => other.to_string(),
+                        }
+                    };
+                    if place == "path" {
+                        url = url.replace(&format!("{{{name}}}"), &value);
+                    } else if place == "query" {
+                        query.push(format!("{name}={value}"));
+                    }
+                }
+                if query.is_empty() {
+                    url
+                } else {
+                    format!("{url}?{}", query.join("&"))
+                }
+            };
+            let mut body_strings = Vec::new();
+            let body = operation["requestBody"]["content"]["application/json"]["schema"]
+                .as_object()
+                .map(|schema| example(&doc, &Value::Object(schema.clone()), "", &mut body_strings));
+            for (name, _, schema) in &parameters {
+                let url = fill(Some(name));
+                let request = body.clone().map_or(Body::None, Body::Json);
+                let (status, value) =
+                    send(gw, method.clone(), &url, Auth::Token(&alice.token), request).await;
+                tried += 1;
+                let plain = schema["type"] == "string"
+                    && schema["format"].is_null()
+                    && schema["enum"].is_null();
+                if plain && path != "/v1/stream" {
+                    assert_eq!(status, 400, "{method} {url}: {value}");
+                    assert!(
+                        REFUSALS.contains(&value["code"].as_str().unwrap_or("")),
+                        "{method} {url}: {value}"
+                    );
+                    let message = value["message"].as_str().unwrap();
+                    assert!(message.starts_with(&format!("{name}:")), "{message}");
+                }
+            }
+            if let Some(body) = &body {
+                let url = fill(None);
+                for field in &body_strings {
+                    let mut with_nul = body.clone();
+                    replace(&mut with_nul, field, "a\u{0}b");
+                    let (status, value) = send(
+                        gw,
+                        method.clone(),
+                        &url,
+                        Auth::Token(&alice.token),
+                        Body::Json(with_nul.clone()),
+                    )
+                    .await;
+                    tried += 1;
+                    assert_eq!(status, 400, "{method} {url} with {with_nul}: {value}");
+                    assert!(
+                        REFUSALS.contains(&value["code"].as_str().unwrap_or("")),
+                        "{method} {url} with {with_nul}: {value}"
+                    );
+                    let message = value["message"].as_str().unwrap();
+                    assert!(message.starts_with(&format!("{field}:")), "{message}");
+                }
+            }
+        }
+    }
+    assert!(
+        tried > 20,
+        "only {tried} strings tried: the document has lost routes"
+    );
+    // Sign-in and sign-up before any account exists (the reported 500s), named.
+    for (path, field, body, code) in [
+        (
+            "/v1/sessions",
+            "username",
+            json!({"username": "al\u{0}ice", "password": PASSWORD, "device_name": "d"}),
+            "invalid_field",
+        ),
+        (
+            "/v1/accounts",
+            "username",
+            json!({"username": "x\u{0}", "password": PASSWORD}),
+            "invalid_field",
+        ),
+        (
+            "/v1/accounts",
+            "email",
+            json!({"username": "carol", "password": PASSWORD, "email": "c\u{0}@example.org"}),
+            "invalid_address",
+        ),
+    ] {
+        let value = refused(
+            gw,
+            Method::POST,
+            path,
+            Auth::None,
+            Body::Json(body),
+            400,
+            code,
+        )
+        .await;
+        assert!(
+            value["message"].as_str().unwrap().starts_with(field),
+            "{value}"
+        );
+    }
+    // A message body may hold line breaks and tabs, an identifier may not.
+    let bob = gw.sign_up("bob").await;
+    let sent = gw.send(&alice, "@bob", "two\nlines\tand a tab").await;
+    assert_eq!(sent["body"], "two\nlines\tand a tab");
+    let value = refused(
+        gw,
+        Method::POST,
+        "/v1/sessions",
+        Auth::None,
+        Body::Json(json!({"username": "bob", "password": PASSWORD, "device_name": "a\nb"})),
+        400,
+        "invalid_field",
+    )
+    .await;
+    assert!(
+        value["message"].as_str().unwrap().contains("U+000A"),
+        "{value}"
+    );
+    let _ = bob;
+}
+
+#[tokio::test]
+async fn a_nul_in_any_string_is_refused_on_sqlite() {
+    let gw = gateway().await;
+    a_nul_in_any_string_is_refused(&gw).await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_nul_in_any_string_is_refused_on_postgres() {
+    let Some(pg) = common::postgres_schema("bad_input::a_nul_in_any_string_is_refused").await
+    else {
+        return;
+    };
+    let url = pg.url.clone();
+    let gw = TestGateway::start_with(move |config: &mut Config| {
+        generous(config);
+        config.database_url = url;
+    })
+    .await;
+    a_nul_in_any_string_is_refused(&gw).await;
+    gw.stop().await;
+    pg.drop_schema().await;
 }

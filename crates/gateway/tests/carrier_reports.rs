@@ -17,13 +17,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use airtext_gateway::carriers::config::RateEntry;
+use airtext_gateway::carriers::ingest;
 use airtext_gateway::carriers::reports::{report_channel, NotStored};
 use airtext_gateway::carriers::{
     Carrier, CarrierAccepted, CarrierError, CarrierReport, OutboundSms, ReceiptStatus,
 };
 use airtext_gateway::http::AppState;
 use airtext_gateway::lcr::RoutedCarrier;
-use airtext_gateway::routing;
 use airtext_gateway::store::InventoryNumber;
 use async_trait::async_trait;
 use common::*;
@@ -135,7 +135,7 @@ async fn one_bad_receipt_fails_alone(url: String) {
             .expect("the reports arrive");
         assert!(got > 0, "the channel closed");
     }
-    routing::store_report_batch(gw.state(), batch).await;
+    ingest::store_report_batch(gw.state(), batch).await;
     let mut results = Vec::new();
     for answer in answers {
         results.push(answer.await.unwrap());
@@ -216,7 +216,7 @@ impl Carrier for Overtaking {
             .gateway
             .get()
             .ok_or_else(|| CarrierError::Retryable("not wired yet".into()))?;
-        routing::handle_carrier_report(
+        ingest::handle_carrier_report(
             state,
             CarrierReport::Receipt {
                 carrier: "overtaking".into(),

@@ -12,9 +12,9 @@ mod common;
 
 use std::time::Duration;
 
+use airtext_gateway::carriers::ingest;
 use airtext_gateway::carriers::simulator::{FLAKY_DESTINATION, INVALID_DESTINATION};
 use airtext_gateway::carriers::{CarrierReport, ReceiptStatus};
-use airtext_gateway::routing;
 use common::*;
 use serde_json::{json, Value};
 
@@ -95,7 +95,7 @@ async fn a_text_to_an_outside_phone_is_carried_and_receipted_forward_only() {
         ReceiptStatus::Delivered,
         ReceiptStatus::Failed,
     ] {
-        routing::handle_carrier_report(
+        ingest::handle_carrier_report(
             state,
             CarrierReport::Receipt {
                 carrier: "simulator".into(),
@@ -107,7 +107,7 @@ async fn a_text_to_an_outside_phone_is_carried_and_receipted_forward_only() {
         .await
         .unwrap();
     }
-    routing::handle_carrier_report(
+    ingest::handle_carrier_report(
         state,
         CarrierReport::Receipt {
             carrier: "simulator".into(),
@@ -241,7 +241,7 @@ async fn outside_phones_text_in_and_short_codes_are_reached() {
 
     // A carrier's inbound text for a number nobody owns is dropped without error.
     let state = &gw.gateway.as_ref().unwrap().state;
-    routing::handle_carrier_report(
+    ingest::handle_carrier_report(
         state,
         CarrierReport::Inbound {
             carrier: "simulator".into(),
@@ -309,5 +309,61 @@ async fn texts_are_handed_over_once_the_first_claim_finds_the_store_caught_up() 
     assert_eq!(sent["status"], "queued");
     wait_for_status(&gw, &alice, &sent, "delivered").await;
     assert!(queue.hands_over());
+    gw.stop().await;
+}
+
+/// 911, 112 and the other emergency numbers are refused, however typed, with a message that
+/// sends the user to a phone: nothing is stored, nothing reaches a carrier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emergency_numbers_are_refused_with_a_pointer_to_a_phone() {
+    let gw = TestGateway::start().await;
+    let alice = gw.sign_up("alice").await;
+    let newcomer = gw.sign_up("newcomer").await;
+    gw.claim_number(&alice, "415").await;
+    for (device, to) in [
+        (&alice, "911"),
+        (&alice, "112"),
+        (&alice, "9-1-1"),
+        (&alice, " 999 "),
+        (&alice, "000"),
+        (&alice, "(1 1 0)"),
+        (&alice, "17"),
+        // Without a number of its own, the account hears about the emergency number first.
+        (&newcomer, "911"),
+    ] {
+        let (status, body) = gw
+            .post(
+                "/v1/messages",
+                Some(&device.token),
+                json!({"to": to, "body": "help", "client_id": uuid::Uuid::new_v4()}),
+            )
+            .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("emergency_number")),
+            "{to}: {body}"
+        );
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.contains("call or text them from a phone"),
+            "{message}"
+        );
+    }
+    // A verification code is not texted there either.
+    let (status, body) = gw
+        .post(
+            "/v1/identities",
+            Some(&alice.token),
+            json!({"kind": "phone", "value": "112"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, outbox) = gw.get("/v1/simulator/outbox", &alice.token).await;
+    assert_eq!(status, 200);
+    assert_eq!(outbox["messages"], json!([]), "nothing reached a carrier");
+    let (_, conversations) = gw.get("/v1/conversations", &alice.token).await;
+    assert_eq!(conversations["conversations"], json!([]), "nothing stored");
+    // A short code that is no emergency number still goes.
+    gw.send(&alice, "12345", "hi").await;
     gw.stop().await;
 }

@@ -151,27 +151,40 @@ async fn refusals_take_nothing_and_the_bucket_refills_at_the_rate() {
     else {
         return;
     };
-    // 600 a minute = one token every 100 ms; a burst of 2.
-    let limiter = shared_limiter(&pg.url, limits(600, 2)).await;
+    // One token a minute, a burst of 2: no token can come back while the test runs, however
+    // slow the machine; the refill is shown by moving the bucket's clock instead.
+    let limiter = shared_limiter(&pg.url, limits(1, 2)).await;
     limiter.check(RateKind::Lookup, "k").await.unwrap();
     limiter.check(RateKind::Lookup, "k").await.unwrap();
     match limiter.check(RateKind::Lookup, "k").await {
         Err(ApiError::RateLimited { retry_after }) => {
-            assert_eq!(
-                retry_after,
-                Duration::from_secs(1),
-                "rounded up to a whole second"
+            assert!(
+                (Duration::from_secs(59)..=Duration::from_secs(60)).contains(&retry_after),
+                "a whole minute for the next token, in whole seconds: {retry_after:?}"
             )
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
-    // Knocking while empty does not dig the bucket deeper: after the time one token takes
-    // (with a wide margin), exactly one more is granted.
+    // Knocking while empty does not dig the bucket deeper: once the time one token takes has
+    // passed (the bucket's last refill moved back 61 s: the database's clock is the only one
+    // a bucket reads), exactly one more is granted, and the next is refused again.
     for _ in 0..5 {
-        let _ = limiter.check(RateKind::Lookup, "k").await;
+        assert!(limiter.check(RateKind::Lookup, "k").await.is_err());
     }
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    let moved = pg
+        .exec_base(&format!(
+            "UPDATE {}.rate_buckets SET updated_at = updated_at - interval '61 seconds' \
+             WHERE kind = '{}' AND key = 'k'",
+            pg.schema,
+            RateKind::Lookup.as_str()
+        ))
+        .await;
+    assert_eq!(moved, 1);
     limiter.check(RateKind::Lookup, "k").await.unwrap();
+    assert!(
+        limiter.check(RateKind::Lookup, "k").await.is_err(),
+        "one token came back, not more"
+    );
 
     limiter.close().await;
     pg.drop_schema().await;

@@ -14,7 +14,8 @@
 //! `trusted_proxies`), and a forwarding header from anyone else is ignored.
 //!
 //! Needs `AIRTEXT_TEST_DATABASE_URL` and nginx (`/usr/sbin/nginx`); otherwise prints `SKIPPED`
-//! (the rate-limit test needs nginx only).
+//! (the rate-limit test needs nginx only), or fails with `AIRTEXT_TEST_REQUIRE_POSTGRES=1` /
+//! `AIRTEXT_TEST_REQUIRE_NGINX=1`.
 
 #![allow(
     clippy::unwrap_used,
@@ -207,8 +208,7 @@ async fn receives(
 async fn two_nodes_behind_nginx_survive_a_sigkill() {
     let test = "scale_out_nginx::two_nodes_behind_nginx_survive_a_sigkill";
     if !std::path::Path::new(NGINX).exists() {
-        use std::io::Write;
-        let _ = writeln!(std::io::stderr(), "SKIPPED (no {NGINX}): {test}");
+        skip_or_fail("AIRTEXT_TEST_REQUIRE_NGINX", &format!("no {NGINX}"), test);
         return;
     }
     let Some(db) = postgres_schema(test).await else {
@@ -399,8 +399,7 @@ async fn sign_up_from(
 async fn clients_behind_nginx_get_their_own_rate_limit_buckets() {
     let test = "scale_out_nginx::clients_behind_nginx_get_their_own_rate_limit_buckets";
     if !std::path::Path::new(NGINX).exists() {
-        use std::io::Write;
-        let _ = writeln!(std::io::stderr(), "SKIPPED (no {NGINX}): {test}");
+        skip_or_fail("AIRTEXT_TEST_REQUIRE_NGINX", &format!("no {NGINX}"), test);
         return;
     }
     // Two sign-ups per client address, and no refill within the test.

@@ -417,6 +417,7 @@ async fn bound_world(edit: impl FnOnce(&mut SmppCarrierConfig)) -> World {
 
 fn sms(to: &str, body: &str) -> OutboundSms {
     OutboundSms {
+        account: None,
         from: OUR_DID.to_owned(),
         to: to.to_owned(),
         body: body.to_owned(),
@@ -818,14 +819,22 @@ async fn enquire_link_is_answered_and_sent() {
     // the SMSC probes every 300 ms; we probe every second
     let w = world_with(Smsc::new("secret"), 300, |c| c.enquire_link_secs = 1).await;
     assert!(w.carrier.wait_bound(Duration::from_secs(5)).await);
-    tokio::time::sleep(Duration::from_millis(1_600)).await;
-    assert!(w.tap.count(Dir::ToEsme, ENQUIRE_LINK) >= 3);
-    assert_eq!(
-        w.tap.count(Dir::ToSmsc, ENQUIRE_LINK_RESP),
-        w.tap.count(Dir::ToEsme, ENQUIRE_LINK)
-    );
+    // Polled, not slept: a slow machine takes longer to get there, never a different answer.
+    // Three of the SMSC's probes answered, and one of ours answered by it.
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while w.tap.count(Dir::ToSmsc, ENQUIRE_LINK_RESP) < 3
+            || w.tap.count(Dir::ToEsme, ENQUIRE_LINK_RESP) < 1
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("probes both ways, answered");
+    // Nothing answers a probe that was not sent (answers counted first: more probes may come).
+    let answers = w.tap.count(Dir::ToSmsc, ENQUIRE_LINK_RESP);
+    let probes = w.tap.count(Dir::ToEsme, ENQUIRE_LINK);
+    assert!(answers <= probes, "{probes} probes, {answers} answers");
     assert!(w.tap.count(Dir::ToSmsc, ENQUIRE_LINK) >= 1);
-    assert!(w.tap.count(Dir::ToEsme, ENQUIRE_LINK_RESP) >= 1);
     assert!(w.carrier.is_bound());
     assert_eq!(w.tap.connections.load(Ordering::SeqCst), 1, "never rebound");
 }
@@ -907,7 +916,8 @@ async fn an_unanswered_submit_times_out_and_gives_back_its_place_in_the_window()
         other => panic!("{other:?}"),
     }
     assert!(took >= Duration::from_millis(300), "{took:?}");
-    assert!(took < Duration::from_secs(2), "{took:?}");
+    // A bound on a hang, not on speed: no machine turns a 300 ms timeout into 20 s.
+    assert!(took < Duration::from_secs(20), "{took:?}");
     // Window 1: the next submit goes out only if the late one gave its place back.
     w.smsc.hold_from.store(-1, Ordering::SeqCst);
     tokio::time::timeout(
@@ -928,11 +938,16 @@ async fn an_unanswered_submit_times_out_and_gives_back_its_place_in_the_window()
 
 #[tokio::test]
 async fn time_queued_behind_a_full_window_is_not_counted_against_the_smsc() {
-    let w = impatient_world().await;
-    // Each answer takes 200 ms of the 300 ms allowed, so the fourth text waits 600 ms in the
-    // queue before it is written: counted from the write, it is in time.
-    w.smsc.delay_ms.store(200, Ordering::SeqCst);
-    let sends = (0..4).map(|i| {
+    // Each answer takes 500 ms of the 1.5 s allowed (a margin no machine eats), so the fifth
+    // text waits 2 s in the queue before it is written: counted from the write, it is in time.
+    let tuning = SmppTuning {
+        response_timeout: Duration::from_millis(1_500),
+        ..tuning()
+    };
+    let w = world_tuned(Smsc::new("secret"), 30_000, |c| c.window = 1, tuning).await;
+    assert!(w.carrier.wait_bound(Duration::from_secs(5)).await);
+    w.smsc.delay_ms.store(500, Ordering::SeqCst);
+    let sends = (0..5).map(|i| {
         let carrier = w.carrier.clone();
         tokio::spawn(async move { carrier.send(sms(PHONE, &format!("queued {i}"))).await })
     });
@@ -940,7 +955,7 @@ async fn time_queued_behind_a_full_window_is_not_counted_against_the_smsc() {
         r.unwrap().unwrap();
     }
     assert_eq!(w.smsc.max_in_flight.load(Ordering::SeqCst), 1);
-    assert_eq!(w.smsc.accepted().len(), 4);
+    assert_eq!(w.smsc.accepted().len(), 5);
 }
 
 #[tokio::test]
@@ -955,9 +970,9 @@ async fn max_per_second_paces_submit_sm() {
     for r in futures::future::join_all(sends).await {
         r.unwrap().unwrap();
     }
+    // Pacing only slows sends down: a lower bound, which no machine's speed can break.
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(190), "{took:?}");
-    assert!(took < Duration::from_secs(2), "{took:?}");
     assert_eq!(w.smsc.accepted().len(), 12);
 }
 

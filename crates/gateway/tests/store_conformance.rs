@@ -149,7 +149,7 @@ conformance!(
         accounts_are_unique_by_username_and_email,
         devices_authenticate_until_revoked,
         numbers_search_claim_and_quarantine,
-        identities_codes_attempts_and_newest_verification_wins,
+        identities_codes_attempts_and_the_verified_owner_keeps_it,
         deliver_in_network_stores_both_copies,
         deliver_note_to_self,
         repeated_client_id_returns_the_first_message,
@@ -549,7 +549,7 @@ async fn numbers_search_claim_and_quarantine(store: SharedStore) {
     assert_eq!(store.number_owner("+14155550001").await.unwrap(), Some(bob));
 }
 
-async fn identities_codes_attempts_and_newest_verification_wins(store: SharedStore) {
+async fn identities_codes_attempts_and_the_verified_owner_keeps_it(store: SharedStore) {
     let alice = account(&store, "alice").await;
     let bob = account(&store, "bob").await;
     let code = |account, code_hash: &str| NewIdentityCode {
@@ -598,6 +598,11 @@ async fn identities_codes_attempts_and_newest_verification_wins(store: SharedSto
         store.mark_verified(bob, id, now()).await,
         Err(StoreError::NotFound)
     ));
+    // Carol claims the same value while nobody has verified it: unverified claims block
+    // nobody.
+    let carol = account(&store, "carol").await;
+    let carols = store.put_identity_code(code(carol, "h4")).await.unwrap();
+    assert_ne!(carols, id);
     let at = now();
     store.mark_verified(alice, id, at).await.unwrap();
     let record = store.identity(alice, id).await.unwrap().unwrap();
@@ -619,20 +624,35 @@ async fn identities_codes_attempts_and_newest_verification_wins(store: SharedSto
         None
     );
 
-    // Bob proves possession later: he wins, alice's claim goes back to pending.
-    let bobs = store.put_identity_code(code(bob, "h3")).await.unwrap();
-    assert_ne!(bobs, id);
-    store.mark_verified(bob, bobs, now()).await.unwrap();
+    // Alice has verified it: bob cannot ask for a code, carol's pending claim cannot be
+    // proven, and alice keeps it.
+    let bobs_pending = code(bob, "h3");
+    let refused = |result: Result<_, StoreError>| {
+        assert!(
+            matches!(
+                result,
+                Err(StoreError::Conflict(Conflict::IdentityTaken(
+                    IdentityKind::Phone
+                )))
+            ),
+            "{result:?}"
+        );
+    };
+    refused(store.put_identity_code(bobs_pending).await.map(|_| ()));
+    refused(store.mark_verified(carol, carols, now()).await);
     assert_eq!(
         store
             .verified_owner(IdentityKind::Phone, "+15550001111")
             .await
             .unwrap(),
-        Some(bob)
+        Some(alice)
     );
     let alices = store.identity(alice, id).await.unwrap().unwrap();
-    assert_eq!(alices.status, IdentityStatus::Pending);
-    assert_eq!(store.identities(bob).await.unwrap().len(), 1);
+    assert_eq!(alices.status, IdentityStatus::Verified);
+    assert_eq!(alices.verified_at, Some(at));
+    assert!(store.identities(bob).await.unwrap().is_empty());
+    let carols = store.identity(carol, carols).await.unwrap().unwrap();
+    assert_eq!(carols.status, IdentityStatus::Pending);
 }
 
 async fn deliver_in_network_stores_both_copies(store: SharedStore) {

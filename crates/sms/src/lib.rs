@@ -11,10 +11,12 @@
 //! - [`tpdu`]: SMS-SUBMIT, SMS-DELIVER and SMS-STATUS-REPORT (3GPP TS 23.040 §9.2).
 //! - [`reassembly`]: joining concatenated parts that arrive in any order.
 //! - [`keywords`]: STOP / START / HELP.
+//! - [`emergency`]: emergency numbers, which no text is sent to.
 //!
 //! Nothing here panics on any input text or bytes.
 
 pub mod address;
+pub mod emergency;
 pub mod gsm7;
 pub mod keywords;
 pub mod plan;
@@ -24,6 +26,7 @@ pub mod ucs2;
 pub mod udh;
 
 pub use address::{Address, AddressError, Region};
+pub use emergency::is_emergency_number;
 pub use keywords::{classify, Keyword};
 pub use plan::{plan, EncodedSegment, Encoding, Plan, PlanError};
 pub use reassembly::{GivenUp, Message, Part, Push, Reassembler};

@@ -89,7 +89,7 @@ const tmp = mkdtempSync(path.join(os.tmpdir(), 'airtext-ui-'));
 cleanups.push(() => rmSync(tmp, { recursive: true, force: true }));
 const gwPort = await freePort();
 const gwUrl = `http://127.0.0.1:${gwPort}`;
-const gw = spawn(gatewayBin, ['--listen', `127.0.0.1:${gwPort}`, '--database-url', `sqlite://${tmp}/gateway.db`], {
+const gw = spawn(gatewayBin, ['--listen', `127.0.0.1:${gwPort}`, '--database-url', `sqlite://${tmp}/gateway.db`, '--simulator', 'true'], {
   stdio: ['ignore', 'pipe', 'pipe'],
   env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn', NO_COLOR: '1' },
 });

@@ -4,10 +4,11 @@
 //! failure: [`CarrierError::Retryable`] (try later or elsewhere) or [`CarrierError::Permanent`]
 //! (it can never go, e.g. an invalid destination). What carriers report back (texts from
 //! outside phones, delivery receipts) arrives as [`CarrierReport`]s on the [`reports`] channel
-//! each carrier is given; the router stores them like any message, and only then does the
+//! each carrier is given; [`ingest`] stores them like any message, and only then does the
 //! carrier acknowledge them to its network.
 
 pub mod config;
+pub mod ingest;
 pub mod registry;
 pub mod reports;
 pub mod simulator;
@@ -16,6 +17,7 @@ pub mod twilio;
 
 use std::fmt;
 
+use airtext_api::AccountId;
 use async_trait::async_trait;
 
 use crate::store::InventoryNumber;
@@ -24,6 +26,10 @@ use crate::store::InventoryNumber;
 /// (through `airtext-sms`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboundSms {
+    /// The account the text is sent for: its sender, or the account that asked for a
+    /// verification code. Carriers send nothing of it; the simulator shows each account only
+    /// its own texts.
+    pub account: Option<AccountId>,
     /// The sender: one of our DIDs (E.164).
     pub from: String,
     /// The outside phone (E.164 or short code).

@@ -1,5 +1,6 @@
 //! Builds the configured carriers, in configuration order. With no `[[carriers]]`, the
-//! simulator (when enabled) is the only carrier, as in the embedded default.
+//! simulator (when `simulator.enabled` asks for it) is the only carrier. A running simulator
+//! is logged as a warning: it is for demos and tests, never for real users.
 
 use std::sync::Arc;
 
@@ -25,6 +26,16 @@ pub struct BuiltCarriers {
     pub twilio: std::collections::HashMap<String, Arc<crate::carriers::twilio::TwilioCarrier>>,
 }
 
+/// The simulator carrier, announced: its endpoints let any signed-in account fake inbound
+/// texts, so an operator must see that it runs.
+fn simulator(config: &Config, reports: &ReportSink) -> Arc<Simulator> {
+    tracing::warn!(
+        "the simulator carrier is on: outside phones are virtual and any signed-in account can \
+         text in as one (POST /v1/simulator/inbound); for demos and tests only"
+    );
+    Arc::new(Simulator::new(config.simulator.clone(), reports.clone()))
+}
+
 pub async fn build(
     config: &Config,
     reports: ReportSink,
@@ -34,7 +45,7 @@ pub async fn build(
     let mut built = BuiltCarriers::default();
     if config.carriers.is_empty() {
         if config.simulator.enabled {
-            let simulator = Arc::new(Simulator::new(config.simulator.clone(), reports.clone()));
+            let simulator = simulator(config, &reports);
             built.all.push(simulator.clone());
             built.simulator = Some(simulator);
         }
@@ -47,7 +58,7 @@ pub async fn build(
                 if built.simulator.is_some() {
                     anyhow::bail!("{}: only one simulator carrier may run", context());
                 }
-                let simulator = Arc::new(Simulator::new(config.simulator.clone(), reports.clone()));
+                let simulator = simulator(config, &reports);
                 built.all.push(simulator.clone());
                 built.simulator = Some(simulator);
             }
@@ -80,4 +91,59 @@ pub async fn build(
         }
     }
     Ok(built)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// What the gateway logged, as text.
+    #[derive(Clone, Default)]
+    struct Logged(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Logged {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    async fn built_with(enabled: bool) -> (BuiltCarriers, String) {
+        let logged = Logged::default();
+        let writer = logged.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let mut config = Config::default();
+        config.simulator.enabled = enabled;
+        let (reports, _source) = crate::carriers::reports::report_channel(1);
+        let built = build(&config, reports, CancellationToken::new())
+            .await
+            .unwrap();
+        let text = String::from_utf8(logged.0.lock().unwrap().clone()).unwrap();
+        (built, text)
+    }
+
+    #[tokio::test]
+    async fn the_simulator_runs_only_when_asked_for_and_says_so() {
+        let (built, logged) = built_with(false).await;
+        assert!(built.simulator.is_none() && built.all.is_empty());
+        assert!(logged.is_empty(), "{logged}");
+        let (built, logged) = built_with(true).await;
+        assert!(built.simulator.is_some());
+        assert!(
+            logged.contains("WARN") && logged.contains("the simulator carrier is on"),
+            "{logged}"
+        );
+    }
 }

@@ -4,7 +4,9 @@
 //! Outside phones are virtual. What they receive (texts through [`Carrier::send`], and the
 //! gateway's e-mail through [`Simulator::record_email`]) lands in a bounded in-memory
 //! *outbox* (the newest [`OUTBOX_CAPACITY`] deliveries; older ones fall off), which
-//! `GET /v1/simulator/outbox` shows. After `receipt_delay_ms` each accepted text gets a
+//! `GET /v1/simulator/outbox` shows: each delivery only to the account it was sent for (its
+//! sender, or the account that asked for a code), so no account reads another's texts or
+//! codes. After `receipt_delay_ms` each accepted text gets a
 //! `Delivered` receipt on the carrier-report channel, and, when `auto_reply` is set, the
 //! virtual phone answers with an inbound text.
 //!
@@ -23,6 +25,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use airtext_api::simulator::SimulatedDelivery;
+use airtext_api::AccountId;
 use async_trait::async_trait;
 use chrono::Utc;
 
@@ -46,11 +49,18 @@ pub const FLAKY_DESTINATION: &str = "+15005550003";
 /// US area codes the simulator has numbers in.
 pub const US_AREA_CODES: [&str; 5] = ["415", "212", "312", "206", "646"];
 
+/// A delivery in the outbox, with the account it was sent for.
+#[derive(Debug)]
+struct Recorded {
+    account: Option<AccountId>,
+    delivery: SimulatedDelivery,
+}
+
 #[derive(Debug)]
 pub struct Simulator {
     config: SimulatorConfig,
     reports: ReportSink,
-    outbox: Mutex<VecDeque<SimulatedDelivery>>,
+    outbox: Mutex<VecDeque<Recorded>>,
     /// Bodies already refused once by [`FLAKY_DESTINATION`] (bounded like the outbox).
     flaky_seen: Mutex<HashSet<String>>,
 }
@@ -73,34 +83,40 @@ impl Simulator {
         }
     }
 
-    /// An e-mail the gateway sent (verification codes): lands in the outbox, channel `email`.
-    pub fn record_email(&self, to: &str, from: &str, body: &str) {
-        self.record(SimulatedDelivery {
-            from: from.to_owned(),
-            to: to.trim().to_lowercase(),
-            body: body.to_owned(),
-            channel: "email".to_owned(),
-            carrier_message_id: new_id(),
-            received_at: Utc::now(),
-        });
+    /// An e-mail the gateway sent for `account` (verification codes): lands in the outbox,
+    /// channel `email`.
+    pub fn record_email(&self, account: AccountId, to: &str, from: &str, body: &str) {
+        self.record(
+            Some(account),
+            SimulatedDelivery {
+                from: from.to_owned(),
+                to: to.trim().to_lowercase(),
+                body: body.to_owned(),
+                channel: "email".to_owned(),
+                carrier_message_id: new_id(),
+                received_at: Utc::now(),
+            },
+        );
     }
 
-    /// What outside phones and mailboxes received, oldest first; only `to`'s when given
-    /// (compared with the normalised address the gateway sent to).
-    pub fn outbox(&self, to: Option<&str>) -> Vec<SimulatedDelivery> {
+    /// What outside phones and mailboxes received for `account`, oldest first; only `to`'s
+    /// when given (compared with the normalised address the gateway sent to).
+    pub fn outbox(&self, account: AccountId, to: Option<&str>) -> Vec<SimulatedDelivery> {
         lock(&self.outbox)
             .iter()
+            .filter(|r| r.account == Some(account))
+            .map(|r| &r.delivery)
             .filter(|d| to.is_none_or(|to| d.to == to))
             .cloned()
             .collect()
     }
 
-    fn record(&self, delivery: SimulatedDelivery) {
+    fn record(&self, account: Option<AccountId>, delivery: SimulatedDelivery) {
         let mut outbox = lock(&self.outbox);
         while outbox.len() >= OUTBOX_CAPACITY {
             outbox.pop_front();
         }
-        outbox.push_back(delivery);
+        outbox.push_back(Recorded { account, delivery });
     }
 
     /// After the configured delay: the receipt, then (when configured) the virtual phone's
@@ -189,14 +205,17 @@ impl Carrier for Simulator {
             _ => {}
         }
         let carrier_message_id = new_id();
-        self.record(SimulatedDelivery {
-            from: sms.from.clone(),
-            to: sms.to.clone(),
-            body: sms.body.clone(),
-            channel: "sms".to_owned(),
-            carrier_message_id: carrier_message_id.clone(),
-            received_at: Utc::now(),
-        });
+        self.record(
+            sms.account,
+            SimulatedDelivery {
+                from: sms.from.clone(),
+                to: sms.to.clone(),
+                body: sms.body.clone(),
+                channel: "sms".to_owned(),
+                carrier_message_id: carrier_message_id.clone(),
+                received_at: Utc::now(),
+            },
+        );
         self.report_later(&sms, carrier_message_id.clone());
         Ok(CarrierAccepted { carrier_message_id })
     }
@@ -208,6 +227,8 @@ mod tests {
 
     use super::*;
     use crate::carriers::reports::ReportSource;
+
+    const ACCOUNT: AccountId = AccountId(uuid::Uuid::from_u128(1));
 
     fn simulator(auto_reply: Option<&str>) -> (Simulator, ReportSource) {
         let (tx, rx) = crate::carriers::reports::report_channel(16);
@@ -221,6 +242,7 @@ mod tests {
 
     fn sms(to: &str, body: &str) -> OutboundSms {
         OutboundSms {
+            account: Some(ACCOUNT),
             from: "+14155550100".into(),
             to: to.into(),
             body: body.into(),
@@ -271,11 +293,16 @@ mod tests {
     async fn a_send_lands_in_the_outbox_and_is_receipted_then_answered() {
         let (sim, mut rx) = simulator(Some("ok!"));
         let accepted = sim.send(sms("+12025550143", "hi")).await.unwrap();
-        let outbox = sim.outbox(Some("+12025550143"));
+        let outbox = sim.outbox(ACCOUNT, Some("+12025550143"));
         assert_eq!(outbox.len(), 1);
         assert_eq!(outbox[0].channel, "sms");
         assert_eq!(outbox[0].carrier_message_id, accepted.carrier_message_id);
-        assert!(sim.outbox(Some("+12025550144")).is_empty());
+        assert!(sim.outbox(ACCOUNT, Some("+12025550144")).is_empty());
+        let other = AccountId(uuid::Uuid::from_u128(2));
+        assert!(
+            sim.outbox(other, None).is_empty(),
+            "another account sees nothing"
+        );
         match rx.recv().await.unwrap().report {
             CarrierReport::Receipt {
                 carrier_message_id,
@@ -313,20 +340,25 @@ mod tests {
             Err(CarrierError::Retryable(_))
         ));
         assert!(sim.send(sms(FLAKY_DESTINATION, "x")).await.is_ok());
-        assert!(sim.outbox(Some(INVALID_DESTINATION)).is_empty());
+        assert!(sim.outbox(ACCOUNT, Some(INVALID_DESTINATION)).is_empty());
     }
 
     #[test]
     fn e_mail_is_recorded_and_the_outbox_is_bounded() {
         let (sim, _rx) = simulator(None);
-        sim.record_email("Bob@Example.org", "Airtext <no-reply@x>", "code 123456");
-        let mail = sim.outbox(Some("bob@example.org"));
+        sim.record_email(
+            ACCOUNT,
+            "Bob@Example.org",
+            "Airtext <no-reply@x>",
+            "code 123456",
+        );
+        let mail = sim.outbox(ACCOUNT, Some("bob@example.org"));
         assert_eq!(mail.len(), 1);
         assert_eq!(mail[0].channel, "email");
         for i in 0..OUTBOX_CAPACITY {
-            sim.record_email("a@b.org", "x", &i.to_string());
+            sim.record_email(ACCOUNT, "a@b.org", "x", &i.to_string());
         }
-        assert_eq!(sim.outbox(None).len(), OUTBOX_CAPACITY);
-        assert!(sim.outbox(Some("bob@example.org")).is_empty());
+        assert_eq!(sim.outbox(ACCOUNT, None).len(), OUTBOX_CAPACITY);
+        assert!(sim.outbox(ACCOUNT, Some("bob@example.org")).is_empty());
     }
 }

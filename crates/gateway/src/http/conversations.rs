@@ -19,7 +19,6 @@ use utoipa_axum::routes;
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery, AuthDevice};
 use crate::http::AppState;
-use crate::routing;
 
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 200;
@@ -159,7 +158,7 @@ async fn mark_read(
         .store
         .mark_read(auth.account_id, id, request.up_to, Utc::now())
         .await
-        .map_err(routing::not_found_as("conversation or message"))?;
+        .map_err(crate::error::not_found_as("conversation or message"))?;
     Ok(StatusCode::NO_CONTENT)
 }
 

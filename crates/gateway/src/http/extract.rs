@@ -1,17 +1,20 @@
 //! Extractors that turn every kind of bad request into an [`ApiError`] with a clear message:
 //! JSON that does not parse or has unknown fields, query strings that do not parse, path ids
-//! that are not UUIDs, and missing or revoked device tokens.
+//! that are not UUIDs, strings holding characters they may not (see [`super::fields`]: every
+//! string of a body, a query and a path is checked here), and missing or revoked device
+//! tokens.
 
 use airtext_api::{AccountId, DeviceId, ErrorCode};
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
-use crate::http::AppState;
+use crate::http::{fields, AppState};
 use crate::store::TokenHash;
 
 /// A JSON body, or a 4xx that says what is wrong with it.
@@ -22,11 +25,55 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(ApiJson(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        if !is_json(req.headers()) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorCode::UnsupportedMediaType,
+                "send the body as JSON with Content-Type: application/json",
+            ));
         }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                too_large()
+            } else {
+                ApiError::bad_request(format!(
+                    "cannot read the request body: {}",
+                    rejection.body_text()
+                ))
+            }
+        })?;
+        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes).map_err(json_rejection)?;
+        fields::check_json(&bytes)?;
+        Ok(ApiJson(value))
     }
+}
+
+/// `application/json`, or any `application/…+json`, as axum's `Json` accepts.
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|sub| sub.ends_with("+json"))
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::PayloadTooLarge,
+        "the request body is too large (64 KiB at most)",
+    )
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
@@ -45,11 +92,7 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         )),
         other => {
             if other.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    ErrorCode::PayloadTooLarge,
-                    "the request body is too large (64 KiB at most)",
-                )
+                too_large()
             } else {
                 ApiError::bad_request(format!(
                     "cannot read the request body: {}",
@@ -68,12 +111,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Query::<T>::from_request_parts(parts, state)
+        let query = axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| ApiQuery(q.0))
             .map_err(|e: QueryRejection| {
                 ApiError::bad_request(format!("bad query parameters: {}", e.body_text()))
-            })
+            })?;
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_str(parts.uri.query().unwrap_or_default()).unwrap_or_default();
+        fields::check_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+        Ok(query)
     }
 }
 
@@ -85,12 +132,16 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Path::<T>::from_request_parts(parts, state)
+        let path = axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|p| ApiPath(p.0))
             .map_err(|e: PathRejection| {
                 ApiError::bad_request(format!("bad path parameter: {}", e.body_text()))
-            })
+            })?;
+        if let Ok(raw) = RawPathParams::from_request_parts(parts, state).await {
+            fields::check_pairs(&raw)?;
+        }
+        Ok(path)
     }
 }
 

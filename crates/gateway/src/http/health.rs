@@ -1,11 +1,14 @@
-//! `GET /healthz`: 200 `{"status":"ok"}` when the store answers within a couple of seconds,
-//! 503 (`unavailable`, JSON like every error) when it does not — what a load balancer or an
-//! orchestrator needs to take a node out of rotation. No authentication, no details.
+//! `GET /healthz`: 200 `{"status":"ok"}` when the store answers and can write within a couple
+//! of seconds, 503 (`unavailable`, JSON like every error) with the reason when it cannot —
+//! what a load balancer or an orchestrator needs to take a node out of rotation, and what its
+//! operator needs to know why (`the store cannot write (commit failed: database or disk is
+//! full …)`). No authentication; the reason names the failure, never a secret.
 
 use std::time::Duration;
 
-use airtext_api::ErrorBody;
+use airtext_api::{ErrorBody, ErrorCode};
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -36,7 +39,7 @@ pub struct Health {
     operation_id = "healthz",
     responses(
         (status = 200, description = "The gateway and its store answer", body = Health),
-        (status = 503, description = "`unavailable`: the store does not answer", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the store does not answer, or cannot write (a full disk, a read-only database); the message says which", body = ErrorBody),
     )
 )]
 async fn healthz(State(state): State<AppState>) -> ApiResult<Json<Health>> {
@@ -44,9 +47,20 @@ async fn healthz(State(state): State<AppState>) -> ApiResult<Json<Health>> {
         Ok(Ok(())) => Ok(Json(Health {
             status: "ok".to_owned(),
         })),
-        Ok(Err(error)) => Err(ApiError::Unavailable(format!("health check: {error}"))),
-        Err(_) => Err(ApiError::Unavailable(format!(
-            "health check: the store did not answer within {PING_TIMEOUT:?}"
+        Ok(Err(error)) => Err(unhealthy(&error.to_string())),
+        Err(_) => Err(unhealthy(&format!(
+            "the store did not answer within {PING_TIMEOUT:?}"
         ))),
     }
+}
+
+/// A 503 that says why: the store's own words, cut short.
+fn unhealthy(reason: &str) -> ApiError {
+    tracing::warn!(reason, "health check failed");
+    let reason: String = reason.chars().take(300).collect();
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Unavailable,
+        format!("this node cannot serve: {reason}"),
+    )
 }

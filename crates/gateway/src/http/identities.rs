@@ -15,7 +15,10 @@
 //!   salt when two requests race);
 //! - a try is counted *before* the code is compared (the store increments atomically), so
 //!   concurrent guesses cannot slip past the limit; the comparison is constant-time;
-//! - asking for a new code replaces the old one and resets the tries.
+//! - asking for a new code replaces the old one and resets the tries;
+//! - a value another account has verified is refused before any code is sent, and at
+//!   verification if another account got there first: the verified owner keeps it
+//!   (`store::rules::may_claim_identity`). Unverified claims block nobody.
 
 use airtext_api::identities::{
     AddIdentity, IdentityKind, IdentityPending, IdentityStatus, IdentityVerified, VerifyIdentity,
@@ -57,7 +60,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 202, description = "A code is on its way; send it to `/v1/identities/{id}/verify`", body = IdentityPending),
         (status = 400, description = "Malformed JSON (`bad_request`) or a value that is not a phone number / e-mail address (`invalid_address`)", body = ErrorBody),
         (status = 401, description = "`unauthorized`: no valid device token", body = ErrorBody),
-        (status = 409, description = "`already_verified`: this account has verified it already", body = ErrorBody),
+        (status = 409, description = "`already_verified`: this account has verified it already; `email_taken` / `number_taken`: another account has verified it", body = ErrorBody),
         (status = 429, description = "`rate_limited`: too many codes for this account or this number/address; see Retry-After", body = ErrorBody),
         (status = 503, description = "`unavailable`: the code could not be sent (no carrier or mail server took it)", body = ErrorBody),
     )
@@ -124,10 +127,15 @@ async fn add_identity(
         describe_ttl(state.config.verification.code_ttl_secs)
     );
     match request.kind {
-        IdentityKind::Phone => send_system_sms(&state, &value, &text).await?,
+        IdentityKind::Phone => send_system_sms(&state, auth.account_id, &value, &text).await?,
         IdentityKind::Email => state
             .mailer
-            .send(&value, "Your Airtext verification code", &text)
+            .send(
+                auth.account_id,
+                &value,
+                "Your Airtext verification code",
+                &text,
+            )
             .await
             .map_err(mail_error)?,
     }
@@ -155,6 +163,7 @@ async fn add_identity(
         (status = 400, description = "`wrong_code` (the message says how many tries are left), `code_expired` (ask for a new code), `invalid_field` (not 6 digits) or `bad_request`", body = ErrorBody),
         (status = 401, description = "`unauthorized`: no valid device token", body = ErrorBody),
         (status = 404, description = "`not_found`: no such identity in this account", body = ErrorBody),
+        (status = 409, description = "`email_taken` / `number_taken`: another account verified it first", body = ErrorBody),
         (status = 429, description = "`too_many_attempts`: this code is dead, ask for a new one; or `rate_limited` (see Retry-After)", body = ErrorBody),
     )
 )]

@@ -36,7 +36,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     responses(
         (status = 201, description = "Stored: delivered in-network, or queued for a carrier", body = Message),
         (status = 200, description = "This `client_id` was sent before: the first message, unchanged", body = Message),
-        (status = 400, description = "`bad_request` (malformed JSON), `invalid_address`, or `invalid_body` (empty or too long)", body = ErrorBody),
+        (status = 400, description = "`bad_request` (malformed JSON), `invalid_address`, `invalid_body` (empty, too long, or holding NUL), or `emergency_number` (911, 112 and the like: call or text emergency services from a phone)", body = ErrorBody),
         (status = 401, description = "`unauthorized`: no valid device token", body = ErrorBody),
         (status = 403, description = "`recipient_opted_out`: the outside phone replied STOP to your number", body = ErrorBody),
         (status = 404, description = "`unknown_recipient`: a username or e-mail address that matches no account", body = ErrorBody),
@@ -88,6 +88,6 @@ async fn delete_message(
         .store
         .delete_message(auth.account_id, id, chrono::Utc::now())
         .await
-        .map_err(routing::not_found_as("message"))?;
+        .map_err(crate::error::not_found_as("message"))?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -11,6 +11,7 @@ pub mod compose;
 pub mod contacts;
 pub mod conversations;
 pub mod extract;
+pub mod fields;
 pub mod health;
 pub mod identities;
 pub mod lookup;

@@ -2,7 +2,8 @@
 //! `POST /v1/simulator/inbound` (an outside phone texts one of our numbers) and
 //! `GET /v1/simulator/outbox?to=` (what outside phones and mailboxes received, including
 //! verification codes). Any signed-in device may call them: the simulator's phones are
-//! fictional, and production runs without it.
+//! fictional, it runs only when the configuration asks for it, and the outbox shows each
+//! account only what was sent for it (its texts to outside phones, the codes it asked for).
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use axum::Json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::carriers::ingest;
 use crate::carriers::simulator::Simulator;
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiQuery, AuthDevice};
@@ -66,11 +68,12 @@ async fn inbound(
             format!("from must be a phone number or short code; got {from}"),
         ));
     }
-    routing::receive_inbound(&state, from.as_str(), &request.to, &request.body).await?;
+    ingest::receive_inbound(&state, from.as_str(), &request.to, &request.body).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// What outside phones and mailboxes received, oldest first.
+/// What outside phones and mailboxes received for the caller's account (its texts, the codes
+/// it asked for), oldest first.
 #[utoipa::path(
     get,
     path = "/v1/simulator/outbox",
@@ -79,7 +82,7 @@ async fn inbound(
     security(("device_token" = [])),
     params(OutboxQuery),
     responses(
-        (status = 200, description = "Texts and e-mail delivered to the simulator's outside phones and mailboxes (the newest 10,000)", body = SimulatedOutbox),
+        (status = 200, description = "Texts and e-mail this account sent or asked for, as the simulator's outside phones and mailboxes received them (of the newest 10,000 deliveries)", body = SimulatedOutbox),
         (status = 400, description = "`invalid_address`: `to` is not a phone number or e-mail address", body = ErrorBody),
         (status = 401, description = "`unauthorized`: no valid device token", body = ErrorBody),
         (status = 404, description = "`not_found`: the simulator is off", body = ErrorBody),
@@ -87,7 +90,7 @@ async fn inbound(
 )]
 async fn outbox(
     State(state): State<AppState>,
-    _auth: AuthDevice,
+    auth: AuthDevice,
     ApiQuery(query): ApiQuery<OutboxQuery>,
 ) -> ApiResult<Json<SimulatedOutbox>> {
     let simulator = simulator(&state)?;
@@ -96,6 +99,6 @@ async fn outbox(
         .as_deref()
         .map(|to| routing::parse_address(&state, to))
         .transpose()?;
-    let messages = simulator.outbox(to.as_ref().map(|a| a.as_str()));
+    let messages = simulator.outbox(auth.account_id, to.as_ref().map(|a| a.as_str()));
     Ok(Json(SimulatedOutbox { messages }))
 }

@@ -26,6 +26,8 @@ pub struct IdentityRecord {
 
 /// A fresh code for `(account, kind, value)`: creates the pending identity, or replaces the
 /// code of the existing one (resetting its attempts). `id` is used only when creating.
+/// Refused with `Conflict::IdentityTaken` when another account has verified the value
+/// (see [`rules::may_claim_identity`](super::rules::may_claim_identity)).
 #[derive(Debug, Clone)]
 pub struct NewIdentityCode {
     pub id: IdentityId,
@@ -50,8 +52,8 @@ pub trait IdentityStore: Send + Sync {
     /// Counts a wrong code; returns the attempts now recorded. `NotFound` as usual.
     async fn count_failed_attempt(&self, account: AccountId, id: IdentityId) -> StoreResult<u32>;
     /// Marks it verified and clears the code. A value verifies for one account at a time: the
-    /// newest proof of possession wins, and any other account's verified claim to the same
-    /// `(kind, value)` goes back to pending.
+    /// first proof of possession keeps it, and a later one from another account is refused
+    /// with `Conflict::IdentityTaken` (the owner is never demoted).
     async fn mark_verified(
         &self,
         account: AccountId,

@@ -73,6 +73,7 @@ pub mod sqlite;
 
 use std::sync::Arc;
 
+use airtext_api::identities::IdentityKind;
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
@@ -167,6 +168,8 @@ pub enum Conflict {
     NumberTaken,
     /// The account already has a number.
     AlreadyHasNumber,
+    /// Another account has verified this phone number or e-mail address.
+    IdentityTaken(IdentityKind),
 }
 
 /// Everything the gateway stores: each resource's trait, and the engine's own methods. Both
@@ -186,7 +189,9 @@ pub trait Store:
     + std::fmt::Debug
     + 'static
 {
-    /// Answers when the database does (health checks).
+    /// Answers when the database does and can write (health checks): a store whose writes
+    /// fail for lack of storage (a full disk, a read-only database) answers `Unavailable`
+    /// with the reason, until a write succeeds again.
     async fn ping(&self) -> StoreResult<()>;
 
     /// Hears of every commit that appended events (on PostgreSQL, from every node).

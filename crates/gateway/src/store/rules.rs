@@ -7,6 +7,7 @@
 //! here on its own; the conformance suite (`tests/store_conformance.rs`) checks that both
 //! engines apply them.
 
+use airtext_api::identities::IdentityKind;
 use airtext_api::sync::EventKind;
 use airtext_api::{AccountId, ConversationId, MessageId, SendStatus};
 use chrono::{DateTime, Duration, Utc};
@@ -204,6 +205,24 @@ pub fn may_claim_number(
     Ok(())
 }
 
+// ----- identities -----
+
+/// Whether `account` may claim `(kind, value)` (ask for a code, or prove one) when `owner`
+/// is the account that has verified it (`None`: nobody has). A verified identity stays with
+/// its owner: another account's claim is refused, never a reason to demote the owner, so
+/// nobody takes over an account's messages by getting hold of one code. Unverified claims
+/// block nobody: any number of accounts may be pending on one value.
+pub fn may_claim_identity(
+    account: AccountId,
+    kind: IdentityKind,
+    owner: Option<AccountId>,
+) -> StoreResult<()> {
+    match owner {
+        Some(owner) if owner != account => Err(StoreError::Conflict(Conflict::IdentityTaken(kind))),
+        _ => Ok(()),
+    }
+}
+
 // ----- replication log -----
 
 /// A page of at most `limit` from rows read with one extra (`limit + 1`), and whether more
@@ -223,6 +242,19 @@ mod tests {
 
     fn reason(s: &str) -> Option<String> {
         Some(s.to_owned())
+    }
+
+    #[test]
+    fn a_verified_identity_stays_with_its_owner() {
+        let (owner, other) = (AccountId::new(), AccountId::new());
+        assert!(may_claim_identity(other, IdentityKind::Email, None).is_ok());
+        assert!(may_claim_identity(owner, IdentityKind::Email, Some(owner)).is_ok());
+        assert!(matches!(
+            may_claim_identity(other, IdentityKind::Phone, Some(owner)),
+            Err(StoreError::Conflict(Conflict::IdentityTaken(
+                IdentityKind::Phone
+            )))
+        ));
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub struct TestGateway {
 }
 
 impl TestGateway {
-    /// A gateway on a fresh SQLite database with the simulator (receipts after 50 ms).
+    /// A gateway on a fresh SQLite database with the simulator on (receipts after 50 ms).
     pub async fn start() -> TestGateway {
         Self::start_with(|_| {}).await
     }
@@ -36,6 +36,7 @@ impl TestGateway {
         let mut config = Config::default();
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.database_url = format!("sqlite://{}", dir.path().join("gateway.db").display());
+        config.simulator.enabled = true;
         config.simulator.receipt_delay_ms = 50;
         adjust(&mut config);
         let gateway = Gateway::start(config).await.expect("gateway starts");
@@ -433,6 +434,7 @@ impl TestGateway {
         let mut config = Config::default();
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.database_url = format!("sqlite://{}", dir.path().join("gateway.db").display());
+        config.simulator.enabled = true;
         config.simulator.receipt_delay_ms = 50;
         adjust(&mut config);
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
@@ -469,16 +471,27 @@ pub fn with_search_path(url: &str, schema: &str) -> String {
     format!("{url}{sep}options=-c%20search_path%3D{schema}")
 }
 
+/// A test that needs a service this machine lacks: a loud `SKIPPED` line, or a failure when
+/// `required` (an `AIRTEXT_TEST_REQUIRE_*` variable set to `1`, as CI sets them) says the
+/// service must be there, so a run that could not reach it never passes silently.
+pub fn skip_or_fail(required: &str, missing: &str, test: &str) {
+    if std::env::var(required).is_ok_and(|v| v == "1") {
+        panic!("{test}: {missing}, and {required}=1 says it must run");
+    }
+    // Straight to the process's stderr: libtest captures `eprintln!` of passing tests.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED ({missing}): {test}");
+}
+
 /// A fresh schema, or `None` after a loud `SKIPPED` line when `AIRTEXT_TEST_DATABASE_URL` is
-/// unset.
+/// unset (a failure instead with `AIRTEXT_TEST_REQUIRE_POSTGRES=1`).
 pub async fn postgres_schema(test: &str) -> Option<PgSchema> {
     use sqlx::Connection;
     let Ok(base) = std::env::var("AIRTEXT_TEST_DATABASE_URL") else {
-        // Straight to the process's stderr: libtest captures `eprintln!` of passing tests.
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED (no AIRTEXT_TEST_DATABASE_URL): {test}"
+        skip_or_fail(
+            "AIRTEXT_TEST_REQUIRE_POSTGRES",
+            "no AIRTEXT_TEST_DATABASE_URL",
+            test,
         );
         return None;
     };

@@ -3,4 +3,4 @@
 /**
  * Every error code the gateway or the client core can return.
  */
-export type ErrorCode = "bad_request" | "invalid_field" | "invalid_address" | "unknown_country" | "invalid_body" | "unauthorized" | "bad_credentials" | "not_found" | "unknown_recipient" | "username_taken" | "email_taken" | "number_taken" | "already_has_number" | "no_number" | "already_verified" | "wrong_code" | "code_expired" | "too_many_attempts" | "rate_limited" | "payload_too_large" | "unsupported_media_type" | "method_not_allowed" | "recipient_opted_out" | "unavailable" | "internal" | "unknown";
+export type ErrorCode = "bad_request" | "invalid_field" | "invalid_address" | "unknown_country" | "invalid_body" | "unauthorized" | "bad_credentials" | "not_found" | "unknown_recipient" | "username_taken" | "email_taken" | "number_taken" | "already_has_number" | "no_number" | "already_verified" | "wrong_code" | "code_expired" | "too_many_attempts" | "rate_limited" | "payload_too_large" | "unsupported_media_type" | "method_not_allowed" | "recipient_opted_out" | "unavailable" | "internal" | "emergency_number" | "unknown";

@@ -7,12 +7,16 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::super::rows::{self, Cols};
+use super::super::rules;
 use super::super::{IdentityRecord, IdentityStore, NewIdentityCode, StoreError, StoreResult};
 use super::{closed_or, PostgresStore};
 
 #[async_trait]
 impl IdentityStore for PostgresStore {
     async fn put_identity_code(&self, code: NewIdentityCode) -> StoreResult<IdentityId> {
+        // A verification racing this claim is checked again by `mark_verified`.
+        let owner = self.verified_owner(code.kind, &code.value).await?;
+        rules::may_claim_identity(code.account_id, code.kind, owner)?;
         let id: Uuid = sqlx::query_scalar(
             "INSERT INTO identities (id, account_id, kind, value, status, code_hash, \
                                      code_expires_at, attempts, created_at) \
@@ -88,21 +92,22 @@ impl IdentityStore for PostgresStore {
                 .ok_or(StoreError::NotFound)?;
         let kind = row.text("kind")?;
         let value = row.text("value")?;
-        // Verifications of one value take turns, so the newest wins without tripping the
-        // partial unique index.
+        let parsed = IdentityKind::parse(&kind)
+            .ok_or_else(|| rows::corrupt(format!("identity kind {kind:?}")))?;
+        // Verifications of one value take turns, so the second sees the first's owner.
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
             .bind(format!("identity:{kind}:{value}"))
             .execute(tx.conn())
             .await?;
-        sqlx::query(
-            "UPDATE identities SET status = 'pending', verified_at = NULL \
-             WHERE kind = $1 AND value = $2 AND status = 'verified' AND id <> $3",
+        let owner: Option<Uuid> = sqlx::query_scalar(
+            "SELECT account_id FROM identities \
+             WHERE kind = $1 AND value = $2 AND status = 'verified'",
         )
         .bind(&kind)
         .bind(&value)
-        .bind(id.0)
-        .execute(tx.conn())
+        .fetch_optional(tx.conn())
         .await?;
+        rules::may_claim_identity(account, parsed, owner.map(Into::into))?;
         sqlx::query(
             "UPDATE identities SET status = 'verified', code_hash = NULL, \
                  code_expires_at = NULL, attempts = 0, verified_at = $2 \

@@ -249,6 +249,17 @@ impl Store for PostgresStore {
             .execute(self.pool()?)
             .await
             .map_err(closed_or)?;
+        // Answering is not writing: a full disk or a read-only server fails this commit.
+        sqlx::query(
+            "INSERT INTO health_probes (id, probed_at) VALUES (1, now()) \
+             ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at",
+        )
+        .execute(self.pool()?)
+        .await
+        .map_err(|error| match closed_or(error) {
+            StoreError::Unavailable(reason) => StoreError::Unavailable(reason),
+            other => StoreError::Unavailable(format!("the store cannot write: {other}")),
+        })?;
         Ok(())
     }
 

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection};
 
 use super::super::rows::{self, micros, Cols};
+use super::super::rules;
 use super::super::{IdentityRecord, IdentityStore, NewIdentityCode, StoreError, StoreResult};
 use super::conn::{all, blob, first_int, first_uuid, one, run};
 use super::writer::{self, Effects, Out};
@@ -53,7 +54,14 @@ pub(super) fn execute(conn: &Connection, op: &Op, _fx: &mut Effects<'_>) -> Stor
     }
 }
 
+/// The account that has verified `(kind, value)`, read in the writer's transaction.
+fn owner_of(conn: &Connection, kind: &str, value: &str) -> StoreResult<Option<AccountId>> {
+    Ok(one(conn, VERIFIED_OWNER, params![kind, value], first_uuid)?.map(Into::into))
+}
+
 fn put_identity_code(conn: &Connection, code: &NewIdentityCode) -> StoreResult<Out> {
+    let owner = owner_of(conn, code.kind.as_str(), &code.value)?;
+    rules::may_claim_identity(code.account_id, code.kind, owner)?;
     let id = one(
         conn,
         "INSERT INTO identities (id, account_id, kind, value, status, code_hash, \
@@ -103,14 +111,9 @@ fn mark_verified(
         |row| Ok((row.text("kind")?, row.text("value")?)),
     )?
     .ok_or(StoreError::NotFound)?;
-    // The newest proof of possession wins: anyone else's verified claim goes back to pending
-    // first, so the partial unique index never sees two.
-    run(
-        conn,
-        "UPDATE identities SET status = 'pending', verified_at = NULL \
-         WHERE kind = ?1 AND value = ?2 AND status = 'verified' AND id <> ?3",
-        params![kind, value, blob(&id.0)],
-    )?;
+    let parsed = IdentityKind::parse(&kind)
+        .ok_or_else(|| rows::corrupt(format!("identity kind {kind:?}")))?;
+    rules::may_claim_identity(account, parsed, owner_of(conn, &kind, &value)?)?;
     run(
         conn,
         "UPDATE identities SET status = 'verified', code_hash = NULL, code_expires_at = NULL, \

@@ -33,6 +33,7 @@ mod conn;
 mod contacts;
 mod conversations;
 mod durability;
+mod health;
 mod identities;
 mod log;
 mod messages;
@@ -78,6 +79,8 @@ pub struct SqliteStore {
     caches: Arc<Caches>,
     /// A database file's lock ([`conn::own_file`]), held until the store closes.
     owner: std::sync::Mutex<Option<std::fs::File>>,
+    /// Why the last commit failed, until one succeeds (what the health check reports).
+    health: Arc<health::WriteHealth>,
 }
 
 /// Where reads run.
@@ -137,7 +140,15 @@ impl SqliteStore {
         let (log, _) = broadcast::channel(LOG_CAPACITY);
         let durability = file.as_ref().map(|file| Arc::clone(&file.durability));
         let caches = Arc::new(Caches::default());
-        writer::spawn(write, file, rx, log.clone(), Arc::clone(&caches))?;
+        let health = Arc::new(health::WriteHealth::default());
+        writer::spawn(
+            write,
+            file,
+            rx,
+            log.clone(),
+            Arc::clone(&caches),
+            Arc::clone(&health),
+        )?;
         Ok(SqliteStore {
             writer: tx,
             reads,
@@ -146,6 +157,7 @@ impl SqliteStore {
             closed: AtomicBool::new(false),
             caches,
             owner: std::sync::Mutex::new(owner),
+            health,
         })
     }
 
@@ -282,7 +294,20 @@ impl Store for SqliteStore {
             one(conn, "SELECT 1", [], first_int)?;
             Ok(())
         })
-        .await
+        .await?;
+        // After a failed commit, only a write that succeeds says the store writes again.
+        if let Some(failure) = self.health.failure() {
+            self.write_done(health::Op::Probe {
+                at: chrono::Utc::now(),
+            })
+            .await
+            .map_err(|error| {
+                StoreError::Unavailable(format!(
+                    "the store cannot write ({failure}; a probe write: {error})"
+                ))
+            })?;
+        }
+        Ok(())
     }
 
     fn subscribe(&self) -> broadcast::Receiver<LogAdvanced> {

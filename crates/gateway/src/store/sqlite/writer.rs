@@ -44,6 +44,7 @@ use super::super::{
 use super::cache::{Caches, Changes};
 use super::conn::{blob, first_int, one, run};
 use super::durability::{self, Committed, Durability, Syncer};
+use super::health::{self, WriteHealth};
 use super::{accounts, carriers, contacts, conversations, identities, messages, numbers, outbound};
 
 /// The most commands one transaction holds; bounds the latency a big burst adds to its first
@@ -62,6 +63,7 @@ pub(super) enum Op {
     Contacts(contacts::Op),
     Outbound(outbound::Op),
     Carriers(carriers::Op),
+    Health(health::Op),
 }
 
 impl Op {
@@ -79,6 +81,7 @@ impl Op {
             Op::Contacts(op) => op.changes_accounts(),
             Op::Outbound(op) => op.changes_accounts(),
             Op::Carriers(op) => op.changes_accounts(),
+            Op::Health(op) => op.changes_accounts(),
         }
     }
 
@@ -267,6 +270,7 @@ pub(super) fn spawn(
     rx: mpsc::Receiver<Cmd>,
     log: broadcast::Sender<LogAdvanced>,
     caches: Arc<Caches>,
+    health: Arc<WriteHealth>,
 ) -> StoreResult<()> {
     let failed = |e: std::io::Error| StoreError::Unavailable(format!("cannot start a thread: {e}"));
     let (settle, checkpointer) = match file {
@@ -285,7 +289,7 @@ pub(super) fn spawn(
     };
     std::thread::Builder::new()
         .name("sqlite-writer".into())
-        .spawn(move || writer(conn, settle, checkpointer, rx, &caches))
+        .spawn(move || writer(conn, settle, checkpointer, rx, &caches, &health))
         .map(|_| ())
         .map_err(failed)
 }
@@ -411,6 +415,7 @@ fn writer(
     checkpointer: Option<CheckpointTrigger>,
     mut rx: mpsc::Receiver<Cmd>,
     caches: &Caches,
+    health: &WriteHealth,
 ) {
     let mut closers = Vec::new();
     let mut batch = Vec::with_capacity(BATCH_CAP);
@@ -447,7 +452,7 @@ fn writer(
             }
             continue;
         }
-        run_batch(&conn, writes, &settle, &mut seqs, caches);
+        run_batch(&conn, writes, &settle, &mut seqs, caches, health);
         if let Some(checkpointer) = &checkpointer {
             checkpointer.committed();
         }
@@ -494,6 +499,11 @@ struct Evictions<'a> {
     changes: Changes,
 }
 
+/// Where a group's storage outcome is told: what the health check reads.
+struct Outcome<'a> {
+    health: &'a WriteHealth,
+}
+
 impl Evictions<'_> {
     fn apply(&self) {
         self.caches.evict(&self.changes);
@@ -509,6 +519,7 @@ fn commit(
     group: u64,
     seqs: &mut Seqs,
     evictions: &Evictions<'_>,
+    outcome: &Outcome<'_>,
 ) -> StoreResult<()> {
     let unavailable = StoreError::Unavailable;
     let committed = if conn.is_autocommit() {
@@ -530,6 +541,10 @@ fn commit(
             })
     };
     evictions.apply();
+    match &committed {
+        Ok(()) => outcome.health.succeeded(),
+        Err(error) => outcome.health.failed(&error.to_string()),
+    }
     if committed.is_ok() {
         seqs.committed();
     } else {
@@ -549,14 +564,16 @@ fn run_batch(
     settle: &Settle,
     seqs: &mut Seqs,
     caches: &Caches,
+    health: &WriteHealth,
 ) {
     let evictions = Evictions {
         caches,
         changes: Changes::of(writes.iter().map(|(op, _)| op)),
     };
+    let outcome = Outcome { health };
     // Commands rarely fail, so the group first runs as one plain transaction: no savepoint
     // per command, whose undo copies of every page it touches cost more than the command.
-    if let Some((group, outs)) = run_plain(conn, &writes, settle, seqs, &evictions) {
+    if let Some((group, outs)) = run_plain(conn, &writes, settle, seqs, &evictions, &outcome) {
         let mut advanced = Vec::new();
         let answers = writes
             .into_iter()
@@ -576,7 +593,7 @@ fn run_batch(
     // One failed (and the whole group was rolled back): run it again with a savepoint per
     // command, so the failure is undone alone. Same statements on the same data, so the
     // same answers, as if this were the only way it ran.
-    run_with_savepoints(conn, writes, settle, seqs, &evictions);
+    run_with_savepoints(conn, writes, settle, seqs, &evictions, &outcome);
 }
 
 /// A command's answer and the logs it advanced.
@@ -590,6 +607,7 @@ fn run_plain(
     settle: &Settle,
     seqs: &mut Seqs,
     evictions: &Evictions<'_>,
+    outcome: &Outcome<'_>,
 ) -> Option<(u64, Vec<Executed>)> {
     exec(conn, "BEGIN IMMEDIATE").ok()?;
     seqs.begin();
@@ -605,7 +623,7 @@ fn run_plain(
         }
     }
     let group = settle.before_commit(seqs);
-    commit(conn, settle, group, seqs, evictions).ok()?;
+    commit(conn, settle, group, seqs, evictions, outcome).ok()?;
     Some((group, outs))
 }
 
@@ -615,10 +633,12 @@ fn run_with_savepoints(
     settle: &Settle,
     seqs: &mut Seqs,
     evictions: &Evictions<'_>,
+    outcome: &Outcome<'_>,
 ) {
     seqs.begin();
     if let Err(error) = exec(conn, "BEGIN IMMEDIATE") {
         let message = format!("cannot begin a write transaction: {error}");
+        outcome.health.failed(&message);
         for (_, reply) in writes {
             let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
         }
@@ -667,11 +687,12 @@ fn run_with_savepoints(
     let committed = match broken {
         Some(message) => {
             rollback(conn);
+            outcome.health.failed(&message);
             Err(message)
         }
         None => {
             let group = settle.before_commit(seqs);
-            commit(conn, settle, group, seqs, evictions)
+            commit(conn, settle, group, seqs, evictions, outcome)
                 .map(|()| group)
                 .map_err(unavailable_reason)
         }
@@ -702,6 +723,7 @@ fn execute(conn: &Connection, op: &Op, fx: &mut Effects<'_>) -> StoreResult<Out>
         Op::Contacts(op) => contacts::execute(conn, op, fx),
         Op::Outbound(op) => outbound::execute(conn, op, fx),
         Op::Carriers(op) => carriers::execute(conn, op, fx),
+        Op::Health(op) => health::execute(conn, op, fx),
     }
 }
 
