@@ -444,6 +444,7 @@ fn twilio_config(base_url: &str) -> TwilioCarrierConfig {
         any_sender: false,
         numbers: vec![OUR_NUMBER.into()],
         rates: Vec::new(),
+        provision: false,
     }
 }
 

@@ -15,6 +15,9 @@
 //! rates = [ { prefix = "+1", cost_per_segment = 0.004 } ]
 //! ```
 //!
+//! A Twilio carrier with `provision = true` also sells numbers: searches include what its
+//! account could buy, claiming one buys it (see `carriers::twilio::numbers`).
+//!
 //! Each kind has its own keys and refuses unknown ones, so a misspelt key stops start-up with
 //! its name instead of silently taking a default. Secrets may come from the environment:
 //! `AIRTEXT_CARRIER_<NAME>_PASSWORD` (SMPP) and `AIRTEXT_CARRIER_<NAME>_AUTH_TOKEN` (Twilio),
@@ -114,6 +117,10 @@ pub struct TwilioCarrierConfig {
     pub numbers: Vec<String>,
     #[serde(default)]
     pub rates: Vec<RateEntry>,
+    /// Offer numbers Twilio has for sale in number searches, buy one when a user claims it
+    /// and give it back when its quarantine ends (needs the gateway's `public_url`).
+    #[serde(default)]
+    pub provision: bool,
 }
 
 fn yes() -> bool {
