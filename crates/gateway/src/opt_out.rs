@@ -67,6 +67,7 @@ pub fn send_auto_reply(state: &AppState, did: &str, remote: &str, body: String) 
     };
     tokio::spawn(async move {
         let (_, segments) = crate::routing::encoding_of(&sms.body);
+        state.lcr.learn_sender(&state.store, &sms.from).await;
         let candidates = match state.lcr.candidates(&sms.from, &sms.to, segments) {
             Ok(candidates) => candidates,
             Err(no_route) => {

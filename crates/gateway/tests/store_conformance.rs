@@ -455,6 +455,15 @@ async fn bought_numbers_are_held_then_given_back(store: SharedStore) {
         limit: 10,
         now: at,
     };
+    assert_eq!(
+        store
+            .number_carrier("+14155550003")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("other")
+    );
+    assert_eq!(store.number_carrier("+19995550000").await.unwrap(), None);
     // Bought numbers are claimable like any other.
     assert_eq!(
         store.available_numbers(search(now())).await.unwrap(),

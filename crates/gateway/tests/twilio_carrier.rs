@@ -1525,6 +1525,15 @@ async fn numbers_are_bought_and_given_back_under_twilios_official_openapi_spec()
     assert_eq!(bought.len(), 1, "{bought:?}");
     assert_eq!(bought[0].status, 201, "prism refused the purchase");
     assert_eq!(
+        gw.state()
+            .store
+            .number_carrier("+18089251571")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("tw")
+    );
+    assert_eq!(
         bought[0].path,
         format!("/2010-04-01/Accounts/{ACCOUNT_SID}/IncomingPhoneNumbers.json")
     );
@@ -1538,6 +1547,28 @@ async fn numbers_are_bought_and_given_back_under_twilios_official_openapi_spec()
         Some("https://sms.example.org/v1/carriers/tw/status")
     );
     assert_eq!(bought[0].form_field("SmsMethod"), Some("POST"));
+
+    // Texts go out from the bought number through the carrier that sold it (it is in no
+    // configured `numbers` list).
+    let (status, sent) = gw
+        .call(
+            reqwest::Method::POST,
+            "/v1/messages",
+            Some(&alice),
+            Some(json!({"to": "+15005550006", "body": "from a bought number", "client_id": uuid::Uuid::new_v4()})),
+        )
+        .await;
+    assert_eq!(status, 201, "{sent}");
+    let message = gw.wait_for_status(&alice, &sent, "sent").await;
+    assert_eq!(message["status"], "sent");
+    let texts: Vec<Exchange> = twilio
+        .seen_by("POST")
+        .into_iter()
+        .filter(|e| e.path.ends_with("/Messages.json"))
+        .collect();
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert_eq!(texts[0].form_field("From"), Some("+18089251571"));
+    assert_eq!(texts[0].status, 201, "prism refused the send");
 
     // Released: kept through its quarantine (45 days), then given back.
     let (status, body) = gw

@@ -59,6 +59,8 @@ pub trait NumberStore: Send + Sync {
         available_at: DateTime<Utc>,
     ) -> StoreResult<()>;
     async fn number_owner(&self, number: &str) -> StoreResult<Option<AccountId>>;
+    /// The carrier that brought `number` into the inventory (`None`: not in it).
+    async fn number_carrier(&self, number: &str) -> StoreResult<Option<String>>;
     /// Puts a number just bought from `number.carrier` in the inventory, unowned and
     /// claimable, with the carrier's id for it. A number already there keeps its owner and
     /// quarantine and takes the new id.

@@ -110,6 +110,16 @@ impl NumberStore for PostgresStore {
         Ok(owner.flatten().map(Into::into))
     }
 
+    async fn number_carrier(&self, number: &str) -> StoreResult<Option<String>> {
+        let carrier: Option<String> =
+            sqlx::query_scalar("SELECT carrier FROM numbers WHERE number = $1")
+                .bind(number)
+                .fetch_optional(self.pool()?)
+                .await
+                .map_err(closed_or)?;
+        Ok(carrier)
+    }
+
     async fn add_bought_number(
         &self,
         number: &InventoryNumber,

@@ -243,6 +243,19 @@ impl NumberStore for SqliteStore {
         Ok(owner.flatten().map(Into::into))
     }
 
+    async fn number_carrier(&self, number: &str) -> StoreResult<Option<String>> {
+        let number = number.to_owned();
+        self.lookup(move |conn| {
+            one(
+                conn,
+                "SELECT carrier FROM numbers WHERE number = ?1",
+                params![number],
+                |row| row.text("carrier"),
+            )
+        })
+        .await
+    }
+
     async fn add_bought_number(
         &self,
         number: &InventoryNumber,
