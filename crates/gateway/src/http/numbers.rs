@@ -114,7 +114,7 @@ async fn available(
         let more = carrier
             .search_numbers(region.code(), calling_code, area_code, limit)
             .await
-            .map_err(|e| provider_error(&e, "search again in a minute"))?;
+            .map_err(|e| provider_error(&e, false))?;
         numbers.extend(more);
     }
     numbers.sort();
@@ -135,8 +135,13 @@ fn provisioning(state: &AppState) -> Vec<&TwilioCarrier> {
     carriers
 }
 
-/// What the caller hears when Twilio fails; `then` says what to do next.
-fn provider_error(error: &NumberProviderError, then: &str) -> ApiError {
+/// What the caller hears when Twilio fails during a search or (`claiming`) a purchase.
+fn provider_error(error: &NumberProviderError, claiming: bool) -> ApiError {
+    let outcome = if claiming {
+        "nothing was claimed; try again in a minute"
+    } else {
+        "search again in a minute"
+    };
     match error {
         NumberProviderError::NotForSale { number, .. } => ApiError::conflict(
             ErrorCode::NumberTaken,
@@ -147,15 +152,22 @@ fn provider_error(error: &NumberProviderError, then: &str) -> ApiError {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::Unavailable,
-                format!("the number provider (Twilio) did not answer; nothing was claimed: {then}"),
+                format!("the number provider (Twilio) did not answer: {outcome}"),
             )
         }
         // Logged by the carrier as the operator's to fix; its words stay out of the answer.
         NumberProviderError::Refused(_) => ApiError::new(
             StatusCode::BAD_GATEWAY,
             ErrorCode::Unavailable,
-            "the number provider (Twilio) refused this gateway's request; nothing was claimed. \
-             The gateway's operator must check its Twilio account (the gateway's log says why)",
+            format!(
+                "the number provider (Twilio) refused this gateway's request{}; the gateway's \
+                 operator must check its Twilio account (the gateway's log says why)",
+                if claiming {
+                    ", so nothing was claimed"
+                } else {
+                    ""
+                }
+            ),
         ),
     }
 }
@@ -264,7 +276,7 @@ async fn buy<'a>(
             .copied()
             .ok_or_else(|| ApiError::internal(anyhow::anyhow!("the seller of {number} vanished"))),
         Err(BuyError::Store(e)) => Err(e.into()),
-        Err(BuyError::Provider(e)) => Err(provider_error(&e, "try again in a minute")),
+        Err(BuyError::Provider(e)) => Err(provider_error(&e, true)),
     }
 }
 
