@@ -1510,6 +1510,21 @@ async fn numbers_are_bought_and_given_back_under_twilios_official_openapi_spec()
     );
     assert_eq!(search[0].query_field("AreaCode"), Some("808"));
     assert_eq!(search[0].query_field("SmsEnabled"), Some("true"));
+    // Elsewhere the prefix goes as `Contains`; the spec's (American) example is not offered.
+    let (status, found) = gw
+        .call(
+            reqwest::Method::GET,
+            "/v1/numbers/available?country=GB&area_code=20",
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["numbers"], json!([]));
+    let search = twilio.seen_by("GET");
+    assert_eq!(search.len(), 2, "{search:?}");
+    assert_eq!(search[1].status, 200, "prism refused the search");
+    assert_eq!(search[1].query_field("Contains"), Some("+4420"));
 
     let (status, claimed) = gw
         .call(
@@ -1620,6 +1635,30 @@ async fn twilios_failures_leave_nothing_claimed() {
     let (status, found) = search().await;
     assert_eq!(status, 200, "{found}");
     assert_eq!(found["numbers"], json!(["+14155550123", "+14155550124"]));
+    let asked = twilio.seen_by("GET").pop().unwrap();
+    assert_eq!(asked.query_field("AreaCode"), Some("415"));
+    assert_eq!(asked.query_field("PageSize"), Some("20"));
+    // Outside North America the area code goes as a pattern anchored at the start
+    // (`Contains=+4420`), and only numbers that start with it are offered (none of the fake's
+    // US numbers).
+    let (status, found) = gw
+        .call(
+            reqwest::Method::GET,
+            "/v1/numbers/available?country=GB&area_code=20&limit=3",
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["numbers"], json!([]));
+    let asked = twilio.seen_by("GET").pop().unwrap();
+    assert!(
+        asked.path.ends_with("/AvailablePhoneNumbers/GB/Local.json"),
+        "{asked:?}"
+    );
+    assert_eq!(asked.query_field("Contains"), Some("+4420"));
+    assert_eq!(asked.query_field("AreaCode"), None);
+    assert_eq!(asked.query_field("PageSize"), Some("3"));
     twilio.answer("GET", Answer::Status(500));
     let (status, error) = search().await;
     assert_eq!(status, 503, "{error}");

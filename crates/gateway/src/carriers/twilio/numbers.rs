@@ -2,8 +2,9 @@
 //!
 //! - **Search**: `GET {base_url}/2010-04-01/Accounts/{AccountSid}/AvailablePhoneNumbers/{Country}/Local.json`
 //!   with `SmsEnabled=true`, `PageSize` and the caller's area code: as `AreaCode` in North
-//!   America (calling code 1, where Twilio takes it), as `Contains` elsewhere. `Contains` matches
-//!   anywhere in a number, so only answers starting with the searched E.164 prefix are kept.
+//!   America (calling code 1, where Twilio takes it), elsewhere as `Contains` with the E.164
+//!   prefix (`+4420`: a leading `+` anchors Twilio's pattern at the number's start). Only
+//!   answers starting with that prefix are kept, whatever Twilio's matching did.
 //! - **Buy**: `POST …/IncomingPhoneNumbers.json` with `PhoneNumber`, `SmsUrl` (the carrier's
 //!   inbound webhook), `StatusCallback` (its status webhook) and `POST` for both methods. The
 //!   reply's `sid` (`PN…`) is stored with the number: it is what giving it back needs.
@@ -113,12 +114,11 @@ impl TwilioCarrier {
             ("PageSize", limit.to_string()),
         ];
         if let Some(area) = area_code {
-            let key = if calling_code == 1 {
-                "AreaCode"
+            if calling_code == 1 {
+                query.push(("AreaCode", area.to_owned()));
             } else {
-                "Contains"
-            };
-            query.push((key, area.to_owned()));
+                query.push(("Contains", format!("+{calling_code}{area}")));
+            }
         }
         let request = self.http.get(&url).query(&query);
         let text = self.call(request, Purpose::Search).await?;
