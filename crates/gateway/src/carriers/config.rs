@@ -319,6 +319,7 @@ mod tests {
             auth_token = "token"
             numbers = ["+12125550100"]
             rates = [ { prefix = "+", cost_per_segment = 0.0079 } ]
+            provision = true
             "#,
         );
         let file = file.unwrap_or_else(|e| panic!("{e}"));
@@ -330,6 +331,13 @@ mod tests {
             file.carriers.first().map(CarrierConfig::name),
             Some("smsc1")
         );
+        assert!(matches!(
+            file.carriers.get(1),
+            Some(CarrierConfig::Twilio(TwilioCarrierConfig {
+                provision: true,
+                ..
+            }))
+        ));
     }
 
     #[test]
