@@ -1307,6 +1307,8 @@ struct NumberApi {
     seen: Arc<Mutex<Vec<Exchange>>>,
     /// Answers of the fake by method: GET (search), POST (buy), DELETE (give back).
     answers: Arc<Mutex<std::collections::HashMap<&'static str, Answer>>>,
+    /// When set, the fake answers no purchase until this many are waiting at once.
+    purchases_together: Arc<Mutex<Option<Arc<tokio::sync::Barrier>>>>,
     http: reqwest::Client,
 }
 
@@ -1319,6 +1321,7 @@ impl NumberApi {
             upstream: upstream.map(str::to_owned),
             seen: Arc::default(),
             answers: Arc::default(),
+            purchases_together: Arc::default(),
             http: reqwest::Client::new(),
         };
         let app = axum::Router::new()
@@ -1370,6 +1373,10 @@ async fn number_api(
             (status, response.text().await.unwrap())
         }
         None => {
+            let together = api.purchases_together.lock().unwrap().clone();
+            if let (Some(barrier), &axum::http::Method::POST) = (together, &method) {
+                barrier.wait().await;
+            }
             let answer = api
                 .answers
                 .lock()
@@ -1395,7 +1402,11 @@ async fn number_api(
         .into_response()
 }
 
-const BOUGHT_SID: &str = "PN0123456789abcdef0123456789abcdef";
+/// The sid the fake sells `number` under: `PN` and the number's digits, zero-padded.
+fn sid_of(number: &str) -> String {
+    let digits: String = number.chars().filter(char::is_ascii_digit).collect();
+    format!("PN{digits:0>32}")
+}
 
 fn fake_number_answer(
     method: &axum::http::Method,
@@ -1432,7 +1443,7 @@ fn fake_number_answer(
                 .map(|(_, v)| v.clone());
             (
                 StatusCode::CREATED,
-                json!({"sid": BOUGHT_SID, "phone_number": number}).to_string(),
+                json!({"sid": number.as_deref().map(sid_of), "phone_number": number}).to_string(),
             )
         }
         _ => (StatusCode::NO_CONTENT, String::new()),
@@ -1765,9 +1776,62 @@ async fn twilios_failures_leave_nothing_claimed() {
     assert_eq!(given_back.len(), 2);
     assert_eq!(
         given_back[1].path,
-        format!("/2010-04-01/Accounts/{ACCOUNT_SID}/IncomingPhoneNumbers/{BOUGHT_SID}.json")
+        format!(
+            "/2010-04-01/Accounts/{ACCOUNT_SID}/IncomingPhoneNumbers/{}.json",
+            sid_of("+14155550123")
+        )
     );
     nothing_of("+14155550123").await;
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purchase_nobody_can_claim_goes_straight_back() {
+    let twilio = NumberApi::start(None).await;
+    let gw = Gw::start(|_| provisioning_toml(&twilio.url)).await;
+    let alice = gw.sign_up("alice").await;
+    // Two claims by one account, both past the "holds no number" check: Twilio answers
+    // neither purchase until both are asked for.
+    *twilio.purchases_together.lock().unwrap() = Some(Arc::new(tokio::sync::Barrier::new(2)));
+    let claim = |number: &'static str| {
+        gw.call(
+            reqwest::Method::POST,
+            "/v1/numbers",
+            Some(&alice),
+            Some(json!({ "number": number })),
+        )
+    };
+    let (first, second) = tokio::join!(claim("+14155550123"), claim("+14155550124"));
+    let mut statuses = [first.0, second.0];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 409], "{first:?} {second:?}");
+    let (won, lost) = if first.0 == 201 {
+        ("+14155550123", "+14155550124")
+    } else {
+        ("+14155550124", "+14155550123")
+    };
+    let refused = if first.0 == 409 { &first.1 } else { &second.1 };
+    assert_eq!(refused["code"], "already_has_number", "{refused}");
+    assert_eq!(gw.my_number(&alice).await, json!(won));
+    // The purchase nobody holds went straight back, and left the inventory.
+    let given_back = twilio.seen_by("DELETE");
+    assert_eq!(given_back.len(), 1, "{given_back:?}");
+    assert!(
+        given_back[0]
+            .path
+            .ends_with(&format!("/IncomingPhoneNumbers/{}.json", sid_of(lost))),
+        "{given_back:?}"
+    );
+    assert_eq!(gw.state().store.number_carrier(lost).await.unwrap(), None);
+    assert_eq!(
+        gw.state()
+            .store
+            .number_carrier(won)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("tw")
+    );
     gw.stop().await;
 }
 
