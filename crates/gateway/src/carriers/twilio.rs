@@ -39,6 +39,9 @@
 //! `MessageSid` seen in the last 10,000 is not reported again (Twilio may retry a webhook).
 //! Without a `public_url`, signatures are checked over `https://` and `http://` + the request's
 //! `Host` (the signature still needs the auth token, so a forged Host gains nothing).
+//!
+//! **Numbers**: with `provision = true` the account also sells numbers to the gateway's users
+//! and takes them back after their quarantine ([`numbers`]); that needs a `public_url`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
