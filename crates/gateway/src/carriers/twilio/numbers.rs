@@ -397,10 +397,18 @@ pub async fn run_give_backs(
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        for carrier in &carriers {
-            if let Err(e) = give_back_due(carrier, &store, chrono::Utc::now()).await {
-                tracing::warn!(carrier = carrier.name(), error = %e, "cannot look for numbers to give back");
+        let pass = async {
+            for carrier in &carriers {
+                if let Err(e) = give_back_due(carrier, &store, chrono::Utc::now()).await {
+                    tracing::warn!(carrier = carrier.name(), error = %e, "cannot look for numbers to give back");
+                }
             }
+        };
+        // Stopping mid-pass is safe: a number being given back stays held until its hold
+        // lapses, then a later pass (on any node) tries it again.
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = pass => {}
         }
     }
 }
