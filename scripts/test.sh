@@ -128,6 +128,43 @@ if [ "${AIRTEXT_APP_E2E:-1}" != 0 ]; then
 fi
 # ════════════════════ end of the app block ════════════════════
 
+# --- The Debian package (docs/deploy.md): it builds, it holds the binary, the unit and the
+# conffile, and its unit passes `systemd-analyze verify` (which needs no running systemd). ---
+apt_install systemd dpkg-dev
+if ! command -v cargo-deb >/dev/null; then
+  say "package: installing cargo-deb"
+  cargo install cargo-deb --locked
+fi
+say "package: cargo deb -p airtext-gateway (a release build)"
+# cargo deb builds in the same CARGO_TARGET_DIR and prints the package's path last.
+deb="$(cargo deb --locked -p airtext-gateway | tail -n 1)"
+say "package: contents of $(basename "$deb")"
+contents="$(dpkg-deb -c "$deb")"
+for path in usr/bin/airtext-gateway lib/systemd/system/airtext-gateway.service \
+  etc/airtext/gateway.toml; do
+  grep -Eq " \./(usr/)?$path\$" <<<"$contents" || die "the package lacks /$path"
+done
+deb_root="$(mktemp -d)"
+dpkg-deb -x "$deb" "$deb_root"
+dpkg-deb -e "$deb" "$deb_root/DEBIAN"
+grep -qx /etc/airtext/gateway.toml "$deb_root/DEBIAN/conffiles" \
+  || die "/etc/airtext/gateway.toml is not a conffile"
+grep -Eq '^database_url = "sqlite:///var/lib/airtext/' "$deb_root/etc/airtext/gateway.toml" \
+  || die "the packaged configuration does not keep SQLite in /var/lib/airtext"
+say "package: systemd-analyze verify on its unit"
+unit="$(find "$deb_root" -path '*/systemd/system/airtext-gateway.service' | head -n 1)"
+# The unit's ExecStart must exist for verify: point it at the binary the package holds.
+mkdir -p "$deb_root/verify"
+sed "s|/usr/bin/airtext-gateway|$deb_root/usr/bin/airtext-gateway|" "$unit" \
+  >"$deb_root/verify/airtext-gateway.service"
+# verify only warns about, e.g., a misspelt key: any word about the unit is a failure.
+verified="$(systemd-analyze verify "$deb_root/verify/airtext-gateway.service" 2>&1)" \
+  || die "systemd-analyze verify: $verified"
+if grep -q airtext-gateway <<<"$verified"; then die "systemd-analyze verify: $verified"; fi
+systemd-analyze security --offline=true --threshold=20 "$deb_root/verify/airtext-gateway.service" \
+  | tail -n 1
+rm -rf "$deb_root"
+
 if [ -z "${AIRTEXT_TEST_DATABASE_URL:-}" ]; then
   printf '\n\033[1;33m*** WARNING: PostgreSQL tests were SKIPPED (no server reachable) ***\033[0m\n' >&2
 fi

@@ -19,7 +19,10 @@
 //! its own; nothing about a carrier's health needs to survive a restart).
 //!
 //! Which carrier owns a DID comes from the carriers' configured `numbers` (the same lists
-//! that fill the inventory), so it follows the configuration currently running.
+//! that fill the inventory), so it follows the configuration currently running. A number a
+//! carrier sold the gateway later (Twilio's `provision`) is in no list: its carrier is learnt
+//! from the inventory the first time a text goes from it ([`Lcr::learn_sender`]), on whichever
+//! node sends it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -29,6 +32,7 @@ use crate::carriers::config::{CarrierConfig, RateEntry};
 use crate::carriers::Carrier;
 use crate::config::QueueConfig;
 use crate::store::rules::send_cost;
+use crate::store::SharedStore;
 
 /// A carrier with what routing needs to know about it.
 #[derive(Debug, Clone)]
@@ -87,6 +91,8 @@ pub struct Lcr {
     breakers: Vec<Mutex<Breaker>>,
     /// DID → index of the carrier that brought it.
     owners: HashMap<String, usize>,
+    /// Bought numbers (in no configured list) → index of the carrier that sold them.
+    bought: Mutex<HashMap<String, usize>>,
     threshold: u32,
     cooldown: Duration,
 }
@@ -122,8 +128,41 @@ impl Lcr {
                 .collect(),
             routes,
             owners,
+            bought: Mutex::new(HashMap::new()),
             threshold: queue.breaker_failures.max(1),
             cooldown: queue.breaker_cooldown(),
+        }
+    }
+
+    fn owner_of(&self, did: &str) -> Option<usize> {
+        self.owners.get(did).copied().or_else(|| {
+            self.bought
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(did)
+                .copied()
+        })
+    }
+
+    /// Before routing a text from `from`: a number no configured list names may have been
+    /// bought from a carrier; the inventory says which, and routing remembers it.
+    pub async fn learn_sender(&self, store: &SharedStore, from: &str) {
+        if self.owner_of(from).is_some() {
+            return;
+        }
+        match store.number_carrier(from).await {
+            Ok(Some(name)) => {
+                if let Some(index) = self.routes.iter().position(|r| r.carrier.name() == name) {
+                    self.bought
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(from.to_owned(), index);
+                }
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(from, %error, "cannot look up which carrier a number came from");
+            }
         }
     }
 
@@ -167,7 +206,7 @@ impl Lcr {
         to: &str,
         segments: u32,
     ) -> Result<Vec<Candidate>, NoRoute> {
-        let owner = self.owners.get(from).copied();
+        let owner = self.owner_of(from);
         let mut found: Vec<Candidate> = Vec::new();
         let mut may_send = false;
         for (index, route) in self.routes.iter().enumerate() {

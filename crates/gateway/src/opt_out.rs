@@ -69,6 +69,7 @@ pub fn send_auto_reply(state: &AppState, owner: AccountId, did: &str, remote: &s
     };
     tokio::spawn(async move {
         let (_, segments) = crate::routing::encoding_of(&sms.body);
+        state.lcr.learn_sender(&state.store, &sms.from).await;
         let candidates = match state.lcr.candidates(&sms.from, &sms.to, segments) {
             Ok(candidates) => candidates,
             Err(no_route) => {

@@ -368,6 +368,7 @@ async fn send_through_carriers(state: &AppState, job: &OutboundJob, opt_out: Opt
         }
     }
     let (_, segments) = crate::routing::encoding_of(&job.body);
+    state.lcr.learn_sender(&state.store, &job.from).await;
     let candidates = match state.lcr.candidates(&job.from, &job.to, segments) {
         Ok(candidates) => candidates,
         Err(no_route) if no_route.waits() => return Attempt::Retryable(no_route.0),

@@ -167,6 +167,11 @@ impl Gateway {
         });
 
         background.spawn(queue::run_worker(state.clone(), shutdown.clone()));
+        background.spawn(carriers::twilio::numbers::run_give_backs(
+            state.twilio.values().cloned().collect(),
+            state.store.clone(),
+            shutdown.clone(),
+        ));
         background.spawn(store_carrier_reports(
             state.clone(),
             reports_rx,

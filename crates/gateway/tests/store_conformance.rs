@@ -149,6 +149,7 @@ conformance!(
         accounts_are_unique_by_username_and_email,
         devices_authenticate_until_revoked,
         numbers_search_claim_and_quarantine,
+        bought_numbers_are_held_then_given_back,
         identities_codes_attempts_and_the_verified_owner_keeps_it,
         deliver_in_network_stores_both_copies,
         deliver_note_to_self,
@@ -418,6 +419,183 @@ async fn devices_authenticate_until_revoked(store: SharedStore) {
         store.revoke_device(alice, device).await,
         Err(StoreError::NotFound)
     ));
+}
+
+async fn bought_numbers_are_held_then_given_back(store: SharedStore) {
+    use airtext_gateway::store::BoughtNumber;
+    let alice = account(&store, "alice").await;
+    let bought = |n: &str, carrier: &str| InventoryNumber {
+        number: n.into(),
+        carrier: carrier.into(),
+        country: "US".into(),
+    };
+    let sid_a = "PN0000000000000000000000000000000a";
+    let sid_b = "PN0000000000000000000000000000000b";
+    // A number from the configuration: never given back.
+    store
+        .add_inventory(&[bought("+14155550009", "tw")])
+        .await
+        .unwrap();
+    store
+        .add_bought_number(&bought("+14155550001", "tw"), sid_a)
+        .await
+        .unwrap();
+    store
+        .add_bought_number(&bought("+14155550002", "tw"), sid_b)
+        .await
+        .unwrap();
+    // Another carrier's bought number is not this carrier's to give back.
+    store
+        .add_bought_number(&bought("+14155550003", "other"), sid_a)
+        .await
+        .unwrap();
+    let search = |at: DateTime<Utc>| NumberSearch {
+        country: "US".into(),
+        prefix: Some("+1415".into()),
+        limit: 10,
+        now: at,
+    };
+    assert_eq!(
+        store
+            .number_carrier("+14155550003")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("other")
+    );
+    assert_eq!(store.number_carrier("+19995550000").await.unwrap(), None);
+    // Bought numbers are claimable like any other.
+    assert_eq!(
+        store.available_numbers(search(now())).await.unwrap(),
+        vec![
+            "+14155550001",
+            "+14155550002",
+            "+14155550003",
+            "+14155550009"
+        ]
+    );
+    store
+        .claim_number(alice, "+14155550001", now())
+        .await
+        .unwrap();
+
+    // Owned: not due. Unowned and out of quarantine: due, and held.
+    let hold_until = now() + Duration::hours(1);
+    let held = store
+        .hold_numbers_to_give_back("tw", now(), hold_until, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        held,
+        vec![BoughtNumber {
+            number: "+14155550002".into(),
+            carrier_sid: sid_b.into(),
+        }]
+    );
+    // Held: out of searches and claims, and not handed to a second pass.
+    assert_eq!(
+        store.available_numbers(search(now())).await.unwrap(),
+        vec!["+14155550003", "+14155550009"]
+    );
+    assert!(matches!(
+        store.claim_number(alice, "+14155550002", now()).await,
+        Err(StoreError::Conflict(Conflict::NumberTaken))
+    ));
+    assert!(store
+        .hold_numbers_to_give_back("tw", now(), hold_until, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // A hold that lapses (its pass died) makes the number due again.
+    let later = hold_until + Duration::seconds(1);
+    assert_eq!(
+        store
+            .hold_numbers_to_give_back("tw", later, later + Duration::hours(1), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(store
+        .forget_given_back_number("+14155550002", sid_b)
+        .await
+        .unwrap());
+
+    // Released: due only when its quarantine ends.
+    let quarantine_ends = now() + Duration::days(45);
+    store
+        .release_number(alice, "+14155550001", quarantine_ends)
+        .await
+        .unwrap();
+    let before = quarantine_ends - Duration::seconds(1);
+    assert!(store
+        .hold_numbers_to_give_back("tw", before, before + Duration::hours(1), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let held = store
+        .hold_numbers_to_give_back(
+            "tw",
+            quarantine_ends,
+            quarantine_ends + Duration::hours(1),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        held,
+        vec![BoughtNumber {
+            number: "+14155550001".into(),
+            carrier_sid: sid_a.into(),
+        }]
+    );
+
+    // Given back: gone from the inventory, once; a wrong sid or an owned number stays.
+    assert!(!store
+        .forget_given_back_number("+14155550001", sid_b)
+        .await
+        .unwrap());
+    assert!(store
+        .forget_given_back_number("+14155550001", sid_a)
+        .await
+        .unwrap());
+    assert!(!store
+        .forget_given_back_number("+14155550001", sid_a)
+        .await
+        .unwrap());
+    assert!(matches!(
+        store
+            .claim_number(alice, "+14155550001", quarantine_ends)
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    store
+        .claim_number(alice, "+14155550003", now())
+        .await
+        .unwrap();
+    assert!(!store
+        .forget_given_back_number("+14155550003", sid_a)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.number_owner("+14155550003").await.unwrap(),
+        Some(alice)
+    );
+    // Bought again later: back in the inventory with its new sid.
+    store
+        .add_bought_number(&bought("+14155550001", "tw"), sid_b)
+        .await
+        .unwrap();
+    store
+        .add_bought_number(&bought("+14155550004", "tw"), sid_a)
+        .await
+        .unwrap();
+    let far = quarantine_ends + Duration::days(1);
+    let held = store
+        .hold_numbers_to_give_back("tw", far, far + Duration::hours(1), 1)
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 1, "the limit is kept: {held:?}");
 }
 
 async fn numbers_search_claim_and_quarantine(store: SharedStore) {

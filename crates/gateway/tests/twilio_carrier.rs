@@ -11,6 +11,9 @@
 //! 4. The whole gateway with a `kind = "twilio"` carrier pointed at the fake: a text goes out
 //!    through it, signed status callbacks move it to delivered (or failed), and a signed
 //!    inbound webhook becomes a text for the number's owner.
+//! 5. Numbers bought from Twilio (`provision = true`): searched, bought and given back through
+//!    prism (a recorder in front of it shows the form sent, `SmsUrl` and `StatusCallback`),
+//!    and Twilio's failures (a fake) leaving nothing claimed.
 //!
 //! Parts 1 and 3 need prism and the `twilio` package; without them they print "SKIPPED …" and
 //! pass, unless `AIRTEXT_TEST_REQUIRE_TWILIO_TOOLS=1` makes a missing tool a failure.
@@ -445,6 +448,7 @@ fn twilio_config(base_url: &str) -> TwilioCarrierConfig {
         any_sender: false,
         numbers: vec![OUR_NUMBER.into()],
         rates: Vec::new(),
+        provision: false,
     }
 }
 
@@ -1257,4 +1261,616 @@ async fn without_a_public_url_signatures_cover_the_host_twilio_called() {
         assert_eq!(status, expected, "case {i}: {body}");
     }
     gw.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Numbers bought from Twilio (`provision = true`)
+// ---------------------------------------------------------------------------------------------
+
+/// One request a number test saw on its way to Twilio (or to a fake of it), with the answer.
+#[derive(Debug, Clone)]
+struct Exchange {
+    method: String,
+    path: String,
+    query: Vec<(String, String)>,
+    form: Vec<(String, String)>,
+    status: u16,
+}
+
+impl Exchange {
+    fn form_field(&self, name: &str) -> Option<&str> {
+        self.form
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn query_field(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What the fake number API answers to each kind of request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Answer {
+    Ok,
+    /// 400 with this Twilio error code.
+    Code(u32),
+    /// This status with Twilio's error body.
+    Status(u16),
+}
+
+#[derive(Clone)]
+struct NumberApi {
+    url: String,
+    /// Where requests are forwarded (prism), or `None` for the fake's own answers.
+    upstream: Option<String>,
+    seen: Arc<Mutex<Vec<Exchange>>>,
+    /// Answers of the fake by method: GET (search), POST (buy), DELETE (give back).
+    answers: Arc<Mutex<std::collections::HashMap<&'static str, Answer>>>,
+    /// When set, the fake answers no purchase until this many are waiting at once.
+    purchases_together: Arc<Mutex<Option<Arc<tokio::sync::Barrier>>>>,
+    http: reqwest::Client,
+}
+
+impl NumberApi {
+    /// A recording proxy in front of `upstream` (prism), or (without it) a fake number API.
+    async fn start(upstream: Option<&str>) -> NumberApi {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let api = NumberApi {
+            url: format!("http://{}", listener.local_addr().unwrap()),
+            upstream: upstream.map(str::to_owned),
+            seen: Arc::default(),
+            answers: Arc::default(),
+            purchases_together: Arc::default(),
+            http: reqwest::Client::new(),
+        };
+        let app = axum::Router::new()
+            .fallback(number_api)
+            .with_state(api.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        api
+    }
+
+    fn answer(&self, method: &'static str, answer: Answer) {
+        self.answers.lock().unwrap().insert(method, answer);
+    }
+
+    fn seen(&self) -> Vec<Exchange> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    fn seen_by(&self, method: &str) -> Vec<Exchange> {
+        self.seen()
+            .into_iter()
+            .filter(|e| e.method == method)
+            .collect()
+    }
+}
+
+async fn number_api(
+    State(api): State<NumberApi>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let query: Vec<(String, String)> =
+        serde_urlencoded::from_str(uri.query().unwrap_or_default()).unwrap();
+    let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let (status, reply) = match &api.upstream {
+        Some(upstream) => {
+            let mut request = api.http.request(
+                method.clone(),
+                format!("{upstream}{}", uri.path_and_query().unwrap()),
+            );
+            for name in ["authorization", "content-type", "accept"] {
+                if let Some(value) = headers.get(name) {
+                    request = request.header(name, value);
+                }
+            }
+            let response = request.body(body.to_vec()).send().await.unwrap();
+            let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+            (status, response.text().await.unwrap())
+        }
+        None => {
+            let together = api.purchases_together.lock().unwrap().clone();
+            if let (Some(barrier), &axum::http::Method::POST) = (together, &method) {
+                barrier.wait().await;
+            }
+            let answer = api
+                .answers
+                .lock()
+                .unwrap()
+                .get(method.as_str())
+                .copied()
+                .unwrap_or(Answer::Ok);
+            fake_number_answer(&method, &form, answer)
+        }
+    };
+    api.seen.lock().unwrap().push(Exchange {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+        query,
+        form,
+        status: status.as_u16(),
+    });
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        reply,
+    )
+        .into_response()
+}
+
+/// The sid the fake sells `number` under: `PN` and the number's digits, zero-padded.
+fn sid_of(number: &str) -> String {
+    let digits: String = number.chars().filter(char::is_ascii_digit).collect();
+    format!("PN{digits:0>32}")
+}
+
+fn fake_number_answer(
+    method: &axum::http::Method,
+    form: &[(String, String)],
+    answer: Answer,
+) -> (StatusCode, String) {
+    let error = |status: u16, code: u32| {
+        (
+            StatusCode::from_u16(status).unwrap(),
+            json!({"code": code, "message": format!("Twilio says no ({code})"), "status": status})
+                .to_string(),
+        )
+    };
+    match answer {
+        Answer::Code(code) => return error(400, code),
+        Answer::Status(status) => return error(status, 20000 + u32::from(status)),
+        Answer::Ok => {}
+    }
+    match method.as_str() {
+        "GET" => (
+            StatusCode::OK,
+            json!({"available_phone_numbers": [
+                {"phone_number": "+14155550123"},
+                {"phone_number": "+14155550124"},
+                // Outside the area code asked for: not offered.
+                {"phone_number": "+12125550125"},
+            ]})
+            .to_string(),
+        ),
+        "POST" => {
+            let number = form
+                .iter()
+                .find(|(k, _)| k == "PhoneNumber")
+                .map(|(_, v)| v.clone());
+            (
+                StatusCode::CREATED,
+                json!({"sid": number.as_deref().map(sid_of), "phone_number": number}).to_string(),
+            )
+        }
+        _ => (StatusCode::NO_CONTENT, String::new()),
+    }
+}
+
+/// A Twilio carrier `tw` that sells numbers, at `base_url`, and the gateway's public URL.
+fn provisioning_toml(base_url: &str) -> String {
+    format!(
+        r#"public_url = "https://sms.example.org"
+[[carriers]]
+name = "tw"
+kind = "twilio"
+base_url = "{base_url}"
+account_sid = "{ACCOUNT_SID}"
+auth_token = "{TOKEN}"
+provision = true
+rates = [ {{ prefix = "+", cost_per_segment = 0.0079 }} ]
+"#
+    )
+}
+
+impl Gw {
+    fn state(&self) -> &airtext_gateway::http::AppState {
+        &self.running.as_ref().unwrap().state
+    }
+
+    async fn give_back_due(&self, at: chrono::DateTime<chrono::Utc>) -> usize {
+        let state = self.state();
+        airtext_gateway::carriers::twilio::numbers::give_back_due(
+            &state.twilio["tw"],
+            &state.store,
+            at,
+        )
+        .await
+        .unwrap()
+    }
+
+    async fn my_number(&self, token: &str) -> Value {
+        let (status, me) = self
+            .call(reqwest::Method::GET, "/v1/me", Some(token), None)
+            .await;
+        assert_eq!(status, 200, "{me}");
+        me["number"].clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbers_are_bought_and_given_back_under_twilios_official_openapi_spec() {
+    let Some(prism) = start_prism().await else {
+        return;
+    };
+    // Prism validates each request against the spec; the recorder in front shows what was sent.
+    let twilio = NumberApi::start(Some(&prism.url)).await;
+    let gw = Gw::start(|_| provisioning_toml(&twilio.url)).await;
+    let alice = gw.sign_up("alice").await;
+
+    // The spec's example number for sale is +18089251571.
+    let (status, found) = gw
+        .call(
+            reqwest::Method::GET,
+            "/v1/numbers/available?country=US&area_code=808&limit=5",
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["numbers"], json!(["+18089251571"]));
+    let search = twilio.seen_by("GET");
+    assert_eq!(search.len(), 1, "{search:?}");
+    assert_eq!(search[0].status, 200, "prism refused the search");
+    assert_eq!(
+        search[0].path,
+        format!("/2010-04-01/Accounts/{ACCOUNT_SID}/AvailablePhoneNumbers/US/Local.json")
+    );
+    assert_eq!(search[0].query_field("AreaCode"), Some("808"));
+    assert_eq!(search[0].query_field("SmsEnabled"), Some("true"));
+    // Elsewhere the prefix goes as `Contains`; the spec's (American) example is not offered.
+    let (status, found) = gw
+        .call(
+            reqwest::Method::GET,
+            "/v1/numbers/available?country=GB&area_code=20",
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["numbers"], json!([]));
+    let search = twilio.seen_by("GET");
+    assert_eq!(search.len(), 2, "{search:?}");
+    assert_eq!(search[1].status, 200, "prism refused the search");
+    assert_eq!(search[1].query_field("Contains"), Some("+4420"));
+
+    let (status, claimed) = gw
+        .call(
+            reqwest::Method::POST,
+            "/v1/numbers",
+            Some(&alice),
+            Some(json!({"number": "+18089251571"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{claimed}");
+    assert_eq!(gw.my_number(&alice).await, json!("+18089251571"));
+    let bought = twilio.seen_by("POST");
+    assert_eq!(bought.len(), 1, "{bought:?}");
+    assert_eq!(bought[0].status, 201, "prism refused the purchase");
+    assert_eq!(
+        gw.state()
+            .store
+            .number_carrier("+18089251571")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("tw")
+    );
+    assert_eq!(
+        bought[0].path,
+        format!("/2010-04-01/Accounts/{ACCOUNT_SID}/IncomingPhoneNumbers.json")
+    );
+    assert_eq!(bought[0].form_field("PhoneNumber"), Some("+18089251571"));
+    assert_eq!(
+        bought[0].form_field("SmsUrl"),
+        Some("https://sms.example.org/v1/carriers/tw/inbound")
+    );
+    assert_eq!(
+        bought[0].form_field("StatusCallback"),
+        Some("https://sms.example.org/v1/carriers/tw/status")
+    );
+    assert_eq!(bought[0].form_field("SmsMethod"), Some("POST"));
+
+    // Texts go out from the bought number through the carrier that sold it (it is in no
+    // configured `numbers` list).
+    let (status, sent) = gw
+        .call(
+            reqwest::Method::POST,
+            "/v1/messages",
+            Some(&alice),
+            Some(json!({"to": "+15005550006", "body": "from a bought number", "client_id": uuid::Uuid::new_v4()})),
+        )
+        .await;
+    assert_eq!(status, 201, "{sent}");
+    let message = gw.wait_for_status(&alice, &sent, "sent").await;
+    assert_eq!(message["status"], "sent");
+    let texts: Vec<Exchange> = twilio
+        .seen_by("POST")
+        .into_iter()
+        .filter(|e| e.path.ends_with("/Messages.json"))
+        .collect();
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert_eq!(texts[0].form_field("From"), Some("+18089251571"));
+    assert_eq!(texts[0].status, 201, "prism refused the send");
+
+    // Released: kept through its quarantine (45 days), then given back.
+    let (status, body) = gw
+        .call(
+            reqwest::Method::DELETE,
+            "/v1/numbers/%2B18089251571",
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let now = chrono::Utc::now();
+    assert_eq!(gw.give_back_due(now + chrono::Duration::days(44)).await, 0);
+    assert!(twilio.seen_by("DELETE").is_empty());
+    assert_eq!(gw.give_back_due(now + chrono::Duration::days(46)).await, 1);
+    let given_back = twilio.seen_by("DELETE");
+    assert_eq!(given_back.len(), 1, "{given_back:?}");
+    assert_eq!(given_back[0].status, 204, "prism refused the give-back");
+    // The spec's example purchase answers with this sid.
+    assert_eq!(
+        given_back[0].path,
+        format!(
+            "/2010-04-01/Accounts/{ACCOUNT_SID}/IncomingPhoneNumbers/PNaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.json"
+        )
+    );
+    assert_eq!(
+        gw.state().store.number_owner("+18089251571").await.unwrap(),
+        None
+    );
+    assert_eq!(gw.give_back_due(now + chrono::Duration::days(47)).await, 0);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twilios_failures_leave_nothing_claimed() {
+    let twilio = NumberApi::start(None).await;
+    let gw = Gw::start(|_| provisioning_toml(&twilio.url)).await;
+    let alice = gw.sign_up("alice").await;
+
+    // Searches: Twilio's answers within the area code; its failures are said plainly.
+    let search = || {
+        gw.call(
+            reqwest::Method::GET,
+            "/v1/numbers/available?area_code=415",
+            Some(&alice),
+            None,
+        )
+    };
+    let (status, found) = search().await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["numbers"], json!(["+14155550123", "+14155550124"]));
+    let asked = twilio.seen_by("GET").pop().unwrap();
+    assert_eq!(asked.query_field("AreaCode"), Some("415"));
+    assert_eq!(asked.query_field("PageSize"), Some("20"));
+    // Outside North America the area code goes as a pattern anchored at the start
+    // (`Contains=+4420`), and only numbers that start with it are offered (none of the fake's
+    // US numbers).
+    let (status, found) = gw
+        .call(
+            reqwest::Method::GET,
+            "/v1/numbers/available?country=GB&area_code=20&limit=3",
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["numbers"], json!([]));
+    let asked = twilio.seen_by("GET").pop().unwrap();
+    assert!(
+        asked.path.ends_with("/AvailablePhoneNumbers/GB/Local.json"),
+        "{asked:?}"
+    );
+    assert_eq!(asked.query_field("Contains"), Some("+4420"));
+    assert_eq!(asked.query_field("AreaCode"), None);
+    assert_eq!(asked.query_field("PageSize"), Some("3"));
+    twilio.answer("GET", Answer::Status(500));
+    let (status, error) = search().await;
+    assert_eq!(status, 503, "{error}");
+    assert_eq!(error["code"], "unavailable");
+    assert!(
+        error["message"].as_str().unwrap().contains("Twilio"),
+        "{error}"
+    );
+    twilio.answer("GET", Answer::Status(401));
+    let (status, error) = search().await;
+    assert_eq!(status, 502, "{error}");
+    assert!(
+        !error["message"].as_str().unwrap().contains("says no"),
+        "Twilio's words stay in the log: {error}"
+    );
+    twilio.answer("GET", Answer::Ok);
+
+    let claim = |number: &'static str| {
+        gw.call(
+            reqwest::Method::POST,
+            "/v1/numbers",
+            Some(&alice),
+            Some(json!({ "number": number })),
+        )
+    };
+    let nothing_of = |number: &'static str| {
+        let store = gw.state().store.clone();
+        async move {
+            assert_eq!(store.number_owner(number).await.unwrap(), None);
+            let due = store
+                .hold_numbers_to_give_back(
+                    "tw",
+                    chrono::Utc::now() + chrono::Duration::days(1000),
+                    chrono::Utc::now() + chrono::Duration::days(1001),
+                    10,
+                )
+                .await
+                .unwrap();
+            assert!(due.is_empty(), "nothing was bought: {due:?}");
+        }
+    };
+
+    // Sold to someone else meanwhile: 409, nothing held.
+    twilio.answer("POST", Answer::Code(21422));
+    let (status, error) = claim("+14155550123").await;
+    assert_eq!(status, 409, "{error}");
+    assert_eq!(error["code"], "number_taken");
+    assert_eq!(gw.my_number(&alice).await, Value::Null);
+    nothing_of("+14155550123").await;
+
+    // Twilio down, or refusing us: 503 / 502, nothing held.
+    for (answer, expected) in [(Answer::Status(503), 503), (Answer::Status(403), 502)] {
+        twilio.answer("POST", answer);
+        let (status, error) = claim("+14155550123").await;
+        assert_eq!(status, expected, "{answer:?}: {error}");
+        assert_eq!(error["code"], "unavailable");
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains("nothing was claimed"),
+            "{error}"
+        );
+        assert_eq!(gw.my_number(&alice).await, Value::Null);
+        nothing_of("+14155550123").await;
+    }
+
+    // Twilio back: the same claim buys it.
+    twilio.answer("POST", Answer::Ok);
+    let (status, claimed) = claim("+14155550123").await;
+    assert_eq!(status, 201, "{claimed}");
+    assert_eq!(gw.my_number(&alice).await, json!("+14155550123"));
+    let purchases = twilio.seen_by("POST").len();
+
+    // An account with a number is refused before anything is bought.
+    let (status, error) = claim("+14155550124").await;
+    assert_eq!(status, 409, "{error}");
+    assert_eq!(error["code"], "already_has_number");
+    assert_eq!(twilio.seen_by("POST").len(), purchases, "nothing bought");
+
+    // Released; at the quarantine's end Twilio fails the give-back: kept, and tried again
+    // once the hold lapses.
+    let (status, body) = gw
+        .call(
+            reqwest::Method::DELETE,
+            "/v1/numbers/%2B14155550123",
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let ended = chrono::Utc::now() + chrono::Duration::days(46);
+    twilio.answer("DELETE", Answer::Status(500));
+    assert_eq!(gw.give_back_due(ended).await, 0);
+    assert_eq!(twilio.seen_by("DELETE").len(), 1);
+    // Held while it goes back: a second pass does not try it again at once.
+    assert_eq!(gw.give_back_due(ended).await, 0);
+    assert_eq!(twilio.seen_by("DELETE").len(), 1);
+    // Twilio no longer having it (404) is as good as taking it back.
+    twilio.answer("DELETE", Answer::Status(404));
+    let lapsed = ended + chrono::Duration::hours(2);
+    assert_eq!(gw.give_back_due(lapsed).await, 1);
+    let given_back = twilio.seen_by("DELETE");
+    assert_eq!(given_back.len(), 2);
+    assert_eq!(
+        given_back[1].path,
+        format!(
+            "/2010-04-01/Accounts/{ACCOUNT_SID}/IncomingPhoneNumbers/{}.json",
+            sid_of("+14155550123")
+        )
+    );
+    nothing_of("+14155550123").await;
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purchase_nobody_can_claim_goes_straight_back() {
+    let twilio = NumberApi::start(None).await;
+    let gw = Gw::start(|_| provisioning_toml(&twilio.url)).await;
+    let alice = gw.sign_up("alice").await;
+    // Two claims by one account, both past the "holds no number" check: Twilio answers
+    // neither purchase until both are asked for.
+    *twilio.purchases_together.lock().unwrap() = Some(Arc::new(tokio::sync::Barrier::new(2)));
+    let claim = |number: &'static str| {
+        gw.call(
+            reqwest::Method::POST,
+            "/v1/numbers",
+            Some(&alice),
+            Some(json!({ "number": number })),
+        )
+    };
+    let (first, second) = tokio::join!(claim("+14155550123"), claim("+14155550124"));
+    let mut statuses = [first.0, second.0];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 409], "{first:?} {second:?}");
+    let (won, lost) = if first.0 == 201 {
+        ("+14155550123", "+14155550124")
+    } else {
+        ("+14155550124", "+14155550123")
+    };
+    let refused = if first.0 == 409 { &first.1 } else { &second.1 };
+    assert_eq!(refused["code"], "already_has_number", "{refused}");
+    assert_eq!(gw.my_number(&alice).await, json!(won));
+    // The purchase nobody holds went straight back, and left the inventory.
+    let given_back = twilio.seen_by("DELETE");
+    assert_eq!(given_back.len(), 1, "{given_back:?}");
+    assert!(
+        given_back[0]
+            .path
+            .ends_with(&format!("/IncomingPhoneNumbers/{}.json", sid_of(lost))),
+        "{given_back:?}"
+    );
+    assert_eq!(gw.state().store.number_carrier(lost).await.unwrap(), None);
+    assert_eq!(
+        gw.state()
+            .store
+            .number_carrier(won)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("tw")
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purchase_that_times_out_is_unavailable() {
+    // Nothing answers on this port's accepted connections: the purchase times out.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let (tx, _rx) = report_channel(16);
+    let mut config = twilio_config(&url);
+    config.provision = true;
+    let carrier = TwilioCarrier::with_tuning(
+        config,
+        Some("https://sms.example.org"),
+        tx,
+        TwilioTuning {
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_millis(300),
+        },
+    )
+    .unwrap();
+    match carrier.buy_number("+14155550123").await {
+        Err(airtext_gateway::carriers::twilio::numbers::NumberProviderError::Unavailable(why)) => {
+            assert!(why.contains("timed out"), "{why}")
+        }
+        other => panic!("a timeout is worth trying again later: {other:?}"),
+    }
+    drop(silent);
+
+    // And selling numbers needs the URL Twilio will call.
+    let (tx, _rx) = report_channel(16);
+    let mut config = twilio_config(&url);
+    config.provision = true;
+    let error = TwilioCarrier::new(config, None, tx)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("public_url"), "{error}");
 }

@@ -15,6 +15,9 @@
 //! rates = [ { prefix = "+1", cost_per_segment = 0.004 } ]
 //! ```
 //!
+//! A Twilio carrier with `provision = true` also sells numbers: searches include what its
+//! account could buy, claiming one buys it (see `carriers::twilio::numbers`).
+//!
 //! Each kind has its own keys and refuses unknown ones, so a misspelt key stops start-up with
 //! its name instead of silently taking a default. Secrets may come from the environment:
 //! `AIRTEXT_CARRIER_<NAME>_PASSWORD` (SMPP) and `AIRTEXT_CARRIER_<NAME>_AUTH_TOKEN` (Twilio),
@@ -114,6 +117,10 @@ pub struct TwilioCarrierConfig {
     pub numbers: Vec<String>,
     #[serde(default)]
     pub rates: Vec<RateEntry>,
+    /// Offer numbers Twilio has for sale in number searches, buy one when a user claims it
+    /// and give it back when its quarantine ends (needs the gateway's `public_url`).
+    #[serde(default)]
+    pub provision: bool,
 }
 
 fn yes() -> bool {
@@ -312,6 +319,7 @@ mod tests {
             auth_token = "token"
             numbers = ["+12125550100"]
             rates = [ { prefix = "+", cost_per_segment = 0.0079 } ]
+            provision = true
             "#,
         );
         let file = file.unwrap_or_else(|e| panic!("{e}"));
@@ -323,6 +331,13 @@ mod tests {
             file.carriers.first().map(CarrierConfig::name),
             Some("smsc1")
         );
+        assert!(matches!(
+            file.carriers.get(1),
+            Some(CarrierConfig::Twilio(TwilioCarrierConfig {
+                provision: true,
+                ..
+            }))
+        ));
     }
 
     #[test]

@@ -39,6 +39,9 @@
 //! `MessageSid` seen in the last 10,000 is not reported again (Twilio may retry a webhook).
 //! Without a `public_url`, signatures are checked over `https://` and `http://` + the request's
 //! `Host` (the signature still needs the auth token, so a forged Host gains nothing).
+//!
+//! **Numbers**: with `provision = true` the account also sells numbers to the gateway's users
+//! and takes them back after their quarantine ([`numbers`]); that needs a `public_url`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -58,6 +61,8 @@ use crate::carriers::{
     Carrier, CarrierAccepted, CarrierError, CarrierReport, OutboundSms, ReceiptStatus,
 };
 use crate::store::InventoryNumber;
+
+pub mod numbers;
 
 /// The header Twilio signs webhooks with.
 pub const SIGNATURE_HEADER: &str = "X-Twilio-Signature";
@@ -182,6 +187,12 @@ impl TwilioCarrier {
                 );
             }
         }
+        if config.provision && public_url.is_none() {
+            anyhow::bail!(
+                "provision = true needs the gateway's public_url: a bought number's SmsUrl and \
+                 StatusCallback point at this gateway's webhooks"
+            );
+        }
         if public_url.is_none() {
             tracing::warn!(
                 carrier = config.name,
@@ -221,6 +232,13 @@ impl TwilioCarrier {
         self.public_url
             .as_ref()
             .map(|base| format!("{base}/v1/carriers/{}/status", self.config.name))
+    }
+
+    /// The URL Twilio is asked to post texts to one of this carrier's numbers to.
+    pub fn inbound_webhook(&self) -> Option<String> {
+        self.public_url
+            .as_ref()
+            .map(|base| format!("{base}/v1/carriers/{}/inbound", self.config.name))
     }
 
     /// The URLs a webhook request may have been signed over: `public_url` + `path_and_query`
@@ -675,7 +693,7 @@ fn port_variants(url: &str) -> Vec<String> {
 }
 
 /// ISO 3166 alpha-2 of an E.164 number (`ZZ` when unknown).
-fn country_of(number: &str) -> String {
+pub(crate) fn country_of(number: &str) -> String {
     let Ok(parsed) = phonenumber::parse(None, number) else {
         return "ZZ".to_owned();
     };

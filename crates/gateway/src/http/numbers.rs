@@ -9,7 +9,12 @@
 //! - a released number is unclaimable until `now + number_quarantine_days`, so texts meant
 //!   for its old owner do not reach a new one the next day;
 //! - query parameters that do not parse or name an unknown country are a 400, never an empty
-//!   list.
+//!   list;
+//! - with a Twilio carrier that provisions (`provision = true`), a search also lists what
+//!   Twilio would sell, and claiming a number that is not in the inventory buys it first
+//!   (`carriers::twilio::numbers`). It is bought only for an account holding no number, and
+//!   when Twilio fails the caller hears why and holds nothing; a purchase whose claim then
+//!   fails is given straight back.
 
 use airtext_api::numbers::{AvailableNumbers, AvailableNumbersQuery, ClaimNumber, ClaimedNumber};
 use airtext_api::{ErrorBody, ErrorCode};
@@ -21,6 +26,8 @@ use axum::Json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::carriers::twilio::numbers::{self as twilio_numbers, BuyError, NumberProviderError};
+use crate::carriers::twilio::TwilioCarrier;
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery, AuthDevice};
 use crate::http::AppState;
@@ -54,6 +61,8 @@ const MAX_AREA_CODE_DIGITS: usize = 8;
         (status = 200, description = "Numbers that can be claimed now", body = AvailableNumbers),
         (status = 400, description = "A parameter that does not parse (`bad_request`), an unknown country (`unknown_country`), or a value out of range (`invalid_field`)", body = ErrorBody),
         (status = 401, description = "`unauthorized`: no valid device token", body = ErrorBody),
+        (status = 502, description = "`unavailable`: the number provider (Twilio) refused the gateway's search", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the number provider (Twilio) did not answer; search again later", body = ErrorBody),
     )
 )]
 async fn available(
@@ -70,7 +79,7 @@ async fn available(
     let calling_code = region
         .calling_code()
         .ok_or_else(|| unknown_country(region.code()))?;
-    let prefix = match query.area_code.as_deref().map(str::trim) {
+    let area_code = match query.area_code.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(area) => {
             if area.len() > MAX_AREA_CODE_DIGITS || !area.chars().all(|c| c.is_ascii_digit()) {
@@ -78,16 +87,17 @@ async fn available(
                     "area_code: give up to {MAX_AREA_CODE_DIGITS} digits, such as 415"
                 )));
             }
-            Some(format!("+{calling_code}{area}"))
+            Some(area)
         }
     };
+    let prefix = area_code.map(|area| format!("+{calling_code}{area}"));
     let limit = query.limit.unwrap_or(DEFAULT_SEARCH_LIMIT);
     if !(1..=MAX_SEARCH_LIMIT).contains(&limit) {
         return Err(ApiError::invalid_field(format!(
             "limit: give 1 to {MAX_SEARCH_LIMIT}"
         )));
     }
-    let numbers = state
+    let mut numbers = state
         .store
         .available_numbers(NumberSearch {
             country: region.code().to_owned(),
@@ -96,7 +106,70 @@ async fn available(
             now: chrono::Utc::now(),
         })
         .await?;
+    let wanted = usize::try_from(limit).unwrap_or(usize::MAX);
+    for carrier in provisioning(&state) {
+        if numbers.len() >= wanted {
+            break;
+        }
+        let more = carrier
+            .search_numbers(region.code(), calling_code, area_code, limit)
+            .await
+            .map_err(|e| provider_error(&e, false))?;
+        numbers.extend(more);
+    }
+    numbers.sort();
+    numbers.dedup();
+    numbers.truncate(wanted);
     Ok(Json(AvailableNumbers { numbers }))
+}
+
+/// The Twilio carriers that sell numbers, in name order (searches and purchases try them so).
+fn provisioning(state: &AppState) -> Vec<&TwilioCarrier> {
+    let mut carriers: Vec<&TwilioCarrier> = state
+        .twilio
+        .values()
+        .map(AsRef::as_ref)
+        .filter(|c| c.provisions())
+        .collect();
+    carriers.sort_by_key(|c| crate::carriers::Carrier::name(*c).to_owned());
+    carriers
+}
+
+/// What the caller hears when Twilio fails during a search or (`claiming`) a purchase.
+fn provider_error(error: &NumberProviderError, claiming: bool) -> ApiError {
+    let outcome = if claiming {
+        "nothing was claimed; try again in a minute"
+    } else {
+        "search again in a minute"
+    };
+    match error {
+        NumberProviderError::NotForSale { number, .. } => ApiError::conflict(
+            ErrorCode::NumberTaken,
+            format!("{number} is no longer for sale: search again and pick another"),
+        ),
+        NumberProviderError::Unavailable(detail) => {
+            tracing::warn!(detail, "the number provider is unavailable");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                format!("the number provider (Twilio) did not answer: {outcome}"),
+            )
+        }
+        // Logged by the carrier as the operator's to fix; its words stay out of the answer.
+        NumberProviderError::Refused(_) => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            ErrorCode::Unavailable,
+            format!(
+                "the number provider (Twilio) refused this gateway's request{}; the gateway's \
+                 operator must check its Twilio account (the gateway's log says why)",
+                if claiming {
+                    ", so nothing was claimed"
+                } else {
+                    ""
+                }
+            ),
+        ),
+    }
 }
 
 fn unknown_country(country: &str) -> ApiError {
@@ -139,7 +212,9 @@ pub fn parse_phone(state: &AppState, input: &str) -> ApiResult<String> {
         (status = 400, description = "Malformed JSON (`bad_request`) or not a phone number (`invalid_address`)", body = ErrorBody),
         (status = 401, description = "`unauthorized`: no valid device token", body = ErrorBody),
         (status = 404, description = "`not_found`: no carrier offers that number", body = ErrorBody),
-        (status = 409, description = "`number_taken` (owned or in quarantine) or `already_has_number`", body = ErrorBody),
+        (status = 409, description = "`number_taken` (owned, in quarantine, or no longer for sale) or `already_has_number`", body = ErrorBody),
+        (status = 502, description = "`unavailable`: the number provider (Twilio) refused the purchase; nothing was claimed", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the number provider (Twilio) did not answer; nothing was claimed", body = ErrorBody),
     )
 )]
 async fn claim(
@@ -148,11 +223,24 @@ async fn claim(
     ApiJson(request): ApiJson<ClaimNumber>,
 ) -> ApiResult<(StatusCode, Json<ClaimedNumber>)> {
     let number = parse_phone(&state, &request.number)?;
-    match state
+    let mut claimed = state
         .store
         .claim_number(auth.account_id, &number, chrono::Utc::now())
-        .await
-    {
+        .await;
+    let sellers = provisioning(&state);
+    if matches!(claimed, Err(StoreError::NotFound)) && !sellers.is_empty() {
+        let seller = buy(&state, &sellers, auth.account_id, &number).await?;
+        claimed = state
+            .store
+            .claim_number(auth.account_id, &number, chrono::Utc::now())
+            .await;
+        if claimed.is_err() {
+            // Bought for nobody: it is unowned and due, so it goes back now (or on the next
+            // pass of the give-back task).
+            let _ = twilio_numbers::give_back_due(seller, &state.store, chrono::Utc::now()).await;
+        }
+    }
+    match claimed {
         Ok(()) => {
             tracing::info!(account = %auth.account_id, %number, "number claimed");
             Ok((StatusCode::CREATED, Json(ClaimedNumber { number })))
@@ -165,6 +253,30 @@ async fn claim(
             ),
         )),
         Err(other) => Err(other.into()),
+    }
+}
+
+/// Buys `number` (not in the inventory) from the first carrier that sells it, into the
+/// inventory; returns that carrier.
+async fn buy<'a>(
+    state: &AppState,
+    sellers: &[&'a TwilioCarrier],
+    account: airtext_api::AccountId,
+    number: &str,
+) -> ApiResult<&'a TwilioCarrier> {
+    // A purchase costs money: refuse first what the claim would refuse after it.
+    let holds = state.store.account(account).await?.and_then(|a| a.number);
+    if holds.is_some() {
+        return Err(StoreError::Conflict(crate::store::Conflict::AlreadyHasNumber).into());
+    }
+    match twilio_numbers::buy_into_inventory(sellers, &state.store, number).await {
+        Ok(bought) => sellers
+            .iter()
+            .find(|c| crate::carriers::Carrier::name(**c) == bought.carrier)
+            .copied()
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("the seller of {number} vanished"))),
+        Err(BuyError::Store(e)) => Err(e.into()),
+        Err(BuyError::Provider(e)) => Err(provider_error(&e, true)),
     }
 }
 

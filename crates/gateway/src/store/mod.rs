@@ -87,7 +87,7 @@ pub use log::{LogAdvanced, LogStore};
 pub use messages::{
     Delivered, Delivery, Enqueue, MessageStore, NewMessage, StatusOutcome, StatusUpdate,
 };
-pub use numbers::{InventoryNumber, NumberSearch, NumberStore};
+pub use numbers::{BoughtNumber, InventoryNumber, NumberSearch, NumberStore};
 pub use outbound::{OutboundBacklog, OutboundJob, OutboundOutcome, OutboundStore};
 
 /// Every store trait at once: `use crate::store::prelude::*` makes each resource's methods

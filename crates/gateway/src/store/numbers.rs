@@ -17,6 +17,13 @@ pub struct InventoryNumber {
     pub country: String,
 }
 
+/// A number bought from a carrier, with the carrier's id for it (Twilio's `PN…` sid).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoughtNumber {
+    pub number: String,
+    pub carrier_sid: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct NumberSearch {
     pub country: String,
@@ -52,4 +59,27 @@ pub trait NumberStore: Send + Sync {
         available_at: DateTime<Utc>,
     ) -> StoreResult<()>;
     async fn number_owner(&self, number: &str) -> StoreResult<Option<AccountId>>;
+    /// The carrier that brought `number` into the inventory (`None`: not in it).
+    async fn number_carrier(&self, number: &str) -> StoreResult<Option<String>>;
+    /// Puts a number just bought from `number.carrier` in the inventory, unowned and
+    /// claimable, with the carrier's id for it. A number already there keeps its owner and
+    /// quarantine and takes the new id.
+    async fn add_bought_number(
+        &self,
+        number: &InventoryNumber,
+        carrier_sid: &str,
+    ) -> StoreResult<()>;
+    /// Bought numbers of `carrier` nobody owns whose quarantine ended by `now` (at most
+    /// `limit`, longest free first), each held out of every search and claim until
+    /// `hold_until` while it goes back, so no one claims it then and no other node takes it.
+    async fn hold_numbers_to_give_back(
+        &self,
+        carrier: &str,
+        now: DateTime<Utc>,
+        hold_until: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<BoughtNumber>>;
+    /// Removes a number its carrier took back: only while nobody owns it and it still has that
+    /// carrier id. Returns whether it was removed.
+    async fn forget_given_back_number(&self, number: &str, carrier_sid: &str) -> StoreResult<bool>;
 }

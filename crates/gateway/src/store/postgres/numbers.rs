@@ -7,7 +7,9 @@ use uuid::Uuid;
 
 use super::super::rows::{self, Cols};
 use super::super::rules;
-use super::super::{Conflict, InventoryNumber, NumberSearch, NumberStore, StoreError, StoreResult};
+use super::super::{
+    BoughtNumber, Conflict, InventoryNumber, NumberSearch, NumberStore, StoreError, StoreResult,
+};
 use super::{closed_or, PostgresStore};
 
 #[async_trait]
@@ -106,5 +108,81 @@ impl NumberStore for PostgresStore {
                 .await
                 .map_err(closed_or)?;
         Ok(owner.flatten().map(Into::into))
+    }
+
+    async fn number_carrier(&self, number: &str) -> StoreResult<Option<String>> {
+        let carrier: Option<String> =
+            sqlx::query_scalar("SELECT carrier FROM numbers WHERE number = $1")
+                .bind(number)
+                .fetch_optional(self.pool()?)
+                .await
+                .map_err(closed_or)?;
+        Ok(carrier)
+    }
+
+    async fn add_bought_number(
+        &self,
+        number: &InventoryNumber,
+        carrier_sid: &str,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO numbers (number, carrier, country, carrier_sid) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (number) DO UPDATE SET carrier = excluded.carrier, \
+               carrier_sid = excluded.carrier_sid",
+        )
+        .bind(&number.number)
+        .bind(&number.carrier)
+        .bind(&number.country)
+        .bind(carrier_sid)
+        .execute(self.pool()?)
+        .await
+        .map_err(closed_or)?;
+        Ok(())
+    }
+
+    async fn hold_numbers_to_give_back(
+        &self,
+        carrier: &str,
+        now: DateTime<Utc>,
+        hold_until: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<BoughtNumber>> {
+        // SKIP LOCKED: another node's pass takes other numbers instead of waiting for these.
+        let held: Vec<(String, String)> = sqlx::query_as(
+            "UPDATE numbers SET available_at = $3 WHERE number IN ( \
+                 SELECT number FROM numbers \
+                 WHERE carrier = $1 AND carrier_sid IS NOT NULL AND owner IS NULL \
+                   AND available_at <= $2 \
+                 ORDER BY available_at, number LIMIT $4 FOR UPDATE SKIP LOCKED) \
+             RETURNING number, carrier_sid",
+        )
+        .bind(carrier)
+        .bind(now)
+        .bind(hold_until)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool()?)
+        .await
+        .map_err(closed_or)?;
+        let mut held: Vec<BoughtNumber> = held
+            .into_iter()
+            .map(|(number, carrier_sid)| BoughtNumber {
+                number,
+                carrier_sid,
+            })
+            .collect();
+        held.sort_by(|a, b| a.number.cmp(&b.number));
+        Ok(held)
+    }
+
+    async fn forget_given_back_number(&self, number: &str, carrier_sid: &str) -> StoreResult<bool> {
+        let gone = sqlx::query(
+            "DELETE FROM numbers WHERE number = $1 AND carrier_sid = $2 AND owner IS NULL",
+        )
+        .bind(number)
+        .bind(carrier_sid)
+        .execute(self.pool()?)
+        .await
+        .map_err(closed_or)?;
+        Ok(gone.rows_affected() > 0)
     }
 }
