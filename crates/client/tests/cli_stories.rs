@@ -568,6 +568,14 @@ async fn account_numbers_identities_and_devices_through_the_binary() {
         json(a.path(), &url, &["account", "show"]).await["number"],
         number.as_str()
     );
+    // A text to an outside phone that the gateway accepted and holds for its carrier is done
+    // (exit 0), though its status is still `queued`: only the device's own outbox means "later".
+    let sent = json(a.path(), &url, &["send", "+14155550199", "to a phone"]).await;
+    assert!(sent["id"].is_string(), "accepted by the gateway: {sent}");
+    assert_eq!(
+        json(a.path(), &url, &["outbox"]).await,
+        serde_json::json!([])
+    );
     let released = json(a.path(), &url, &["numbers", "release"]).await;
     assert_eq!(released["number"], number.as_str());
     assert_eq!(

@@ -471,17 +471,26 @@ async fn run_async(
             }
             out.flush()?;
             match message.status {
+                // `queued` is also what the gateway answers for a text it accepted and holds for
+                // a carrier: only a text still in this device's outbox is "queued for later".
                 SendStatus::Queued => {
                     let session = client.session().await?;
                     let id = message.local_id;
-                    let why = session
-                        .outbox()
-                        .await
-                        .ok()
-                        .and_then(|waiting| waiting.into_iter().find(|e| e.message == id))
-                        .and_then(|e| e.last_error)
-                        .unwrap_or_else(|| "it has not reached the gateway yet".to_owned());
-                    return Err(exit::Queued(why).into());
+                    let not_yet = || "it has not reached the gateway yet".to_owned();
+                    match session.outbox().await {
+                        // Accepted by the gateway, which holds it for a carrier.
+                        Ok(waiting) if !waiting.iter().any(|e| e.message == id) => {}
+                        Ok(waiting) => {
+                            let why = waiting
+                                .into_iter()
+                                .find(|e| e.message == id)
+                                .and_then(|e| e.last_error)
+                                .unwrap_or_else(not_yet);
+                            return Err(exit::Queued(why).into());
+                        }
+                        // Unreadable now: "queued" is the safe answer (never "send again").
+                        Err(_) => return Err(exit::Queued(not_yet()).into()),
+                    }
                 }
                 SendStatus::Failed => bail!(
                     "the text was not sent: {}",
