@@ -45,7 +45,8 @@ pub enum TokenPlace {
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct TokenStorage {
     pub place: TokenPlace,
-    /// Why the OS keyring is not used; `None` while it holds the token.
+    /// Why the OS keyring is not used (the platform's own words); `None` while it holds the
+    /// token.
     pub keyring_problem: Option<String>,
     /// The file the token is kept in when the user chooses it.
     pub file: String,
@@ -77,6 +78,16 @@ impl KeyringTokenStore {
 
     fn entry(&self) -> Result<keyring_core::Entry> {
         keyring_core::Entry::new_in_store(&self.store, SERVICE, &self.user).map_err(unavailable)
+    }
+
+    /// Why the keyring cannot hold the token, or `None` when it answers (a read that finds
+    /// no entry counts).
+    fn problem(&self) -> Option<String> {
+        let entry = keyring_core::Entry::new_in_store(&self.store, SERVICE, &self.user);
+        match entry.and_then(|e| e.get_password()) {
+            Ok(_) | Err(KeyringError::NoEntry) => None,
+            Err(e) => Some(e.to_string()),
+        }
     }
 }
 
@@ -245,8 +256,8 @@ impl FallbackTokenStore {
         in_file: bool,
     ) -> Self {
         let problem = match &keyring {
-            Ok(store) => store.load().err().map(|e| e.to_string()),
-            Err(why) => Some(unavailable(why).to_string()),
+            Ok(store) => store.problem(),
+            Err(why) => Some(why.clone()),
         };
         let place = match problem {
             None => TokenPlace::Keyring,
@@ -415,7 +426,7 @@ mod tests {
         let storage = store.storage();
         assert_eq!(storage.place, TokenPlace::Memory);
         let problem = storage.keyring_problem.unwrap();
-        assert!(problem.contains("keyring is not available"), "{problem}");
+        assert_eq!(problem, KeyringError::NoDefaultStore.to_string());
         store.save("tok-2").unwrap();
         assert_eq!(store.load().unwrap().as_deref(), Some("tok-2"));
         assert!(!dir.path().join(TOKEN_FILE).exists(), "nothing on disk");

@@ -6,7 +6,8 @@ import type { TokenPlace } from "./TokenPlace";
  */
 export type TokenStorage = { place: TokenPlace, 
 /**
- * Why the OS keyring is not used; `None` while it holds the token.
+ * Why the OS keyring is not used (the platform's own words); `None` while it holds the
+ * token.
  */
 keyring_problem: string | null, 
 /**
