@@ -94,7 +94,7 @@ cargo build --locked -p airtext-gateway
 # end-to-end part.
 apt_install libwebkit2gtk-4.1-dev build-essential curl wget file libssl-dev libxdo-dev \
   libayatana-appindicator3-dev librsvg2-dev pkg-config xvfb xauth webkit2gtk-driver dbus-x11 \
-  dunst gnome-keyring keyutils libsecret-tools libnotify-bin imagemagick
+  dunst gnome-keyring keyutils libsecret-tools libnotify-bin imagemagick python3
 tauri_driver="$(command -v tauri-driver || echo "$HOME/.cargo/bin/tauri-driver")"
 if [ ! -x "$tauri_driver" ]; then
   say "app: installing tauri-driver"

@@ -118,7 +118,8 @@ fn first_close(data_dir: &Path) -> bool {
     if marker.exists() {
         return false;
     }
-    if let Err(error) = std::fs::write(&marker, b"") {
+    let written = std::fs::create_dir_all(data_dir).and_then(|()| std::fs::write(&marker, b""));
+    if let Err(error) = written {
         tracing::warn!(%error, "cannot remember the close notice");
     }
     true
