@@ -134,7 +134,8 @@ pub fn platform_store() -> std::result::Result<Arc<CredentialStore>, String> {
 #[cfg(mobile)]
 pub fn platform_store() -> std::result::Result<Arc<CredentialStore>, String> {
     init_platform_store().map_err(|e| e.to_string())?;
-    keyring_core::get_default_store().ok_or_else(|| "the platform has no credential store".to_owned())
+    keyring_core::get_default_store()
+        .ok_or_else(|| "the platform has no credential store".to_owned())
 }
 
 #[cfg(mobile)]
@@ -175,7 +176,10 @@ impl FileTokenStore {
     }
 
     fn fail(&self, e: std::io::Error) -> Error {
-        Error::Config(format!("cannot keep the sign-in in {}: {e}", self.path.display()))
+        Error::Config(format!(
+            "cannot keep the sign-in in {}: {e}",
+            self.path.display()
+        ))
     }
 }
 
@@ -411,10 +415,17 @@ mod tests {
         let storage = store.storage();
         assert_eq!(storage.place, TokenPlace::Keyring);
         assert_eq!(storage.keyring_problem, None);
-        assert_eq!(store.load().unwrap(), None, "an empty keyring is signed out");
+        assert_eq!(
+            store.load().unwrap(),
+            None,
+            "an empty keyring is signed out"
+        );
         store.save("tok-1").unwrap();
         assert_eq!(store.load().unwrap().as_deref(), Some("tok-1"));
-        assert!(!dir.path().join(TOKEN_FILE).exists(), "no file beside the keyring");
+        assert!(
+            !dir.path().join(TOKEN_FILE).exists(),
+            "no file beside the keyring"
+        );
         store.clear().unwrap();
         assert_eq!(store.load().unwrap(), None);
     }
@@ -480,7 +491,11 @@ mod tests {
         store.set_in_file(false).unwrap();
         assert_eq!(store.storage().place, TokenPlace::Memory);
         assert!(!file.exists());
-        assert_eq!(store.load().unwrap().as_deref(), Some("tok-5"), "still signed in");
+        assert_eq!(
+            store.load().unwrap().as_deref(),
+            Some("tok-5"),
+            "still signed in"
+        );
     }
 
     #[test]
