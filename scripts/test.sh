@@ -91,10 +91,11 @@ cargo build --locked -p airtext-gateway
 # a keyring and a notification daemon (shared/PLATFORM.md); tauri-driver; then: the mobile-cfg
 # compile check, the TypeScript bindings of the cache types, and the real app end to end under
 # Xvfb (tauri-driver + WebKitWebDriver, real gateway, CLI as a second device, D-Bus notifications,
-# keyring). AIRTEXT_APP_E2E=0 skips the end-to-end part.
+# keyring), and once more with no D-Bus session at all (no keyring). AIRTEXT_APP_E2E=0 skips the
+# end-to-end part.
 apt_install libwebkit2gtk-4.1-dev build-essential curl wget file libssl-dev libxdo-dev \
   libayatana-appindicator3-dev librsvg2-dev pkg-config xvfb xauth webkit2gtk-driver dbus-x11 \
-  dunst gnome-keyring keyutils libsecret-tools libnotify-bin imagemagick
+  dunst gnome-keyring keyutils libsecret-tools libnotify-bin imagemagick python3
 tauri_driver="$(command -v tauri-driver || echo "$HOME/.cargo/bin/tauri-driver")"
 if [ ! -x "$tauri_driver" ]; then
   say "app: installing tauri-driver"
@@ -125,6 +126,9 @@ if [ "${AIRTEXT_APP_E2E:-1}" != 0 ]; then
       export GNOME_KEYRING_CONTROL
       exec node tests/webdriver/run.mjs'
   rm -rf "$app_home"
+  say "app: end-to-end with no D-Bus session (no keyring): starts, signs in, sign-in in memory or a 0600 file"
+  TAURI_DRIVER="$tauri_driver" AIRTEXT_SCREENSHOTS="${AIRTEXT_SCREENSHOTS:-0}" \
+    env -u DBUS_SESSION_BUS_ADDRESS xvfb-run -a -s "-screen 0 1280x800x24" node tests/webdriver/no-keyring.mjs
 fi
 # ════════════════════ end of the app block ════════════════════
 

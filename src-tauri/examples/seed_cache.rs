@@ -107,7 +107,8 @@ async fn main() {
         token: None,
     };
     device.save(&dir).unwrap();
-    airtext_app_lib::token_store::KeyringTokenStore::new(dir.display().to_string())
+    let keyring = airtext_app_lib::token_store::platform_store().unwrap();
+    airtext_app_lib::token_store::KeyringTokenStore::new(keyring, dir.display().to_string())
         .save("bench-token-not-valid-anywhere")
         .unwrap();
     println!(

@@ -18,6 +18,7 @@ use tauri::{AppHandle, Runtime, State};
 use crate::error::{IpcError, IpcResult};
 use crate::settings::Settings;
 use crate::state::{client_options, AppState};
+use crate::token_store::TokenStorage;
 
 /// What this platform's shell can do.
 #[derive(Debug, Clone, Serialize)]
@@ -26,6 +27,8 @@ pub struct Capabilities {
     pub proxy: bool,
     pub modem: bool,
     pub notifications: bool,
+    /// Closing the window can keep the app running (tray), and it can start at login.
+    pub background: bool,
 }
 
 const SEARCH_LIMIT: u32 = 200;
@@ -103,13 +106,16 @@ pub async fn sign_in<R: Runtime>(
     client.sign_in(&username, &password, &device_name).await?;
     let me = client.me().await?;
     state.start_live(&app).await;
+    state.unread_changed.notify_one();
     Ok(me)
 }
 
 #[tauri::command]
 pub async fn sign_out(state: State<'_, AppState>) -> IpcResult<()> {
     state.stop_live().await;
-    Ok(state.client().await.sign_out().await?)
+    state.client().await.sign_out().await?;
+    state.unread_changed.notify_one();
+    Ok(())
 }
 
 #[tauri::command]
@@ -298,14 +304,58 @@ pub fn plan(text: String) -> IpcResult<TextPlan> {
     Ok(airtext_client::app::text_plan(&text))
 }
 
+/// The settings; "start at login" as the platform has it (the user may change it outside).
 #[tauri::command]
-pub fn settings(state: State<'_, AppState>) -> IpcResult<Settings> {
-    Ok(state.settings())
+pub fn settings<R: Runtime>(app: AppHandle<R>, state: State<'_, AppState>) -> IpcResult<Settings> {
+    let mut settings = state.settings();
+    if let Some(enabled) = autostart_enabled(&app) {
+        settings.autostart = enabled;
+    }
+    Ok(settings)
+}
+
+#[cfg(not(mobile))]
+fn autostart_enabled<R: Runtime>(app: &AppHandle<R>) -> Option<bool> {
+    use tauri_plugin_autostart::ManagerExt;
+    app.autolaunch().is_enabled().ok()
+}
+
+#[cfg(mobile)]
+fn autostart_enabled<R: Runtime>(_app: &AppHandle<R>) -> Option<bool> {
+    None
+}
+
+#[cfg(not(mobile))]
+fn set_autostart<R: Runtime>(app: &AppHandle<R>, on: bool) -> IpcResult<()> {
+    use tauri_plugin_autostart::ManagerExt;
+    let launcher = app.autolaunch();
+    let done = if on {
+        launcher.enable()
+    } else {
+        launcher.disable()
+    };
+    done.map_err(|e| {
+        IpcError::new(
+            ErrorCode::Internal,
+            format!("cannot change starting at login: {e}"),
+        )
+    })
+}
+
+#[cfg(mobile)]
+fn set_autostart<R: Runtime>(_app: &AppHandle<R>, _on: bool) -> IpcResult<()> {
+    Ok(())
+}
+
+/// Where the sign-in is kept (OS keyring, private file or memory) and why not the keyring.
+#[tauri::command]
+pub fn token_storage(state: State<'_, AppState>) -> IpcResult<TokenStorage> {
+    Ok(state.tokens.storage())
 }
 
 /// Saves the settings; a new proxy or modem takes effect at once (the client is re-opened
-/// with it). A proxy that does not parse or a modem that does not answer is refused and
-/// nothing changes.
+/// with it), as do the sign-in's place without a keyring and starting at login. A proxy that
+/// does not parse or a modem that does not answer is refused and nothing changes.
 #[tauri::command]
 pub async fn save_settings<R: Runtime>(
     app: AppHandle<R>,
@@ -314,9 +364,15 @@ pub async fn save_settings<R: Runtime>(
 ) -> IpcResult<()> {
     let old = state.settings();
     if settings.proxy_url != old.proxy_url || settings.modem_port != old.modem_port {
-        let options = client_options(&state.data_dir, &settings).await?;
+        let options = client_options(&state.data_dir, &settings, state.tokens.clone()).await?;
         let client = Client::open(options).await?;
         state.replace_client(&app, client).await;
+    }
+    if settings.token_in_file != old.token_in_file {
+        state.tokens.set_in_file(settings.token_in_file)?;
+    }
+    if autostart_enabled(&app) != Some(settings.autostart) {
+        set_autostart(&app, settings.autostart)?;
     }
     settings.save(&state.data_dir)?;
     let mut current = state
@@ -339,5 +395,6 @@ pub fn capabilities() -> IpcResult<Capabilities> {
         // Tablets have no serial modem to drive; their own SMS app is the cellular path.
         modem: cfg!(not(mobile)),
         notifications: true,
+        background: cfg!(not(mobile)),
     })
 }

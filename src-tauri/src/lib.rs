@@ -1,9 +1,10 @@
 //! The Airtext app: a thin Tauri 2 shell over `airtext-client`. It holds no business logic:
 //! every command ([`commands`]) is one call into the client core plus the mapping of its error
 //! to the shared `{code, message}` vocabulary ([`error`]). Around the commands the shell adds
-//! only what needs the platform: the device token in the OS keyring ([`token_store`]),
-//! notifications ([`notify`]), the window (single instance, remembered size and position), and
-//! forwarding the client's events to the window ([`state`]).
+//! only what needs the platform: the device token in the OS keyring, or where the platform has
+//! none in memory or a private file ([`token_store`]), notifications ([`notify`]), the window
+//! (single instance, remembered size and position), the tray icon, closing to it and start at
+//! login on the desktop ([`tray`]), and forwarding the client's events to the window ([`state`]).
 //!
 //! Configuration (environment): `AIRTEXT_DATA_DIR` (default: the platform's data directory),
 //! `AIRTEXT_GATEWAY` (the gateway onboarding suggests, e.g. from `scripts/run.sh`) and, on
@@ -17,15 +18,19 @@ pub mod notify;
 pub mod settings;
 pub mod state;
 pub mod token_store;
+#[cfg(not(mobile))]
+pub mod tray;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use airtext_client::{Client, ClientOptions};
 use tauri::{Manager, WindowEvent};
 
 use crate::settings::Settings;
 use crate::state::{client_options, AppState};
+use crate::token_store::{FallbackTokenStore, KeyringTokenStore};
 
 fn data_dir<R: tauri::Runtime>(app: &tauri::App<R>) -> airtext_client::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("AIRTEXT_DATA_DIR").filter(|d| !d.is_empty()) {
@@ -46,8 +51,12 @@ fn data_dir<R: tauri::Runtime>(app: &tauri::App<R>) -> airtext_client::Result<Pa
 
 /// Opens the client: with the saved proxy and modem, or, if those fail (modem unplugged),
 /// without them so the app still starts and the settings screen can fix them.
-async fn open_client(dir: &std::path::Path, settings: &Settings) -> airtext_client::Result<Client> {
-    match client_options(dir, settings).await {
+async fn open_client(
+    dir: &std::path::Path,
+    settings: &Settings,
+    tokens: &Arc<FallbackTokenStore>,
+) -> airtext_client::Result<Client> {
+    match client_options(dir, settings, tokens.clone()).await {
         Ok(options) => Client::open(options).await,
         Err(error) => {
             tracing::warn!(%error, "opening without the saved proxy/modem");
@@ -56,28 +65,39 @@ async fn open_client(dir: &std::path::Path, settings: &Settings) -> airtext_clie
                 modem_port: String::new(),
                 ..settings.clone()
             };
-            Client::open(client_options(dir, &plain).await?).await
+            Client::open(client_options(dir, &plain, tokens.clone()).await?).await
         }
     }
 }
 
 fn setup<R: tauri::Runtime>(app: &mut tauri::App<R>) -> Result<(), Box<dyn std::error::Error>> {
     #[cfg(mobile)]
-    {
-        token_store::init_platform_store()?;
-        app.handle().plugin(tauri_plugin_notification::init())?;
-    }
+    app.handle().plugin(tauri_plugin_notification::init())?;
     let dir = data_dir(app)?;
     let settings = Settings::load(&dir);
     let suggested = std::env::var("AIRTEXT_GATEWAY")
         .ok()
         .filter(|g| !g.is_empty());
-    let client = tauri::async_runtime::block_on(open_client(&dir, &settings))?;
+    // No keyring (no Secret Service, no D-Bus session) is a state the window shows, never a
+    // reason not to start.
+    let keyring = token_store::platform_store()
+        .map(|store| KeyringTokenStore::new(store, dir.display().to_string()));
+    let tokens = Arc::new(FallbackTokenStore::open(
+        keyring,
+        &dir,
+        settings.token_in_file,
+    ));
+    if let Some(problem) = tokens.storage().keyring_problem {
+        tracing::warn!(%problem, place = ?tokens.storage().place, "the sign-in is not kept in the OS keyring");
+    }
+    let client = tauri::async_runtime::block_on(open_client(&dir, &settings, &tokens))?;
     if let Some(url) = &suggested {
         client.suggest_gateway_url(url)?;
     }
-    let state = AppState::new(dir, client, settings);
+    let state = AppState::new(dir, client, settings, tokens);
     let focused = state.focused.clone();
+    #[cfg(not(mobile))]
+    let unread_changed = state.unread_changed.clone();
     app.manage(state);
     let handle = app.handle().clone();
     tauri::async_runtime::block_on(async {
@@ -94,8 +114,38 @@ fn setup<R: tauri::Runtime>(app: &mut tauri::App<R>) -> Result<(), Box<dyn std::
                 focused.store(*now, Ordering::Relaxed);
             }
         });
+        #[cfg(not(mobile))]
+        {
+            let has_tray = tray::create(app.handle());
+            tray::keep_running_on_close(&window, has_tray);
+        }
     }
+    #[cfg(not(mobile))]
+    follow_unread(app.handle().clone(), unread_changed);
     Ok(())
+}
+
+/// Keeps the tray's and the badge's unread count in step with the cache: re-read after every
+/// change that may move it, at most a few times a second while a backlog syncs.
+#[cfg(not(mobile))]
+fn follow_unread<R: tauri::Runtime>(app: tauri::AppHandle<R>, changed: Arc<tokio::sync::Notify>) {
+    changed.notify_one();
+    tauri::async_runtime::spawn(async move {
+        loop {
+            changed.notified().await;
+            let Some(state) = app.try_state::<AppState>() else {
+                return;
+            };
+            let client = state.client().await;
+            let unread = if client.profile().await.is_some() {
+                client.unread_total().await.unwrap_or_default()
+            } else {
+                0
+            };
+            tray::show_unread(&app, unread);
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+    });
 }
 
 /// The entry point on every platform: `main.rs` calls it on desktop, the mobile shells through
@@ -138,7 +188,19 @@ pub fn run() {
                 let _ = window.set_focus();
             }
         }))
-        .plugin(tauri_plugin_window_state::Builder::default().build());
+        // Not the visibility: a window hidden to the tray when the app quit opens shown.
+        .plugin(
+            tauri_plugin_window_state::Builder::default()
+                .with_state_flags(
+                    tauri_plugin_window_state::StateFlags::all()
+                        - tauri_plugin_window_state::StateFlags::VISIBLE,
+                )
+                .build(),
+        )
+        .plugin(tauri_plugin_autostart::init(
+            tauri_plugin_autostart::MacosLauncher::LaunchAgent,
+            None,
+        ));
     let result = builder
         .setup(setup)
         .invoke_handler(tauri::generate_handler![
@@ -172,6 +234,7 @@ pub fn run() {
             commands::save_settings,
             commands::serial_ports,
             commands::capabilities,
+            commands::token_storage,
         ])
         .run(tauri::generate_context!());
     if let Err(error) = result {

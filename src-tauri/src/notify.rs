@@ -78,6 +78,25 @@ pub fn raise<R: Runtime>(app: &AppHandle<R>, peer: String, shown: Shown) {
     });
 }
 
+/// A notice from the app itself (no thread to open), e.g. that it keeps running when its
+/// window is closed.
+#[cfg(not(mobile))]
+pub fn tell<R: Runtime>(app: &AppHandle<R>, title: &str, body: &str) {
+    let _ = app;
+    let (title, body) = (title.to_owned(), body.to_owned());
+    tauri::async_runtime::spawn_blocking(move || {
+        if let Err(error) = notify_rust::Notification::new()
+            .appname("Airtext")
+            .summary(&title)
+            .body(&body)
+            .icon("mail-message-new")
+            .show()
+        {
+            tracing::warn!(%error, "could not raise a notification");
+        }
+    });
+}
+
 #[cfg(mobile)]
 pub fn raise<R: Runtime>(app: &AppHandle<R>, peer: String, shown: Shown) {
     use tauri_plugin_notification::NotificationExt;

@@ -1,5 +1,6 @@
 //! This device's app settings (`settings.json` in the data directory): the proxy and modem the
-//! client core is opened with, and how notifications look. They are this device's own facts,
+//! client core is opened with, how notifications look, where the sign-in is kept when the OS
+//! keyring does not answer, and (desktop) the tray and start at login. They are this device's own facts,
 //! so they are not synced. A missing or unreadable file means the defaults.
 
 use std::path::Path;
@@ -18,6 +19,14 @@ pub struct Settings {
     pub notifications: bool,
     /// Show only the sender in notifications, never the text.
     pub hide_text: bool,
+    /// Without an OS keyring, keep the sign-in in a private file (0600) in the data directory
+    /// instead of in memory for the session.
+    pub token_in_file: bool,
+    /// Closing the window keeps Airtext running (in the tray where there is one), so texts
+    /// still arrive and notify.
+    pub close_to_tray: bool,
+    /// Start Airtext when the user logs in.
+    pub autostart: bool,
 }
 
 impl Default for Settings {
@@ -27,6 +36,9 @@ impl Default for Settings {
             modem_port: String::new(),
             notifications: true,
             hide_text: false,
+            token_in_file: false,
+            close_to_tray: true,
+            autostart: false,
         }
     }
 }

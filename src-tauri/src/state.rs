@@ -13,12 +13,12 @@ use airtext_api::messages::Direction;
 use airtext_client::events::ClientEvent;
 use airtext_client::{Client, ClientOptions};
 use tauri::{AppHandle, Emitter, Runtime};
-use tokio::sync::{broadcast, Mutex, RwLock};
+use tokio::sync::{broadcast, Mutex, Notify, RwLock};
 use tokio_util::sync::CancellationToken;
 
 use crate::notify;
 use crate::settings::Settings;
-use crate::token_store::KeyringTokenStore;
+use crate::token_store::FallbackTokenStore;
 
 pub const EVENT: &str = "airtext://event";
 pub const SIGNED_OUT: &str = "airtext://signed-out";
@@ -36,21 +36,31 @@ pub struct AppState {
     pub settings: StdMutex<Settings>,
     /// Whether the main window has the focus (notifications only when it has not).
     pub focused: Arc<AtomicBool>,
+    /// Where the token is kept (keyring, file or memory); shared by every client opened.
+    pub tokens: Arc<FallbackTokenStore>,
+    /// Woken when the unread count may have changed (the tray and badge re-read it).
+    pub unread_changed: Arc<Notify>,
 }
 
 pub async fn client_options(
     data_dir: &std::path::Path,
     settings: &Settings,
+    tokens: Arc<FallbackTokenStore>,
 ) -> airtext_client::Result<ClientOptions> {
     let mut options = ClientOptions::new(data_dir)?;
-    options.tokens = Arc::new(KeyringTokenStore::new(data_dir.display().to_string()));
+    options.tokens = tokens;
     options.proxy = airtext_client::app::parse_proxy(&settings.proxy_url)?;
     options.cellular = airtext_client::app::open_modem(&settings.modem_port).await?;
     Ok(options)
 }
 
 impl AppState {
-    pub fn new(data_dir: PathBuf, client: Client, settings: Settings) -> Self {
+    pub fn new(
+        data_dir: PathBuf,
+        client: Client,
+        settings: Settings,
+        tokens: Arc<FallbackTokenStore>,
+    ) -> Self {
         AppState {
             data_dir,
             client: RwLock::new(client),
@@ -58,6 +68,8 @@ impl AppState {
             forwarder: StdMutex::new(None),
             settings: StdMutex::new(settings),
             focused: Arc::new(AtomicBool::new(true)),
+            tokens,
+            unread_changed: Arc::new(Notify::new()),
         }
     }
 
@@ -90,6 +102,7 @@ impl AppState {
         let mut events = self.client().await.subscribe();
         let app = app.clone();
         let focused = self.focused.clone();
+        let unread_changed = self.unread_changed.clone();
         tauri::async_runtime::spawn(async move {
             loop {
                 let event = tokio::select! {
@@ -98,6 +111,14 @@ impl AppState {
                 };
                 match event {
                     Ok(event) => {
+                        if matches!(
+                            event,
+                            ClientEvent::MessageAdded { .. }
+                                | ClientEvent::MessageDeleted { .. }
+                                | ClientEvent::ConversationChanged { .. }
+                        ) {
+                            unread_changed.notify_one();
+                        }
                         if !focused.load(Ordering::Relaxed) {
                             notify_if_inbound(&app, &event);
                         }

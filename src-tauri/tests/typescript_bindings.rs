@@ -32,6 +32,7 @@ fn export_all(dir: &Path) {
         airtext_app_lib::error::IpcError,
         airtext_app_lib::commands::Capabilities,
         airtext_app_lib::notify::OpenThread,
+        airtext_app_lib::token_store::TokenStorage,
     );
 }
 

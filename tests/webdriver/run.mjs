@@ -1,8 +1,9 @@
 // End-to-end tests of the REAL Airtext app: the built Tauri binary (UI embedded) driven through
 // tauri-driver + WebKitWebDriver, against a real gateway binary on a free port with a temporary
 // SQLite database, a second device (the `airtext` CLI) and the gateway's simulated outside
-// phones. Desktop notifications are asserted on D-Bus (dbus-monitor), the sign-in surviving a
-// restart through the OS keyring (gnome-keyring's Secret Service).
+// phones. Desktop notifications are asserted on D-Bus (dbus-monitor), closing the window keeping
+// the app running and notifying (the close sent as a window manager does, wm-close.py), the
+// sign-in surviving a restart through the OS keyring (gnome-keyring's Secret Service).
 //
 // Run it under a display and a session bus, with an unlocked keyring (scripts/test.sh does):
 //   xvfb-run -a -s "-screen 0 1280x800x24" dbus-run-session -- node tests/webdriver/run.mjs
@@ -26,6 +27,7 @@ const appBin = process.env.AIRTEXT_APP_BIN ?? path.join(targetDir, 'debug/airtex
 const gatewayBin = process.env.AIRTEXT_GATEWAY_BIN ?? path.join(targetDir, 'debug/airtext-gateway');
 const cliBin = process.env.AIRTEXT_CLI_BIN ?? path.join(targetDir, 'debug/airtext');
 const shotsDir = path.join(repoRoot, 'docs/screenshots');
+const wmClose = path.join(here, 'wm-close.py');
 const takeShots = process.env.AIRTEXT_SCREENSHOTS !== '0';
 
 function which(name) {
@@ -333,6 +335,28 @@ try {
     execFileSync('dunstctl', ['action', '0']);
     await until('the thread opened from the notification', async () => (await textOf('thread-title')).includes('555-0123'));
     await until('the reply in the thread', () => messageWith(reply));
+  });
+
+  const whileClosed = 'Are you still there? (sent while the window was closed)';
+  await step('closing the window keeps the app running (said once); a text arriving while closed raises a notification that opens the thread', async () => {
+    await (await $id('new-conversation')).click();
+    await until('the thread closed', async () => !(await textOf('thread-title')).includes('555-0123'));
+    const before = monitor.log.length;
+    // The close button as a window manager sends it (Xvfb has none): WM_DELETE_WINDOW.
+    execFileSync('python3', [wmClose, 'Airtext']);
+    await until('the window hidden', () => execFileSync('python3', [wmClose, '--count-viewable', 'Airtext'], { encoding: 'utf8' }).trim() === '0');
+    await until('the "still running" notice', () => monitor.log.slice(before).includes('Airtext is still running'));
+    assert((await app.execute(() => 1 + 1)) === 2, 'the app still runs');
+    execFileSync('dunstctl', ['close-all']);
+    const sent = monitor.log.length;
+    await api('POST', '/v1/simulator/inbound', { from: outsidePhone, to: aliceNumber, body: whileClosed }, observer);
+    await until('a Notify call for the text', () => monitor.log.slice(sent).includes(whileClosed), 20_000);
+    await sleep(700);
+    screenShot('4b-closed-notification');
+    execFileSync('dunstctl', ['action', '0']);
+    await until('the window shown again', () => execFileSync('python3', [wmClose, '--count-viewable', 'Airtext'], { encoding: 'utf8' }).trim() === '1');
+    await until('the thread opened from the notification', async () => (await textOf('thread-title')).includes('555-0123'));
+    await until('the text in the thread', () => messageWith(whileClosed));
   });
 
   await step("switch the contact's path to cloud (a synced contact setting)", async () => {

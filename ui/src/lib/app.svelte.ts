@@ -12,6 +12,7 @@ import {
   type Contact,
   type Me,
   type PathChoice,
+  type TokenStorage,
 } from './backend/types';
 import { compareConversations, insertSorted, sortConversations } from './conversations';
 import { Drafts } from './drafts';
@@ -64,6 +65,8 @@ export class AppState {
   /** A short message for a live region ("Message from …", "Contact saved"). */
   announcement = $state('');
   error: BackendError | null = $state(null);
+  /** Set after a sign-in whose token could not go into the OS keyring (shown once). */
+  tokenNotice: TokenStorage | null = $state(null);
   readonly drafts: Drafts;
   private threads = new Map<string, ThreadState>();
   private unsubscribe: (() => void) | null = null;
@@ -93,6 +96,16 @@ export class AppState {
     this.me = me;
     this.phase = 'app';
     await Promise.all([this.refreshConversations(), this.refreshContacts()]);
+  }
+
+  /** After a sign-in: tells the user once when the sign-in is not in the OS keyring. */
+  async noticeTokenStorage(): Promise<void> {
+    try {
+      const storage = await this.backend.tokenStorage();
+      this.tokenNotice = storage && storage.place !== 'keyring' ? storage : null;
+    } catch {
+      // nothing to tell
+    }
   }
 
   /** (Re)loads the first page of the list. */

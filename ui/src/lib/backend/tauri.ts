@@ -42,7 +42,8 @@
 // | settings             | —                                             | Settings                     |
 // | save_settings        | { settings }            (applies the proxy and modem at once) | null   |
 // | serial_ports         | —                                             | string[]                     |
-// | capabilities         | —                                             | { proxy, modem, notifications } |
+// | capabilities         | —                                             | { proxy, modem, notifications, background } |
+// | token_storage        | —                                             | TokenStorage (keyring, file or memory) |
 //
 // Events (`app.emit(name, payload)`):
 // - `airtext://event`         payload: airtext-client's `ClientEvent` as serialised today
@@ -87,6 +88,7 @@ import {
   type Settings,
   type SignInInput,
   type SignUpInput,
+  type TokenStorage,
 } from './types';
 
 export function fromTauriMessage(m: CachedMessage): ChatMessage {
@@ -140,7 +142,7 @@ async function call<T>(command: string, args?: Record<string, unknown>): Promise
 }
 
 export class TauriBackend implements Backend {
-  capabilities: Capabilities = { proxy: true, modem: true, notifications: true, kind: 'tauri' };
+  capabilities: Capabilities = { proxy: true, modem: true, notifications: true, background: true, kind: 'tauri' };
   private listeners = new Set<(e: BackendEvent) => void>();
   private unlisten: Promise<UnlistenFn[]> | null = null;
 
@@ -280,6 +282,9 @@ export class TauriBackend implements Backend {
   }
   settings(): Promise<Settings> {
     return call('settings');
+  }
+  tokenStorage(): Promise<TokenStorage | null> {
+    return call('token_storage');
   }
   async saveSettings(settings: Settings): Promise<void> {
     await call('save_settings', { settings });

@@ -29,12 +29,13 @@ import type { LocalConversationId } from '../bindings/app/LocalConversationId';
 import type { PathDecision } from '../bindings/app/PathDecision';
 import type { SendPath } from '../bindings/app/SendPath';
 import type { Settings } from '../bindings/app/Settings';
+import type { TokenStorage } from '../bindings/app/TokenStorage';
 
 // Types generated from Rust (ts-rs; drift tests keep them current): airtext-api's in
 // `bindings/`, airtext-client's and the shell's in `bindings/app/`. The UI's own types below
 // are those types with the few differences both backends need spelled out.
 export type { Contact, Me, TextPlan, Lookup, PathChoice, SendStatus, Route, ErrorCode };
-export type { ContactInput, PathDecision, SendPath, Settings };
+export type { ContactInput, PathDecision, SendPath, Settings, TokenStorage };
 
 /**
  * A message as the UI shows it: the cache's copy (airtext-client's `CachedMessage`), which may
@@ -145,6 +146,11 @@ export interface Backend {
   // — settings —
   settings(): Promise<Settings>;
   saveSettings(settings: Settings): Promise<void>;
+  /**
+   * Where this device keeps its sign-in (OS keyring, a private file, or memory for the
+   * session) and why not the keyring; null where the backend has no such choice (web).
+   */
+  tokenStorage(): Promise<TokenStorage | null>;
   /** Serial ports that may be a modem (empty where there are none or it can't be known). */
   serialPorts(): Promise<string[]>;
 

@@ -51,6 +51,7 @@ import {
   type Settings,
   type SignInInput,
   type SignUpInput,
+  type TokenStorage,
 } from './types';
 
 const TOKEN_KEY = 'airtext.token';
@@ -64,6 +65,9 @@ export const DEFAULT_SETTINGS: Settings = {
   modem_port: '',
   notifications: true,
   hide_text: false,
+  token_in_file: false,
+  close_to_tray: true,
+  autostart: false,
 };
 
 function storage(kind: 'local' | 'session'): Storage | null {
@@ -98,6 +102,7 @@ export class WebBackend implements Backend {
     proxy: false,
     modem: false,
     notifications: typeof Notification !== 'undefined',
+    background: false,
     kind: 'web',
   };
 
@@ -749,6 +754,11 @@ export class WebBackend implements Backend {
     } catch {
       return { ...DEFAULT_SETTINGS };
     }
+  }
+
+  /** A browser keeps its sign-in in its own storage: no keyring choice to show. */
+  async tokenStorage(): Promise<TokenStorage | null> {
+    return null;
   }
 
   async saveSettings(settings: Settings): Promise<void> {

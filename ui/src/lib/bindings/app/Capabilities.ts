@@ -3,4 +3,8 @@
 /**
  * What this platform's shell can do.
  */
-export type Capabilities = { proxy: boolean, modem: boolean, notifications: boolean, };
+export type Capabilities = { proxy: boolean, modem: boolean, notifications: boolean, 
+/**
+ * Closing the window can keep the app running (tray), and it can start at login.
+ */
+background: boolean, };

@@ -12,4 +12,18 @@ modem_port: string, notifications: boolean,
 /**
  * Show only the sender in notifications, never the text.
  */
-hide_text: boolean, };
+hide_text: boolean, 
+/**
+ * Without an OS keyring, keep the sign-in in a private file (0600) in the data directory
+ * instead of in memory for the session.
+ */
+token_in_file: boolean, 
+/**
+ * Closing the window keeps Airtext running (in the tray where there is one), so texts
+ * still arrive and notify.
+ */
+close_to_tray: boolean, 
+/**
+ * Start Airtext when the user logs in.
+ */
+autostart: boolean, };
