@@ -116,7 +116,7 @@ const tokenFile = path.join(appData, 'token');
 
 const gwPort = await freePort();
 const gwUrl = `http://127.0.0.1:${gwPort}`;
-const gw = start(gatewayBin, ['--listen', `127.0.0.1:${gwPort}`, '--database-url', `sqlite://${tmp}/gateway.db`], {
+const gw = start(gatewayBin, ['--listen', `127.0.0.1:${gwPort}`, '--database-url', `sqlite://${tmp}/gateway.db`, '--simulator', 'true'], {
   env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn', NO_COLOR: '1' },
 });
 
