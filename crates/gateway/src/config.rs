@@ -52,6 +52,10 @@ pub struct Args {
     /// Log format: `text` or `json` [default: text].
     #[arg(long, env = "AIRTEXT_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Serve the web portal from this folder (a `ui/dist` build) instead of the copy built
+    /// into the binary.
+    #[arg(long, env = "AIRTEXT_UI_DIR")]
+    pub ui_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
@@ -84,6 +88,8 @@ pub struct Config {
     pub opt_outs: OptOutConfig,
     /// Carriers in the order they are listed; none means the simulator alone.
     pub carriers: Vec<CarrierConfig>,
+    /// The web portal's files from this folder instead of the binary (`--ui-dir`).
+    pub ui_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -104,6 +110,7 @@ impl Default for Config {
             queue: QueueConfig::default(),
             opt_outs: OptOutConfig::default(),
             carriers: Vec::new(),
+            ui_dir: None,
         }
     }
 }
@@ -402,6 +409,9 @@ impl Config {
         if let Some(v) = args.log_format {
             self.log_format = v;
         }
+        if let Some(v) = &args.ui_dir {
+            self.ui_dir = Some(v.clone());
+        }
     }
 
     /// Checks what serde cannot; each error names the key to fix.
@@ -460,6 +470,14 @@ impl Config {
             }
         }
         self.queue.validate()?;
+        if let Some(dir) = &self.ui_dir {
+            if !dir.join("index.html").is_file() {
+                anyhow::bail!(
+                    "ui_dir {}: no index.html there; point it at a built UI (cd ui && npm run build makes ui/dist)",
+                    dir.display()
+                );
+            }
+        }
         for (key, text) in [
             ("help_reply", &self.opt_outs.help_reply),
             ("stop_reply", &self.opt_outs.stop_reply),

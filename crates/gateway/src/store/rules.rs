@@ -15,6 +15,29 @@ use super::{Conflict, Delivery, OutboundJob, OutboundOutcome, StoreError, StoreR
 
 // ----- messages -----
 
+/// The message an event carries content of (its body, its status), if any: the log keeps it
+/// beside the event so that deleting the message can turn those events into tombstones.
+pub fn event_message(kind: &EventKind) -> Option<MessageId> {
+    match kind {
+        EventKind::MessageCreated { message } => Some(message.id),
+        EventKind::MessageStatus { message_id, .. } => Some(*message_id),
+        EventKind::MessageDeleted { .. }
+        | EventKind::ConversationRead { .. }
+        | EventKind::ContactUpdated { .. }
+        | EventKind::Unknown => None,
+    }
+}
+
+/// What every logged event of a deleted message becomes: the deletion itself, at the same
+/// seq. A device replaying the log applies a deletion of a message it never had, which
+/// changes nothing; the body and status are gone from the log for good.
+pub fn tombstone(message_id: MessageId, conversation_id: ConversationId) -> EventKind {
+    EventKind::MessageDeleted {
+        message_id,
+        conversation_id,
+    }
+}
+
 /// How a status report moves a message (see [`status_change`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusChange {

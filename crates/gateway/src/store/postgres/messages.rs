@@ -304,15 +304,18 @@ impl MessageStore for PostgresStore {
         .bind(conversation)
         .execute(tx.conn())
         .await?;
-        tx.append(
-            account,
-            at,
-            &EventKind::MessageDeleted {
-                message_id: id,
-                conversation_id: conversation.into(),
-            },
+        // The log forgets the message too: what it logged of it becomes a tombstone.
+        let tombstone = rules::tombstone(id, conversation.into());
+        sqlx::query(
+            "UPDATE events SET type = $3, payload = $4 WHERE account_id = $1 AND message_id = $2",
         )
+        .bind(account.0)
+        .bind(id.0)
+        .bind(tombstone.type_name())
+        .bind(rows::event_payload(&tombstone)?)
+        .execute(tx.conn())
         .await?;
+        tx.append(account, at, &tombstone).await?;
         self.commit(tx).await
     }
 }

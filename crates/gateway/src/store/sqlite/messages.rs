@@ -415,16 +415,19 @@ fn delete_message(
         ),
         params![blob(&conversation)],
     )?;
-    append(
+    // The log forgets the message too: what it logged of it becomes a tombstone.
+    let tombstone = rules::tombstone(id, conversation.into());
+    run(
         conn,
-        fx,
-        account,
-        at,
-        &EventKind::MessageDeleted {
-            message_id: id,
-            conversation_id: conversation.into(),
-        },
+        "UPDATE events SET type = ?3, payload = ?4 WHERE account_id = ?1 AND message_id = ?2",
+        params![
+            blob(&account.0),
+            blob(&id.0),
+            tombstone.type_name(),
+            rows::event_payload(&tombstone)?
+        ],
     )?;
+    append(conn, fx, account, at, &tombstone)?;
     Ok(Out::Done)
 }
 
