@@ -4,8 +4,11 @@
 // (`/v1/sync` pulled whenever `/v1/stream` hints that the log moved).
 //
 // Decisions (web only; the Tauri shell does these in airtext-client):
-// - the device token lives in sessionStorage (gone when the tab closes); the gateway address
-//   and settings in localStorage;
+// - the device token, the gateway address and settings live in localStorage: one device per
+//   browser, not one per tab, and a reload stays signed in; signing out in one tab signs out
+//   every tab (the \`storage\` event);
+// - an inbound text that arrives while the tab is hidden shows a browser notification (when
+//   the setting is on and the browser allows it); clicking it opens the thread;
 // - a new web session does not replay the whole log: it takes the stream's first hint as its
 //   cursor and loads the conversation list over REST; events after that are applied on top
 //   (applying an event twice changes nothing);
@@ -135,9 +138,13 @@ export class WebBackend implements Backend {
     this.fetchFn = options.fetch ?? globalThis.fetch.bind(globalThis);
     this.WS = options.WebSocket ?? globalThis.WebSocket;
     this.base = storage('local')?.getItem(GATEWAY_KEY) ?? options.defaultGateway ?? null;
-    this.token = storage('session')?.getItem(TOKEN_KEY) ?? null;
+    this.token = storage('local')?.getItem(TOKEN_KEY) ?? storage('session')?.getItem(TOKEN_KEY) ?? null;
     if (typeof window !== 'undefined') {
       window.addEventListener('online', () => this.reconnectSoon(0));
+      // Another tab signed out (or in as someone else): this tab follows.
+      window.addEventListener('storage', (e) => {
+        if (e.key === TOKEN_KEY && this.token && e.newValue !== this.token) this.lostSession();
+      });
     }
   }
 
@@ -211,6 +218,7 @@ export class WebBackend implements Backend {
   private clearSession(): void {
     this.token = null;
     this.meCache = null;
+    storage('local')?.removeItem(TOKEN_KEY);
     storage('session')?.removeItem(TOKEN_KEY);
     this.closeStream();
     this.convs.clear();
@@ -278,7 +286,7 @@ export class WebBackend implements Backend {
     );
     this.clearSession();
     this.token = session.token;
-    storage('session')?.setItem(TOKEN_KEY, session.token);
+    storage('local')?.setItem(TOKEN_KEY, session.token);
     const me = await this.me();
     this.startStream();
     return me;
@@ -290,6 +298,33 @@ export class WebBackend implements Backend {
     } catch {
       // signed out locally anyway; the token is forgotten
     }
+    this.clearSession();
+  }
+
+  async changePassword(current: string, next: string): Promise<void> {
+    await this.api('POST', '/v1/accounts/me/password', {
+      current_password: current,
+      new_password: next,
+      sign_out_other_devices: true,
+    });
+    if (this.meCache) await this.me();
+  }
+
+  async requestPasswordReset(username: string): Promise<void> {
+    await this.api('POST', '/v1/password-resets', { username: username.trim().replace(/^@/, '') }, false);
+  }
+
+  async confirmPasswordReset(username: string, code: string, password: string): Promise<void> {
+    await this.api(
+      'POST',
+      '/v1/password-resets/confirm',
+      { username: username.trim().replace(/^@/, ''), code: code.trim(), new_password: password },
+      false,
+    );
+  }
+
+  async deleteAccount(password: string): Promise<void> {
+    await this.api('DELETE', '/v1/accounts/me', { password });
     this.clearSession();
   }
 
@@ -742,13 +777,7 @@ export class WebBackend implements Backend {
   // ——— settings ———
 
   async settings(): Promise<Settings> {
-    const raw = storage('local')?.getItem(SETTINGS_KEY);
-    if (!raw) return { ...DEFAULT_SETTINGS };
-    try {
-      return { ...DEFAULT_SETTINGS, ...(JSON.parse(raw) as Partial<Settings>) };
-    } catch {
-      return { ...DEFAULT_SETTINGS };
-    }
+    return this.currentSettings();
   }
 
   async saveSettings(settings: Settings): Promise<void> {
@@ -869,6 +898,38 @@ export class WebBackend implements Backend {
     }
   }
 
+  /** A browser notification for a text that arrived while this tab is hidden. */
+  private notify(message: ChatMessage): void {
+    if (typeof Notification === 'undefined' || Notification.permission !== 'granted') return;
+    if (typeof document === 'undefined' || !document.hidden) return;
+    const settings = this.currentSettings();
+    if (!settings.notifications) return;
+    const from = this.contactMap.get(message.peer)?.name ?? this.convs.get(message.peer)?.name ?? message.peer;
+    try {
+      const shown = new Notification(`Airtext: ${from}`, {
+        body: settings.hide_text ? 'New message' : message.body,
+        tag: `airtext:${message.peer}`,
+      });
+      shown.onclick = () => {
+        window.focus();
+        this.emit({ type: 'open_thread', peer: message.peer });
+        shown.close();
+      };
+    } catch {
+      // Some browsers allow notifications only from a service worker: nothing to show then.
+    }
+  }
+
+  private currentSettings(): Settings {
+    const raw = storage('local')?.getItem(SETTINGS_KEY);
+    if (!raw) return { ...DEFAULT_SETTINGS };
+    try {
+      return { ...DEFAULT_SETTINGS, ...(JSON.parse(raw) as Partial<Settings>) };
+    } catch {
+      return { ...DEFAULT_SETTINGS };
+    }
+  }
+
   /** Applies one sync event to the cache; applying it twice changes nothing. */
   apply(e: SyncEvent): void {
     switch (e.type) {
@@ -879,6 +940,7 @@ export class WebBackend implements Backend {
         this.outbox = this.outbox.filter((k) => k !== message.key);
         this.emit({ type: added ? 'message_added' : 'message_updated', message });
         this.touchConversation(message, !known && message.direction === 'inbound');
+        if (!known && message.direction === 'inbound') this.notify(message);
         break;
       }
       case 'message.status': {
