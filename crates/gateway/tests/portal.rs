@@ -11,6 +11,7 @@ use serde_json::Value;
 
 const INDEX: &str = "<!doctype html><html><head><script type=\"module\" src=\"./assets/index-3f2a1b.js\"></script></head><body><div id=\"app\"></div></body></html>";
 const SCRIPT: &str = "console.log('airtext');";
+const SECRET: &str = "the content of a file outside the portal";
 
 /// A built UI in `<temp>/dist`, and beside it a file that must never be reachable.
 fn built_ui() -> (tempfile::TempDir, std::path::PathBuf) {
@@ -20,7 +21,7 @@ fn built_ui() -> (tempfile::TempDir, std::path::PathBuf) {
     std::fs::write(dist.join("index.html"), INDEX).unwrap();
     std::fs::write(dist.join("assets/index-3f2a1b.js"), SCRIPT).unwrap();
     std::fs::write(dist.join("favicon.svg"), "<svg/>").unwrap();
-    std::fs::write(root.path().join("airtext-portal-secret.txt"), "secret").unwrap();
+    std::fs::write(root.path().join("airtext-portal-secret.txt"), SECRET).unwrap();
     (root, dist)
 }
 
@@ -127,7 +128,7 @@ async fn the_gateway_serves_the_portal_beside_the_api() {
         let response = get(&gw, path).await;
         let status = response.status();
         let text = response.text().await.unwrap();
-        assert!(!text.contains("secret"), "{path}: {status} {text}");
+        assert!(!text.contains(SECRET), "{path}: {status} {text}");
         assert_ne!(text, SCRIPT, "{path}");
     }
 

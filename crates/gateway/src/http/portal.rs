@@ -81,13 +81,14 @@ async fn serve(folder: Option<&Path>, path: &str) -> Result<Response, ApiError> 
     let Some(name) = file_name(path) else {
         return Err(not_found(path));
     };
-    let name = if name.is_empty() { INDEX } else { name };
-    if let Some(bytes) = read(folder, name).await? {
-        return Ok(file_response(name, bytes));
-    }
-    let last = name.rsplit('/').next().unwrap_or(name);
-    if last.contains('.') {
-        return Err(not_found(path));
+    if !name.is_empty() {
+        if let Some(bytes) = read(folder, name).await? {
+            return Ok(file_response(name, bytes));
+        }
+        let last = name.rsplit('/').next().unwrap_or(name);
+        if last.contains('.') {
+            return Err(not_found(path));
+        }
     }
     match read(folder, INDEX).await? {
         Some(bytes) => Ok(file_response(INDEX, bytes)),
