@@ -59,8 +59,12 @@ fn code_in(text: &str) -> Option<String> {
 
 async fn last_code(gw: &TestGateway, device: &Device, to: &str) -> String {
     let delivered = gw.outbox(device, to).await;
-    code_in(delivered.last().expect("something was delivered")["body"].as_str().unwrap())
-        .expect("a 6-digit code")
+    code_in(
+        delivered.last().expect("something was delivered")["body"]
+            .as_str()
+            .unwrap(),
+    )
+    .expect("a 6-digit code")
 }
 
 /// Waits until a delivery to `to` mentions a password reset; returns its code.
@@ -91,7 +95,11 @@ async fn a_password_change_keeps_this_device_and_signs_out_the_others() {
             json!({"current_password": "not it at all", "new_password": "a new passphrase"}),
         )
         .await;
-    assert_eq!((status, body["code"].as_str()), (401, Some("bad_credentials")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("bad_credentials")),
+        "{body}"
+    );
     let (status, body) = gw
         .post(
             "/v1/accounts/me/password",
@@ -99,7 +107,11 @@ async fn a_password_change_keeps_this_device_and_signs_out_the_others() {
             json!({"current_password": PASSWORD, "new_password": "short"}),
         )
         .await;
-    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_field")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_field")),
+        "{body}"
+    );
     let (status, body) = gw
         .post(
             "/v1/accounts/me/password",
@@ -138,7 +150,11 @@ async fn a_password_change_keeps_this_device_and_signs_out_the_others() {
         )
         .await;
     assert_eq!(status, 204, "{body}");
-    assert_eq!(me(&gw, &phone).await, 200, "the device that changed it stays");
+    assert_eq!(
+        me(&gw, &phone).await,
+        200,
+        "the device that changed it stays"
+    );
     assert_eq!(me(&gw, &laptop).await, 401);
     assert_eq!(me(&gw, &tablet).await, 401);
     assert_eq!(
@@ -149,7 +165,10 @@ async fn a_password_change_keeps_this_device_and_signs_out_the_others() {
 
     assert_eq!(sign_in_with(&gw, "alice", PASSWORD).await.0, 401);
     assert_eq!(sign_in_with(&gw, "alice", "a new passphrase").await.0, 401);
-    assert_eq!(sign_in_with(&gw, "alice", "another passphrase").await.0, 201);
+    assert_eq!(
+        sign_in_with(&gw, "alice", "another passphrase").await.0,
+        201
+    );
     gw.stop().await;
 }
 
@@ -181,9 +200,17 @@ async fn a_forgotten_password_is_reset_by_a_code_to_a_verified_address() {
     assert_eq!(status, 202, "{for_nobody}");
     assert_eq!(for_alice, for_nobody);
     let (status, body) = gw
-        .post("/v1/password-resets", None, json!({"username": "not a name!"}))
+        .post(
+            "/v1/password-resets",
+            None,
+            json!({"username": "not a name!"}),
+        )
         .await;
-    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_field")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_field")),
+        "{body}"
+    );
 
     // One code, to the verified e-mail and the verified phone.
     let by_mail = reset_code(&gw, &alice, "alice@example.com", 0).await;
@@ -198,7 +225,11 @@ async fn a_forgotten_password_is_reset_by_a_code_to_a_verified_address() {
     );
 
     // A wrong code, and a code for an account that does not exist, get the same answer.
-    let wrong = if by_mail == "000000" { "000001" } else { "000000" };
+    let wrong = if by_mail == "000000" {
+        "000001"
+    } else {
+        "000000"
+    };
     let (status, wrong_for_alice) = gw
         .post(
             "/v1/password-resets/confirm",
@@ -222,7 +253,11 @@ async fn a_forgotten_password_is_reset_by_a_code_to_a_verified_address() {
         json!({"username": "alice", "code": by_mail, "new_password": "short"}),
     ] {
         let (status, body) = gw.post("/v1/password-resets/confirm", None, bad).await;
-        assert_eq!((status, body["code"].as_str()), (400, Some("invalid_field")), "{body}");
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("invalid_field")),
+            "{body}"
+        );
     }
 
     // The right code: the new password works, the old does not, every device is out.
@@ -248,7 +283,11 @@ async fn a_forgotten_password_is_reset_by_a_code_to_a_verified_address() {
             json!({"username": "alice", "code": by_mail, "new_password": "yet another one"}),
         )
         .await;
-    assert_eq!((status, body["code"].as_str()), (400, Some("wrong_code")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("wrong_code")),
+        "{body}"
+    );
     gw.stop().await;
 }
 
@@ -286,7 +325,11 @@ async fn reset_codes_die_after_the_allowed_tries_and_are_rate_limited() {
             json!({"username": "alice", "code": code, "new_password": "a new passphrase"}),
         )
         .await;
-    assert_eq!((status, body["code"].as_str()), (400, Some("wrong_code")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("wrong_code")),
+        "{body}"
+    );
     // Past the per-username limit: 429, for existing and unknown usernames alike.
     for username in ["alice", "nobody"] {
         let mut last = (0, Value::Null);
@@ -333,9 +376,18 @@ async fn a_deleted_account_is_gone_with_its_tokens_streams_and_number() {
             Some(json!({"password": "not the password"})),
         )
         .await;
-    assert_eq!((status, body["code"].as_str()), (401, Some("bad_credentials")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("bad_credentials")),
+        "{body}"
+    );
     let (status, body) = gw
-        .call(Method::DELETE, "/v1/accounts/me", Some(&alice.token), Some(json!({})))
+        .call(
+            Method::DELETE,
+            "/v1/accounts/me",
+            Some(&alice.token),
+            Some(json!({})),
+        )
         .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(me(&gw, &alice).await, 200);
@@ -362,7 +414,10 @@ async fn a_deleted_account_is_gone_with_its_tokens_streams_and_number() {
     // Bob keeps his copy; @alice no longer answers; her number is in quarantine.
     let (events, _) = gw.sync_all(&bob, 0).await;
     let bodies = common::bodies(&events);
-    assert!(bodies.contains(&"a text bob keeps".to_owned()), "{bodies:?}");
+    assert!(
+        bodies.contains(&"a text bob keeps".to_owned()),
+        "{bodies:?}"
+    );
     let (status, body) = gw
         .post(
             "/v1/messages",
@@ -374,7 +429,11 @@ async fn a_deleted_account_is_gone_with_its_tokens_streams_and_number() {
     let (status, body) = gw
         .post("/v1/numbers", Some(&bob.token), json!({"number": number}))
         .await;
-    assert_eq!((status, body["code"].as_str()), (409, Some("number_taken")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("number_taken")),
+        "{body}"
+    );
 
     // The username is free again for someone new.
     let (status, body) = gw

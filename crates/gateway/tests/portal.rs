@@ -66,7 +66,10 @@ async fn the_gateway_serves_the_portal_beside_the_api() {
     ] {
         assert!(csp.contains(directive), "{directive} missing from {csp}");
     }
-    assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+        "{csp}"
+    );
     assert_eq!(header_of(&root, header::X_CONTENT_TYPE_OPTIONS), "nosniff");
     assert_eq!(root.text().await.unwrap(), INDEX);
 
@@ -94,7 +97,13 @@ async fn the_gateway_serves_the_portal_beside_the_api() {
     assert!(!header_of(&missing, header::CONTENT_TYPE).starts_with("text/html"));
 
     // API paths never fall back to the app: they stay JSON 404s.
-    for path in ["/v1", "/v1/", "/v1/no-such-thing", "/v1/conversations/x/y/z", "/metrics/x"] {
+    for path in [
+        "/v1",
+        "/v1/",
+        "/v1/no-such-thing",
+        "/v1/conversations/x/y/z",
+        "/metrics/x",
+    ] {
         let (status, body) = gw.call(reqwest::Method::GET, path, None, None).await;
         assert_eq!(status, 404, "{path}: {body}");
         assert_eq!(body["code"], "not_found", "{path}: {body}");
@@ -142,7 +151,10 @@ async fn a_rebuilt_ui_is_served_without_restarting() {
     let gw = TestGateway::start_with(move |config| config.ui_dir = Some(dir)).await;
     std::fs::write(dist.join("index.html"), "<!doctype html><p>new build</p>").unwrap();
     let page = get(&gw, "/").await;
-    assert_eq!(page.text().await.unwrap(), "<!doctype html><p>new build</p>");
+    assert_eq!(
+        page.text().await.unwrap(),
+        "<!doctype html><p>new build</p>"
+    );
     gw.stop().await;
 }
 
@@ -151,17 +163,17 @@ async fn a_ui_dir_without_a_build_is_refused_at_start() {
     let empty = tempfile::tempdir().unwrap();
     let mut config = airtext_gateway::Config::default();
     config.listen = "127.0.0.1:0".parse().unwrap();
-    config.database_url = format!(
-        "sqlite://{}",
-        empty.path().join("gateway.db").display()
-    );
+    config.database_url = format!("sqlite://{}", empty.path().join("gateway.db").display());
     config.ui_dir = Some(empty.path().to_owned());
     let error = airtext_gateway::Gateway::start(config)
         .await
         .err()
         .map(|e| format!("{e:#}"))
         .unwrap_or_default();
-    assert!(error.contains("ui_dir") && error.contains("index.html"), "{error}");
+    assert!(
+        error.contains("ui_dir") && error.contains("index.html"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -181,9 +193,7 @@ async fn without_a_folder_the_portal_is_the_built_in_one() {
             "{body}"
         );
     }
-    let (status, body) = gw
-        .call(reqwest::Method::GET, "/v1/nope", None, None)
-        .await;
+    let (status, body) = gw.call(reqwest::Method::GET, "/v1/nope", None, None).await;
     assert_eq!(status, 404);
     assert_eq!(body["code"], "not_found");
     gw.stop().await;

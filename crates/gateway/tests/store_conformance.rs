@@ -2547,7 +2547,10 @@ mod accounts_for_real_use {
             .set_password(alice, "hash 2".into(), SignOut::Nobody)
             .await
             .unwrap();
-        assert_eq!(store.account(alice).await.unwrap().unwrap().password_hash, "hash 2");
+        assert_eq!(
+            store.account(alice).await.unwrap().unwrap().password_hash,
+            "hash 2"
+        );
         for token in 1..=4 {
             assert!(signed_in(&store, token).await, "{token}");
         }
@@ -2568,7 +2571,10 @@ mod accounts_for_real_use {
         assert!(!signed_in(&store, 1).await);
         assert!(store.devices(alice).await.unwrap().is_empty());
         assert_eq!(store.devices(bob).await.unwrap().len(), 1);
-        assert_eq!(store.account(bob).await.unwrap().unwrap().password_hash, "$argon2id$fake");
+        assert_eq!(
+            store.account(bob).await.unwrap().unwrap().password_hash,
+            "$argon2id$fake"
+        );
         assert!(matches!(
             store
                 .set_password(AccountId::new(), "x".into(), SignOut::Everyone)
@@ -2764,7 +2770,12 @@ mod accounts_for_real_use {
     }
 
     /// Everything an account can hold, for `username`; returns the ids it made.
-    async fn fill(store: &SharedStore, username: &str, number: &str, peer: AccountId) -> Vec<uuid::Uuid> {
+    async fn fill(
+        store: &SharedStore,
+        username: &str,
+        number: &str,
+        peer: AccountId,
+    ) -> Vec<uuid::Uuid> {
         let me = account(store, username).await;
         let mut ids = vec![me.0];
         store.claim_number(me, number, now()).await.unwrap();
@@ -2773,7 +2784,10 @@ mod accounts_for_real_use {
             ids.push(device(store, me, token).await.0);
         }
         for (kind, value) in [
-            (IdentityKind::Phone, format!("+1206555{}", &number[number.len() - 4..])),
+            (
+                IdentityKind::Phone,
+                format!("+1206555{}", &number[number.len() - 4..]),
+            ),
             (IdentityKind::Email, format!("{username}@example.org")),
         ] {
             let identity = store
@@ -2794,8 +2808,22 @@ mod accounts_for_real_use {
             }
         }
         let mut messages = Vec::new();
-        messages.push(store.deliver(carrier_send(me, "+12065550199")).await.unwrap().sender.unwrap());
-        messages.push(store.deliver(inbound(me, "+12065550111")).await.unwrap().recipient.unwrap());
+        messages.push(
+            store
+                .deliver(carrier_send(me, "+12065550199"))
+                .await
+                .unwrap()
+                .sender
+                .unwrap(),
+        );
+        messages.push(
+            store
+                .deliver(inbound(me, "+12065550111"))
+                .await
+                .unwrap()
+                .recipient
+                .unwrap(),
+        );
         let delivered = store
             .deliver(in_network(me, &format!("@{username}"), peer, "@peer"))
             .await
@@ -2867,7 +2895,8 @@ mod accounts_for_real_use {
         let (alice_texts, bob_texts) = (texts("alice"), texts("bob"));
         let bob_before = rows_holding(h, &bob_ids, &bob_texts).await;
         assert!(!rows_holding(h, &alice_ids, &alice_texts).await.is_empty());
-        let log = |events: Vec<airtext_api::sync::SyncEvent>| serde_json::to_string(&events).unwrap();
+        let log =
+            |events: Vec<airtext_api::sync::SyncEvent>| serde_json::to_string(&events).unwrap();
         let bob_events = log(all_events(store, bob).await);
         let peer_events = log(all_events(store, peer).await);
 
@@ -2875,7 +2904,10 @@ mod accounts_for_real_use {
         store.delete_account(alice, until).await.unwrap();
 
         let left = rows_holding(h, &alice_ids, &alice_texts).await;
-        assert!(left.is_empty(), "rows of the deleted account are left: {left:?}");
+        assert!(
+            left.is_empty(),
+            "rows of the deleted account are left: {left:?}"
+        );
         // Everyone else's rows are intact.
         assert_eq!(rows_holding(h, &bob_ids, &bob_texts).await, bob_before);
         assert_eq!(log(all_events(store, bob).await), bob_events);
@@ -2889,7 +2921,10 @@ mod accounts_for_real_use {
             Err(StoreError::NotFound)
         ));
         // Its queued text never goes; bob's still does.
-        let jobs = store.claim_outbound(100, now(), now() + Duration::minutes(1)).await.unwrap();
+        let jobs = store
+            .claim_outbound(100, now(), now() + Duration::minutes(1))
+            .await
+            .unwrap();
         assert!(jobs.iter().all(|job| job.account_id != alice), "{jobs:?}");
         assert!(jobs.iter().any(|job| job.account_id == bob), "{jobs:?}");
 

@@ -565,7 +565,9 @@ async fn a_new_device_syncing_from_zero_never_sees_a_deleted_body() {
     gw.claim_number(&alice, "415").await;
     let secret = gw.send(&alice, "@bob", "the secret alice regrets").await;
     let kept = gw.send(&alice, "@bob", "the text alice keeps").await;
-    let outside = gw.send(&alice, "+12065550123", "the secret to a phone").await;
+    let outside = gw
+        .send(&alice, "+12065550123", "the secret to a phone")
+        .await;
     // The carrier's receipts add status events for the outside text first.
     common::eventually(Duration::from_secs(20), || async {
         let (events, _) = gw.sync_all(&alice, 0).await;
@@ -580,7 +582,12 @@ async fn a_new_device_syncing_from_zero_never_sees_a_deleted_body() {
     for message in [&secret, &outside] {
         let id = message["id"].as_str().unwrap();
         let (status, body) = gw
-            .call(reqwest::Method::DELETE, &format!("/v1/messages/{id}"), Some(&alice.token), None)
+            .call(
+                reqwest::Method::DELETE,
+                &format!("/v1/messages/{id}"),
+                Some(&alice.token),
+                None,
+            )
             .await;
         assert_eq!(status, 204, "{body}");
     }
@@ -590,7 +597,11 @@ async fn a_new_device_syncing_from_zero_never_sees_a_deleted_body() {
     let text = serde_json::to_string(&events).unwrap();
     assert!(!text.contains("secret"), "{text}");
     assert!(text.contains("the text alice keeps"));
-    assert_eq!(events.len(), before.len() + 2, "same seqs, plus the two deletions");
+    assert_eq!(
+        events.len(),
+        before.len() + 2,
+        "same seqs, plus the two deletions"
+    );
     assert_eq!(next, events.last().unwrap()["seq"].as_i64().unwrap());
     let deleted: Vec<&str> = events
         .iter()
@@ -602,6 +613,8 @@ async fn a_new_device_syncing_from_zero_never_sees_a_deleted_body() {
     assert!(!deleted.contains(&kept["id"].as_str().unwrap()));
     // Bob's copy is his own.
     let (bobs, _) = gw.sync_all(&bob, 0).await;
-    assert!(serde_json::to_string(&bobs).unwrap().contains("the secret alice regrets"));
+    assert!(serde_json::to_string(&bobs)
+        .unwrap()
+        .contains("the secret alice regrets"));
     gw.stop().await;
 }

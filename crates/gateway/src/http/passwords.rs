@@ -93,11 +93,10 @@ pub async fn check_current_password(
         .rate_limits
         .check(RateKind::SignIn, &format!("password:{account}"))
         .await?;
-    let stored = state
-        .store
-        .account(account)
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("this account no longer exists: sign in again"))?;
+    let stored =
+        state.store.account(account).await?.ok_or_else(|| {
+            ApiError::unauthorized("this account no longer exists: sign in again")
+        })?;
     let ok = password.len() <= MAX_PASSWORD_BYTES
         && verify_password(password, Some(stored.password_hash)).await?;
     if !ok {

@@ -118,10 +118,7 @@ fn file_name(path: &str) -> Option<&str> {
         return Some(name);
     }
     let safe = name.split('/').all(|segment| {
-        !segment.is_empty()
-            && segment != "."
-            && segment != ".."
-            && !segment.contains(['\\', '\0'])
+        !segment.is_empty() && segment != "." && segment != ".." && !segment.contains(['\\', '\0'])
     });
     safe.then_some(name)
 }
@@ -244,7 +241,14 @@ mod tests {
 
     #[test]
     fn api_paths_are_never_the_app() {
-        for path in ["/v1", "/v1/", "/v1/nope", "/healthz", "/metrics", "/2010-04-01/Accounts"] {
+        for path in [
+            "/v1",
+            "/v1/",
+            "/v1/nope",
+            "/healthz",
+            "/metrics",
+            "/2010-04-01/Accounts",
+        ] {
             assert!(is_api_path(path), "{path}");
         }
         for path in ["/", "/v1x", "/settings", "/assets/index.js", "/healthzz"] {
@@ -256,7 +260,14 @@ mod tests {
     fn paths_cannot_leave_the_folder() {
         assert_eq!(file_name("/"), Some(""));
         assert_eq!(file_name("/assets/a.js"), Some("assets/a.js"));
-        for path in ["/../etc/passwd", "/assets/../../x", "/a//b", "/./a", "/a\\..\\b", "/a/"] {
+        for path in [
+            "/../etc/passwd",
+            "/assets/../../x",
+            "/a//b",
+            "/./a",
+            "/a\\..\\b",
+            "/a/",
+        ] {
             assert_eq!(file_name(path), None, "{path}");
         }
     }

@@ -15,8 +15,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    AccountRecord, DeviceRecord, IdentityRecord, NewMessage, OutboundJob, ResetCodeRecord, StoreError,
-    StoreResult,
+    AccountRecord, DeviceRecord, IdentityRecord, NewMessage, OutboundJob, ResetCodeRecord,
+    StoreError, StoreResult,
 };
 
 /// Typed column access by name; each engine implements it for its row type.

@@ -17,7 +17,11 @@
 //   `client_id`, so never twice); a 4xx marks it failed with the gateway's message;
 // - the web has no modem: every text goes through the cloud.
 
+import type { ChangePassword } from '../bindings/ChangePassword';
 import type { ClaimedNumber } from '../bindings/ClaimedNumber';
+import type { ConfirmPasswordReset } from '../bindings/ConfirmPasswordReset';
+import type { DeleteAccount } from '../bindings/DeleteAccount';
+import type { RequestPasswordReset } from '../bindings/RequestPasswordReset';
 import type { Contact } from '../bindings/Contact';
 import type { ConversationPage } from '../bindings/ConversationPage';
 import type { Conversation } from '../bindings/Conversation';
@@ -302,29 +306,32 @@ export class WebBackend implements Backend {
   }
 
   async changePassword(current: string, next: string): Promise<void> {
-    await this.api('POST', '/v1/accounts/me/password', {
+    const request: ChangePassword = {
       current_password: current,
       new_password: next,
       sign_out_other_devices: true,
-    });
+    };
+    await this.api('POST', '/v1/accounts/me/password', request);
     if (this.meCache) await this.me();
   }
 
   async requestPasswordReset(username: string): Promise<void> {
-    await this.api('POST', '/v1/password-resets', { username: username.trim().replace(/^@/, '') }, false);
+    const request: RequestPasswordReset = { username: username.trim().replace(/^@/, '') };
+    await this.api('POST', '/v1/password-resets', request, false);
   }
 
   async confirmPasswordReset(username: string, code: string, password: string): Promise<void> {
-    await this.api(
-      'POST',
-      '/v1/password-resets/confirm',
-      { username: username.trim().replace(/^@/, ''), code: code.trim(), new_password: password },
-      false,
-    );
+    const request: ConfirmPasswordReset = {
+      username: username.trim().replace(/^@/, ''),
+      code: code.trim(),
+      new_password: password,
+    };
+    await this.api('POST', '/v1/password-resets/confirm', request, false);
   }
 
   async deleteAccount(password: string): Promise<void> {
-    await this.api('DELETE', '/v1/accounts/me', { password });
+    const request: DeleteAccount = { password };
+    await this.api('DELETE', '/v1/accounts/me', request);
     this.clearSession();
   }
 

@@ -157,9 +157,9 @@ impl AccountStore for PostgresStore {
             return Err(StoreError::NotFound);
         }
         let signed_out = match sign_out {
-            SignOut::Everyone => Some(
-                sqlx::query("DELETE FROM devices WHERE account_id = $1").bind(account.0),
-            ),
+            SignOut::Everyone => {
+                Some(sqlx::query("DELETE FROM devices WHERE account_id = $1").bind(account.0))
+            }
             SignOut::AllBut(keep) => Some(
                 sqlx::query("DELETE FROM devices WHERE account_id = $1 AND id <> $2")
                     .bind(account.0)
@@ -226,12 +226,11 @@ impl AccountStore for PostgresStore {
         let mut tx = self.begin().await?;
         // Locks the account's log row first: a concurrent write appending to this log waits,
         // then finds no row and fails, instead of leaving an event behind.
-        let locked: Option<i64> = sqlx::query_scalar(
-            "SELECT last_seq FROM account_log WHERE account_id = $1 FOR UPDATE",
-        )
-        .bind(account.0)
-        .fetch_optional(tx.conn())
-        .await?;
+        let locked: Option<i64> =
+            sqlx::query_scalar("SELECT last_seq FROM account_log WHERE account_id = $1 FOR UPDATE")
+                .bind(account.0)
+                .fetch_optional(tx.conn())
+                .await?;
         if locked.is_none() {
             return Err(StoreError::NotFound);
         }
