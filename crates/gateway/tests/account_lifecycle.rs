@@ -2,7 +2,12 @@
 //! resetting a forgotten one with a code sent to a verified e-mail or phone (answers that
 //! never tell whether the account exists), and deleting the account (its tokens and streams
 //! die at once, its number goes to quarantine).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 

@@ -1,7 +1,12 @@
 //! The web portal served by the gateway itself: a built UI from a folder (`ui_dir`), the
 //! app's routes falling back to `index.html`, API paths never doing so, the caching rules and
 //! the Content-Security-Policy.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
@@ -161,10 +166,12 @@ async fn a_rebuilt_ui_is_served_without_restarting() {
 #[tokio::test]
 async fn a_ui_dir_without_a_build_is_refused_at_start() {
     let empty = tempfile::tempdir().unwrap();
-    let mut config = airtext_gateway::Config::default();
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.database_url = format!("sqlite://{}", empty.path().join("gateway.db").display());
-    config.ui_dir = Some(empty.path().to_owned());
+    let config = airtext_gateway::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: format!("sqlite://{}", empty.path().join("gateway.db").display()),
+        ui_dir: Some(empty.path().to_owned()),
+        ..airtext_gateway::Config::default()
+    };
     let error = airtext_gateway::Gateway::start(config)
         .await
         .err()
