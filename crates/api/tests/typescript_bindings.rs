@@ -37,6 +37,7 @@ fn export_all(dir: &Path) {
         messages::SendMessage,
         messages::RecordCellular,
         messages::MessagePage,
+        messages::SearchPage,
         messages::Lookup,
         conversations::ConversationPage,
         conversations::MarkRead,

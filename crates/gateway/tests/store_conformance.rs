@@ -2503,6 +2503,7 @@ mod accounts_for_real_use {
             password_changes_sign_out_as_asked,
             reset_codes_count_tries_and_go_with_the_change,
             deleted_messages_leave_only_tombstones_in_the_log,
+            search_finds_the_accounts_messages_by_word_prefix,
         ],
         raw: [deleting_an_account_leaves_no_row_of_it]
     );
@@ -2940,5 +2941,78 @@ mod accounts_for_real_use {
             .unwrap();
         // The username and the e-mail address are free again.
         account(store, "alice").await;
+    }
+
+    async fn text(store: &SharedStore, to: AccountId, body: &str) -> airtext_api::messages::Message {
+        let mut delivery = inbound(to, "+12065550111");
+        delivery.recipient.as_mut().unwrap().body = body.to_owned();
+        store.deliver(delivery).await.unwrap().recipient.unwrap()
+    }
+
+    fn words(query: &str) -> Vec<String> {
+        airtext_gateway::store::rules::search_words(query)
+    }
+
+    async fn search_finds_the_accounts_messages_by_word_prefix(store: SharedStore) {
+        let alice = account(&store, "alice").await;
+        let bob = account(&store, "bob").await;
+        let first = text(&store, alice, "Meeting at noon tomorrow").await;
+        let second = text(&store, alice, "the MEETING moved; lunch instead?").await;
+        let third = text(&store, alice, "Noon? noon!").await;
+        let mut fillers = Vec::new();
+        for i in 0..120 {
+            fillers.push(text(&store, alice, &format!("filler message {i}")).await.id);
+        }
+        text(&store, bob, "bob's meeting at noon").await;
+
+        let ids = |found: Vec<airtext_api::messages::Message>| -> Vec<MessageId> {
+            found.into_iter().map(|m| m.id).collect()
+        };
+        let meet = store.search_messages(alice, &words("meet"), 50, None).await.unwrap();
+        assert_eq!(ids(meet), vec![second.id, first.id], "a prefix, any case, newest first, only alice's");
+        let both = store
+            .search_messages(alice, &words("noon MEET"), 50, None)
+            .await
+            .unwrap();
+        assert_eq!(ids(both), vec![first.id], "every word must match");
+        let noon = store.search_messages(alice, &words("noon"), 50, None).await.unwrap();
+        assert_eq!(ids(noon), vec![third.id, first.id]);
+        assert!(store
+            .search_messages(alice, &words("nothing"), 50, None)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            ids(store.search_messages(bob, &words("meeting"), 50, None).await.unwrap()).len(),
+            1
+        );
+
+        // Pages, newest first, going on from the last of each.
+        let mut seen = Vec::new();
+        let mut before = None;
+        loop {
+            let page = store
+                .search_messages(alice, &words("filler"), 50, before)
+                .await
+                .unwrap();
+            if page.is_empty() {
+                break;
+            }
+            before = page.last().map(|m| m.id);
+            seen.extend(ids(page));
+        }
+        fillers.reverse();
+        assert_eq!(seen, fillers);
+
+        // A deleted message is not found; an unknown or foreign `before` is NotFound.
+        store.delete_message(alice, first.id, now()).await.unwrap();
+        let meet = store.search_messages(alice, &words("meet"), 50, None).await.unwrap();
+        assert_eq!(ids(meet), vec![second.id]);
+        assert!(matches!(
+            store
+                .search_messages(bob, &words("meet"), 50, Some(second.id))
+                .await,
+            Err(StoreError::NotFound)
+        ));
     }
 }

@@ -22,6 +22,7 @@ pub mod openapi;
 pub mod passwords;
 pub mod portal;
 pub mod record;
+pub mod search;
 pub mod sessions;
 pub mod simulator;
 pub mod stream;
@@ -111,6 +112,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(compose::router())
         .merge(record::router())
         .merge(conversations::router())
+        .merge(search::router())
         .merge(lookup::router())
         .merge(contacts::router())
         .merge(sync::router())

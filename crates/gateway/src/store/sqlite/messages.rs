@@ -17,7 +17,7 @@ use super::super::{
     StoreResult,
 };
 use super::carriers::OPTED_OUT;
-use super::conn::{all, blob, first_uuid, one, opt_blob, run};
+use super::conn::{self, all, blob, first_uuid, one, opt_blob, run};
 use super::writer::{self, append, Effects, Out};
 use super::{unexpected, SqliteStore};
 
@@ -493,6 +493,46 @@ impl MessageStore for SqliteStore {
         .await
     }
 
+    async fn search_messages(
+        &self,
+        account: AccountId,
+        words: &[String],
+        limit: u32,
+        before: Option<MessageId>,
+    ) -> StoreResult<Vec<Message>> {
+        let query = search_match(account, words);
+        self.scan(move |conn| {
+            let before = match before {
+                None => None,
+                Some(id) => Some(
+                    one(
+                        conn,
+                        "SELECT rowid FROM messages WHERE id = ?1 AND account_id = ?2",
+                        params![blob(&id.0), blob(&account.0)],
+                        conn::first_int,
+                    )?
+                    .ok_or(StoreError::NotFound)?,
+                ),
+            };
+            all(
+                conn,
+                &format!(
+                    "SELECT {} FROM messages m \
+                     WHERE m.rowid IN (SELECT rowid FROM message_search \
+                                       WHERE message_search MATCH ?1 \
+                                         AND (?2 IS NULL OR rowid < ?2) \
+                                       ORDER BY rowid DESC LIMIT ?3) \
+                       AND m.account_id = ?4 \
+                     ORDER BY m.rowid DESC",
+                    rows::MESSAGE_COLUMNS
+                ),
+                params![query, before, i64::from(limit), blob(&account.0)],
+                |row| rows::message(row),
+            )
+        })
+        .await
+    }
+
     async fn delete_message(
         &self,
         account: AccountId,
@@ -501,4 +541,15 @@ impl MessageStore for SqliteStore {
     ) -> StoreResult<()> {
         self.write_done(Op::DeleteMessage { account, id, at }).await
     }
+}
+
+/// The FTS5 query for `words` in `account`'s messages: the owner's token, and each word as a
+/// prefix in the body. Words are letters and digits only ([`rules::search_words`]), so
+/// quoting them is enough to keep them out of the query syntax.
+fn search_match(account: AccountId, words: &[String]) -> String {
+    let mut query = format!("owner : \"{}\"", hex::encode_upper(account.0.as_bytes()));
+    for word in words {
+        query.push_str(&format!(" AND body : \"{word}\" *"));
+    }
+    query
 }
