@@ -451,3 +451,81 @@ async fn a_deleted_account_is_gone_with_its_tokens_streams_and_number() {
     assert_eq!(status, 201, "{body}");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn search_finds_only_the_accounts_own_messages_and_refuses_bad_queries() {
+    let gw = TestGateway::start().await;
+    let alice = gw.sign_up("alice").await;
+    let bob = gw.sign_up("bob").await;
+    gw.send(&alice, "@bob", "Shall we meet for lunch?").await;
+    gw.send(&bob, "@alice", "Lunch at noon works").await;
+    gw.send(&alice, "@alice", "note to self: buy milk").await;
+
+    let (status, page) = search(&gw, &alice, "LUNCH").await;
+    assert_eq!(status, 200, "{page}");
+    let bodies: Vec<&str> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        bodies,
+        vec!["Lunch at noon works", "Shall we meet for lunch?"]
+    );
+    assert_eq!(page["more"], false);
+    let (_, page) = search(&gw, &alice, "milk").await;
+    assert_eq!(page["messages"].as_array().unwrap().len(), 1);
+    let (_, page) = search(&gw, &bob, "milk").await;
+    assert!(page["messages"].as_array().unwrap().is_empty(), "{page}");
+    // Query syntax is just text.
+    let (status, page) = search(&gw, &alice, "lunch\" OR owner:* NEAR(").await;
+    assert_eq!(status, 200, "{page}");
+
+    let (status, page) = gw.get("/v1/search?q=lunch&limit=1", &alice.token).await;
+    assert_eq!(status, 200);
+    assert_eq!(page["more"], true);
+    let last = page["messages"][0]["id"].as_str().unwrap().to_owned();
+    let (status, page) = gw
+        .get(
+            &format!("/v1/search?q=lunch&limit=1&before={last}"),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(page["messages"][0]["body"], "Shall we meet for lunch?");
+    let (status, _) = gw
+        .get(&format!("/v1/search?q=lunch&before={last}"), &bob.token)
+        .await;
+    assert_eq!(status, 404, "another account's message is no cursor");
+
+    for (path, code) in [
+        ("/v1/search?q=%20*%22", "invalid_field"),
+        ("/v1/search", "bad_request"),
+        ("/v1/search?q=x&limit=0", "invalid_field"),
+        ("/v1/search?q=x&limit=101", "invalid_field"),
+        ("/v1/search?q=x&before=nope", "bad_request"),
+        ("/v1/search?q=x&surprise=1", "bad_request"),
+    ] {
+        let (status, body) = gw.get(path, &alice.token).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some(code)),
+            "{path}: {body}"
+        );
+    }
+    let long = "a".repeat(1025);
+    let (status, _) = gw.get(&format!("/v1/search?q={long}"), &alice.token).await;
+    assert_eq!(status, 400);
+    let (status, _) = gw.call(Method::GET, "/v1/search?q=lunch", None, None).await;
+    assert_eq!(status, 401);
+    gw.stop().await;
+}
+
+async fn search(gw: &TestGateway, device: &Device, query: &str) -> (u16, Value) {
+    let path = format!(
+        "/v1/search?{}",
+        serde_urlencoded::to_string([("q", query)]).unwrap()
+    );
+    gw.get(&path, &device.token).await
+}

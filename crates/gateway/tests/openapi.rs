@@ -47,6 +47,7 @@ const CONTRACT: &[(&str, &str)] = &[
     ("post", "/v1/password-resets"),
     ("post", "/v1/password-resets/confirm"),
     ("delete", "/v1/accounts/me"),
+    ("get", "/v1/search"),
 ];
 
 /// Calls that take no device token.
@@ -79,6 +80,7 @@ const QUERY_PARAMETERS: &[(&str, &str, &[&str])] = &[
     ("get", "/v1/lookup", &["address"]),
     ("get", "/v1/sync", &["after", "limit"]),
     ("get", "/v1/simulator/outbox", &["to"]),
+    ("get", "/v1/search", &["q", "limit", "before"]),
 ];
 
 const METHODS: &[&str] = &[

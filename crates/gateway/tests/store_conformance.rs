@@ -2943,7 +2943,11 @@ mod accounts_for_real_use {
         account(store, "alice").await;
     }
 
-    async fn text(store: &SharedStore, to: AccountId, body: &str) -> airtext_api::messages::Message {
+    async fn text(
+        store: &SharedStore,
+        to: AccountId,
+        body: &str,
+    ) -> airtext_api::messages::Message {
         let mut delivery = inbound(to, "+12065550111");
         delivery.recipient.as_mut().unwrap().body = body.to_owned();
         store.deliver(delivery).await.unwrap().recipient.unwrap()
@@ -2968,14 +2972,24 @@ mod accounts_for_real_use {
         let ids = |found: Vec<airtext_api::messages::Message>| -> Vec<MessageId> {
             found.into_iter().map(|m| m.id).collect()
         };
-        let meet = store.search_messages(alice, &words("meet"), 50, None).await.unwrap();
-        assert_eq!(ids(meet), vec![second.id, first.id], "a prefix, any case, newest first, only alice's");
+        let meet = store
+            .search_messages(alice, &words("meet"), 50, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            ids(meet),
+            vec![second.id, first.id],
+            "a prefix, any case, newest first, only alice's"
+        );
         let both = store
             .search_messages(alice, &words("noon MEET"), 50, None)
             .await
             .unwrap();
         assert_eq!(ids(both), vec![first.id], "every word must match");
-        let noon = store.search_messages(alice, &words("noon"), 50, None).await.unwrap();
+        let noon = store
+            .search_messages(alice, &words("noon"), 50, None)
+            .await
+            .unwrap();
         assert_eq!(ids(noon), vec![third.id, first.id]);
         assert!(store
             .search_messages(alice, &words("nothing"), 50, None)
@@ -2983,7 +2997,11 @@ mod accounts_for_real_use {
             .unwrap()
             .is_empty());
         assert_eq!(
-            ids(store.search_messages(bob, &words("meeting"), 50, None).await.unwrap()).len(),
+            ids(store
+                .search_messages(bob, &words("meeting"), 50, None)
+                .await
+                .unwrap())
+            .len(),
             1
         );
 
@@ -3006,7 +3024,10 @@ mod accounts_for_real_use {
 
         // A deleted message is not found; an unknown or foreign `before` is NotFound.
         store.delete_message(alice, first.id, now()).await.unwrap();
-        let meet = store.search_messages(alice, &words("meet"), 50, None).await.unwrap();
+        let meet = store
+            .search_messages(alice, &words("meet"), 50, None)
+            .await
+            .unwrap();
         assert_eq!(ids(meet), vec![second.id]);
         assert!(matches!(
             store

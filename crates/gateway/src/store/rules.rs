@@ -52,7 +52,11 @@ pub fn search_words(query: &str) -> Vec<String> {
         if word.is_empty() {
             continue;
         }
-        let word: String = word.to_lowercase().chars().take(SEARCH_WORD_CHARS).collect();
+        let word: String = word
+            .to_lowercase()
+            .chars()
+            .take(SEARCH_WORD_CHARS)
+            .collect();
         if !words.contains(&word) {
             words.push(word);
         }
