@@ -175,7 +175,7 @@ pub struct RecordCellular {
 }
 
 /// `GET /v1/search?q=&limit=&before=`: the account's messages whose text has every word of
-/// `q` (a word matches as a prefix: "meet" finds "meeting"), newest first.
+/// `q`, the last word as a prefix ("lunch meet" finds "meeting for lunch"), newest first.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
 #[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]

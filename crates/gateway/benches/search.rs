@@ -39,7 +39,9 @@ struct Words {
 
 impl Words {
     fn new(rng: &mut StdRng) -> Words {
-        let syllables = ["ka", "lo", "mi", "ne", "ru", "ta", "vo", "shi", "pe", "da", "zu", "ri"];
+        let syllables = [
+            "ka", "lo", "mi", "ne", "ru", "ta", "vo", "shi", "pe", "da", "zu", "ri",
+        ];
         let mut words = Vec::new();
         while words.len() < 20_000 {
             let n = rng.gen_range(1..=4);
@@ -137,11 +139,7 @@ async fn run(label: &str, store: SharedStore) {
     );
 
     let account = accounts[0];
-    for (kind, query) in [
-        ("1 word", 1usize),
-        ("2 words", 2),
-        ("prefix", 0),
-    ] {
+    for (kind, query) in [("1 word", 1usize), ("2 words", 2), ("prefix", 0)] {
         let mut histogram = hdrhistogram::Histogram::<u64>::new(3).unwrap();
         let mut found = 0usize;
         for _ in 0..searches {
@@ -150,11 +148,17 @@ async fn run(label: &str, store: SharedStore) {
                     let w = words.pick(&mut rng);
                     w.chars().take(3).collect::<String>()
                 }
-                n => (0..n).map(|_| words.pick(&mut rng)).collect::<Vec<_>>().join(" "),
+                n => (0..n)
+                    .map(|_| words.pick(&mut rng))
+                    .collect::<Vec<_>>()
+                    .join(" "),
             };
             let terms = rules::search_words(&q);
             let t = Instant::now();
-            let page = store.search_messages(account, &terms, 51, None).await.unwrap();
+            let page = store
+                .search_messages(account, &terms, 51, None)
+                .await
+                .unwrap();
             histogram.record(t.elapsed().as_micros() as u64).unwrap();
             found += page.len();
         }

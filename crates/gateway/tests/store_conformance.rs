@@ -2986,6 +2986,14 @@ mod accounts_for_real_use {
             .await
             .unwrap();
         assert_eq!(ids(both), vec![first.id], "every word must match");
+        let exact = store
+            .search_messages(alice, &words("meet noon"), 50, None)
+            .await
+            .unwrap();
+        assert!(
+            exact.is_empty(),
+            "only the last word is a prefix: {exact:?}"
+        );
         let noon = store
             .search_messages(alice, &words("noon"), 50, None)
             .await

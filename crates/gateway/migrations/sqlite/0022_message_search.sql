@@ -4,11 +4,14 @@
 -- matches) and the body. Contentless: the text stays in `messages` only; deleting a message
 -- deletes its entry. Bodies never change after insert, so there is no update trigger.
 -- Messages' rowids are stable because the gateway never runs VACUUM (which could renumber a
--- table without an INTEGER PRIMARY KEY).
+-- table without an INTEGER PRIMARY KEY). The last word of a search is a prefix (type-ahead):
+-- prefix indexes of 1 to 4 characters answer it from one doclist instead of merging every
+-- word that starts with it.
 CREATE VIRTUAL TABLE message_search USING fts5(
     owner, body,
     content = '', contentless_delete = 1,
-    tokenize = 'unicode61 remove_diacritics 2'
+    tokenize = 'unicode61 remove_diacritics 2',
+    prefix = '1 2 3 4'
 );
 
 INSERT INTO message_search (rowid, owner, body)

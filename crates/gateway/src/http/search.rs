@@ -3,8 +3,8 @@
 //!
 //! Invariants: only the asking account's messages are searched; `q` is reduced to its words
 //! (letters and digits, [`crate::store::rules::search_words`]) before any engine sees it, so
-//! nothing typed is ever query syntax; each word matches as a prefix and every word must
-//! match; pages are newest first and go on with `before` (the last message of a page).
+//! nothing typed is ever query syntax; every word must match, the last one as a prefix (the
+//! search runs as one types); pages are newest first and go on with `before` (the last message of a page).
 
 use airtext_api::messages::{SearchPage, SearchQuery};
 use airtext_api::ErrorBody;

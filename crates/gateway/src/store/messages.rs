@@ -96,8 +96,8 @@ pub trait MessageStore: Send + Sync {
         limit: u32,
         before: Option<MessageId>,
     ) -> StoreResult<Vec<Message>>;
-    /// The account's messages whose body holds every one of `words` (each as a prefix of a
-    /// word of it), newest first, older than `before` when given (`NotFound` when `before`
+    /// The account's messages whose body holds every one of `words` (the last one as the
+    /// prefix of a word: type-ahead), newest first, older than `before` when given (`NotFound` when `before`
     /// is no message of the account). `words` come from [`super::rules::search_words`]:
     /// lower case, letters and digits only, at least one.
     async fn search_messages(

@@ -299,7 +299,14 @@ impl MessageStore for PostgresStore {
         // Letters and digits only (rules::search_words): nothing here is tsquery syntax.
         let query = words
             .iter()
-            .map(|word| format!("{word}:*"))
+            .enumerate()
+            .map(|(i, word)| {
+                if i + 1 == words.len() {
+                    format!("{word}:*")
+                } else {
+                    word.clone()
+                }
+            })
             .collect::<Vec<_>>()
             .join(" & ");
         let found = sqlx::query(&format!(

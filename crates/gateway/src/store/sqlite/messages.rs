@@ -543,13 +543,14 @@ impl MessageStore for SqliteStore {
     }
 }
 
-/// The FTS5 query for `words` in `account`'s messages: the owner's token, and each word as a
-/// prefix in the body. Words are letters and digits only ([`rules::search_words`]), so
-/// quoting them is enough to keep them out of the query syntax.
+/// The FTS5 query for `words` in `account`'s messages: the owner's token, each word in the
+/// body, the last one as a prefix (type-ahead). Words are letters and digits only
+/// ([`rules::search_words`]), so quoting them is enough to keep them out of the query syntax.
 fn search_match(account: AccountId, words: &[String]) -> String {
     let mut query = format!("owner : \"{}\"", hex::encode_upper(account.0.as_bytes()));
-    for word in words {
-        query.push_str(&format!(" AND body : \"{word}\" *"));
+    for (i, word) in words.iter().enumerate() {
+        let prefix = if i + 1 == words.len() { " *" } else { "" };
+        query.push_str(&format!(" AND body : \"{word}\"{prefix}"));
     }
     query
 }
