@@ -116,6 +116,33 @@ describe('WebBackend', () => {
     expect(await backend.restore()).toBeNull();
   });
 
+  it('searches message bodies on the gateway, and in the cache when offline', async () => {
+    let online = true;
+    const { backend, calls } = await signedIn((method, path) => {
+      if (method === 'GET' && path.startsWith('/v1/search?')) {
+        if (!online) throw new TypeError('network down');
+        return {
+          status: 200,
+          body: {
+            messages: [serverMessage({ id: 'old', conversation_id: 'c9', direction: 'inbound', from: '+12065550999', to: '+14155550100', body: 'lunch on Friday?' })],
+            more: false,
+          },
+        };
+      }
+      return { status: 404, body: { code: 'not_found', message: 'no' } };
+    });
+    const hits = await backend.search('Lunch fri');
+    expect(calls.at(-1)?.path).toBe('/v1/search?q=Lunch+fri&limit=50');
+    expect(hits).toHaveLength(1);
+    expect(hits[0]).toMatchObject({
+      conversation: { id: 'c9', peer: '+12065550999' },
+      message: { id: 'old', body: 'lunch on Friday?' },
+    });
+    // Offline: what this tab has seen.
+    online = false;
+    expect((await backend.search('friday')).map((h) => h.message?.id)).toEqual(['old']);
+  });
+
   it('shows a browser notification for a new inbound text only while the tab is hidden', async () => {
     const shown: { title: string; body: string }[] = [];
     class FakeNotification {

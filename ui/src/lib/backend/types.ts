@@ -136,7 +136,10 @@ export interface Backend {
   conversations(before: ChatConversation | null, limit: number): Promise<ChatConversation[]>;
   /** Unread texts in every conversation, not only the pages loaded so far. */
   unreadTotal(): Promise<number>;
-  /** Searches the local cache: peers, contact names and message bodies. */
+  /**
+   * Searches peers and contact names in the local cache, and message bodies (the web: the
+   * gateway's full-text search over the whole account; the app: its local cache).
+   */
   search(query: string): Promise<SearchHit[]>;
   /** Normalises an address and says whether it is on Airtext. */
   lookup(address: string): Promise<Lookup>;

@@ -22,6 +22,7 @@ import type { ClaimedNumber } from '../bindings/ClaimedNumber';
 import type { ConfirmPasswordReset } from '../bindings/ConfirmPasswordReset';
 import type { DeleteAccount } from '../bindings/DeleteAccount';
 import type { RequestPasswordReset } from '../bindings/RequestPasswordReset';
+import type { SearchPage } from '../bindings/SearchPage';
 import type { Contact } from '../bindings/Contact';
 import type { ConversationPage } from '../bindings/ConversationPage';
 import type { Conversation } from '../bindings/Conversation';
@@ -516,15 +517,38 @@ export class WebBackend implements Backend {
         });
       }
     }
-    const messages = [...this.byKey.values()]
-      .filter((m) => m.body.toLowerCase().includes(q))
-      .sort((a, b) => (a.created_at < b.created_at ? 1 : -1))
-      .slice(0, 50);
-    for (const m of messages) {
-      const c = this.convs.get(m.peer);
-      if (c) hits.push({ conversation: { ...c }, message: m });
+    for (const m of await this.searchMessages(query)) {
+      const c = this.convs.get(m.peer) ?? {
+        // A conversation beyond the pages loaded so far.
+        id: m.conversation_id,
+        peer: m.peer,
+        name: this.contactMap.get(m.peer)?.name ?? null,
+        last_message: null,
+        unread: 0,
+        updated_at: m.created_at,
+      };
+      hits.push({ conversation: { ...c }, message: m });
     }
     return hits;
+  }
+
+  /**
+   * Messages matching `query`: the gateway's full-text search over every message of the
+   * account (`GET /v1/search`); the messages in this tab's cache when the gateway can't be
+   * asked (offline) or the query has no word it can search for.
+   */
+  private async searchMessages(query: string): Promise<ChatMessage[]> {
+    try {
+      const q = new URLSearchParams({ q: query.trim(), limit: '50' });
+      const page = await this.api<SearchPage>('GET', `/v1/search?${q}`);
+      return page.messages.map((m) => this.upsert(m).message);
+    } catch {
+      const q = query.trim().toLowerCase();
+      return [...this.byKey.values()]
+        .filter((m) => m.body.toLowerCase().includes(q))
+        .sort((a, b) => (a.created_at < b.created_at ? 1 : -1))
+        .slice(0, 50);
+    }
   }
 
   async lookup(address: string): Promise<Lookup> {
