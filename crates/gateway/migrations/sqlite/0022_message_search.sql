@@ -1,5 +1,7 @@
 -- Full-text search over each account's messages (`GET /v1/search`): an FTS5 index keyed by
--- the message's rowid, holding the owner (hex of the account id, one token, so a query
+-- the message's rowid negated (FTS5 walks a doclist forwards lazily but must read all of it
+-- to walk it backwards, so newest-first is ascending order here and a search stops after a
+-- page), holding the owner (hex of the account id, one token, so a query
 -- intersects the account's postings with the words' instead of filtering every account's
 -- matches) and the body. Contentless: the text stays in `messages` only; deleting a message
 -- deletes its entry. Bodies never change after insert, so there is no update trigger.
@@ -15,14 +17,14 @@ CREATE VIRTUAL TABLE message_search USING fts5(
 );
 
 INSERT INTO message_search (rowid, owner, body)
-    SELECT rowid, hex(account_id), body FROM messages;
+    SELECT -rowid, hex(account_id), body FROM messages;
 
 CREATE TRIGGER messages_search_insert AFTER INSERT ON messages
 BEGIN
-    INSERT INTO message_search (rowid, owner, body) VALUES (new.rowid, hex(new.account_id), new.body);
+    INSERT INTO message_search (rowid, owner, body) VALUES (-new.rowid, hex(new.account_id), new.body);
 END;
 
 CREATE TRIGGER messages_search_delete AFTER DELETE ON messages
 BEGIN
-    DELETE FROM message_search WHERE rowid = old.rowid;
+    DELETE FROM message_search WHERE rowid = -old.rowid;
 END;

@@ -518,10 +518,10 @@ impl MessageStore for SqliteStore {
                 conn,
                 &format!(
                     "SELECT {} FROM messages m \
-                     WHERE m.rowid IN (SELECT rowid FROM message_search \
+                     WHERE m.rowid IN (SELECT -rowid FROM message_search \
                                        WHERE message_search MATCH ?1 \
-                                         AND (?2 IS NULL OR rowid < ?2) \
-                                       ORDER BY rowid DESC LIMIT ?3) \
+                                         AND (?2 IS NULL OR rowid > -?2) \
+                                       ORDER BY rowid LIMIT ?3) \
                        AND m.account_id = ?4 \
                      ORDER BY m.rowid DESC",
                     rows::MESSAGE_COLUMNS
