@@ -2968,6 +2968,18 @@ mod accounts_for_real_use {
             fillers.push(text(&store, alice, &format!("filler message {i}")).await.id);
         }
         text(&store, bob, "bob's meeting at noon").await;
+        // Newer matches of another account, more than a search looks at before it narrows to
+        // the account's own entries.
+        let mut tasks = Vec::new();
+        for i in 0..600 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                text(&store, bob, &format!("filler from bob {i}")).await
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
 
         let ids = |found: Vec<airtext_api::messages::Message>| -> Vec<MessageId> {
             found.into_iter().map(|m| m.id).collect()

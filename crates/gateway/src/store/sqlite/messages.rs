@@ -500,7 +500,8 @@ impl MessageStore for SqliteStore {
         limit: u32,
         before: Option<MessageId>,
     ) -> StoreResult<Vec<Message>> {
-        let query = search_match(account, words);
+        let anyones = search_match(None, words);
+        let owned = search_match(Some(account), words);
         self.scan(move |conn| {
             let before = match before {
                 None => None,
@@ -514,21 +515,60 @@ impl MessageStore for SqliteStore {
                     .ok_or(StoreError::NotFound)?,
                 ),
             };
-            all(
+            // Two plans, each fast where the other is slow: the newest matches of every
+            // account, kept if they are this account's (fast when the account holds many of
+            // the matches; FTS5 answers without reading the owner's long doclist), then, if
+            // that scan ran out before a page was full, the owner's token intersected with
+            // the words from where it stopped (fast when the account holds few of them).
+            let candidates: Vec<i64> = all(
+                conn,
+                "SELECT -rowid FROM message_search WHERE message_search MATCH ?1 \
+                   AND (?2 IS NULL OR rowid > -?2) ORDER BY rowid LIMIT ?3",
+                params![anyones, before, SEARCH_SCAN],
+                conn::first_int,
+            )?;
+            let listed = serde_json::to_string(&candidates)
+                .map_err(|e| rows::corrupt(format!("rowids do not serialise: {e}")))?;
+            let mut found = all(
+                conn,
+                &format!(
+                    "SELECT {} FROM messages m \
+                     WHERE m.rowid IN (SELECT value FROM json_each(?1)) AND m.account_id = ?2 \
+                     ORDER BY m.rowid DESC LIMIT ?3",
+                    rows::MESSAGE_COLUMNS
+                ),
+                params![listed, blob(&account.0), i64::from(limit)],
+                |row| rows::message(row),
+            )?;
+            let scanned_all = candidates.len() < usize::try_from(SEARCH_SCAN).unwrap_or(0);
+            let (Some(&oldest), false) = (candidates.last(), scanned_all) else {
+                return Ok(found);
+            };
+            let wanted = usize::try_from(limit).unwrap_or(usize::MAX);
+            if found.len() >= wanted {
+                return Ok(found);
+            }
+            let rest = all(
                 conn,
                 &format!(
                     "SELECT {} FROM messages m \
                      WHERE m.rowid IN (SELECT -rowid FROM message_search \
-                                       WHERE message_search MATCH ?1 \
-                                         AND (?2 IS NULL OR rowid > -?2) \
+                                       WHERE message_search MATCH ?1 AND rowid > -?2 \
                                        ORDER BY rowid LIMIT ?3) \
                        AND m.account_id = ?4 \
                      ORDER BY m.rowid DESC",
                     rows::MESSAGE_COLUMNS
                 ),
-                params![query, before, i64::from(limit), blob(&account.0)],
+                params![
+                    owned,
+                    oldest,
+                    i64::try_from(wanted - found.len()).unwrap_or(i64::MAX),
+                    blob(&account.0)
+                ],
                 |row| rows::message(row),
-            )
+            )?;
+            found.extend(rest);
+            Ok(found)
         })
         .await
     }
@@ -543,14 +583,24 @@ impl MessageStore for SqliteStore {
     }
 }
 
-/// The FTS5 query for `words` in `account`'s messages: the owner's token, each word in the
-/// body, the last one as a prefix (type-ahead). Words are letters and digits only
-/// ([`rules::search_words`]), so quoting them is enough to keep them out of the query syntax.
-fn search_match(account: AccountId, words: &[String]) -> String {
-    let mut query = format!("owner : \"{}\"", hex::encode_upper(account.0.as_bytes()));
+/// How many of the newest matches of every account a search looks at before it narrows the
+/// index to the account's own entries.
+const SEARCH_SCAN: i64 = 512;
+
+/// The FTS5 query for `words`, in `account`'s messages when given (the owner's token) or in
+/// everyone's: each word in the body, the last one as a prefix (type-ahead). Words are letters
+/// and digits only ([`rules::search_words`]), so quoting them keeps them out of the syntax.
+fn search_match(account: Option<AccountId>, words: &[String]) -> String {
+    let mut terms = Vec::new();
+    if let Some(account) = account {
+        terms.push(format!(
+            "owner : \"{}\"",
+            hex::encode_upper(account.0.as_bytes())
+        ));
+    }
     for (i, word) in words.iter().enumerate() {
         let prefix = if i + 1 == words.len() { " *" } else { "" };
-        query.push_str(&format!(" AND body : \"{word}\"{prefix}"));
+        terms.push(format!("body : \"{word}\"{prefix}"));
     }
-    query
+    terms.join(" AND ")
 }
