@@ -515,7 +515,9 @@ impl MessageStore for SqliteStore {
                     .ok_or(StoreError::NotFound)?,
                 ),
             };
-            // Two plans, each fast where the other is slow: the newest matches of every
+            // `+m.account_id`: look the candidates up by rowid, never scan the account's
+            // messages through its (account, client_id) index. Two plans, each fast where the
+            // other is slow: the newest matches of every
             // account, kept if they are this account's (fast when the account holds many of
             // the matches; FTS5 answers without reading the owner's long doclist), then, if
             // that scan ran out before a page was full, the owner's token intersected with
@@ -533,7 +535,7 @@ impl MessageStore for SqliteStore {
                 conn,
                 &format!(
                     "SELECT {} FROM messages m \
-                     WHERE m.rowid IN (SELECT value FROM json_each(?1)) AND m.account_id = ?2 \
+                     WHERE m.rowid IN (SELECT value FROM json_each(?1)) AND +m.account_id = ?2 \
                      ORDER BY m.rowid DESC LIMIT ?3",
                     rows::MESSAGE_COLUMNS
                 ),
@@ -555,7 +557,7 @@ impl MessageStore for SqliteStore {
                      WHERE m.rowid IN (SELECT -rowid FROM message_search \
                                        WHERE message_search MATCH ?1 AND rowid > -?2 \
                                        ORDER BY rowid LIMIT ?3) \
-                       AND m.account_id = ?4 \
+                       AND +m.account_id = ?4 \
                      ORDER BY m.rowid DESC",
                     rows::MESSAGE_COLUMNS
                 ),
