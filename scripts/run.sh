@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs Airtext locally: a gateway on its embedded default (SQLite in .run/airtext.db, simulator
-# carrier, http://127.0.0.1:8080) and, when there is a display, the app pointed at it, so you can
-# text a simulated phone within a minute. Closing the app stops the gateway. With no display
-# ($DISPLAY and $WAYLAND_DISPLAY unset) only the gateway runs, and this prints how to text with
-# the `airtext` CLI instead. Installs what it needs; idempotent. Extra arguments go to the gateway.
+# carrier, http://127.0.0.1:8080) serving the web portal at its own address, and, when there is a
+# display, the app pointed at it, so you can text a simulated phone within a minute. Closing the
+# app stops the gateway. With no display ($DISPLAY and $WAYLAND_DISPLAY unset) only the gateway
+# runs, and this prints the portal's URL (open it in a browser, here or through an SSH tunnel)
+# and how to text with the `airtext` CLI. Installs what it needs; idempotent. Extra arguments go
+# to the gateway.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$AIRTEXT_ROOT"
@@ -19,6 +21,10 @@ mkdir -p "$data_dir"
 have_display=0
 if [ -n "${DISPLAY:-}" ] || [ -n "${WAYLAND_DISPLAY:-}" ]; then have_display=1; fi
 
+# The release gateway embeds ui/dist (crates/gateway/build.rs): build the UI first.
+need_node
+say "building the UI (the web portal the gateway serves)"
+(cd ui && { [ -d node_modules ] || npm install --no-audit --no-fund --no-save; } && npm run build)
 say "building the gateway and the CLI (first build takes a few minutes)"
 cargo build --release --locked -p airtext-gateway -p airtext-client
 gateway="$CARGO_TARGET_DIR/release/airtext-gateway"
@@ -27,7 +33,11 @@ cli="$CARGO_TARGET_DIR/release/airtext"
 if [ "$have_display" -eq 0 ]; then
   say "no display: starting the gateway only (on $gateway_url, database $data_dir/airtext.db)"
   cat >&2 <<HINT
-    The app needs a display. Text from this terminal with the CLI instead (in another terminal):
+    The web portal: open $gateway_url/ in a browser (from another machine:
+      ssh -L ${listen##*:}:$listen THIS-MACHINE, then open http://localhost:${listen##*:}/).
+    Create an account there, pick a number, and text +1 206 555 0123 (a simulated phone).
+
+    The app needs a display. Or text from this terminal with the CLI (in another terminal):
       export AIRTEXT_GATEWAY=$gateway_url AIRTEXT_DATA_DIR=$data_dir/cli AIRTEXT_PASSWORD='a long passphrase'
       $cli signup alice                       # creates the account and signs in
       $cli numbers search --area-code 415     # numbers you can claim
@@ -43,16 +53,13 @@ HINT
   exec "$gateway" --listen "$listen" --simulator true "$@"
 fi
 
-# --- the app: system libraries (WebKitGTK), the UI build, the Tauri binary with the UI inside ---
+# --- the app: system libraries (WebKitGTK), the Tauri binary with the UI inside ---
 apt_install libwebkit2gtk-4.1-dev build-essential curl wget file libssl-dev libxdo-dev \
   libayatana-appindicator3-dev librsvg2-dev pkg-config
-command -v npm >/dev/null || die "Node.js 20+ and npm are needed to build the UI: install them (e.g. apt-get install nodejs npm), then run this again"
-say "building the UI"
-(cd ui && { [ -d node_modules ] || npm install --no-audit --no-fund --no-save; } && npm run build)
 say "building the app (first build takes several minutes)"
 cargo build --release --locked -p airtext-app --features tauri/custom-protocol
 
-say "gateway on $gateway_url (database: $data_dir/airtext.db, log: $data_dir/gateway.log)"
+say "gateway on $gateway_url, web portal at $gateway_url/ (database: $data_dir/airtext.db, log: $data_dir/gateway.log)"
 (cd "$data_dir" && exec "$gateway" --listen "$listen" --simulator true "$@") >"$data_dir/gateway.log" 2>&1 &
 gateway_pid=$!
 trap 'kill "$gateway_pid" 2>/dev/null || true; wait "$gateway_pid" 2>/dev/null || true' EXIT INT TERM

@@ -79,3 +79,50 @@ pub struct Me {
     pub identities: Vec<Identity>,
     pub devices: Vec<Device>,
 }
+
+/// `POST /v1/accounts/me/password`: a new password, given the current one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(deny_unknown_fields)]
+pub struct ChangePassword {
+    pub current_password: String,
+    /// At least 8 characters.
+    pub new_password: String,
+    /// Sign every other device of the account out [default: true]; the device that asks
+    /// stays signed in either way.
+    #[serde(default)]
+    pub sign_out_other_devices: Option<bool>,
+}
+
+/// `POST /v1/password-resets`: asks for a reset code. The answer is the same whether or not
+/// the account exists.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(deny_unknown_fields)]
+pub struct RequestPasswordReset {
+    pub username: String,
+}
+
+/// `POST /v1/password-resets/confirm`: the code that was sent, and the new password.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmPasswordReset {
+    pub username: String,
+    /// The 6 digits sent to the account's verified e-mail or phone.
+    pub code: String,
+    /// At least 8 characters.
+    pub new_password: String,
+}
+
+/// `DELETE /v1/accounts/me`: the password, to be sure it is the owner.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(deny_unknown_fields)]
+pub struct DeleteAccount {
+    pub password: String,
+}

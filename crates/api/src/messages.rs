@@ -173,3 +173,31 @@ pub struct RecordCellular {
     /// When the modem sent or received it.
     pub at: DateTime<Utc>,
 }
+
+/// `GET /v1/search?q=&limit=&before=`: the account's messages whose text has every word of
+/// `q`, the last word as a prefix ("lunch meet" finds "meeting for lunch"), newest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+#[serde(deny_unknown_fields)]
+pub struct SearchQuery {
+    /// The words to find (letters and digits; everything else separates words).
+    pub q: String,
+    /// Results per page, 1–100 [default: 50].
+    #[serde(default)]
+    pub limit: Option<u32>,
+    /// The last message of the previous page: the page holds older matches.
+    #[serde(default)]
+    pub before: Option<MessageId>,
+}
+
+/// The answer to `GET /v1/search`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct SearchPage {
+    /// Newest first.
+    pub messages: Vec<Message>,
+    /// Whether older matches remain: pass the last message's id as `before`.
+    pub more: bool,
+}

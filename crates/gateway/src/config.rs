@@ -73,6 +73,10 @@ pub struct Args {
     /// Address to serve Prometheus `/metrics` on (only there) [default: off].
     #[arg(long, env = "AIRTEXT_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Serve the web portal from this folder (a `ui/dist` build) instead of the copy built
+    /// into the binary.
+    #[arg(long, env = "AIRTEXT_UI_DIR")]
+    pub ui_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
@@ -119,6 +123,8 @@ pub struct Config {
     /// Carriers in the order they are listed; none means the simulator alone (when
     /// `simulator.enabled`), else no carrier.
     pub carriers: Vec<CarrierConfig>,
+    /// The web portal's files from this folder instead of the binary (`--ui-dir`).
+    pub ui_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -146,6 +152,7 @@ impl Default for Config {
             queue: QueueConfig::default(),
             opt_outs: OptOutConfig::default(),
             carriers: Vec::new(),
+            ui_dir: None,
         }
     }
 }
@@ -532,6 +539,9 @@ impl Config {
         if let Some(v) = args.log_format {
             self.log_format = v;
         }
+        if let Some(v) = &args.ui_dir {
+            self.ui_dir = Some(v.clone());
+        }
         if let Some(v) = args.shutdown_timeout {
             self.shutdown_timeout_secs = v;
         }
@@ -620,6 +630,14 @@ impl Config {
             anyhow::bail!(
                 "metrics_listen must differ from listen: /metrics is never served to the public"
             );
+        }
+        if let Some(dir) = &self.ui_dir {
+            if !dir.join("index.html").is_file() {
+                anyhow::bail!(
+                    "ui_dir {}: no index.html there; point it at a built UI (cd ui && npm run build makes ui/dist)",
+                    dir.display()
+                );
+            }
         }
         for (key, text) in [
             ("help_reply", &self.opt_outs.help_reply),

@@ -11,7 +11,9 @@
 //!   announcements), every watch's `resync` counter moves, and each connection re-reads its
 //!   account's `last_seq` from the store before its next hint;
 //! - a connection subscribes *before* it reads `last_seq` for its first hint, so a commit
-//!   between the two is announced, never missed.
+//!   between the two is announced, never missed;
+//! - signing devices out ([`PushHub::signed_out`]) wakes the account's connections on this
+//!   node, which re-check their tokens and close if theirs died.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +33,9 @@ pub struct Hint {
     pub seq: i64,
     /// Moves when announcements may have been missed: re-read `last_seq` from the store.
     pub resync: u64,
+    /// Moves when devices of the account were signed out (a password change or reset, a
+    /// deleted account): re-check the token now rather than at the next keep-alive.
+    pub sign_out: u64,
 }
 
 #[derive(Debug)]
@@ -149,6 +154,16 @@ impl PushHub {
                 }
                 newer
             });
+        }
+    }
+
+    /// Tells `account`'s connections on this node to re-check their tokens at once (devices
+    /// were signed out). Connections on other nodes find out at their next keep-alive.
+    pub fn signed_out(&self, account: AccountId) {
+        if let Some(entry) = self.lock().get(&account) {
+            entry
+                .tx
+                .send_modify(|hint| hint.sign_out = hint.sign_out.wrapping_add(1));
         }
     }
 

@@ -1080,10 +1080,21 @@ async fn unknown_paths_and_wrong_methods_answer_json() {
         "not_found",
     )
     .await;
+    // `GET /` is the web portal (tests/portal.rs); anything else there is the API's 404.
+    refused(
+        gw,
+        Method::POST,
+        "/",
+        Auth::None,
+        Body::None,
+        404,
+        "not_found",
+    )
+    .await;
     refused(
         gw,
         Method::GET,
-        "/",
+        "/v1",
         Auth::None,
         Body::None,
         404,

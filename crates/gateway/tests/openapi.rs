@@ -42,12 +42,20 @@ const CONTRACT: &[(&str, &str)] = &[
     ("post", "/v1/simulator/inbound"),
     ("get", "/v1/simulator/outbox"),
     ("delete", "/v1/devices/{id}"),
+    // The second set: accounts for real use.
+    ("post", "/v1/accounts/me/password"),
+    ("post", "/v1/password-resets"),
+    ("post", "/v1/password-resets/confirm"),
+    ("delete", "/v1/accounts/me"),
+    ("get", "/v1/search"),
 ];
 
 /// Calls that take no device token.
 const PUBLIC: &[(&str, &str)] = &[
     ("post", "/v1/accounts"),
     ("post", "/v1/sessions"),
+    ("post", "/v1/password-resets"),
+    ("post", "/v1/password-resets/confirm"),
     ("get", "/v1/openapi.json"),
     ("get", "/healthz"),
 ];
@@ -72,6 +80,7 @@ const QUERY_PARAMETERS: &[(&str, &str, &[&str])] = &[
     ("get", "/v1/lookup", &["address"]),
     ("get", "/v1/sync", &["after", "limit"]),
     ("get", "/v1/simulator/outbox", &["to"]),
+    ("get", "/v1/search", &["q", "limit", "before"]),
 ];
 
 const METHODS: &[&str] = &[

@@ -2729,3 +2729,572 @@ async fn outbound_backlog_counts_what_waits(store: SharedStore) {
         .unwrap();
     assert_eq!(store.outbound_backlog().await.unwrap().jobs, 1);
 }
+
+// ----- accounts for real use -----
+
+/// Password changes and resets, account deletion, and deleted messages leaving only
+/// tombstones in the log.
+mod accounts_for_real_use {
+    use super::*;
+    use airtext_gateway::store::{ResetCodeRecord, SignOut};
+    use sqlx::Row;
+
+    conformance!(
+        store: [
+            password_changes_sign_out_as_asked,
+            reset_codes_count_tries_and_go_with_the_change,
+            deleted_messages_leave_only_tombstones_in_the_log,
+            search_finds_the_accounts_messages_by_word_prefix,
+        ],
+        raw: [deleting_an_account_leaves_no_row_of_it]
+    );
+
+    async fn device(store: &SharedStore, account: AccountId, token: u8) -> DeviceId {
+        let id = DeviceId::new();
+        store
+            .create_device(NewDevice {
+                id,
+                account_id: account,
+                name: format!("device {token}"),
+                has_cellular: false,
+                token_hash: TokenHash([token; 32]),
+                created_at: now(),
+            })
+            .await
+            .unwrap();
+        id
+    }
+
+    async fn signed_in(store: &SharedStore, token: u8) -> bool {
+        store
+            .device_by_token(&TokenHash([token; 32]), now())
+            .await
+            .unwrap()
+            .is_some()
+    }
+
+    async fn password_changes_sign_out_as_asked(store: SharedStore) {
+        let alice = account(&store, "alice").await;
+        let bob = account(&store, "bob").await;
+        let kept = device(&store, alice, 1).await;
+        device(&store, alice, 2).await;
+        device(&store, alice, 3).await;
+        device(&store, bob, 4).await;
+        // Authenticate each once first, so cached tokens are what the change must evict.
+        for token in 1..=4 {
+            assert!(signed_in(&store, token).await);
+        }
+
+        store
+            .set_password(alice, "hash 2".into(), SignOut::Nobody)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.account(alice).await.unwrap().unwrap().password_hash,
+            "hash 2"
+        );
+        for token in 1..=4 {
+            assert!(signed_in(&store, token).await, "{token}");
+        }
+
+        store
+            .set_password(alice, "hash 3".into(), SignOut::AllBut(kept))
+            .await
+            .unwrap();
+        assert!(signed_in(&store, 1).await);
+        assert!(!signed_in(&store, 2).await);
+        assert!(!signed_in(&store, 3).await);
+        assert!(signed_in(&store, 4).await, "another account's device stays");
+
+        store
+            .set_password(alice, "hash 4".into(), SignOut::Everyone)
+            .await
+            .unwrap();
+        assert!(!signed_in(&store, 1).await);
+        assert!(store.devices(alice).await.unwrap().is_empty());
+        assert_eq!(store.devices(bob).await.unwrap().len(), 1);
+        assert_eq!(
+            store.account(bob).await.unwrap().unwrap().password_hash,
+            "$argon2id$fake"
+        );
+        assert!(matches!(
+            store
+                .set_password(AccountId::new(), "x".into(), SignOut::Everyone)
+                .await,
+            Err(StoreError::NotFound)
+        ));
+    }
+
+    async fn reset_codes_count_tries_and_go_with_the_change(store: SharedStore) {
+        let alice = account(&store, "alice").await;
+        let bob = account(&store, "bob").await;
+        assert!(store.reset_code(alice).await.unwrap().is_none());
+        assert!(matches!(
+            store.count_failed_reset(alice).await,
+            Err(StoreError::NotFound)
+        ));
+        let code = ResetCodeRecord {
+            account_id: alice,
+            code_hash: "sha256:one".into(),
+            expires_at: now() + Duration::minutes(10),
+            attempts: 0,
+        };
+        store.put_reset_code(code.clone()).await.unwrap();
+        assert_eq!(store.reset_code(alice).await.unwrap(), Some(code.clone()));
+        assert!(store.reset_code(bob).await.unwrap().is_none());
+        assert_eq!(store.count_failed_reset(alice).await.unwrap(), 1);
+        assert_eq!(store.count_failed_reset(alice).await.unwrap(), 2);
+        assert_eq!(store.reset_code(alice).await.unwrap().unwrap().attempts, 2);
+
+        // A new code replaces the old one, tries start over.
+        let newer = ResetCodeRecord {
+            code_hash: "sha256:two".into(),
+            ..code
+        };
+        store.put_reset_code(newer.clone()).await.unwrap();
+        assert_eq!(store.reset_code(alice).await.unwrap(), Some(newer));
+
+        // Any password change uses the code up.
+        store
+            .set_password(alice, "new".into(), SignOut::Everyone)
+            .await
+            .unwrap();
+        assert!(store.reset_code(alice).await.unwrap().is_none());
+    }
+
+    async fn deleted_messages_leave_only_tombstones_in_the_log(store: SharedStore) {
+        let alice = account(&store, "alice").await;
+        let bob = account(&store, "bob").await;
+        let mut secret = in_network(alice, "@alice", bob, "@bob");
+        for copy in [secret.sender.as_mut(), secret.recipient.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            copy.body = "a secret in-network".into();
+        }
+        let secret = store.deliver(secret).await.unwrap();
+        let mut queued = carrier_send(alice, "+12065550100");
+        queued.sender.as_mut().unwrap().body = "a secret to a phone".into();
+        let queued = store.deliver(queued).await.unwrap().sender.unwrap();
+        store
+            .update_status(StatusUpdate {
+                message_id: queued.id,
+                status: SendStatus::Sent,
+                failure_reason: None,
+                at: now(),
+            })
+            .await
+            .unwrap();
+        let kept = store
+            .deliver(in_network(alice, "@alice", bob, "@bob"))
+            .await
+            .unwrap()
+            .sender
+            .unwrap();
+        let before = all_events(&store, alice).await;
+
+        let alice_secret = secret.sender.unwrap();
+        store
+            .delete_message(alice, alice_secret.id, now())
+            .await
+            .unwrap();
+        store.delete_message(alice, queued.id, now()).await.unwrap();
+
+        // A device syncing from 0: the same seqs, plus the two deletions, and no body of
+        // either message anywhere.
+        let events = all_events(&store, alice).await;
+        let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+        assert_contiguous(&seqs, 0);
+        assert_eq!(events.len(), before.len() + 2);
+        let text = serde_json::to_string(&events).unwrap();
+        assert!(!text.contains("a secret"), "{text}");
+        for event in &events {
+            match &event.kind {
+                EventKind::MessageCreated { message } => {
+                    assert_eq!(message.id, kept.id);
+                }
+                EventKind::MessageStatus { message_id, .. } => {
+                    panic!("a status of a deleted message is left: {message_id}")
+                }
+                EventKind::MessageDeleted { message_id, .. } => {
+                    assert!(*message_id == alice_secret.id || *message_id == queued.id);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        // The seqs of the events that became tombstones did not move.
+        for (was, is) in before.iter().zip(&events) {
+            assert_eq!(was.seq, is.seq);
+        }
+        // Bob's copy is his: deleting is per account.
+        let bobs = serde_json::to_string(&all_events(&store, bob).await).unwrap();
+        assert!(bobs.contains("a secret in-network"));
+    }
+
+    /// Every (table, column) of the schema holding one of `ids` or `texts`, with its count.
+    async fn rows_holding(h: &Harness, ids: &[uuid::Uuid], texts: &[String]) -> Vec<String> {
+        let mut found = Vec::new();
+        match &h.engine {
+            Engine::Sqlite(dir) => {
+                let url = format!("sqlite://{}", dir.path().join("store.db").display());
+                let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                let tables: Vec<String> = sqlx::query_scalar(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' \
+                     AND name NOT LIKE 'sqlite_%' ORDER BY name",
+                )
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+                assert!(tables.contains(&"messages".to_owned()), "{tables:?}");
+                for table in tables {
+                    let columns: Vec<String> =
+                        sqlx::query(&format!("PRAGMA table_info(\"{table}\")"))
+                            .fetch_all(&mut conn)
+                            .await
+                            .unwrap()
+                            .iter()
+                            .map(|row| row.get::<String, _>("name"))
+                            .collect();
+                    for column in columns {
+                        let marks = vec!["?"; ids.len() + texts.len()].join(", ");
+                        let sql = format!(
+                            "SELECT count(*) FROM \"{table}\" WHERE \"{column}\" IN ({marks})"
+                        );
+                        let mut query = sqlx::query_scalar::<_, i64>(&sql);
+                        for id in ids {
+                            query = query.bind(id.as_bytes().to_vec());
+                        }
+                        for text in texts {
+                            query = query.bind(text.clone());
+                        }
+                        let count = query.fetch_one(&mut conn).await.unwrap();
+                        if count > 0 {
+                            found.push(format!("{table}.{column}: {count}"));
+                        }
+                    }
+                }
+                conn.close().await.unwrap();
+            }
+            Engine::Postgres(pg) => {
+                let mut conn = sqlx::PgConnection::connect(&pg.url).await.unwrap();
+                let columns: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT table_name::text, column_name::text FROM information_schema.columns \
+                     WHERE table_schema = current_schema() ORDER BY 1, 2",
+                )
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+                assert!(
+                    columns.iter().any(|(table, _)| table == "messages"),
+                    "{columns:?}"
+                );
+                let values: Vec<String> = ids
+                    .iter()
+                    .map(ToString::to_string)
+                    .chain(texts.iter().cloned())
+                    .collect();
+                for (table, column) in columns {
+                    let count: i64 = sqlx::query_scalar(&format!(
+                        "SELECT count(*) FROM \"{table}\" WHERE \"{column}\"::text = ANY($1)"
+                    ))
+                    .bind(&values)
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap();
+                    if count > 0 {
+                        found.push(format!("{table}.{column}: {count}"));
+                    }
+                }
+                conn.close().await.unwrap();
+            }
+        }
+        found
+    }
+
+    /// Everything an account can hold, for `username`; returns the ids it made.
+    async fn fill(
+        store: &SharedStore,
+        username: &str,
+        number: &str,
+        peer: AccountId,
+    ) -> Vec<uuid::Uuid> {
+        let me = account(store, username).await;
+        let mut ids = vec![me.0];
+        store.claim_number(me, number, now()).await.unwrap();
+        for token in 0..2u8 {
+            let token = token + if username == "alice" { 10 } else { 20 };
+            ids.push(device(store, me, token).await.0);
+        }
+        for (kind, value) in [
+            (
+                IdentityKind::Phone,
+                format!("+1206555{}", &number[number.len() - 4..]),
+            ),
+            (IdentityKind::Email, format!("{username}@example.org")),
+        ] {
+            let identity = store
+                .put_identity_code(NewIdentityCode {
+                    id: IdentityId::new(),
+                    account_id: me,
+                    kind,
+                    value,
+                    code_hash: "sha256:x".into(),
+                    expires_at: now() + Duration::minutes(10),
+                    now: now(),
+                })
+                .await
+                .unwrap();
+            ids.push(identity.0);
+            if kind == IdentityKind::Phone {
+                store.mark_verified(me, identity, now()).await.unwrap();
+            }
+        }
+        let mut messages = Vec::new();
+        messages.push(
+            store
+                .deliver(carrier_send(me, "+12065550199"))
+                .await
+                .unwrap()
+                .sender
+                .unwrap(),
+        );
+        messages.push(
+            store
+                .deliver(inbound(me, "+12065550111"))
+                .await
+                .unwrap()
+                .recipient
+                .unwrap(),
+        );
+        let delivered = store
+            .deliver(in_network(me, &format!("@{username}"), peer, "@peer"))
+            .await
+            .unwrap();
+        messages.push(delivered.sender.unwrap());
+        for message in &messages {
+            ids.push(message.id.0);
+            ids.push(message.conversation_id.0);
+        }
+        store
+            .mark_read(me, messages[1].conversation_id, messages[1].id, now())
+            .await
+            .unwrap();
+        store
+            .put_contact(
+                me,
+                Contact {
+                    address: "+12065550111".into(),
+                    path: PathChoice::Cloud,
+                    fallback: true,
+                    name: Some(format!("{username}'s friend")),
+                    updated_at: now(),
+                },
+            )
+            .await
+            .unwrap();
+        store
+            .put_reset_code(ResetCodeRecord {
+                account_id: me,
+                code_hash: "sha256:reset".into(),
+                expires_at: now() + Duration::minutes(10),
+                attempts: 0,
+            })
+            .await
+            .unwrap();
+        ids
+    }
+
+    async fn deleting_an_account_leaves_no_row_of_it(h: &Harness) {
+        let store = &h.store;
+        store
+            .add_inventory(&[
+                InventoryNumber {
+                    number: "+14155550001".into(),
+                    carrier: "sim".into(),
+                    country: "US".into(),
+                },
+                InventoryNumber {
+                    number: "+14155550002".into(),
+                    carrier: "sim".into(),
+                    country: "US".into(),
+                },
+            ])
+            .await
+            .unwrap();
+        let peer = account(store, "peer").await;
+        let alice_ids = fill(store, "alice", "+14155550001", peer).await;
+        let bob_ids = fill(store, "bob", "+14155550002", peer).await;
+        let alice = AccountId::from(alice_ids[0]);
+        let bob = AccountId::from(bob_ids[0]);
+        let texts = |name: &str| {
+            vec![
+                name.to_owned(),
+                format!("{name}@example.com"),
+                format!("{name}@example.org"),
+                format!("{name}'s friend"),
+            ]
+        };
+        let (alice_texts, bob_texts) = (texts("alice"), texts("bob"));
+        let bob_before = rows_holding(h, &bob_ids, &bob_texts).await;
+        assert!(!rows_holding(h, &alice_ids, &alice_texts).await.is_empty());
+        let log =
+            |events: Vec<airtext_api::sync::SyncEvent>| serde_json::to_string(&events).unwrap();
+        let bob_events = log(all_events(store, bob).await);
+        let peer_events = log(all_events(store, peer).await);
+
+        let until = now() + Duration::days(30);
+        store.delete_account(alice, until).await.unwrap();
+
+        let left = rows_holding(h, &alice_ids, &alice_texts).await;
+        assert!(
+            left.is_empty(),
+            "rows of the deleted account are left: {left:?}"
+        );
+        // Everyone else's rows are intact.
+        assert_eq!(rows_holding(h, &bob_ids, &bob_texts).await, bob_before);
+        assert_eq!(log(all_events(store, bob).await), bob_events);
+        assert_eq!(log(all_events(store, peer).await), peer_events);
+        assert!(signed_in(store, 20).await && signed_in(store, 21).await);
+        assert!(!signed_in(store, 10).await && !signed_in(store, 11).await);
+        assert!(store.account(alice).await.unwrap().is_none());
+        assert!(store.account_by_username("alice").await.unwrap().is_none());
+        assert!(matches!(
+            store.delete_account(alice, until).await,
+            Err(StoreError::NotFound)
+        ));
+        // Its queued text never goes; bob's still does.
+        let jobs = store
+            .claim_outbound(100, now(), now() + Duration::minutes(1))
+            .await
+            .unwrap();
+        assert!(jobs.iter().all(|job| job.account_id != alice), "{jobs:?}");
+        assert!(jobs.iter().any(|job| job.account_id == bob), "{jobs:?}");
+
+        // Its number stays in the inventory, ownerless, in quarantine until `until`.
+        let carol = account(store, "carol").await;
+        assert!(matches!(
+            store.claim_number(carol, "+14155550001", now()).await,
+            Err(StoreError::Conflict(Conflict::NumberTaken))
+        ));
+        store
+            .claim_number(carol, "+14155550001", until + Duration::seconds(1))
+            .await
+            .unwrap();
+        // The username and the e-mail address are free again.
+        account(store, "alice").await;
+    }
+
+    async fn text(
+        store: &SharedStore,
+        to: AccountId,
+        body: &str,
+    ) -> airtext_api::messages::Message {
+        let mut delivery = inbound(to, "+12065550111");
+        delivery.recipient.as_mut().unwrap().body = body.to_owned();
+        store.deliver(delivery).await.unwrap().recipient.unwrap()
+    }
+
+    fn words(query: &str) -> Vec<String> {
+        airtext_gateway::store::rules::search_words(query)
+    }
+
+    async fn search_finds_the_accounts_messages_by_word_prefix(store: SharedStore) {
+        let alice = account(&store, "alice").await;
+        let bob = account(&store, "bob").await;
+        let first = text(&store, alice, "Meeting at noon tomorrow").await;
+        let second = text(&store, alice, "the MEETING moved; lunch instead?").await;
+        let third = text(&store, alice, "Noon? noon!").await;
+        let mut fillers = Vec::new();
+        for i in 0..120 {
+            fillers.push(text(&store, alice, &format!("filler message {i}")).await.id);
+        }
+        text(&store, bob, "bob's meeting at noon").await;
+        // Newer matches of another account, more than a search looks at before it narrows to
+        // the account's own entries.
+        let mut tasks = Vec::new();
+        for i in 0..600 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                text(&store, bob, &format!("filler from bob {i}")).await
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+
+        let ids = |found: Vec<airtext_api::messages::Message>| -> Vec<MessageId> {
+            found.into_iter().map(|m| m.id).collect()
+        };
+        let meet = store
+            .search_messages(alice, &words("meet"), 50, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            ids(meet),
+            vec![second.id, first.id],
+            "a prefix, any case, newest first, only alice's"
+        );
+        let both = store
+            .search_messages(alice, &words("noon MEET"), 50, None)
+            .await
+            .unwrap();
+        assert_eq!(ids(both), vec![first.id], "every word must match");
+        let exact = store
+            .search_messages(alice, &words("meet noon"), 50, None)
+            .await
+            .unwrap();
+        assert!(
+            exact.is_empty(),
+            "only the last word is a prefix: {exact:?}"
+        );
+        let noon = store
+            .search_messages(alice, &words("noon"), 50, None)
+            .await
+            .unwrap();
+        assert_eq!(ids(noon), vec![third.id, first.id]);
+        assert!(store
+            .search_messages(alice, &words("nothing"), 50, None)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            ids(store
+                .search_messages(bob, &words("meeting"), 50, None)
+                .await
+                .unwrap())
+            .len(),
+            1
+        );
+
+        // Pages, newest first, going on from the last of each.
+        let mut seen = Vec::new();
+        let mut before = None;
+        loop {
+            let page = store
+                .search_messages(alice, &words("filler"), 50, before)
+                .await
+                .unwrap();
+            if page.is_empty() {
+                break;
+            }
+            before = page.last().map(|m| m.id);
+            seen.extend(ids(page));
+        }
+        fillers.reverse();
+        assert_eq!(seen, fillers);
+
+        // A deleted message is not found; an unknown or foreign `before` is NotFound.
+        store.delete_message(alice, first.id, now()).await.unwrap();
+        let meet = store
+            .search_messages(alice, &words("meet"), 50, None)
+            .await
+            .unwrap();
+        assert_eq!(ids(meet), vec![second.id]);
+        assert!(matches!(
+            store
+                .search_messages(bob, &words("meet"), 50, Some(second.id))
+                .await,
+            Err(StoreError::NotFound)
+        ));
+    }
+}

@@ -568,3 +568,68 @@ async fn a_signed_out_device_loses_its_stream() {
     );
     gw.stop().await;
 }
+
+/// A deleted message is gone from the log too: a device that signs in afterwards and pulls
+/// from 0 gets its deletion where its creation and status changes were, never its body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_device_syncing_from_zero_never_sees_a_deleted_body() {
+    let gw = TestGateway::start().await;
+    let alice = gw.sign_up("alice").await;
+    let bob = gw.sign_up("bob").await;
+    // A number, so that a text can go to a phone outside.
+    gw.claim_number(&alice, "415").await;
+    let secret = gw.send(&alice, "@bob", "the secret alice regrets").await;
+    let kept = gw.send(&alice, "@bob", "the text alice keeps").await;
+    let outside = gw
+        .send(&alice, "+12065550123", "the secret to a phone")
+        .await;
+    // The carrier's receipts add status events for the outside text first.
+    common::eventually(Duration::from_secs(20), || async {
+        let (events, _) = gw.sync_all(&alice, 0).await;
+        events
+            .iter()
+            .any(|e| e["type"] == "message.status" && e["status"] == "delivered")
+            .then_some(())
+    })
+    .await;
+    let (before, _) = gw.sync_all(&alice, 0).await;
+
+    for message in [&secret, &outside] {
+        let id = message["id"].as_str().unwrap();
+        let (status, body) = gw
+            .call(
+                reqwest::Method::DELETE,
+                &format!("/v1/messages/{id}"),
+                Some(&alice.token),
+                None,
+            )
+            .await;
+        assert_eq!(status, 204, "{body}");
+    }
+
+    let laptop = gw.sign_in("alice", "new laptop").await;
+    let (events, next) = gw.sync_all(&laptop, 0).await;
+    let text = serde_json::to_string(&events).unwrap();
+    assert!(!text.contains("secret"), "{text}");
+    assert!(text.contains("the text alice keeps"));
+    assert_eq!(
+        events.len(),
+        before.len() + 2,
+        "same seqs, plus the two deletions"
+    );
+    assert_eq!(next, events.last().unwrap()["seq"].as_i64().unwrap());
+    let deleted: Vec<&str> = events
+        .iter()
+        .filter(|e| e["type"] == "message.deleted")
+        .map(|e| e["message_id"].as_str().unwrap())
+        .collect();
+    assert!(deleted.contains(&secret["id"].as_str().unwrap()));
+    assert!(deleted.contains(&outside["id"].as_str().unwrap()));
+    assert!(!deleted.contains(&kept["id"].as_str().unwrap()));
+    // Bob's copy is his own.
+    let (bobs, _) = gw.sync_all(&bob, 0).await;
+    assert!(serde_json::to_string(&bobs)
+        .unwrap()
+        .contains("the secret alice regrets"));
+    gw.stop().await;
+}

@@ -68,10 +68,121 @@ describe('WebBackend', () => {
     expect(normaliseGatewayUrl(' https://sms.example.org ')).toBe('https://sms.example.org');
   });
 
-  it('keeps the token in sessionStorage and errors as {code, message}', async () => {
+  it('keeps the token across reloads (one device per browser) and errors as {code, message}', async () => {
     const { backend } = await signedIn(() => ({ status: 409, body: { code: 'number_taken', message: 'taken' } }));
-    expect(sessionStorage.getItem('airtext.token')).toBe('t');
+    expect(localStorage.getItem('airtext.token')).toBe('t');
     await expect(backend.claimNumber('+14155550100')).rejects.toMatchObject({ code: 'number_taken', message: 'taken', status: 409 });
+    // A reload: a new backend in the same browser is signed in with the same token.
+    const reloaded = fakeFetch((_method, path) =>
+      path === '/v1/me'
+        ? { status: 200, body: { account_id: 'a', username: 'alice', email: null, number: null, identities: [], devices: [] } }
+        : { status: 404, body: { code: 'not_found', message: 'no' } },
+    );
+    const again = new WebBackend({ fetch: reloaded.fetch, WebSocket: undefined as never });
+    expect(await again.restore()).toMatchObject({ username: 'alice' });
+    expect(reloaded.calls[0]).toMatchObject({ method: 'GET', path: '/v1/me' });
+    await again.signOut();
+    expect(localStorage.getItem('airtext.token')).toBeNull();
+  });
+
+  it('changes the password, resets it by code, and deletes the account', async () => {
+    const { backend, calls } = await signedIn((method, path, body) => {
+      if (method === 'POST' && path === '/v1/accounts/me/password') {
+        const b = body as { current_password: string };
+        return b.current_password === 'pw'
+          ? { status: 204 }
+          : { status: 401, body: { code: 'bad_credentials', message: 'the password is wrong' } };
+      }
+      if (method === 'POST' && path.startsWith('/v1/password-resets')) return { status: path.endsWith('confirm') ? 204 : 202, body: path.endsWith('confirm') ? undefined : {} };
+      if (method === 'DELETE' && path === '/v1/accounts/me') return { status: 204 };
+      return { status: 404, body: { code: 'not_found', message: 'no' } };
+    });
+    await expect(backend.changePassword('wrong', 'a new passphrase')).rejects.toMatchObject({ code: 'bad_credentials' });
+    await backend.changePassword('pw', 'a new passphrase');
+    expect(calls.filter((c) => c.path === '/v1/accounts/me/password').at(-1)?.body).toEqual({
+      current_password: 'pw',
+      new_password: 'a new passphrase',
+      sign_out_other_devices: true,
+    });
+    await backend.requestPasswordReset(' @alice ');
+    await backend.confirmPasswordReset('alice', ' 123456 ', 'another passphrase');
+    expect(calls.filter((c) => c.path.startsWith('/v1/password-resets')).map((c) => c.body)).toEqual([
+      { username: 'alice' },
+      { username: 'alice', code: '123456', new_password: 'another passphrase' },
+    ]);
+    await backend.deleteAccount('pw');
+    expect(calls.at(-1)).toMatchObject({ method: 'DELETE', path: '/v1/accounts/me', body: { password: 'pw' } });
+    expect(localStorage.getItem('airtext.token')).toBeNull();
+    expect(await backend.restore()).toBeNull();
+  });
+
+  it('searches message bodies on the gateway, and in the cache when offline', async () => {
+    let online = true;
+    const { backend, calls } = await signedIn((method, path) => {
+      if (method === 'GET' && path.startsWith('/v1/search?')) {
+        if (!online) throw new TypeError('network down');
+        return {
+          status: 200,
+          body: {
+            messages: [serverMessage({ id: 'old', conversation_id: 'c9', direction: 'inbound', from: '+12065550999', to: '+14155550100', body: 'lunch on Friday?' })],
+            more: false,
+          },
+        };
+      }
+      return { status: 404, body: { code: 'not_found', message: 'no' } };
+    });
+    const hits = await backend.search('Lunch fri');
+    expect(calls.at(-1)?.path).toBe('/v1/search?q=Lunch+fri&limit=50');
+    expect(hits).toHaveLength(1);
+    expect(hits[0]).toMatchObject({
+      conversation: { id: 'c9', peer: '+12065550999' },
+      message: { id: 'old', body: 'lunch on Friday?' },
+    });
+    // Offline: what this tab has seen.
+    online = false;
+    expect((await backend.search('friday')).map((h) => h.message?.id)).toEqual(['old']);
+  });
+
+  it('shows a browser notification for a new inbound text only while the tab is hidden', async () => {
+    const shown: { title: string; body: string }[] = [];
+    class FakeNotification {
+      static permission = 'granted';
+      onclick: (() => void) | null = null;
+      constructor(title: string, options: { body: string }) {
+        shown.push({ title, body: options.body });
+      }
+      close(): void {}
+    }
+    const saved = (globalThis as { Notification?: unknown }).Notification;
+    (globalThis as { Notification?: unknown }).Notification = FakeNotification;
+    let hidden = false;
+    Object.defineProperty(document, 'hidden', { configurable: true, get: () => hidden });
+    try {
+      const { backend, events } = await signedIn(() => ({ status: 404, body: { code: 'not_found', message: 'no' } }));
+      const inbound = (id: string, body: string) =>
+        backend.apply({
+          seq: 1,
+          at: 'x',
+          type: 'message.created',
+          message: serverMessage({ id, direction: 'inbound', from: '+12065550123', to: '+14155550100', body, status: 'delivered' }),
+        });
+      inbound('m1', 'seen in the open tab');
+      expect(shown).toEqual([]);
+      hidden = true;
+      inbound('m2', 'while away');
+      inbound('m2', 'while away');
+      expect(shown).toEqual([{ title: 'Airtext: +12065550123', body: 'while away' }]);
+      await backend.saveSettings({ ...(await backend.settings()), hide_text: true });
+      inbound('m3', 'private');
+      expect(shown.at(-1)).toEqual({ title: 'Airtext: +12065550123', body: 'New message' });
+      await backend.saveSettings({ ...(await backend.settings()), notifications: false });
+      inbound('m4', 'quiet');
+      expect(shown).toHaveLength(2);
+      expect(events.some((e) => e.type === 'message_added')).toBe(true);
+    } finally {
+      (globalThis as { Notification?: unknown }).Notification = saved;
+      Object.defineProperty(document, 'hidden', { configurable: true, get: () => false });
+    }
   });
 
   it('send returns the queued message at once, then merges the server copy by client_id', async () => {

@@ -1,4 +1,4 @@
-//! `POST /v1/accounts`: sign-up.
+//! `POST /v1/accounts`: sign-up; `DELETE /v1/accounts/me`: deleting the account.
 //!
 //! Invariants:
 //! - usernames are stored lower case without the `@` (`airtext_sms::address::parse_username`),
@@ -8,13 +8,17 @@
 //! - sign-ups are rate limited per client address (per /64 for IPv6, where one host holds a
 //!   whole prefix), after the cheap validation so typos do not use up the budget.
 //!
+//! - deleting an account needs its password and removes every row of it in one transaction
+//!   (the store's `delete_account`); its tokens stop working with that commit and its open
+//!   streams on this node close at once; its number goes to quarantine like a released one.
+//!
 //! Also home to what sign-up and sign-in share: password hashing and [`ClientIp`].
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::OnceLock;
 
-use airtext_api::accounts::{AccountCreated, SignUp};
+use airtext_api::accounts::{AccountCreated, DeleteAccount, SignUp};
 use airtext_api::{AccountId, ErrorBody};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -27,13 +31,15 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, ApiResult};
-use crate::http::extract::ApiJson;
+use crate::http::extract::{ApiJson, AuthDevice};
 use crate::http::AppState;
 use crate::rate_limit::RateKind;
 use crate::store::NewAccount;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(create_account))
+    OpenApiRouter::new()
+        .routes(routes!(create_account))
+        .routes(routes!(delete_account))
 }
 
 /// Shortest password accepted, in characters.
@@ -101,6 +107,38 @@ async fn create_account(
             username,
         }),
     ))
+}
+
+/// Deletes the account and everything in it; the password is required.
+#[utoipa::path(
+    delete,
+    path = "/v1/accounts/me",
+    tag = "accounts",
+    operation_id = "delete_account",
+    security(("device_token" = [])),
+    request_body = DeleteAccount,
+    responses(
+        (status = 204, description = "Deleted: its messages, conversations, contacts, identities and devices are gone, every token of it stops working, and its number goes to quarantine"),
+        (status = 400, description = "`bad_request`: malformed JSON", body = ErrorBody),
+        (status = 401, description = "`bad_credentials`: the password is wrong; `unauthorized`: no valid device token", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many password checks for this account; see Retry-After", body = ErrorBody),
+    )
+)]
+async fn delete_account(
+    State(state): State<AppState>,
+    auth: AuthDevice,
+    ApiJson(request): ApiJson<DeleteAccount>,
+) -> ApiResult<StatusCode> {
+    crate::http::passwords::check_current_password(&state, auth.account_id, request.password)
+        .await?;
+    let number_available_at = chrono::Utc::now() + state.config.quarantine();
+    state
+        .store
+        .delete_account(auth.account_id, number_available_at)
+        .await?;
+    state.push.signed_out(auth.account_id);
+    tracing::info!(account = %auth.account_id, "account deleted");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// A username as stored: lower case, without the `@` (which people may type, as they see

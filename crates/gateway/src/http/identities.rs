@@ -258,7 +258,7 @@ fn too_many_attempts(max: u32) -> ApiError {
     )
 }
 
-fn mail_error(error: MailError) -> ApiError {
+pub(crate) fn mail_error(error: MailError) -> ApiError {
     match error {
         MailError::NotConfigured => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -275,7 +275,7 @@ fn mail_error(error: MailError) -> ApiError {
 }
 
 /// A uniformly random 6-digit code (leading zeros kept).
-fn new_code() -> String {
+pub(crate) fn new_code() -> String {
     format!("{:06}", OsRng.gen_range(0..1_000_000u32))
 }
 
@@ -293,7 +293,7 @@ fn code_hash(account: AccountId, kind: IdentityKind, value: &str, code: &str) ->
 }
 
 /// Compares without stopping at the first difference, so timing reveals nothing.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -301,7 +301,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-fn describe_ttl(secs: u64) -> String {
+pub(crate) fn describe_ttl(secs: u64) -> String {
     match secs {
         s if s % 60 == 0 && s / 60 == 1 => "1 minute".to_owned(),
         s if s % 60 == 0 => format!("{} minutes", s / 60),

@@ -3,7 +3,8 @@
 //!
 //! Cross-cutting layers, applied once in [`router`]: a request id on every request and in every
 //! log line of it, a body limit (64 KiB by default), a timeout, and JSON errors for everything
-//! axum itself would answer in plain text (unknown path, wrong method).
+//! axum itself would answer in plain text (unknown path, wrong method). What no API route
+//! matches goes to [`portal`], the web app, which answers API paths with that JSON 404.
 
 pub mod accounts;
 pub mod carriers;
@@ -20,7 +21,10 @@ pub mod messages;
 pub mod metrics;
 pub mod numbers;
 pub mod openapi;
+pub mod passwords;
+pub mod portal;
 pub mod record;
+pub mod search;
 pub mod sessions;
 pub mod simulator;
 pub mod stream;
@@ -101,6 +105,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::base())
         .merge(health::router())
         .merge(accounts::router())
+        .merge(passwords::router())
         .merge(sessions::router())
         .merge(me::router())
         .merge(numbers::router())
@@ -109,6 +114,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(compose::router())
         .merge(record::router())
         .merge(conversations::router())
+        .merge(search::router())
         .merge(lookup::router())
         .merge(contacts::router())
         .merge(sync::router())
@@ -130,7 +136,7 @@ pub fn router(state: AppState) -> Router {
             async move { axum::Json(openapi.as_ref().clone()) }
         }),
     )
-    .fallback(not_found)
+    .fallback(portal::fallback)
     .method_not_allowed_fallback(method_not_allowed)
     .with_state(state)
     .layer(DefaultBodyLimit::max(max_request_bytes))

@@ -11,7 +11,8 @@
 //!   the last hint always carries the latest seq;
 //! - every keep-alive interval ([`crate::push::DEFAULT_KEEPALIVE`], 30 s) the server pings and
 //!   re-checks the token, so a revoked device's stream closes (code 1008), and a peer silent
-//!   for [`SILENT_INTERVALS`] intervals is dropped;
+//!   for [`SILENT_INTERVALS`] intervals is dropped; when the account's devices are signed out
+//!   on this node (password change or reset, account deletion) the token is re-checked at once;
 //! - on gateway shutdown the stream closes cleanly (code 1001).
 
 use airtext_api::sync::StreamHint;
@@ -143,6 +144,10 @@ async fn serve(mut socket: WebSocket, state: AppState, auth: AuthDevice, token: 
             }
             changed = subscription.changed() => {
                 let Some(now) = changed else { return };
+                if now.sign_out != seen.sign_out && signed_out(&state, &token).await {
+                    let _ = socket.send(close(close_code::POLICY, "this device was signed out")).await;
+                    return;
+                }
                 let mut seq = now.seq;
                 if now.resync != seen.resync {
                     // The hub missed announcements: the store knows the truth.
@@ -162,7 +167,7 @@ async fn serve(mut socket: WebSocket, state: AppState, auth: AuthDevice, token: 
                 if heard_at.elapsed() > silence_limit {
                     return;
                 }
-                if let Err(ApiError::Client { .. }) = AuthDevice::from_token(&state, &token).await {
+                if signed_out(&state, &token).await {
                     let _ = socket.send(close(close_code::POLICY, "this device was signed out")).await;
                     return;
                 }
@@ -178,4 +183,12 @@ async fn serve(mut socket: WebSocket, state: AppState, auth: AuthDevice, token: 
             },
         }
     }
+}
+
+/// Whether the token no longer authenticates (a store outage is not a sign-out).
+async fn signed_out(state: &AppState, token: &str) -> bool {
+    matches!(
+        AuthDevice::from_token(state, token).await,
+        Err(ApiError::Client { .. })
+    )
 }

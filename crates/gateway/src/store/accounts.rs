@@ -1,4 +1,9 @@
-//! Accounts and their devices: who may sign in, and the tokens that authenticate each device.
+//! Accounts and their devices: who may sign in, and the tokens that authenticate each device;
+//! password changes and resets, and deleting an account with everything it holds.
+//!
+//! Invariants (both engines): a password change or reset signs devices out in the same
+//! transaction that replaces the hash, so no old token outlives it; a deleted account leaves
+//! no row behind (its DID stays in the inventory, ownerless, in quarantine).
 
 use airtext_api::{AccountId, DeviceId};
 use async_trait::async_trait;
@@ -59,6 +64,44 @@ pub struct NewDevice {
     pub created_at: DateTime<Utc>,
 }
 
+/// Every table holding rows of an account (by its `account_id` column), children first; both
+/// engines delete from each when the account goes. The conformance suite lists the schema's
+/// tables and fails when one keeps a row of a deleted account, so a new table that holds
+/// account rows has to be named here.
+pub(crate) const ACCOUNT_TABLES: &[&str] = &[
+    "messages",
+    "conversations",
+    "events",
+    "account_log",
+    "devices",
+    "identities",
+    "contacts",
+    "outbound",
+    "password_resets",
+];
+
+/// Which devices a password change signs out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignOut {
+    /// Every device (a reset: whoever knew the old password is out).
+    Everyone,
+    /// Every device but this one (the one that changed the password).
+    AllBut(DeviceId),
+    /// None.
+    Nobody,
+}
+
+/// A password-reset code waiting to be typed back (one per account; a new one replaces it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResetCodeRecord {
+    pub account_id: AccountId,
+    /// Salted SHA-256 of the code, as the identity codes are kept.
+    pub code_hash: String,
+    pub expires_at: DateTime<Utc>,
+    /// Wrong tries so far.
+    pub attempts: u32,
+}
+
 /// Accounts and devices.
 #[async_trait]
 pub trait AccountStore: Send + Sync {
@@ -81,4 +124,28 @@ pub trait AccountStore: Send + Sync {
     async fn devices(&self, account: AccountId) -> StoreResult<Vec<DeviceRecord>>;
     /// The token stops working at once. `NotFound` for another account's device.
     async fn revoke_device(&self, account: AccountId, device: DeviceId) -> StoreResult<()>;
+    /// Replaces the password hash, signs devices out as `sign_out` says and drops a pending
+    /// reset code, in one transaction. `NotFound` for no account.
+    async fn set_password(
+        &self,
+        account: AccountId,
+        password_hash: String,
+        sign_out: SignOut,
+    ) -> StoreResult<()>;
+    /// Stores a new reset code for the account, replacing any pending one (tries start over).
+    async fn put_reset_code(&self, code: ResetCodeRecord) -> StoreResult<()>;
+    /// The pending reset code, if any.
+    async fn reset_code(&self, account: AccountId) -> StoreResult<Option<ResetCodeRecord>>;
+    /// Counts one try at the pending reset code (atomically, before the code is compared)
+    /// and returns the tries so far. `NotFound` when no code is pending.
+    async fn count_failed_reset(&self, account: AccountId) -> StoreResult<u32>;
+    /// Deletes the account and every row of it (devices, identities, conversations,
+    /// messages, events, contacts, queued sends, reset code). Its number stays in the
+    /// inventory without an owner, claimable again from `number_available_at`.
+    /// `NotFound` for no account.
+    async fn delete_account(
+        &self,
+        account: AccountId,
+        number_available_at: DateTime<Utc>,
+    ) -> StoreResult<()>;
 }

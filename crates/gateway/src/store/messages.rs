@@ -96,6 +96,17 @@ pub trait MessageStore: Send + Sync {
         limit: u32,
         before: Option<MessageId>,
     ) -> StoreResult<Vec<Message>>;
+    /// The account's messages whose body holds every one of `words` (the last one as the
+    /// prefix of a word: type-ahead), newest first, older than `before` when given (`NotFound` when `before`
+    /// is no message of the account). `words` come from [`super::rules::search_words`]:
+    /// lower case, letters and digits only, at least one.
+    async fn search_messages(
+        &self,
+        account: AccountId,
+        words: &[String],
+        limit: u32,
+        before: Option<MessageId>,
+    ) -> StoreResult<Vec<Message>>;
     /// Deletes this account's copy (only) and appends `message.deleted`. `NotFound` as usual.
     async fn delete_message(
         &self,

@@ -77,7 +77,10 @@ use airtext_api::identities::IdentityKind;
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
-pub use accounts::{AccountRecord, AccountStore, DeviceRecord, NewAccount, NewDevice, TokenHash};
+pub use accounts::{
+    AccountRecord, AccountStore, DeviceRecord, NewAccount, NewDevice, ResetCodeRecord, SignOut,
+    TokenHash,
+};
 pub use addressees::AddresseeStore;
 pub use carriers::{CarrierReceipt, CarrierRecord, CarrierStore, ReceiptOutcome};
 pub use contacts::ContactStore;

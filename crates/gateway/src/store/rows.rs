@@ -15,7 +15,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    AccountRecord, DeviceRecord, IdentityRecord, NewMessage, OutboundJob, StoreError, StoreResult,
+    AccountRecord, DeviceRecord, IdentityRecord, NewMessage, OutboundJob, ResetCodeRecord,
+    StoreError, StoreResult,
 };
 
 /// Typed column access by name; each engine implements it for its row type.
@@ -183,6 +184,15 @@ pub(crate) fn outbound_job(row: &impl Cols) -> StoreResult<OutboundJob> {
         body: row.text("body")?,
         attempts: to_u32(row.int("attempts")?, "attempts")?,
         created_at: row.time("created_at")?,
+    })
+}
+
+pub(crate) fn reset_code(row: &impl Cols) -> StoreResult<ResetCodeRecord> {
+    Ok(ResetCodeRecord {
+        account_id: row.uuid("account_id")?.into(),
+        code_hash: row.text("code_hash")?,
+        expires_at: row.time("expires_at")?,
+        attempts: to_u32(row.int("attempts")?, "attempts")?,
     })
 }
 

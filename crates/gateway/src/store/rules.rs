@@ -16,6 +16,58 @@ use super::{Conflict, Delivery, OutboundJob, OutboundOutcome, StoreError, StoreR
 
 // ----- messages -----
 
+/// The message an event carries content of (its body, its status), if any: the log keeps it
+/// beside the event so that deleting the message can turn those events into tombstones.
+pub fn event_message(kind: &EventKind) -> Option<MessageId> {
+    match kind {
+        EventKind::MessageCreated { message } => Some(message.id),
+        EventKind::MessageStatus { message_id, .. } => Some(*message_id),
+        EventKind::MessageDeleted { .. }
+        | EventKind::ConversationRead { .. }
+        | EventKind::ContactUpdated { .. }
+        | EventKind::Unknown => None,
+    }
+}
+
+/// What every logged event of a deleted message becomes: the deletion itself, at the same
+/// seq. A device replaying the log applies a deletion of a message it never had, which
+/// changes nothing; the body and status are gone from the log for good.
+pub fn tombstone(message_id: MessageId, conversation_id: ConversationId) -> EventKind {
+    EventKind::MessageDeleted {
+        message_id,
+        conversation_id,
+    }
+}
+
+/// The most words a search looks for, and the longest word it keeps (in characters).
+pub const SEARCH_WORDS: usize = 8;
+pub const SEARCH_WORD_CHARS: usize = 64;
+
+/// The words of a search as both engines' indexes hold them: runs of letters and digits,
+/// lower case, each once, at most [`SEARCH_WORDS`] of them, each cut to
+/// [`SEARCH_WORD_CHARS`]. Everything else separates words (and so can never reach an index's
+/// query syntax). Empty when `query` has no letter or digit.
+pub fn search_words(query: &str) -> Vec<String> {
+    let mut words: Vec<String> = Vec::new();
+    for word in query.split(|c: char| !c.is_alphanumeric()) {
+        if word.is_empty() {
+            continue;
+        }
+        let word: String = word
+            .to_lowercase()
+            .chars()
+            .take(SEARCH_WORD_CHARS)
+            .collect();
+        if !words.contains(&word) {
+            words.push(word);
+        }
+        if words.len() == SEARCH_WORDS {
+            break;
+        }
+    }
+    words
+}
+
 /// How a status report moves a message (see [`status_change`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusChange {
@@ -453,5 +505,20 @@ mod tests {
         assert_eq!(page(vec![1, 2], 2), (vec![1, 2], false));
         assert_eq!(page(Vec::<i32>::new(), 0), (vec![], false));
         assert_eq!(page(vec![1], 0), (vec![], true));
+    }
+
+    #[test]
+    fn search_words_are_letters_and_digits_only() {
+        assert_eq!(
+            search_words("Meet me @ 5pm, \"NOW\" now!"),
+            vec!["meet", "me", "5pm", "now"]
+        );
+        assert_eq!(search_words("Café* OR x:y"), vec!["café", "or", "x", "y"]);
+        assert!(search_words(" -*\"() ").is_empty());
+        assert_eq!(search_words("a b c d e f g h i j").len(), SEARCH_WORDS);
+        assert_eq!(
+            search_words(&"x".repeat(100)),
+            vec!["x".repeat(SEARCH_WORD_CHARS)]
+        );
     }
 }

@@ -205,6 +205,20 @@ export class TauriBackend implements Backend {
   async revokeDevice(id: DeviceId): Promise<void> {
     await call('revoke_device', { id });
   }
+  // The desktop shell has no commands for these yet: the web portal (the gateway's own
+  // address) does them.
+  changePassword(): Promise<void> {
+    return inPortal('change the password');
+  }
+  requestPasswordReset(): Promise<void> {
+    return inPortal('reset a password');
+  }
+  confirmPasswordReset(): Promise<void> {
+    return inPortal('reset a password');
+  }
+  deleteAccount(): Promise<void> {
+    return inPortal('delete the account');
+  }
   availableNumbers(areaCode: string): Promise<string[]> {
     return call('available_numbers', { areaCode });
   }
@@ -292,4 +306,11 @@ export class TauriBackend implements Backend {
   serialPorts(): Promise<string[]> {
     return call('serial_ports');
   }
+}
+
+async function inPortal(what: string): Promise<never> {
+  throw new BackendError(
+    'unavailable',
+    `To ${what}, open the web portal: your gateway's address in a browser.`,
+  );
 }

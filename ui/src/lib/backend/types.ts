@@ -108,6 +108,20 @@ export interface Backend {
   signOut(): Promise<void>;
   me(): Promise<Me>;
   revokeDevice(id: DeviceId): Promise<void>;
+  /**
+   * Changes the password (the current one is required). This device stays signed in; every
+   * other device is signed out.
+   */
+  changePassword(current: string, next: string): Promise<void>;
+  /**
+   * Asks for a password-reset code, sent to the account's verified e-mail and phone. Resolves
+   * alike whether or not the account exists (the gateway never says).
+   */
+  requestPasswordReset(username: string): Promise<void>;
+  /** Sets a new password with the code; every device of the account is signed out. */
+  confirmPasswordReset(username: string, code: string, password: string): Promise<void>;
+  /** Deletes the account and everything in it (the password is required); signs out here. */
+  deleteAccount(password: string): Promise<void>;
 
   // — numbers and identities —
   availableNumbers(areaCode: string): Promise<string[]>;
@@ -123,7 +137,10 @@ export interface Backend {
   conversations(before: ChatConversation | null, limit: number): Promise<ChatConversation[]>;
   /** Unread texts in every conversation, not only the pages loaded so far. */
   unreadTotal(): Promise<number>;
-  /** Searches the local cache: peers, contact names and message bodies. */
+  /**
+   * Searches peers and contact names in the local cache, and message bodies (the web: the
+   * gateway's full-text search over the whole account; the app: its local cache).
+   */
   search(query: string): Promise<SearchHit[]>;
   /** Normalises an address and says whether it is on Airtext. */
   lookup(address: string): Promise<Lookup>;

@@ -4,8 +4,11 @@
 // (`/v1/sync` pulled whenever `/v1/stream` hints that the log moved).
 //
 // Decisions (web only; the Tauri shell does these in airtext-client):
-// - the device token lives in sessionStorage (gone when the tab closes); the gateway address
-//   and settings in localStorage;
+// - the device token, the gateway address and settings live in localStorage: one device per
+//   browser, not one per tab, and a reload stays signed in; signing out in one tab signs out
+//   every tab (the \`storage\` event);
+// - an inbound text that arrives while the tab is hidden shows a browser notification (when
+//   the setting is on and the browser allows it); clicking it opens the thread;
 // - a new web session does not replay the whole log: it takes the stream's first hint as its
 //   cursor and loads the conversation list over REST; events after that are applied on top
 //   (applying an event twice changes nothing);
@@ -14,7 +17,12 @@
 //   `client_id`, so never twice); a 4xx marks it failed with the gateway's message;
 // - the web has no modem: every text goes through the cloud.
 
+import type { ChangePassword } from '../bindings/ChangePassword';
 import type { ClaimedNumber } from '../bindings/ClaimedNumber';
+import type { ConfirmPasswordReset } from '../bindings/ConfirmPasswordReset';
+import type { DeleteAccount } from '../bindings/DeleteAccount';
+import type { RequestPasswordReset } from '../bindings/RequestPasswordReset';
+import type { SearchPage } from '../bindings/SearchPage';
 import type { Contact } from '../bindings/Contact';
 import type { ConversationPage } from '../bindings/ConversationPage';
 import type { Conversation } from '../bindings/Conversation';
@@ -140,9 +148,13 @@ export class WebBackend implements Backend {
     this.fetchFn = options.fetch ?? globalThis.fetch.bind(globalThis);
     this.WS = options.WebSocket ?? globalThis.WebSocket;
     this.base = storage('local')?.getItem(GATEWAY_KEY) ?? options.defaultGateway ?? null;
-    this.token = storage('session')?.getItem(TOKEN_KEY) ?? null;
+    this.token = storage('local')?.getItem(TOKEN_KEY) ?? storage('session')?.getItem(TOKEN_KEY) ?? null;
     if (typeof window !== 'undefined') {
       window.addEventListener('online', () => this.reconnectSoon(0));
+      // Another tab signed out (or in as someone else): this tab follows.
+      window.addEventListener('storage', (e) => {
+        if (e.key === TOKEN_KEY && this.token && e.newValue !== this.token) this.lostSession();
+      });
     }
   }
 
@@ -216,6 +228,7 @@ export class WebBackend implements Backend {
   private clearSession(): void {
     this.token = null;
     this.meCache = null;
+    storage('local')?.removeItem(TOKEN_KEY);
     storage('session')?.removeItem(TOKEN_KEY);
     this.closeStream();
     this.convs.clear();
@@ -283,7 +296,7 @@ export class WebBackend implements Backend {
     );
     this.clearSession();
     this.token = session.token;
-    storage('session')?.setItem(TOKEN_KEY, session.token);
+    storage('local')?.setItem(TOKEN_KEY, session.token);
     const me = await this.me();
     this.startStream();
     return me;
@@ -295,6 +308,36 @@ export class WebBackend implements Backend {
     } catch {
       // signed out locally anyway; the token is forgotten
     }
+    this.clearSession();
+  }
+
+  async changePassword(current: string, next: string): Promise<void> {
+    const request: ChangePassword = {
+      current_password: current,
+      new_password: next,
+      sign_out_other_devices: true,
+    };
+    await this.api('POST', '/v1/accounts/me/password', request);
+    if (this.meCache) await this.me();
+  }
+
+  async requestPasswordReset(username: string): Promise<void> {
+    const request: RequestPasswordReset = { username: username.trim().replace(/^@/, '') };
+    await this.api('POST', '/v1/password-resets', request, false);
+  }
+
+  async confirmPasswordReset(username: string, code: string, password: string): Promise<void> {
+    const request: ConfirmPasswordReset = {
+      username: username.trim().replace(/^@/, ''),
+      code: code.trim(),
+      new_password: password,
+    };
+    await this.api('POST', '/v1/password-resets/confirm', request, false);
+  }
+
+  async deleteAccount(password: string): Promise<void> {
+    const request: DeleteAccount = { password };
+    await this.api('DELETE', '/v1/accounts/me', request);
     this.clearSession();
   }
 
@@ -479,15 +522,38 @@ export class WebBackend implements Backend {
         });
       }
     }
-    const messages = [...this.byKey.values()]
-      .filter((m) => m.body.toLowerCase().includes(q))
-      .sort((a, b) => (a.created_at < b.created_at ? 1 : -1))
-      .slice(0, 50);
-    for (const m of messages) {
-      const c = this.convs.get(m.peer);
-      if (c) hits.push({ conversation: { ...c }, message: m });
+    for (const m of await this.searchMessages(query)) {
+      const c = this.convs.get(m.peer) ?? {
+        // A conversation beyond the pages loaded so far.
+        id: m.conversation_id,
+        peer: m.peer,
+        name: this.contactMap.get(m.peer)?.name ?? null,
+        last_message: null,
+        unread: 0,
+        updated_at: m.created_at,
+      };
+      hits.push({ conversation: { ...c }, message: m });
     }
     return hits;
+  }
+
+  /**
+   * Messages matching `query`: the gateway's full-text search over every message of the
+   * account (`GET /v1/search`); the messages in this tab's cache when the gateway can't be
+   * asked (offline) or the query has no word it can search for.
+   */
+  private async searchMessages(query: string): Promise<ChatMessage[]> {
+    try {
+      const q = new URLSearchParams({ q: query.trim(), limit: '50' });
+      const page = await this.api<SearchPage>('GET', `/v1/search?${q}`);
+      return page.messages.map((m) => this.upsert(m).message);
+    } catch {
+      const q = query.trim().toLowerCase();
+      return [...this.byKey.values()]
+        .filter((m) => m.body.toLowerCase().includes(q))
+        .sort((a, b) => (a.created_at < b.created_at ? 1 : -1))
+        .slice(0, 50);
+    }
   }
 
   async lookup(address: string): Promise<Lookup> {
@@ -747,13 +813,7 @@ export class WebBackend implements Backend {
   // ——— settings ———
 
   async settings(): Promise<Settings> {
-    const raw = storage('local')?.getItem(SETTINGS_KEY);
-    if (!raw) return { ...DEFAULT_SETTINGS };
-    try {
-      return { ...DEFAULT_SETTINGS, ...(JSON.parse(raw) as Partial<Settings>) };
-    } catch {
-      return { ...DEFAULT_SETTINGS };
-    }
+    return this.currentSettings();
   }
 
   /** A browser keeps its sign-in in its own storage: no keyring choice to show. */
@@ -879,6 +939,38 @@ export class WebBackend implements Backend {
     }
   }
 
+  /** A browser notification for a text that arrived while this tab is hidden. */
+  private notify(message: ChatMessage): void {
+    if (typeof Notification === 'undefined' || Notification.permission !== 'granted') return;
+    if (typeof document === 'undefined' || !document.hidden) return;
+    const settings = this.currentSettings();
+    if (!settings.notifications) return;
+    const from = this.contactMap.get(message.peer)?.name ?? this.convs.get(message.peer)?.name ?? message.peer;
+    try {
+      const shown = new Notification(`Airtext: ${from}`, {
+        body: settings.hide_text ? 'New message' : message.body,
+        tag: `airtext:${message.peer}`,
+      });
+      shown.onclick = () => {
+        window.focus();
+        this.emit({ type: 'open_thread', peer: message.peer });
+        shown.close();
+      };
+    } catch {
+      // Some browsers allow notifications only from a service worker: nothing to show then.
+    }
+  }
+
+  private currentSettings(): Settings {
+    const raw = storage('local')?.getItem(SETTINGS_KEY);
+    if (!raw) return { ...DEFAULT_SETTINGS };
+    try {
+      return { ...DEFAULT_SETTINGS, ...(JSON.parse(raw) as Partial<Settings>) };
+    } catch {
+      return { ...DEFAULT_SETTINGS };
+    }
+  }
+
   /** Applies one sync event to the cache; applying it twice changes nothing. */
   apply(e: SyncEvent): void {
     switch (e.type) {
@@ -889,6 +981,7 @@ export class WebBackend implements Backend {
         this.outbox = this.outbox.filter((k) => k !== message.key);
         this.emit({ type: added ? 'message_added' : 'message_updated', message });
         this.touchConversation(message, !known && message.direction === 'inbound');
+        if (!known && message.direction === 'inbound') this.notify(message);
         break;
       }
       case 'message.status': {

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use super::super::rows;
 use super::super::rules;
 use super::super::{
-    AccountRecord, AccountStore, DeviceRecord, NewAccount, NewDevice, StoreError, StoreResult,
-    TokenHash,
+    AccountRecord, AccountStore, DeviceRecord, NewAccount, NewDevice, ResetCodeRecord, SignOut,
+    StoreError, StoreResult, TokenHash,
 };
 use super::{closed_or, PostgresStore};
 
@@ -139,5 +139,116 @@ impl AccountStore for PostgresStore {
             return Err(StoreError::NotFound);
         }
         Ok(())
+    }
+
+    async fn set_password(
+        &self,
+        account: AccountId,
+        password_hash: String,
+        sign_out: SignOut,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let changed = sqlx::query("UPDATE accounts SET password_hash = $2 WHERE id = $1")
+            .bind(account.0)
+            .bind(&password_hash)
+            .execute(tx.conn())
+            .await?;
+        if changed.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        let signed_out = match sign_out {
+            SignOut::Everyone => {
+                Some(sqlx::query("DELETE FROM devices WHERE account_id = $1").bind(account.0))
+            }
+            SignOut::AllBut(keep) => Some(
+                sqlx::query("DELETE FROM devices WHERE account_id = $1 AND id <> $2")
+                    .bind(account.0)
+                    .bind(keep.0),
+            ),
+            SignOut::Nobody => None,
+        };
+        if let Some(query) = signed_out {
+            query.execute(tx.conn()).await?;
+        }
+        sqlx::query("DELETE FROM password_resets WHERE account_id = $1")
+            .bind(account.0)
+            .execute(tx.conn())
+            .await?;
+        self.commit(tx).await
+    }
+
+    async fn put_reset_code(&self, code: ResetCodeRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO password_resets (account_id, code_hash, expires_at, attempts) \
+             VALUES ($1, $2, $3, 0) \
+             ON CONFLICT (account_id) DO UPDATE SET \
+                 code_hash = excluded.code_hash, expires_at = excluded.expires_at, attempts = 0",
+        )
+        .bind(code.account_id.0)
+        .bind(&code.code_hash)
+        .bind(code.expires_at)
+        .execute(self.pool()?)
+        .await
+        .map_err(closed_or)?;
+        Ok(())
+    }
+
+    async fn reset_code(&self, account: AccountId) -> StoreResult<Option<ResetCodeRecord>> {
+        let row = sqlx::query(
+            "SELECT account_id, code_hash, expires_at, attempts FROM password_resets \
+             WHERE account_id = $1",
+        )
+        .bind(account.0)
+        .fetch_optional(self.pool()?)
+        .await
+        .map_err(closed_or)?;
+        row.as_ref().map(rows::reset_code).transpose()
+    }
+
+    async fn count_failed_reset(&self, account: AccountId) -> StoreResult<u32> {
+        let attempts: i64 = sqlx::query_scalar(
+            "UPDATE password_resets SET attempts = attempts + 1 WHERE account_id = $1 \
+             RETURNING attempts",
+        )
+        .bind(account.0)
+        .fetch_optional(self.pool()?)
+        .await
+        .map_err(closed_or)?
+        .ok_or(StoreError::NotFound)?;
+        rows::to_u32(attempts, "attempts")
+    }
+
+    async fn delete_account(
+        &self,
+        account: AccountId,
+        number_available_at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        // Locks the account's log row first: a concurrent write appending to this log waits,
+        // then finds no row and fails, instead of leaving an event behind.
+        let locked: Option<i64> =
+            sqlx::query_scalar("SELECT last_seq FROM account_log WHERE account_id = $1 FOR UPDATE")
+                .bind(account.0)
+                .fetch_optional(tx.conn())
+                .await?;
+        if locked.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        for table in super::super::accounts::ACCOUNT_TABLES {
+            sqlx::query(&format!("DELETE FROM {table} WHERE account_id = $1"))
+                .bind(account.0)
+                .execute(tx.conn())
+                .await?;
+        }
+        sqlx::query("UPDATE numbers SET owner = NULL, available_at = $2 WHERE owner = $1")
+            .bind(account.0)
+            .bind(number_available_at)
+            .execute(tx.conn())
+            .await?;
+        sqlx::query("DELETE FROM accounts WHERE id = $1")
+            .bind(account.0)
+            .execute(tx.conn())
+            .await?;
+        self.commit(tx).await
     }
 }

@@ -277,6 +277,55 @@ impl MessageStore for PostgresStore {
         found.iter().map(rows::message).collect()
     }
 
+    async fn search_messages(
+        &self,
+        account: AccountId,
+        words: &[String],
+        limit: u32,
+        before: Option<MessageId>,
+    ) -> StoreResult<Vec<Message>> {
+        if let Some(before) = before {
+            let known: Option<Uuid> =
+                sqlx::query_scalar("SELECT id FROM messages WHERE id = $1 AND account_id = $2")
+                    .bind(before.0)
+                    .bind(account.0)
+                    .fetch_optional(self.pool()?)
+                    .await
+                    .map_err(closed_or)?;
+            if known.is_none() {
+                return Err(StoreError::NotFound);
+            }
+        }
+        // Letters and digits only (rules::search_words): nothing here is tsquery syntax.
+        let query = words
+            .iter()
+            .enumerate()
+            .map(|(i, word)| {
+                if i + 1 == words.len() {
+                    format!("{word}:*")
+                } else {
+                    word.clone()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" & ");
+        let found = sqlx::query(&format!(
+            "SELECT {} FROM messages m \
+             WHERE m.account_id = $1 AND m.search @@ to_tsquery('simple', $2) \
+               AND ($3::uuid IS NULL OR m.id < $3) \
+             ORDER BY m.id DESC LIMIT $4",
+            rows::MESSAGE_COLUMNS
+        ))
+        .bind(account.0)
+        .bind(query)
+        .bind(before.map(|b| b.0))
+        .bind(i64::from(limit))
+        .fetch_all(self.pool()?)
+        .await
+        .map_err(closed_or)?;
+        found.iter().map(rows::message).collect()
+    }
+
     async fn delete_message(
         &self,
         account: AccountId,
@@ -304,15 +353,18 @@ impl MessageStore for PostgresStore {
         .bind(conversation)
         .execute(tx.conn())
         .await?;
-        tx.append(
-            account,
-            at,
-            &EventKind::MessageDeleted {
-                message_id: id,
-                conversation_id: conversation.into(),
-            },
+        // The log forgets the message too: what it logged of it becomes a tombstone.
+        let tombstone = rules::tombstone(id, conversation.into());
+        sqlx::query(
+            "UPDATE events SET type = $3, payload = $4 WHERE account_id = $1 AND message_id = $2",
         )
+        .bind(account.0)
+        .bind(id.0)
+        .bind(tombstone.type_name())
+        .bind(rows::event_payload(&tombstone)?)
+        .execute(tx.conn())
         .await?;
+        tx.append(account, at, &tombstone).await?;
         self.commit(tx).await
     }
 }

@@ -90,13 +90,14 @@ impl Tx {
         let seq: i64 = sqlx::query_scalar(
             "WITH s AS (UPDATE account_log SET last_seq = last_seq + 1 WHERE account_id = $1 \
                         RETURNING last_seq) \
-             INSERT INTO events (account_id, seq, at, type, payload) \
-             SELECT $1, s.last_seq, $2, $3, $4 FROM s RETURNING seq",
+             INSERT INTO events (account_id, seq, at, type, payload, message_id) \
+             SELECT $1, s.last_seq, $2, $3, $4, $5 FROM s RETURNING seq",
         )
         .bind(account.0)
         .bind(at)
         .bind(kind.type_name())
         .bind(payload)
+        .bind(super::rules::event_message(kind).map(|id| id.0))
         .fetch_optional(&mut *self.tx)
         .await?
         .ok_or_else(|| corrupt(format!("account {account} has no log row")))?;

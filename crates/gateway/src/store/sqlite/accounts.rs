@@ -10,8 +10,8 @@ use rusqlite::{params, Connection};
 use super::super::rows::{self, micros};
 use super::super::rules;
 use super::super::{
-    AccountRecord, AccountStore, DeviceRecord, NewAccount, NewDevice, StoreError, StoreResult,
-    TokenHash,
+    AccountRecord, AccountStore, DeviceRecord, NewAccount, NewDevice, ResetCodeRecord, SignOut,
+    StoreError, StoreResult, TokenHash,
 };
 use super::conn::{self, all, blob, one, run};
 use super::writer::{self, Effects, Out};
@@ -30,14 +30,44 @@ pub(super) enum Op {
         account: AccountId,
         device: DeviceId,
     },
+    SetPassword {
+        account: AccountId,
+        password_hash: String,
+        sign_out: SignOut,
+    },
+    PutResetCode(ResetCodeRecord),
+    CountFailedReset(AccountId),
+    DeleteAccount {
+        account: AccountId,
+        number_available_at: DateTime<Utc>,
+    },
 }
 
 impl Op {
     /// See [`writer::Op::changes_accounts`]: no catch-all arm.
     pub(super) fn changes_accounts(&self) -> bool {
         match self {
-            Op::CreateAccount(_) => true,
-            Op::CreateDevice(_) | Op::TouchDevice { .. } | Op::RevokeDevice { .. } => false,
+            Op::CreateAccount(_) | Op::DeleteAccount { .. } => true,
+            Op::CreateDevice(_)
+            | Op::TouchDevice { .. }
+            | Op::RevokeDevice { .. }
+            | Op::SetPassword { .. }
+            | Op::PutResetCode(_)
+            | Op::CountFailedReset(_) => false,
+        }
+    }
+
+    /// The account whose devices this write signs out (more than one, so the cache forgets
+    /// every cached token of the account).
+    pub(super) fn signs_out_account(&self) -> Option<AccountId> {
+        match self {
+            Op::SetPassword { account, .. } | Op::DeleteAccount { account, .. } => Some(*account),
+            Op::CreateAccount(_)
+            | Op::CreateDevice(_)
+            | Op::TouchDevice { .. }
+            | Op::RevokeDevice { .. }
+            | Op::PutResetCode(_)
+            | Op::CountFailedReset(_) => None,
         }
     }
 }
@@ -49,12 +79,23 @@ impl From<Op> for writer::Op {
 }
 
 /// Runs one write in the writer's open transaction.
-pub(super) fn execute(conn: &Connection, op: &Op, _fx: &mut Effects<'_>) -> StoreResult<Out> {
+pub(super) fn execute(conn: &Connection, op: &Op, fx: &mut Effects<'_>) -> StoreResult<Out> {
     match *op {
         Op::CreateAccount(ref account) => create_account(conn, account),
         Op::CreateDevice(ref device) => create_device(conn, device),
         Op::TouchDevice { id, now } => touch_device(conn, id, now),
         Op::RevokeDevice { account, device } => revoke_device(conn, account, device),
+        Op::SetPassword {
+            account,
+            ref password_hash,
+            sign_out,
+        } => set_password(conn, account, password_hash, sign_out),
+        Op::PutResetCode(ref code) => put_reset_code(conn, code),
+        Op::CountFailedReset(account) => count_failed_reset(conn, account),
+        Op::DeleteAccount {
+            account,
+            number_available_at,
+        } => delete_account(conn, fx, account, number_available_at),
     }
 }
 
@@ -127,6 +168,99 @@ fn revoke_device(conn: &Connection, account: AccountId, device: DeviceId) -> Sto
     if deleted == 0 {
         return Err(StoreError::NotFound);
     }
+    Ok(Out::Done)
+}
+
+fn set_password(
+    conn: &Connection,
+    account: AccountId,
+    password_hash: &str,
+    sign_out: SignOut,
+) -> StoreResult<Out> {
+    let changed = run(
+        conn,
+        "UPDATE accounts SET password_hash = ?2 WHERE id = ?1",
+        params![blob(&account.0), password_hash],
+    )?;
+    if changed == 0 {
+        return Err(StoreError::NotFound);
+    }
+    match sign_out {
+        SignOut::Everyone => run(
+            conn,
+            "DELETE FROM devices WHERE account_id = ?1",
+            params![blob(&account.0)],
+        )?,
+        SignOut::AllBut(keep) => run(
+            conn,
+            "DELETE FROM devices WHERE account_id = ?1 AND id <> ?2",
+            params![blob(&account.0), blob(&keep.0)],
+        )?,
+        SignOut::Nobody => 0,
+    };
+    run(
+        conn,
+        "DELETE FROM password_resets WHERE account_id = ?1",
+        params![blob(&account.0)],
+    )?;
+    Ok(Out::Done)
+}
+
+fn put_reset_code(conn: &Connection, code: &ResetCodeRecord) -> StoreResult<Out> {
+    run(
+        conn,
+        "INSERT INTO password_resets (account_id, code_hash, expires_at, attempts) \
+         VALUES (?1, ?2, ?3, 0) \
+         ON CONFLICT (account_id) DO UPDATE SET \
+             code_hash = excluded.code_hash, expires_at = excluded.expires_at, attempts = 0",
+        params![
+            blob(&code.account_id.0),
+            code.code_hash,
+            micros(code.expires_at)
+        ],
+    )?;
+    Ok(Out::Done)
+}
+
+fn count_failed_reset(conn: &Connection, account: AccountId) -> StoreResult<Out> {
+    let attempts = one(
+        conn,
+        "UPDATE password_resets SET attempts = attempts + 1 WHERE account_id = ?1 \
+         RETURNING attempts",
+        params![blob(&account.0)],
+        conn::first_int,
+    )?
+    .ok_or(StoreError::NotFound)?;
+    Ok(Out::Count(rows::to_u32(attempts, "attempts")?))
+}
+
+fn delete_account(
+    conn: &Connection,
+    fx: &mut Effects<'_>,
+    account: AccountId,
+    number_available_at: DateTime<Utc>,
+) -> StoreResult<Out> {
+    if account_in(conn, account)?.is_none() {
+        return Err(StoreError::NotFound);
+    }
+    for table in super::super::accounts::ACCOUNT_TABLES {
+        run(
+            conn,
+            &format!("DELETE FROM {table} WHERE account_id = ?1"),
+            params![blob(&account.0)],
+        )?;
+    }
+    run(
+        conn,
+        "UPDATE numbers SET owner = NULL, available_at = ?2 WHERE owner = ?1",
+        params![blob(&account.0), micros(number_available_at)],
+    )?;
+    run(
+        conn,
+        "DELETE FROM accounts WHERE id = ?1",
+        params![blob(&account.0)],
+    )?;
+    writer::forget_log(fx, account);
     Ok(Out::Done)
 }
 
@@ -231,5 +365,55 @@ impl AccountStore for SqliteStore {
     async fn revoke_device(&self, account: AccountId, device: DeviceId) -> StoreResult<()> {
         // The writer evicts the device's cached tokens right after the COMMIT.
         self.write_done(Op::RevokeDevice { account, device }).await
+    }
+
+    async fn set_password(
+        &self,
+        account: AccountId,
+        password_hash: String,
+        sign_out: SignOut,
+    ) -> StoreResult<()> {
+        self.write_done(Op::SetPassword {
+            account,
+            password_hash,
+            sign_out,
+        })
+        .await
+    }
+
+    async fn put_reset_code(&self, code: ResetCodeRecord) -> StoreResult<()> {
+        self.write_done(Op::PutResetCode(code)).await
+    }
+
+    async fn reset_code(&self, account: AccountId) -> StoreResult<Option<ResetCodeRecord>> {
+        self.read(move |conn| {
+            one(
+                conn,
+                "SELECT account_id, code_hash, expires_at, attempts FROM password_resets \
+                 WHERE account_id = ?1",
+                params![blob(&account.0)],
+                |row| rows::reset_code(row),
+            )
+        })
+        .await
+    }
+
+    async fn count_failed_reset(&self, account: AccountId) -> StoreResult<u32> {
+        match self.write(Op::CountFailedReset(account)).await? {
+            Out::Count(n) => Ok(n),
+            other => Err(super::unexpected(&other)),
+        }
+    }
+
+    async fn delete_account(
+        &self,
+        account: AccountId,
+        number_available_at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        self.write_done(Op::DeleteAccount {
+            account,
+            number_available_at,
+        })
+        .await
     }
 }

@@ -42,6 +42,9 @@ impl Caches {
         for device in &changes.revoked {
             self.devices.evict(|cached| cached.id == *device);
         }
+        for account in &changes.signed_out {
+            self.devices.evict(|cached| cached.account_id == *account);
+        }
         if changes.accounts {
             self.senders.evict(|_| true);
             self.addressees.evict(|_| true);
@@ -68,6 +71,7 @@ impl Caches {
 pub(super) struct Changes {
     accounts: bool,
     revoked: Vec<DeviceId>,
+    signed_out: Vec<AccountId>,
 }
 
 impl Changes {
@@ -76,6 +80,9 @@ impl Changes {
         for op in ops {
             if let Some(device) = op.revoked_device() {
                 changes.revoked.push(device);
+            }
+            if let Some(account) = op.signed_out_account() {
+                changes.signed_out.push(account);
             }
             changes.accounts |= op.changes_accounts();
         }

@@ -17,7 +17,7 @@ use super::super::{
     StoreResult,
 };
 use super::carriers::OPTED_OUT;
-use super::conn::{all, blob, first_uuid, one, opt_blob, run};
+use super::conn::{self, all, blob, first_uuid, one, opt_blob, run};
 use super::writer::{self, append, Effects, Out};
 use super::{unexpected, SqliteStore};
 
@@ -415,16 +415,19 @@ fn delete_message(
         ),
         params![blob(&conversation)],
     )?;
-    append(
+    // The log forgets the message too: what it logged of it becomes a tombstone.
+    let tombstone = rules::tombstone(id, conversation.into());
+    run(
         conn,
-        fx,
-        account,
-        at,
-        &EventKind::MessageDeleted {
-            message_id: id,
-            conversation_id: conversation.into(),
-        },
+        "UPDATE events SET type = ?3, payload = ?4 WHERE account_id = ?1 AND message_id = ?2",
+        params![
+            blob(&account.0),
+            blob(&id.0),
+            tombstone.type_name(),
+            rows::event_payload(&tombstone)?
+        ],
     )?;
+    append(conn, fx, account, at, &tombstone)?;
     Ok(Out::Done)
 }
 
@@ -490,6 +493,88 @@ impl MessageStore for SqliteStore {
         .await
     }
 
+    async fn search_messages(
+        &self,
+        account: AccountId,
+        words: &[String],
+        limit: u32,
+        before: Option<MessageId>,
+    ) -> StoreResult<Vec<Message>> {
+        let anyones = search_match(None, words);
+        let owned = search_match(Some(account), words);
+        self.scan(move |conn| {
+            let before = match before {
+                None => None,
+                Some(id) => Some(
+                    one(
+                        conn,
+                        "SELECT rowid FROM messages WHERE id = ?1 AND account_id = ?2",
+                        params![blob(&id.0), blob(&account.0)],
+                        conn::first_int,
+                    )?
+                    .ok_or(StoreError::NotFound)?,
+                ),
+            };
+            // `+m.account_id`: look the candidates up by rowid, never scan the account's
+            // messages through its (account, client_id) index. Two plans, each fast where the
+            // other is slow: the newest matches of every
+            // account, kept if they are this account's (fast when the account holds many of
+            // the matches; FTS5 answers without reading the owner's long doclist), then, if
+            // that scan ran out before a page was full, the owner's token intersected with
+            // the words from where it stopped (fast when the account holds few of them).
+            let candidates: Vec<i64> = all(
+                conn,
+                "SELECT -rowid FROM message_search WHERE message_search MATCH ?1 \
+                   AND (?2 IS NULL OR rowid > -?2) ORDER BY rowid LIMIT ?3",
+                params![anyones, before, SEARCH_SCAN],
+                conn::first_int,
+            )?;
+            let listed = serde_json::to_string(&candidates)
+                .map_err(|e| rows::corrupt(format!("rowids do not serialise: {e}")))?;
+            let mut found = all(
+                conn,
+                &format!(
+                    "SELECT {} FROM messages m \
+                     WHERE m.rowid IN (SELECT value FROM json_each(?1)) AND +m.account_id = ?2 \
+                     ORDER BY m.rowid DESC LIMIT ?3",
+                    rows::MESSAGE_COLUMNS
+                ),
+                params![listed, blob(&account.0), i64::from(limit)],
+                |row| rows::message(row),
+            )?;
+            let scanned_all = candidates.len() < usize::try_from(SEARCH_SCAN).unwrap_or(0);
+            let (Some(&oldest), false) = (candidates.last(), scanned_all) else {
+                return Ok(found);
+            };
+            let wanted = usize::try_from(limit).unwrap_or(usize::MAX);
+            if found.len() >= wanted {
+                return Ok(found);
+            }
+            let rest = all(
+                conn,
+                &format!(
+                    "SELECT {} FROM messages m \
+                     WHERE m.rowid IN (SELECT -rowid FROM message_search \
+                                       WHERE message_search MATCH ?1 AND rowid > -?2 \
+                                       ORDER BY rowid LIMIT ?3) \
+                       AND +m.account_id = ?4 \
+                     ORDER BY m.rowid DESC",
+                    rows::MESSAGE_COLUMNS
+                ),
+                params![
+                    owned,
+                    oldest,
+                    i64::try_from(wanted - found.len()).unwrap_or(i64::MAX),
+                    blob(&account.0)
+                ],
+                |row| rows::message(row),
+            )?;
+            found.extend(rest);
+            Ok(found)
+        })
+        .await
+    }
+
     async fn delete_message(
         &self,
         account: AccountId,
@@ -498,4 +583,26 @@ impl MessageStore for SqliteStore {
     ) -> StoreResult<()> {
         self.write_done(Op::DeleteMessage { account, id, at }).await
     }
+}
+
+/// How many of the newest matches of every account a search looks at before it narrows the
+/// index to the account's own entries.
+const SEARCH_SCAN: i64 = 512;
+
+/// The FTS5 query for `words`, in `account`'s messages when given (the owner's token) or in
+/// everyone's: each word in the body, the last one as a prefix (type-ahead). Words are letters
+/// and digits only ([`rules::search_words`]), so quoting them keeps them out of the syntax.
+fn search_match(account: Option<AccountId>, words: &[String]) -> String {
+    let mut terms = Vec::new();
+    if let Some(account) = account {
+        terms.push(format!(
+            "owner : \"{}\"",
+            hex::encode_upper(account.0.as_bytes())
+        ));
+    }
+    for (i, word) in words.iter().enumerate() {
+        let prefix = if i + 1 == words.len() { " *" } else { "" };
+        terms.push(format!("body : \"{word}\"{prefix}"));
+    }
+    terms.join(" AND ")
 }

@@ -38,11 +38,12 @@ use rusqlite::{params, Connection};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::super::rows::{self, micros};
+use super::super::rules;
 use super::super::{
     Delivered, LogAdvanced, OutboundJob, ReceiptOutcome, StatusOutcome, StoreError, StoreResult,
 };
 use super::cache::{Caches, Changes};
-use super::conn::{blob, first_int, one, run};
+use super::conn::{blob, first_int, one, opt_blob, run};
 use super::durability::{self, Committed, Durability, Syncer};
 use super::health::{self, WriteHealth};
 use super::{accounts, carriers, contacts, conversations, identities, messages, numbers, outbound};
@@ -89,6 +90,15 @@ impl Op {
     pub(super) fn revoked_device(&self) -> Option<DeviceId> {
         match self {
             Op::Accounts(accounts::Op::RevokeDevice { device, .. }) => Some(*device),
+            _ => None,
+        }
+    }
+
+    /// The account whose devices this write signs out (a password change or reset, a
+    /// deleted account): every cached token of it must go.
+    pub(super) fn signed_out_account(&self) -> Option<AccountId> {
+        match self {
+            Op::Accounts(op) => op.signs_out_account(),
             _ => None,
         }
     }
@@ -727,6 +737,12 @@ fn execute(conn: &Connection, op: &Op, fx: &mut Effects<'_>) -> StoreResult<Out>
     }
 }
 
+/// Forgets a deleted account's log: the group must not write its `account_log` row back.
+pub(super) fn forget_log(fx: &mut Effects<'_>, account: AccountId) {
+    fx.seqs.open.remove(&account);
+    fx.seqs.committed.remove(&account);
+}
+
 /// Appends one event to `account`'s log: one statement (the trigger moves the counter).
 pub(super) fn append(
     conn: &Connection,
@@ -737,10 +753,19 @@ pub(super) fn append(
 ) -> StoreResult<i64> {
     let payload = rows::event_payload(kind)?;
     let seq = fx.seqs.next(conn, account)?;
+    let message = rules::event_message(kind).map(|id| id.0);
     run(
         conn,
-        "INSERT INTO events (account_id, seq, at, type, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![blob(&account.0), seq, micros(at), kind.type_name(), payload],
+        "INSERT INTO events (account_id, seq, at, type, payload, message_id) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            blob(&account.0),
+            seq,
+            micros(at),
+            kind.type_name(),
+            payload,
+            opt_blob(&message)
+        ],
     )?;
     fx.advanced.push(LogAdvanced {
         account_id: account,
