@@ -291,19 +291,56 @@ impl Client {
     /// Signs this device out: the token stops working at the gateway, is forgotten here, and
     /// the profile's cache file is deleted.
     pub async fn sign_out(&self) -> Result<()> {
+        self.end_session(SessionEnd::SignOut).await
+    }
+
+    /// Changes the account's password; this device stays signed in, the others are signed out
+    /// unless `sign_out_other_devices` is false.
+    pub async fn change_password(
+        &self,
+        current_password: &str,
+        new_password: &str,
+        sign_out_other_devices: bool,
+    ) -> Result<()> {
+        let request = airtext_api::accounts::ChangePassword {
+            current_password: current_password.to_owned(),
+            new_password: new_password.to_owned(),
+            sign_out_other_devices: Some(sign_out_other_devices),
+        };
+        self.session().await?.cloud.change_password(&request).await
+    }
+
+    /// Deletes the account at the gateway (every message, conversation, contact, identity and
+    /// device of it), then forgets it here as a sign-out does. A wrong password deletes nothing.
+    pub async fn delete_account(&self, password: &str) -> Result<()> {
+        // Not signed in is the usual error, not a silent success.
+        self.session().await?;
+        self.end_session(SessionEnd::DeleteAccount(
+            airtext_api::accounts::DeleteAccount {
+                password: password.to_owned(),
+            },
+        ))
+        .await
+    }
+
+    async fn end_session(&self, end: SessionEnd) -> Result<()> {
         let session = self.inner.session.write().await.take();
         let options = &self.inner.options;
         if let Some(session) = session {
             // The live loop lets go of the session before its token stops working.
             self.inner.session_changes.send_modify(|n| *n += 1);
-            match session.cloud.sign_out().await {
-                Ok(()) | Err(Error::Api { status: 401, .. }) => {}
-                Err(e) => {
-                    // Keep the session: signing out must not leave a live token unknown here.
-                    *self.inner.session.write().await = Some(session);
-                    self.inner.session_changes.send_modify(|n| *n += 1);
-                    return Err(e);
-                }
+            let ended = match &end {
+                SessionEnd::SignOut => match session.cloud.sign_out().await {
+                    Ok(()) | Err(Error::Api { status: 401, .. }) => Ok(()),
+                    Err(e) => Err(e),
+                },
+                SessionEnd::DeleteAccount(request) => session.cloud.delete_account(request).await,
+            };
+            if let Err(e) = ended {
+                // Keep the session: ending it must not leave a live token unknown here.
+                *self.inner.session.write().await = Some(session);
+                self.inner.session_changes.send_modify(|n| *n += 1);
+                return Err(e);
             }
             let path = session.cache.path().to_path_buf();
             drop(session);
@@ -783,4 +820,10 @@ async fn recv<T>(incoming: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
+}
+
+/// How a session ends: this device signs out, or the whole account is deleted.
+enum SessionEnd {
+    SignOut,
+    DeleteAccount(airtext_api::accounts::DeleteAccount),
 }

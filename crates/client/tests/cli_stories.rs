@@ -778,3 +778,168 @@ async fn a_second_device_reads_without_sync_and_offline_reads_the_copy() {
     let out = run(tablet.path(), &url, &["account", "show"]).await;
     assert_eq!(out.status.code(), Some(4));
 }
+
+/// `airtext ARGS` with `env` set over the usual password, and `stdin` written to it.
+async fn run_with(
+    dir: &Path,
+    gateway: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: Option<&str>,
+) -> Output {
+    let mut command = airtext(dir, gateway, args);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let input = stdin.map(str::to_owned);
+    tokio::task::spawn_blocking(move || {
+        let mut child = command.spawn().unwrap();
+        if let Some(input) = input {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_change_and_account_deletion_through_the_binary() {
+    let gw = TestGateway::start().await;
+    let url = gw.url.clone();
+    let (laptop, tablet, later) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    ok(laptop.path(), &url, &["signup", "alice"]).await;
+    ok(tablet.path(), &url, &["login", "alice"]).await;
+    let new_password = "a new password, long enough";
+
+    // The new password is required, and a wrong current one changes nothing.
+    let out = run(laptop.path(), &url, &["account", "password"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AIRTEXT_NEW_PASSWORD"));
+    let out = run_with(
+        laptop.path(),
+        &url,
+        &["account", "password"],
+        &[
+            ("AIRTEXT_PASSWORD", "not the password"),
+            ("AIRTEXT_NEW_PASSWORD", new_password),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "a wrong current password");
+    ok(tablet.path(), &url, &["account", "show"]).await;
+
+    // Changed: this device stays signed in, the tablet is signed out.
+    let out = run_with(
+        laptop.path(),
+        &url,
+        &["--json", "account", "password"],
+        &[("AIRTEXT_NEW_PASSWORD", new_password)],
+        None,
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let changed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(changed["changed"], "password");
+    ok(laptop.path(), &url, &["account", "show"]).await;
+    let out = run(tablet.path(), &url, &["account", "show"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the tablet's token stopped working"
+    );
+    let out = run(later.path(), &url, &["login", "alice"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the old password no longer signs in"
+    );
+    let out = run_with(
+        later.path(),
+        &url,
+        &["login", "alice"],
+        &[("AIRTEXT_PASSWORD", new_password)],
+        None,
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Deletion: refused without --yes, or with a wrong password; nothing is lost then.
+    let out = run_with(
+        laptop.path(),
+        &url,
+        &["account", "delete"],
+        &[("AIRTEXT_PASSWORD", new_password)],
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--yes"));
+    let out = run_with(
+        laptop.path(),
+        &url,
+        &["account", "delete", "--yes", "--password-stdin"],
+        &[],
+        Some("not the password\n"),
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a wrong password deletes nothing"
+    );
+    ok(later.path(), &url, &["account", "show"]).await;
+
+    let out = run_with(
+        laptop.path(),
+        &url,
+        &["--json", "account", "delete", "--yes", "--password-stdin"],
+        &[],
+        Some(&format!("{new_password}\n")),
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deleted: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(deleted["deleted"].is_string(), "{deleted}");
+    // This device forgot it; the other device's token died with it; nobody signs in as alice.
+    let out = run(laptop.path(), &url, &["account", "show"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let out = run(later.path(), &url, &["account", "show"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let out = run_with(
+        tempfile::tempdir().unwrap().path(),
+        &url,
+        &["login", "alice"],
+        &[("AIRTEXT_PASSWORD", new_password)],
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "the account is gone");
+}

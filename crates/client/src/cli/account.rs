@@ -1,5 +1,6 @@
-//! The account's own things, read from and changed at the gateway: `account show`,
-//! `numbers search|claim|release`, `identities list|add|verify`, `devices list|revoke`.
+//! The account's own things, read from and changed at the gateway:
+//! `account show|password|delete`, `numbers search|claim|release`, `identities list|add|verify`,
+//! `devices list|revoke`.
 //!
 //! With `--json`, each prints what the API answers (`Me`, `[Identity]`, `IdentityPending`,
 //! `IdentityVerified`, `[Device]`), or, for calls the API answers with no body, the one field
@@ -22,6 +23,61 @@ pub enum Account {
     /// The account: username, e-mail, number, identities and signed-in devices.
     #[command(after_help = "Example:\n  airtext account show --json | jq .number")]
     Show,
+    /// Change the account's password. The current one comes from AIRTEXT_PASSWORD and the new
+    /// one from AIRTEXT_NEW_PASSWORD, or, with --password-stdin, from the first two lines of
+    /// standard input. This device stays signed in; the others are signed out.
+    #[command(
+        after_help = "Example:\n  printf '%s\\n%s\\n' \"$OLD\" \"$NEW\" | airtext account password --password-stdin"
+    )]
+    Password {
+        /// Keep the account's other devices signed in.
+        #[arg(long)]
+        keep_other_devices: bool,
+        /// Read the current and the new password from the first two lines of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Delete the account: every message, conversation, contact, identity and device of it,
+    /// on every device; its number is released. This cannot be undone. The password comes from
+    /// AIRTEXT_PASSWORD or, with --password-stdin, the first line of standard input.
+    #[command(after_help = "Example:\n  AIRTEXT_PASSWORD=… airtext account delete --yes")]
+    Delete {
+        /// Confirm that everything of the account is to be deleted.
+        #[arg(long)]
+        yes: bool,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+/// One secret per variable named: from the first lines of standard input when asked, else from
+/// the variables themselves. Never from the command line, where other users could read them.
+fn secrets(from_stdin: bool, variables: &[&str]) -> anyhow::Result<Vec<String>> {
+    let mut found = Vec::with_capacity(variables.len());
+    if from_stdin {
+        let stdin = std::io::stdin();
+        for (n, _) in variables.iter().enumerate() {
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut stdin.lock(), &mut line)?;
+            let line = line.trim_end_matches(['\n', '\r']);
+            if line.is_empty() {
+                bail!(
+                    "line {} of standard input is empty: give one password per line",
+                    n + 1
+                );
+            }
+            found.push(line.to_owned());
+        }
+        return Ok(found);
+    }
+    for variable in variables {
+        match std::env::var(variable) {
+            Ok(value) if !value.is_empty() => found.push(value),
+            _ => bail!("no password in {variable}: set it, or pass --password-stdin"),
+        }
+    }
+    Ok(found)
 }
 
 /// `airtext numbers …`
@@ -110,6 +166,56 @@ pub async fn account(
             for device in &me.devices {
                 writeln!(out, "  {}", device_line(device))?;
             }
+        }
+        Account::Password {
+            keep_other_devices,
+            password_stdin,
+        } => {
+            let [current, new] = <[String; 2]>::try_from(secrets(
+                *password_stdin,
+                &["AIRTEXT_PASSWORD", "AIRTEXT_NEW_PASSWORD"],
+            )?)
+            .map_err(|_| anyhow::anyhow!("two passwords are needed: the current and the new"))?;
+            client
+                .change_password(&current, &new, !keep_other_devices)
+                .await?;
+            if json {
+                return json_line(out, &serde_json::json!({ "changed": "password" }));
+            }
+            let others = if *keep_other_devices {
+                "other devices stay signed in"
+            } else {
+                "other devices are signed out"
+            };
+            writeln!(
+                out,
+                "password changed; this device stays signed in, {others}"
+            )?;
+        }
+        Account::Delete {
+            yes,
+            password_stdin,
+        } => {
+            if !yes {
+                bail!(
+                    "this deletes the account, every message, conversation, contact and \
+                     identity of it on every device, and releases its number; it cannot be \
+                     undone. Run again with --yes to delete it"
+                );
+            }
+            let password = secrets(*password_stdin, &["AIRTEXT_PASSWORD"])?
+                .pop()
+                .unwrap_or_default();
+            let me = client.me().await?;
+            client.delete_account(&password).await?;
+            if json {
+                return json_line(out, &serde_json::json!({ "deleted": me.account_id }));
+            }
+            writeln!(
+                out,
+                "deleted the account @{} and signed this device out",
+                visible(&me.username)
+            )?;
         }
     }
     Ok(())

@@ -12,7 +12,9 @@ pub mod stream;
 
 use std::time::Duration;
 
-use airtext_api::accounts::{AccountCreated, Me, Session, SignIn, SignUp};
+use airtext_api::accounts::{
+    AccountCreated, ChangePassword, DeleteAccount, Me, Session, SignIn, SignUp,
+};
 use airtext_api::contacts::{Contact, PutContact};
 use airtext_api::identities::{AddIdentity, IdentityPending, IdentityVerified, VerifyIdentity};
 use airtext_api::messages::{Lookup, Message, SendMessage};
@@ -250,6 +252,18 @@ impl Cloud {
     }
 
     /// `DELETE /v1/numbers/{number}`: gives the account's number back.
+    pub async fn change_password(&self, request: &ChangePassword) -> Result<()> {
+        let url = self.url(&["v1", "accounts", "me", "password"])?;
+        self.send(Method::POST, url, Some(request)).await.map(drop)
+    }
+
+    pub async fn delete_account(&self, request: &DeleteAccount) -> Result<()> {
+        let url = self.url(&["v1", "accounts", "me"])?;
+        self.send(Method::DELETE, url, Some(request))
+            .await
+            .map(drop)
+    }
+
     pub async fn release_number(&self, number: &str) -> Result<()> {
         self.send(Method::DELETE, self.url(&["v1", "numbers", number])?, None)
             .await

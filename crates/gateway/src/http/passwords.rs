@@ -183,10 +183,15 @@ async fn send_reset_code(state: &AppState, username: &str) -> ApiResult<()> {
     );
     for (kind, value) in addresses {
         let sent = match kind {
-            IdentityKind::Phone => send_system_sms(state, &value, &text).await,
+            IdentityKind::Phone => send_system_sms(state, account.id, &value, &text).await,
             IdentityKind::Email => state
                 .mailer
-                .send(&value, "Your Airtext password reset code", &text)
+                .send(
+                    account.id,
+                    &value,
+                    "Your Airtext password reset code",
+                    &text,
+                )
                 .await
                 .map_err(crate::http::identities::mail_error),
         };
