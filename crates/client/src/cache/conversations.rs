@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use airtext_api::ConversationId;
+use airtext_api::{ConversationId, MessageId};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
@@ -221,6 +221,11 @@ impl Batch {
         Ok(id)
     }
 
+    /// Forgets a conversation [`delete`]d in this batch.
+    pub fn forget(&mut self, server_id: ConversationId) {
+        self.known.remove(&server_id);
+    }
+
     /// A deferred [`touch`].
     pub fn touch(&mut self, id: LocalConversationId, at: DateTime<Utc>, unread: u32) {
         let entry = self.touches.entry(id).or_insert((i64::MIN, 0));
@@ -277,6 +282,40 @@ pub fn drop_if_orphan(conn: &Connection, id: LocalConversationId) -> Result<(), 
         [id.0],
     )?;
     Ok(())
+}
+
+/// Deletes the conversation with this server id, every message in it and their outbox
+/// entries (the account deleted it on some device). Answers the server ids of the messages
+/// it held, or `None` when this cache never had the conversation.
+pub fn delete(
+    conn: &Connection,
+    server_id: ConversationId,
+) -> Result<Option<Vec<MessageId>>, CacheError> {
+    let found: Option<i64> = super::one(
+        conn,
+        "SELECT id FROM conversations WHERE server_id = ?1",
+        [server_id.to_string()],
+        |row| row.get(0),
+    )
+    .optional()?;
+    let Some(id) = found else {
+        return Ok(None);
+    };
+    let mut statement = conn.prepare(
+        "DELETE FROM messages WHERE conversation = ?1 RETURNING server_id",
+    )?;
+    let server_ids = statement
+        .query_map([id], |row| row.get::<_, Option<String>>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    drop(statement);
+    // Outbox rows go with their messages (ON DELETE CASCADE).
+    super::exec(conn, "DELETE FROM conversations WHERE id = ?1", [id])?;
+    let messages = server_ids
+        .into_iter()
+        .flatten()
+        .filter_map(|text| super::parse_uuid::<MessageId>(&text).ok())
+        .collect();
+    Ok(Some(messages))
 }
 
 fn read(conn: &Connection, row: &rusqlite::Row<'_>) -> Result<CachedConversation, CacheError> {
