@@ -675,9 +675,7 @@ async fn a_deleted_conversation_is_gone_for_every_device_and_from_the_log() {
         .call(reqwest::Method::DELETE, &path, Some(&alice.token), None)
         .await;
     assert_eq!(status, 404, "deleting twice: {body}");
-    let (status, body) = gw
-        .get(&format!("{path}/messages"), &alice.token)
-        .await;
+    let (status, body) = gw.get(&format!("{path}/messages"), &alice.token).await;
     assert_eq!(status, 404, "{body}");
     let (status, page) = gw.get("/v1/conversations", &alice.token).await;
     assert_eq!(status, 200, "{page}");

@@ -301,9 +301,8 @@ pub fn delete(
     let Some(id) = found else {
         return Ok(None);
     };
-    let mut statement = conn.prepare(
-        "DELETE FROM messages WHERE conversation = ?1 RETURNING server_id",
-    )?;
+    let mut statement =
+        conn.prepare("DELETE FROM messages WHERE conversation = ?1 RETURNING server_id")?;
     let server_ids = statement
         .query_map([id], |row| row.get::<_, Option<String>>(0))?
         .collect::<Result<Vec<_>, _>>()?;

@@ -46,8 +46,12 @@ impl Cloud {
 
     pub async fn delete_conversation(&self, id: ConversationId) -> Result<()> {
         let id = id.to_string();
-        self.send(Method::DELETE, self.url(&["v1", "conversations", &id])?, None)
-            .await
-            .map(drop)
+        self.send(
+            Method::DELETE,
+            self.url(&["v1", "conversations", &id])?,
+            None,
+        )
+        .await
+        .map(drop)
     }
 }
