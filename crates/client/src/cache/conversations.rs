@@ -307,7 +307,6 @@ pub fn delete(
         .query_map([id], |row| row.get::<_, Option<String>>(0))?
         .collect::<Result<Vec<_>, _>>()?;
     drop(statement);
-    // Outbox rows go with their messages (ON DELETE CASCADE).
     super::exec(conn, "DELETE FROM conversations WHERE id = ?1", [id])?;
     let messages = server_ids
         .into_iter()
@@ -510,6 +509,51 @@ mod tests {
         // A deleted conversation is no longer found.
         drop_if_orphan(&conn, LocalConversationId(d))?;
         assert_eq!(ids(&conn, "trix", 10)?, Vec::<i64>::new());
+        Ok(())
+    }
+
+    /// A deleted conversation takes its messages and their outbox entries with it, and
+    /// nothing of any other conversation.
+    #[test]
+    fn delete_takes_messages_and_outbox_entries() -> Result<(), CacheError> {
+        use super::super::messages::{insert_local, NewLocal};
+        use super::super::outbox::{self, Stage};
+        use airtext_api::messages::Direction;
+        use airtext_api::{ClientId, SendStatus};
+
+        let (_dir, conn) = open()?;
+        let t = DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default();
+        let server_id = ConversationId::new();
+        ensure(&conn, Some(server_id), "@bob", t)?;
+        for peer in ["@bob", "@bob", "@carol"] {
+            let id = insert_local(
+                &conn,
+                &NewLocal {
+                    direction: Direction::Outbound,
+                    peer,
+                    from: "@alice",
+                    to: peer,
+                    body: "on its way",
+                    client_id: ClientId::new(),
+                    status: SendStatus::Queued,
+                    path: None,
+                    route: None,
+                    at: t,
+                },
+            )?;
+            outbox::enqueue(&conn, id, None, Stage::Send, t)?;
+        }
+        let count = |table: &str| -> Result<i64, CacheError> {
+            Ok(conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?)
+        };
+        assert_eq!((count("messages")?, count("outbox")?), (3, 3));
+
+        // Local texts have no server id to announce.
+        assert_eq!(delete(&conn, server_id)?, Some(Vec::new()));
+        assert_eq!(by_peer(&conn, "@bob")?, None);
+        assert!(by_peer(&conn, "@carol")?.is_some());
+        assert_eq!((count("messages")?, count("outbox")?), (1, 1));
+        assert_eq!(delete(&conn, server_id)?, None);
         Ok(())
     }
 }
