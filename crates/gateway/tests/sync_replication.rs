@@ -702,5 +702,10 @@ async fn a_deleted_conversation_is_gone_for_every_device_and_from_the_log() {
     assert!(bobs.contains("the secret alice regrets"));
     assert!(bobs.contains("the secret bob answers"));
     conversation_with(&gw, &bob, "@alice").await;
+    // Bob writing again starts a new conversation for alice, holding only the new text.
+    gw.send(&bob, "@alice", "a fresh start").await;
+    let again = conversation_with(&gw, &alice, "@bob").await;
+    assert_ne!(again["id"], id.as_str());
+    assert_eq!(again["last_message"]["body"], "a fresh start", "{again}");
     gw.stop().await;
 }
