@@ -80,6 +80,9 @@ pub enum EventKind {
     },
     #[serde(rename = "contact.updated")]
     ContactUpdated { contact: Contact },
+    /// The account deleted the conversation and every message in it (on every device).
+    #[serde(rename = "conversation.deleted")]
+    ConversationDeleted { conversation_id: ConversationId },
     /// An event type this client does not know (a newer gateway); skip it.
     #[serde(other)]
     #[cfg_attr(feature = "ts", ts(skip))]
@@ -94,6 +97,7 @@ impl EventKind {
             EventKind::MessageDeleted { .. } => "message.deleted",
             EventKind::ConversationRead { .. } => "conversation.read",
             EventKind::ContactUpdated { .. } => "contact.updated",
+            EventKind::ConversationDeleted { .. } => "conversation.deleted",
             EventKind::Unknown => "unknown",
         }
     }

@@ -9,7 +9,7 @@
 use airtext_api::compose::TextPlan;
 use airtext_api::contacts::{Contact, PathChoice};
 use airtext_api::messages::Direction;
-use airtext_api::{DeviceId, ErrorBody, ErrorCode, SendStatus};
+use airtext_api::{ConversationId, DeviceId, ErrorBody, ErrorCode, SendStatus};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
@@ -306,6 +306,41 @@ impl Client {
             session.emit_conversation(&message.peer).await;
         }
         Ok(())
+    }
+
+    /// Deletes the thread with `peer` and every message in it, on every device of the
+    /// account (the peer keeps theirs; the contact stays). Answers the conversation's id.
+    pub async fn delete_conversation(&self, peer: &str) -> Result<ConversationId> {
+        let session = self.session().await?;
+        let address = session.normalise(peer)?.as_str().to_owned();
+        let conversation = session
+            .cache
+            .call(move |c| match conversations::by_peer(c, &address)? {
+                Some(id) => conversations::get(c, id),
+                None => Ok(None),
+            })
+            .await?
+            .ok_or_else(|| {
+                Error::invalid(
+                    ErrorCode::NotFound,
+                    format!("no conversation with {peer} on this device"),
+                )
+            })?;
+        let Some(server_id) = conversation.id else {
+            return Err(Error::invalid(
+                ErrorCode::BadRequest,
+                "the first text of this conversation is still being sent: delete it once it is sent or has failed",
+            ));
+        };
+        session.cloud.delete_conversation(server_id).await?;
+        let deleted = session
+            .cache
+            .call(move |c| conversations::delete(c, server_id))
+            .await?;
+        for id in deleted.into_iter().flatten() {
+            session.emit(ClientEvent::MessageDeleted { id });
+        }
+        Ok(server_id)
     }
 
     pub async fn contacts(&self) -> Result<Vec<Contact>> {

@@ -943,3 +943,101 @@ async fn password_change_and_account_deletion_through_the_binary() {
     .await;
     assert_eq!(out.status.code(), Some(1), "the account is gone");
 }
+
+/// Two devices of alice: deleting a conversation on one asks for `--yes` first, then the
+/// other no longer lists it after its sync, and a third device signed in afterwards never
+/// holds a word of it. Bob keeps his copy; alice's contact for bob stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_conversation_through_the_binary() {
+    let gw = TestGateway::start().await;
+    let url = gw.url.clone();
+    let phone = tempfile::tempdir().unwrap();
+    let tablet = tempfile::tempdir().unwrap();
+    let fresh = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let c = tempfile::tempdir().unwrap();
+    ok(phone.path(), &url, &["signup", "alice"]).await;
+    ok(b.path(), &url, &["signup", "bob"]).await;
+    ok(c.path(), &url, &["signup", "carol"]).await;
+    ok(
+        tablet.path(),
+        &url,
+        &["login", "alice", "--device-name", "tablet"],
+    )
+    .await;
+    ok(phone.path(), &url, &["send", "@bob", "the secret to bob"]).await;
+    ok(phone.path(), &url, &["send", "@carol", "hello carol"]).await;
+    ok(phone.path(), &url, &["contact", "set-name", "@bob", "Bob"]).await;
+    let listed = json(tablet.path(), &url, &["conversations"]).await;
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+
+    let out = run(phone.path(), &url, &["conversation", "delete", "@bob"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("every message") && said.contains("--yes"),
+        "{said}"
+    );
+    let out = run(
+        phone.path(),
+        &url,
+        &["conversation", "delete", "@nobody", "--yes"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+
+    let bob_id = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["peer"] == "@bob")
+        .unwrap()["id"]
+        .clone();
+    let deleted = json(
+        phone.path(),
+        &url,
+        &["conversation", "delete", "@bob", "--yes"],
+    )
+    .await;
+    assert_eq!(deleted, serde_json::json!({ "deleted": bob_id }));
+    let peers = |listed: &Value| -> Vec<String> {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["peer"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let on_phone = json(phone.path(), &url, &["--offline", "conversations"]).await;
+    assert_eq!(peers(&on_phone), vec!["@carol"]);
+
+    // The tablet had it; its next sync takes it away, messages and all.
+    ok(tablet.path(), &url, &["sync"]).await;
+    let on_tablet = json(tablet.path(), &url, &["--offline", "conversations"]).await;
+    assert_eq!(peers(&on_tablet), vec!["@carol"]);
+    let out = run(tablet.path(), &url, &["--offline", "messages", "@bob"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("no conversation with @bob"), "{said}");
+    let found = json(tablet.path(), &url, &["--offline", "search", "secret"]).await;
+    assert_eq!(found, serde_json::json!([]));
+
+    // A device signed in afterwards never holds the body, not even in its cache file.
+    ok(
+        fresh.path(),
+        &url,
+        &["login", "alice", "--device-name", "new"],
+    )
+    .await;
+    let on_fresh = json(fresh.path(), &url, &["conversations"]).await;
+    assert_eq!(peers(&on_fresh), vec!["@carol"]);
+    let bytes = std::fs::read(cache_file(fresh.path())).unwrap();
+    let needle = b"the secret to bob";
+    assert!(!bytes.windows(needle.len()).any(|w| w == needle));
+    let contacts = json(fresh.path(), &url, &["contact", "list"]).await;
+    assert_eq!(contacts[0]["name"], "Bob", "{contacts}");
+
+    // Bob keeps his copy.
+    let at_bob = json(b.path(), &url, &["messages", "@alice"]).await;
+    assert_eq!(at_bob[0]["body"], "the secret to bob", "{at_bob}");
+}

@@ -2744,6 +2744,7 @@ mod accounts_for_real_use {
             password_changes_sign_out_as_asked,
             reset_codes_count_tries_and_go_with_the_change,
             deleted_messages_leave_only_tombstones_in_the_log,
+            a_deleted_conversation_leaves_only_tombstones_in_the_log,
             search_finds_the_accounts_messages_by_word_prefix,
         ],
         raw: [deleting_an_account_leaves_no_row_of_it]
@@ -2927,6 +2928,126 @@ mod accounts_for_real_use {
             assert_eq!(was.seq, is.seq);
         }
         // Bob's copy is his: deleting is per account.
+        let bobs = serde_json::to_string(&all_events(&store, bob).await).unwrap();
+        assert!(bobs.contains("a secret in-network"));
+    }
+
+    async fn a_deleted_conversation_leaves_only_tombstones_in_the_log(store: SharedStore) {
+        let alice = account(&store, "alice").await;
+        let bob = account(&store, "bob").await;
+        let secret = |mut delivery: Delivery| {
+            for copy in [delivery.sender.as_mut(), delivery.recipient.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                copy.body = "a secret in-network".into();
+            }
+            delivery
+        };
+        let sent = store
+            .deliver(secret(in_network(alice, "@alice", bob, "@bob")))
+            .await
+            .unwrap()
+            .sender
+            .unwrap();
+        let received = store
+            .deliver(secret(in_network(bob, "@bob", alice, "@alice")))
+            .await
+            .unwrap()
+            .recipient
+            .unwrap();
+        let conversation = sent.conversation_id;
+        assert_eq!(received.conversation_id, conversation);
+        store
+            .mark_read(alice, conversation, received.id, now())
+            .await
+            .unwrap();
+        let contact = Contact {
+            address: "@bob".into(),
+            path: PathChoice::Cloud,
+            fallback: false,
+            name: Some("Bob".into()),
+            updated_at: now(),
+        };
+        store.put_contact(alice, contact.clone()).await.unwrap();
+        let other = store
+            .deliver(carrier_send(alice, "+12065550100"))
+            .await
+            .unwrap()
+            .sender
+            .unwrap();
+        let before = all_events(&store, alice).await;
+
+        // Neither another account nor an unknown id can delete it.
+        assert!(matches!(
+            store.delete_conversation(bob, conversation, now()).await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            store
+                .delete_conversation(alice, ConversationId::new(), now())
+                .await,
+            Err(StoreError::NotFound)
+        ));
+        store
+            .delete_conversation(alice, conversation, now())
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.delete_conversation(alice, conversation, now()).await,
+            Err(StoreError::NotFound)
+        ));
+
+        assert!(store
+            .conversation(alice, conversation)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(store.message(alice, sent.id).await.unwrap().is_none());
+        assert!(store.message(alice, received.id).await.unwrap().is_none());
+        let listed = store.conversations(alice, 50, None).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].id, other.conversation_id);
+        assert_eq!(store.contacts(alice).await.unwrap(), vec![contact]);
+
+        // A device syncing from 0: the same seqs plus the deletion, no body of the
+        // conversation anywhere, the deletion last.
+        let events = all_events(&store, alice).await;
+        let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+        assert_contiguous(&seqs, 0);
+        assert_eq!(events.len(), before.len() + 1);
+        for (was, is) in before.iter().zip(&events) {
+            assert_eq!(was.seq, is.seq);
+        }
+        let text = serde_json::to_string(&events).unwrap();
+        assert!(!text.contains("a secret"), "{text}");
+        for event in &events {
+            match &event.kind {
+                EventKind::MessageCreated { message } => assert_eq!(message.id, other.id),
+                EventKind::MessageStatus { message_id, .. } => {
+                    panic!("a status of a deleted message is left: {message_id}")
+                }
+                EventKind::MessageDeleted {
+                    message_id,
+                    conversation_id,
+                } => {
+                    assert!(*message_id == sent.id || *message_id == received.id);
+                    assert_eq!(*conversation_id, conversation);
+                }
+                EventKind::ConversationRead { .. }
+                | EventKind::ContactUpdated { .. }
+                | EventKind::ConversationDeleted { .. } => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(
+            events.last().map(|e| &e.kind),
+            Some(&EventKind::ConversationDeleted {
+                conversation_id: conversation
+            })
+        );
+        // Bob's copy is his: deleting is per account.
+        assert_eq!(store.conversations(bob, 50, None).await.unwrap().len(), 1);
         let bobs = serde_json::to_string(&all_events(&store, bob).await).unwrap();
         assert!(bobs.contains("a secret in-network"));
     }

@@ -633,3 +633,79 @@ async fn a_new_device_syncing_from_zero_never_sees_a_deleted_body() {
         .contains("the secret alice regrets"));
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_conversation_is_gone_for_every_device_and_from_the_log() {
+    let gw = TestGateway::start().await;
+    let alice = gw.sign_up("alice").await;
+    let bob = gw.sign_up("bob").await;
+    let eve = gw.sign_up("eve").await;
+    gw.send(&alice, "@bob", "the secret alice regrets").await;
+    gw.send(&bob, "@alice", "the secret bob answers").await;
+    gw.send(&alice, "@eve", "the text alice keeps").await;
+    let conversation = conversation_with(&gw, &alice, "@bob").await;
+    let id = conversation["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/conversations/{id}");
+
+    // Another account's conversation, an unknown one and a malformed id are refused.
+    let (status, body) = gw
+        .call(reqwest::Method::DELETE, &path, Some(&eve.token), None)
+        .await;
+    assert_eq!(status, 404, "{body}");
+    let unknown = format!("/v1/conversations/{}", uuid::Uuid::now_v7());
+    let (status, body) = gw
+        .call(reqwest::Method::DELETE, &unknown, Some(&alice.token), None)
+        .await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = gw
+        .call(
+            reqwest::Method::DELETE,
+            "/v1/conversations/not-an-id",
+            Some(&alice.token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+
+    let (status, body) = gw
+        .call(reqwest::Method::DELETE, &path, Some(&alice.token), None)
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = gw
+        .call(reqwest::Method::DELETE, &path, Some(&alice.token), None)
+        .await;
+    assert_eq!(status, 404, "deleting twice: {body}");
+    let (status, body) = gw.get(&format!("{path}/messages"), &alice.token).await;
+    assert_eq!(status, 404, "{body}");
+    let (status, page) = gw.get("/v1/conversations", &alice.token).await;
+    assert_eq!(status, 200, "{page}");
+    let peers: Vec<&str> = page["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["peer"].as_str().unwrap())
+        .collect();
+    assert_eq!(peers, vec!["@eve"]);
+
+    // A second device syncing from 0 learns of the deletion and never sees a body of it.
+    let laptop = gw.sign_in("alice", "new laptop").await;
+    let (events, _) = gw.sync_all(&laptop, 0).await;
+    let text = serde_json::to_string(&events).unwrap();
+    assert!(!text.contains("secret"), "{text}");
+    assert!(text.contains("the text alice keeps"));
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "conversation.deleted", "{last}");
+    assert_eq!(last["conversation_id"], id.as_str());
+    // Bob's copy is his own.
+    let (bobs, _) = gw.sync_all(&bob, 0).await;
+    let bobs = serde_json::to_string(&bobs).unwrap();
+    assert!(bobs.contains("the secret alice regrets"));
+    assert!(bobs.contains("the secret bob answers"));
+    conversation_with(&gw, &bob, "@alice").await;
+    // Bob writing again starts a new conversation for alice, holding only the new text.
+    gw.send(&bob, "@alice", "a fresh start").await;
+    let again = conversation_with(&gw, &alice, "@bob").await;
+    assert_ne!(again["id"], id.as_str());
+    assert_eq!(again["last_message"]["body"], "a fresh start", "{again}");
+    gw.stop().await;
+}

@@ -178,6 +178,21 @@ fn apply_one(tx: &Connection, event: &SyncEvent, page: &mut Page<'_>) -> Result<
                 });
             }
         }
+        EventKind::ConversationDeleted { conversation_id } => {
+            // The delete trigger takes the rows out of the index: they must be in it; the
+            // page's deferred touches may name the conversation, so they go first.
+            messages::index_bodies(tx, unindexed)?;
+            unindexed.clear();
+            batch.flush(tx)?;
+            batch.forget(*conversation_id);
+            if let Some(deleted) = conversations::delete(tx, *conversation_id)? {
+                changes.extend(
+                    deleted
+                        .into_iter()
+                        .map(|id| ClientEvent::MessageDeleted { id }),
+                );
+            }
+        }
         EventKind::Unknown => {}
     }
     Ok(())

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use airtext_api::ConversationId;
+use airtext_api::{ConversationId, MessageId};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
@@ -221,6 +221,11 @@ impl Batch {
         Ok(id)
     }
 
+    /// Forgets a conversation [`delete`]d in this batch.
+    pub fn forget(&mut self, server_id: ConversationId) {
+        self.known.remove(&server_id);
+    }
+
     /// A deferred [`touch`].
     pub fn touch(&mut self, id: LocalConversationId, at: DateTime<Utc>, unread: u32) {
         let entry = self.touches.entry(id).or_insert((i64::MIN, 0));
@@ -277,6 +282,38 @@ pub fn drop_if_orphan(conn: &Connection, id: LocalConversationId) -> Result<(), 
         [id.0],
     )?;
     Ok(())
+}
+
+/// Deletes the conversation with this server id, every message in it and their outbox
+/// entries (the account deleted it on some device). Answers the server ids of the messages
+/// it held, or `None` when this cache never had the conversation.
+pub fn delete(
+    conn: &Connection,
+    server_id: ConversationId,
+) -> Result<Option<Vec<MessageId>>, CacheError> {
+    let found: Option<i64> = super::one(
+        conn,
+        "SELECT id FROM conversations WHERE server_id = ?1",
+        [server_id.to_string()],
+        |row| row.get(0),
+    )
+    .optional()?;
+    let Some(id) = found else {
+        return Ok(None);
+    };
+    let mut statement =
+        conn.prepare("DELETE FROM messages WHERE conversation = ?1 RETURNING server_id")?;
+    let server_ids = statement
+        .query_map([id], |row| row.get::<_, Option<String>>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    drop(statement);
+    super::exec(conn, "DELETE FROM conversations WHERE id = ?1", [id])?;
+    let messages = server_ids
+        .into_iter()
+        .flatten()
+        .filter_map(|text| super::parse_uuid::<MessageId>(&text).ok())
+        .collect();
+    Ok(Some(messages))
 }
 
 fn read(conn: &Connection, row: &rusqlite::Row<'_>) -> Result<CachedConversation, CacheError> {
@@ -472,6 +509,51 @@ mod tests {
         // A deleted conversation is no longer found.
         drop_if_orphan(&conn, LocalConversationId(d))?;
         assert_eq!(ids(&conn, "trix", 10)?, Vec::<i64>::new());
+        Ok(())
+    }
+
+    /// A deleted conversation takes its messages and their outbox entries with it, and
+    /// nothing of any other conversation.
+    #[test]
+    fn delete_takes_messages_and_outbox_entries() -> Result<(), CacheError> {
+        use super::super::messages::{insert_local, NewLocal};
+        use super::super::outbox::{self, Stage};
+        use airtext_api::messages::Direction;
+        use airtext_api::{ClientId, SendStatus};
+
+        let (_dir, conn) = open()?;
+        let t = DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default();
+        let server_id = ConversationId::new();
+        ensure(&conn, Some(server_id), "@bob", t)?;
+        for peer in ["@bob", "@bob", "@carol"] {
+            let id = insert_local(
+                &conn,
+                &NewLocal {
+                    direction: Direction::Outbound,
+                    peer,
+                    from: "@alice",
+                    to: peer,
+                    body: "on its way",
+                    client_id: ClientId::new(),
+                    status: SendStatus::Queued,
+                    path: None,
+                    route: None,
+                    at: t,
+                },
+            )?;
+            outbox::enqueue(&conn, id, None, Stage::Send, t)?;
+        }
+        let count = |table: &str| -> Result<i64, CacheError> {
+            Ok(conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?)
+        };
+        assert_eq!((count("messages")?, count("outbox")?), (3, 3));
+
+        // Local texts have no server id to announce.
+        assert_eq!(delete(&conn, server_id)?, Some(Vec::new()));
+        assert_eq!(by_peer(&conn, "@bob")?, None);
+        assert!(by_peer(&conn, "@carol")?.is_some());
+        assert_eq!((count("messages")?, count("outbox")?), (1, 1));
+        assert_eq!(delete(&conn, server_id)?, None);
         Ok(())
     }
 }

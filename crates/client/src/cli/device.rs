@@ -61,6 +61,20 @@ pub struct Globals {
     pub modem: Option<String>,
 }
 
+/// `airtext conversation …`
+#[derive(Debug, clap::Subcommand)]
+pub enum Conversation {
+    /// Delete the conversation with PEER and every message in it, on every device of the
+    /// account (PEER keeps their copy; the contact stays). This cannot be undone.
+    #[command(after_help = "Example:\n  airtext conversation delete @bob --yes")]
+    Delete {
+        peer: String,
+        /// Confirm that every message of the conversation is to be deleted.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct PasswordArgs {
     /// Read the password from the first line of standard input (else AIRTEXT_PASSWORD).
@@ -114,6 +128,12 @@ pub enum Command {
     /// The devices signed in to the account.
     #[command(subcommand, after_help = "Example:\n  airtext devices list")]
     Devices(account::Devices),
+    /// One conversation as a whole.
+    #[command(
+        subcommand,
+        after_help = "Example:\n  airtext conversation delete @bob --yes"
+    )]
+    Conversation(Conversation),
     /// Prove you own a phone number or e-mail address (a code is sent to it and asked for).
     #[command(after_help = "Examples:\n  airtext verify email alice@example.org\n  \
                             airtext verify phone +14155550100 --code 123456")]
@@ -443,6 +463,22 @@ async fn run_async(
             account::identities(command, &client, json, out).await?;
         }
         Command::Devices(command) => account::devices(command, &client, json, out).await?,
+        Command::Conversation(Conversation::Delete { peer, yes }) => {
+            if !yes {
+                bail!(
+                    "this deletes the conversation with {} and every message in it on every \
+                     device of the account (they keep their copy); it cannot be undone. Run \
+                     again with --yes to delete it",
+                    visible(peer)
+                );
+            }
+            let id = client.delete_conversation(peer).await?;
+            if json {
+                json_line(out, &serde_json::json!({ "deleted": id }))?;
+            } else {
+                writeln!(out, "deleted the conversation with {}", visible(peer))?;
+            }
+        }
         Command::Verify { kind, value, code } => {
             let kind = IdentityKind::from(*kind);
             let (identity, code) = match code {

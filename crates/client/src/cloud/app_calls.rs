@@ -43,4 +43,15 @@ impl Cloud {
             .await
             .map(drop)
     }
+
+    pub async fn delete_conversation(&self, id: ConversationId) -> Result<()> {
+        let id = id.to_string();
+        self.send(
+            Method::DELETE,
+            self.url(&["v1", "conversations", &id])?,
+            None,
+        )
+        .await
+        .map(drop)
+    }
 }

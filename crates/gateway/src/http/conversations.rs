@@ -1,5 +1,6 @@
 //! Conversations and message history: `GET /v1/conversations`,
-//! `GET /v1/conversations/{id}/messages` and `POST /v1/conversations/{id}/read`.
+//! `GET /v1/conversations/{id}/messages`, `POST /v1/conversations/{id}/read`
+//! and `DELETE /v1/conversations/{id}`.
 //!
 //! Paging is by keyset, never by offset, so pages stay stable while messages arrive:
 //! conversations page by `updated_at` (most recent first, `before` an RFC 3339 time),
@@ -28,6 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_conversations))
         .routes(routes!(list_messages))
         .routes(routes!(mark_read))
+        .routes(routes!(delete_conversation))
 }
 
 fn page_limit(limit: Option<u32>) -> ApiResult<u32> {
@@ -183,4 +185,33 @@ mod tests {
         assert!(before_message(Some("nope")).is_err());
         assert_eq!(before_message(None).ok(), Some(None));
     }
+}
+
+/// Deletes the conversation and every message in it, on every device of the account (the
+/// other party keeps theirs; the contact stays). The log keeps no body of those messages.
+#[utoipa::path(
+    delete,
+    path = "/v1/conversations/{id}",
+    tag = "conversations",
+    operation_id = "delete_conversation",
+    security(("device_token" = [])),
+    params(("id" = ConversationId, Path, description = "The conversation")),
+    responses(
+        (status = 204, description = "Deleted; a `conversation.deleted` event tells the other devices"),
+        (status = 400, description = "`bad_request`: the id is not a UUID", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no valid device token", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such conversation in this account", body = ErrorBody),
+    )
+)]
+async fn delete_conversation(
+    State(state): State<AppState>,
+    auth: AuthDevice,
+    ApiPath(id): ApiPath<ConversationId>,
+) -> ApiResult<StatusCode> {
+    state
+        .store
+        .delete_conversation(auth.account_id, id, Utc::now())
+        .await
+        .map_err(crate::error::not_found_as("conversation"))?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -32,4 +32,14 @@ pub trait ConversationStore: Send + Sync {
         up_to: MessageId,
         at: DateTime<Utc>,
     ) -> StoreResult<()>;
+    /// Deletes the conversation and every message in it, this account's copies only (the
+    /// peer keeps theirs; contacts stay). Every logged event of those messages becomes a
+    /// tombstone ([`super::rules::tombstone`]) and `conversation.deleted` is appended.
+    /// `NotFound` if the conversation is not this account's.
+    async fn delete_conversation(
+        &self,
+        account: AccountId,
+        conversation: ConversationId,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()>;
 }

@@ -25,6 +25,7 @@ pub fn event_message(kind: &EventKind) -> Option<MessageId> {
         EventKind::MessageDeleted { .. }
         | EventKind::ConversationRead { .. }
         | EventKind::ContactUpdated { .. }
+        | EventKind::ConversationDeleted { .. }
         | EventKind::Unknown => None,
     }
 }

@@ -1,6 +1,7 @@
 //! Conversations on PostgreSQL.
 
 use airtext_api::conversations::Conversation;
+use airtext_api::sync::EventKind;
 use airtext_api::{AccountId, ConversationId, MessageId};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -92,6 +93,57 @@ impl ConversationStore for PostgresStore {
         .fetch_one(tx.conn())
         .await?;
         let event = rules::read_event(conversation, marker, rows::to_u32(unread, "unread")?);
+        tx.append(account, at, &event).await?;
+        self.commit(tx).await
+    }
+
+    async fn delete_conversation(
+        &self,
+        account: AccountId,
+        conversation: ConversationId,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        // Locks the row, so a delivery into this conversation waits for the deletion.
+        let found: Option<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM conversations WHERE id = $1 AND account_id = $2 FOR UPDATE",
+        )
+        .bind(conversation.0)
+        .bind(account.0)
+        .fetch_optional(tx.conn())
+        .await?;
+        if found.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let messages: Vec<Uuid> = sqlx::query_scalar(
+            "DELETE FROM messages WHERE conversation_id = $1 AND account_id = $2 RETURNING id",
+        )
+        .bind(conversation.0)
+        .bind(account.0)
+        .fetch_all(tx.conn())
+        .await?;
+        // The log forgets every message too: what it logged of each becomes a tombstone.
+        for id in messages {
+            let tombstone = rules::tombstone(MessageId::from(id), conversation);
+            sqlx::query(
+                "UPDATE events SET type = $3, payload = $4 \
+                 WHERE account_id = $1 AND message_id = $2",
+            )
+            .bind(account.0)
+            .bind(id)
+            .bind(tombstone.type_name())
+            .bind(rows::event_payload(&tombstone)?)
+            .execute(tx.conn())
+            .await?;
+        }
+        sqlx::query("DELETE FROM conversations WHERE id = $1 AND account_id = $2")
+            .bind(conversation.0)
+            .bind(account.0)
+            .execute(tx.conn())
+            .await?;
+        let event = EventKind::ConversationDeleted {
+            conversation_id: conversation,
+        };
         tx.append(account, at, &event).await?;
         self.commit(tx).await
     }

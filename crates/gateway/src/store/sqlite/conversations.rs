@@ -1,6 +1,7 @@
 //! Conversations on SQLite.
 
 use airtext_api::conversations::Conversation;
+use airtext_api::sync::EventKind;
 use airtext_api::{AccountId, ConversationId, MessageId};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -9,7 +10,7 @@ use rusqlite::{params, Connection};
 use super::super::rows::{self, micros};
 use super::super::rules;
 use super::super::{ConversationStore, StoreError, StoreResult};
-use super::conn::{all, blob, first_int, first_opt_uuid, one};
+use super::conn::{all, blob, first_int, first_opt_uuid, first_uuid, one, run};
 use super::writer::{self, append, Effects, Out};
 use super::SqliteStore;
 
@@ -22,13 +23,18 @@ pub(super) enum Op {
         up_to: MessageId,
         at: DateTime<Utc>,
     },
+    DeleteConversation {
+        account: AccountId,
+        conversation: ConversationId,
+        at: DateTime<Utc>,
+    },
 }
 
 impl Op {
     /// See [`writer::Op::changes_accounts`]: no catch-all arm.
     pub(super) fn changes_accounts(&self) -> bool {
         match self {
-            Op::MarkRead { .. } => false,
+            Op::MarkRead { .. } | Op::DeleteConversation { .. } => false,
         }
     }
 }
@@ -48,7 +54,63 @@ pub(super) fn execute(conn: &Connection, op: &Op, fx: &mut Effects<'_>) -> Store
             up_to,
             at,
         } => mark_read(conn, fx, account, conversation, up_to, at),
+        Op::DeleteConversation {
+            account,
+            conversation,
+            at,
+        } => delete_conversation(conn, fx, account, conversation, at),
     }
+}
+
+fn delete_conversation(
+    conn: &Connection,
+    fx: &mut Effects<'_>,
+    account: AccountId,
+    conversation: ConversationId,
+    at: DateTime<Utc>,
+) -> StoreResult<Out> {
+    one(
+        conn,
+        "SELECT 1 FROM conversations WHERE id = ?1 AND account_id = ?2",
+        params![blob(&conversation.0), blob(&account.0)],
+        |_| Ok(()),
+    )?
+    .ok_or(StoreError::NotFound)?;
+    let messages = all(
+        conn,
+        "SELECT id FROM messages WHERE conversation_id = ?1 AND account_id = ?2",
+        params![blob(&conversation.0), blob(&account.0)],
+        first_uuid,
+    )?;
+    // The log forgets every message too: what it logged of each becomes a tombstone.
+    for id in messages {
+        let tombstone = rules::tombstone(MessageId::from(id), conversation);
+        run(
+            conn,
+            "UPDATE events SET type = ?3, payload = ?4 WHERE account_id = ?1 AND message_id = ?2",
+            params![
+                blob(&account.0),
+                blob(&id),
+                tombstone.type_name(),
+                rows::event_payload(&tombstone)?
+            ],
+        )?;
+    }
+    run(
+        conn,
+        "DELETE FROM messages WHERE conversation_id = ?1 AND account_id = ?2",
+        params![blob(&conversation.0), blob(&account.0)],
+    )?;
+    run(
+        conn,
+        "DELETE FROM conversations WHERE id = ?1 AND account_id = ?2",
+        params![blob(&conversation.0), blob(&account.0)],
+    )?;
+    let event = EventKind::ConversationDeleted {
+        conversation_id: conversation,
+    };
+    append(conn, fx, account, at, &event)?;
+    Ok(Out::Done)
 }
 
 fn mark_read(
@@ -151,6 +213,20 @@ impl ConversationStore for SqliteStore {
             account,
             conversation,
             up_to,
+            at,
+        })
+        .await
+    }
+
+    async fn delete_conversation(
+        &self,
+        account: AccountId,
+        conversation: ConversationId,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        self.write_done(Op::DeleteConversation {
+            account,
+            conversation,
             at,
         })
         .await
