@@ -15,15 +15,19 @@ use airtext_client::Error;
 /// `typescript_bindings` test keeps equal to the Rust enum); each name must parse to its own
 /// variant, so a code missing from either side fails here.
 fn all_codes() -> Vec<ErrorCode> {
-    let binding = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../ui/src/lib/bindings/ErrorCode.ts");
+    let binding =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../ui/src/lib/bindings/ErrorCode.ts");
     let text = std::fs::read_to_string(&binding).unwrap();
     let union = text
         .lines()
         .find(|l| l.starts_with("export type ErrorCode ="))
         .unwrap();
     let names: Vec<&str> = union.split('"').skip(1).step_by(2).collect();
-    assert!(names.len() > 20, "only {} codes in {binding:?}", names.len());
+    assert!(
+        names.len() > 20,
+        "only {} codes in {binding:?}",
+        names.len()
+    );
     names
         .into_iter()
         .map(|name| {

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import type { ErrorCode } from '../../src/lib/bindings/ErrorCode';
 import type { SendStatus } from '../../src/lib/bindings/SendStatus';
 import { isTransient } from '../../src/lib/backend/types';
+import { isEmergencyNumber } from '../../src/lib/emergency';
 import { advance, isFinal } from '../../src/lib/status';
 
 function fixture<T>(name: string): { cases: T[] } {
@@ -32,6 +33,15 @@ describe('rules shared with the Rust crates', () => {
     const { cases } = fixture<{ status: number | null; code: ErrorCode; transient: boolean }>('transient_errors.json');
     expect(cases.length).toBeGreaterThan(400);
     const wrong = cases.filter((c) => isTransient(c) !== c.transient);
+    expect(wrong).toEqual([]);
+  });
+});
+
+describe('emergency numbers (airtext-sms)', () => {
+  it('isEmergencyNumber answers every input as is_emergency_number does', () => {
+    const { cases } = fixture<{ input: string; emergency: boolean }>('emergency_numbers.json');
+    expect(cases.length).toBeGreaterThan(500);
+    const wrong = cases.filter((c) => isEmergencyNumber(c.input) !== c.emergency);
     expect(wrong).toEqual([]);
   });
 });
