@@ -74,7 +74,9 @@ export type BackendEvent =
   | { type: 'connection_changed'; state: ConnectionState; error?: string | null }
   | { type: 'signed_out' }
   /** The user clicked a desktop notification: show that thread. */
-  | { type: 'open_thread'; peer: string };
+  | { type: 'open_thread'; peer: string }
+  /** The gateway refused a queued send for good in a way the user must act on (`emergency_number`). */
+  | { type: 'send_refused'; peer: string; error: BackendError };
 
 export interface SignUpInput {
   username: string;

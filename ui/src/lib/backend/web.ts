@@ -658,6 +658,7 @@ export class WebBackend implements Backend {
           };
           this.byKey.set(key, failed);
           this.emit({ type: 'message_updated', message: failed });
+          if (err.code === 'emergency_number') this.emit({ type: 'send_refused', peer: local.peer, error: err });
           this.touchConversation(failed, false);
         }
       }
