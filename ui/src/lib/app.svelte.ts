@@ -16,6 +16,7 @@ import {
 } from './backend/types';
 import { compareConversations, insertSorted, sortConversations } from './conversations';
 import { Drafts } from './drafts';
+import { emergencyMessage, isEmergencyNumber } from './emergency';
 import { prependPage, removeFrom, replaceIn, upsertInto } from './thread';
 
 export const PAGE = 100;
@@ -65,6 +66,11 @@ export class AppState {
   /** A short message for a live region ("Message from …", "Contact saved"). */
   announcement = $state('');
   error: BackendError | null = $state(null);
+  /**
+   * A send refused in a way the user must act on (a text to an emergency number): shown as an
+   * alert by the thread's composer until dismissed or another thread is opened.
+   */
+  refusal: { peer: string; message: string } | null = $state(null);
   /** Set after a sign-in whose token could not go into the OS keyring (shown once). */
   tokenNotice: TokenStorage | null = $state(null);
   readonly drafts: Drafts;
@@ -233,6 +239,9 @@ export class AppState {
     }
     this.selected = peer;
     this.screen = 'chats';
+    // Told before typing: no text goes to an emergency number.
+    if (isEmergencyNumber(peer)) this.refusal = { peer, message: emergencyMessage(peer) };
+    else if (this.refusal?.peer !== peer) this.refusal = null;
     const t = this.thread(peer);
     if (t.messages.length === 0 && !t.complete) await this.loadOlder(peer);
     await this.markRead(peer);
@@ -282,18 +291,29 @@ export class AppState {
     void this.refreshUnreadTotal();
   }
 
+  /** Sends `body` to `peer`; null when nothing was sent (the text stays in the composer). */
   async send(peer: string, body: string): Promise<ChatMessage | null> {
     const text = body.replace(/\s+$/, '');
     if (!text.trim()) return null;
+    if (isEmergencyNumber(peer)) {
+      this.refusal = { peer, message: emergencyMessage(peer) };
+      return null;
+    }
     try {
       const m = await this.backend.send(peer, text);
       this.addMessage(m);
       this.drafts.set(peer, '');
       return m;
     } catch (e) {
-      this.error = BackendError.from(e);
+      const err = BackendError.from(e);
+      if (err.code === 'emergency_number') this.refusal = { peer, message: err.message };
+      else this.error = err;
       return null;
     }
+  }
+
+  dismissRefusal(): void {
+    this.refusal = null;
   }
 
   async retry(m: ChatMessage): Promise<void> {
@@ -368,6 +388,10 @@ export class AppState {
         if (e.type === 'message_added' && e.message.direction === 'inbound') {
           this.announcement = `New message from ${this.conversation(e.message.peer)?.name ?? e.message.peer}`;
         }
+        break;
+      }
+      case 'send_refused': {
+        this.refusal = { peer: e.peer, message: e.error.message };
         break;
       }
       case 'message_deleted': {

@@ -259,6 +259,43 @@ try {
     await page.getByTestId('composer').fill('');
   });
 
+  await step('emergency numbers: 911 is refused before sending, and the gateway\'s refusal shows at the composer', async () => {
+    await page.getByTestId('new-conversation').click();
+    await page.getByTestId('new-to').fill('911');
+    const early = page.getByTestId('emergency-alert');
+    await early.waitFor();
+    assert((await early.getAttribute('role')) === 'alert', 'an alert, announced');
+    assert((await early.textContent()).includes('call or text them from a phone'), 'says what to do instead');
+    assert(await page.getByTestId('new-start').isDisabled(), 'no conversation with 911 is started');
+    await bothSchemes(page, 'emergency-new');
+    await page.getByTestId('new-to').fill('+1 911 555 0100');
+    await until('the alert goes when the recipient changes', async () => (await early.count()) === 0);
+    // A thread with 911 (as one reached from a notification or search would be): told at once,
+    // and a text typed there is kept, not sent.
+    await page.evaluate(() => globalThis.airtext.open('911'));
+    const alert = page.getByTestId('send-refused');
+    await alert.waitFor();
+    assert((await alert.getAttribute('role')) === 'alert', 'an alert at the composer');
+    await page.getByTestId('composer').fill('Help, there is a fire');
+    await page.getByTestId('composer').press('Enter');
+    assert((await page.getByTestId('composer').inputValue()) === 'Help, there is a fire', 'the text stays in the composer');
+    await page.getByTestId('send-refused-dismiss').click();
+    await until('dismissed', async () => (await alert.count()) === 0);
+    // The gateway is the authority: a send that gets past the UI is refused there, in its words.
+    const refusedBefore = (await api('GET', `/v1/simulator/outbox?to=911`, null, aliceToken).catch(() => ({ messages: [] }))).messages?.length ?? 0;
+    await page.evaluate(() => globalThis.airtext.backend.send('911', 'Help, there is a fire'));
+    await alert.waitFor();
+    const text = await alert.textContent();
+    assert(text.includes('911 is an emergency number') && text.includes('call or text them from a phone'), `the gateway's words: ${text}`);
+    await page.getByTestId('message').filter({ hasText: 'Help, there is a fire' }).locator('[data-testid=retry]').waitFor();
+    const after = (await api('GET', `/v1/simulator/outbox?to=911`, null, aliceToken).catch(() => ({ messages: [] }))).messages?.length ?? 0;
+    assert(after === refusedBefore, 'nothing reached a carrier');
+    await bothSchemes(page, 'emergency-thread');
+    await page.getByTestId('composer').fill('');
+    await page.getByTestId('conversation').filter({ hasText: '(206) 555-0123' }).click();
+    await until('the alert goes with the thread', async () => (await alert.count()) === 0);
+  });
+
   await step('a reply from the outside phone appears live', async () => {
     await api('POST', '/v1/simulator/inbound', { from: outsidePhone, to: aliceNumber, body: 'Got it, thanks!' }, aliceToken);
     await page.getByTestId('message').filter({ hasText: 'Got it, thanks!' }).waitFor({ timeout: 10_000 });
@@ -500,6 +537,15 @@ try {
     await phone.getByRole('button', { name: 'Back' }).click();
     await phone.getByTestId('new-conversation').click();
     await shot(phone, 'new-conversation');
+    await phone.getByTestId('new-to').fill('911');
+    await phone.getByTestId('emergency-alert').waitFor();
+    await bothSchemes(phone, 'emergency-new');
+    await phone.getByTestId('new-to').fill('');
+    await phone.evaluate(() => globalThis.airtext.open('911'));
+    await phone.getByTestId('send-refused').waitFor();
+    const overflow = await phone.evaluate(() => document.documentElement.scrollWidth);
+    assert(overflow <= 360, `the alert fits (${overflow})`);
+    await bothSchemes(phone, 'emergency-thread');
     await phone.context().close();
   });
 

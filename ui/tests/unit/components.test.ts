@@ -140,6 +140,35 @@ describe('Composer', () => {
     expect(drafts.get('+1')).toBe('');
   });
 
+  it('shows a refusal as an alert until dismissed, and keeps a text that was not sent', async () => {
+    vi.useFakeTimers();
+    const drafts = memoryDrafts();
+    const ondismiss = vi.fn();
+    const onsend = vi.fn(() => false);
+    const el = render(Composer, {
+      peer: '911',
+      backend: { plan: async () => null },
+      drafts,
+      onsend,
+      refusal: '911 is an emergency number',
+      ondismiss,
+    });
+    const alert = el.querySelector('[role="alert"]')!;
+    expect(alert.textContent).toContain('911 is an emergency number');
+    (el.querySelector('[data-testid="send-refused-dismiss"]') as HTMLButtonElement).click();
+    expect(ondismiss).toHaveBeenCalledOnce();
+    const ta = el.querySelector('textarea')!;
+    ta.value = 'help';
+    ta.dispatchEvent(new Event('input', { bubbles: true }));
+    flushSync();
+    ta.dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', bubbles: true }));
+    await vi.advanceTimersByTimeAsync(0);
+    flushSync();
+    expect(onsend).toHaveBeenCalledWith('help');
+    expect(ta.value).toBe('help');
+    expect(drafts.get('911')).toBe('help');
+  });
+
   it('does not send whitespace', async () => {
     const { ta, onsend, type } = setup();
     await type('   ');

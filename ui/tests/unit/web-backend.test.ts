@@ -2,6 +2,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import type { Message } from '../../src/lib/bindings/Message';
 import type { BackendEvent } from '../../src/lib/backend/types';
 import { WebBackend, normaliseGatewayUrl } from '../../src/lib/backend/web';
+import { AppState } from '../../src/lib/app.svelte';
 
 type Handler = (method: string, path: string, body: unknown) => { status: number; body?: unknown } | Promise<{ status: number; body?: unknown }>;
 
@@ -234,6 +235,55 @@ describe('WebBackend', () => {
     const last = events.filter((e) => (e.type === 'message_updated' || e.type === 'message_added') && e.message.key === q.key);
     expect(last.every((e) => (e.type === 'message_added' || e.type === 'message_updated') && e.message.status === 'queued')).toBe(true);
     expect(events.some((e) => e.type === 'connection_changed' && e.state === 'offline')).toBe(true);
+  });
+
+  it("the gateway's emergency_number refusal fails the text and asks for an alert in its words", async () => {
+    const refusal = { code: 'emergency_number', message: '911 is an emergency number, and Airtext cannot reach emergency services: call or text them from a phone' };
+    const { backend, events } = await signedIn((method, path, body) => {
+      if (method === 'POST' && path === '/v1/messages') {
+        if ((body as { to: string }).to === '911') return { status: 400, body: refusal };
+        return { status: 404, body: { code: 'unknown_recipient', message: 'Nobody is @ghost.' } };
+      }
+      return { status: 404, body: { code: 'not_found', message: 'no' } };
+    });
+    const m = await backend.send('911', 'help');
+    await tick();
+    await tick();
+    expect(events.filter((e) => e.type === 'message_updated').at(-1)).toMatchObject({
+      message: { key: m.key, status: 'failed', failure_reason: refusal.message },
+    });
+    const refused = events.find((e) => e.type === 'send_refused');
+    expect(refused).toMatchObject({ peer: '911', error: { code: 'emergency_number', message: refusal.message } });
+    // Nothing else asks for that alert.
+    await backend.send('@ghost', 'boo');
+    await tick();
+    await tick();
+    expect(events.filter((e) => e.type === 'send_refused')).toHaveLength(1);
+  });
+
+  it('the app refuses a text to an emergency number before sending, and shows the gateway refusal until dismissed or another thread opens', async () => {
+    const { backend, calls } = await signedIn((method, path) => {
+      if (method === 'POST' && path === '/v1/messages') return { status: 400, body: { code: 'emergency_number', message: 'from the gateway' } };
+      return { status: 404, body: { code: 'not_found', message: 'no' } };
+    });
+    const app = new AppState(backend);
+    backend.subscribe((e) => app.onEvent(e));
+    await app.open('9-1-1');
+    expect(app.refusal).toEqual({ peer: '9-1-1', message: expect.stringContaining('9-1-1 is an emergency number') });
+    app.dismissRefusal();
+    expect(app.refusal).toBeNull();
+    expect(await app.send('9-1-1', 'help')).toBeNull();
+    expect(app.refusal?.peer).toBe('9-1-1');
+    expect(calls.some((c) => c.method === 'POST' && c.path === '/v1/messages')).toBe(false);
+    // The gateway is the authority: its refusal of a send the UI let through is shown in its words.
+    await app.open('+12065550123');
+    expect(app.refusal).toBeNull();
+    await backend.send('+12065550123', 'hi');
+    await tick();
+    await tick();
+    expect(app.refusal).toEqual({ peer: '+12065550123', message: 'from the gateway' });
+    await app.open('+13125550144');
+    expect(app.refusal).toBeNull();
   });
 
   it('applies sync events idempotently and counts unread once', async () => {

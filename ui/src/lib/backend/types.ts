@@ -74,7 +74,9 @@ export type BackendEvent =
   | { type: 'connection_changed'; state: ConnectionState; error?: string | null }
   | { type: 'signed_out' }
   /** The user clicked a desktop notification: show that thread. */
-  | { type: 'open_thread'; peer: string };
+  | { type: 'open_thread'; peer: string }
+  /** The gateway refused a queued send for good in a way the user must act on (`emergency_number`). */
+  | { type: 'send_refused'; peer: string; error: BackendError };
 
 export interface SignUpInput {
   username: string;
@@ -198,6 +200,18 @@ export class BackendError extends Error implements ErrorBody {
   toJSON(): ErrorBody {
     return { code: this.code, message: this.message };
   }
+}
+
+/**
+ * Whether trying again later may succeed (no answer from the gateway, a busy or failing
+ * gateway), as opposed to a request it refused for good: the client core's
+ * `Error::is_transient`, checked against tests/fixtures/transient_errors.json.
+ */
+export function isTransient(error: { status: number | null; code: ErrorCode }): boolean {
+  const { status, code } = error;
+  // No HTTP status: the gateway was not reached (`unavailable`) or the input was refused here.
+  if (status === null) return code === 'unavailable';
+  return status >= 500 || status === 429 || status === 408 || code === 'unavailable' || code === 'rate_limited';
 }
 
 export function isErrorBody(value: unknown): value is ErrorBody {

@@ -45,6 +45,7 @@ import { reduce } from '../status';
 import { uuid } from '../uuid';
 import {
   BackendError,
+  isTransient,
   isErrorBody,
   type Backend,
   type BackendEvent,
@@ -644,9 +645,7 @@ export class WebBackend implements Backend {
           this.touchConversation(message, false);
         } catch (e) {
           const err = BackendError.from(e);
-          const transient =
-            err.status === null || err.status >= 500 || err.status === 429 || err.code === 'unavailable';
-          if (transient) {
+          if (isTransient(err)) {
             this.reconnectSoon(this.backoffMs);
             return;
           }
@@ -659,6 +658,7 @@ export class WebBackend implements Backend {
           };
           this.byKey.set(key, failed);
           this.emit({ type: 'message_updated', message: failed });
+          if (err.code === 'emergency_number') this.emit({ type: 'send_refused', peer: local.peer, error: err });
           this.touchConversation(failed, false);
         }
       }
