@@ -7,12 +7,38 @@
 //! here on its own; the conformance suite (`tests/store_conformance.rs`) checks that both
 //! engines apply them.
 
+use airtext_api::conversations::{Conversation, PatchConversation};
 use airtext_api::identities::IdentityKind;
+use airtext_api::messages::Direction;
 use airtext_api::sync::EventKind;
 use airtext_api::{AccountId, ConversationId, MessageId, SendStatus};
 use chrono::{DateTime, Duration, Utc};
 
 use super::{Conflict, Delivery, OutboundJob, OutboundOutcome, StoreError, StoreResult};
+
+// ----- conversations -----
+
+/// Whether an archived conversation stays archived when a message of `direction` is stored
+/// in it: a new inbound text brings it back to the list (as other messengers do); the
+/// account's own outbound copies leave it where it is.
+pub fn stays_archived(direction: Direction) -> bool {
+    direction != Direction::Inbound
+}
+
+/// The conversation after `patch`: each field given replaces the stored one, an empty name
+/// clears it. The patch's name was checked at the edge (length, characters).
+pub fn patched_conversation(mut conversation: Conversation, patch: &PatchConversation) -> Conversation {
+    if let Some(name) = &patch.name {
+        conversation.name = name.clone().filter(|name| !name.trim().is_empty());
+    }
+    if let Some(archived) = patch.archived {
+        conversation.archived = archived;
+    }
+    if let Some(muted_until) = patch.muted_until {
+        conversation.muted_until = muted_until;
+    }
+    conversation
+}
 
 // ----- messages -----
 
@@ -26,6 +52,7 @@ pub fn event_message(kind: &EventKind) -> Option<MessageId> {
         | EventKind::ConversationRead { .. }
         | EventKind::ContactUpdated { .. }
         | EventKind::ConversationDeleted { .. }
+        | EventKind::ConversationUpdated { .. }
         | EventKind::Unknown => None,
     }
 }
