@@ -51,7 +51,11 @@ impl Conversation {
 #[serde(deny_unknown_fields)]
 pub struct PatchConversation {
     /// At most 100 characters, no control characters; `""` or `null` clears it.
-    #[serde(default, with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[cfg_attr(feature = "ts", ts(optional, type = "string | null"))]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub name: Option<Option<String>>,
@@ -59,7 +63,11 @@ pub struct PatchConversation {
     #[cfg_attr(feature = "ts", ts(optional))]
     pub archived: Option<bool>,
     /// RFC 3339; `9999-12-31T23:59:59Z` mutes for good; `null` unmutes.
-    #[serde(default, with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[cfg_attr(feature = "ts", ts(optional, type = "string | null"))]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<DateTime<Utc>>))]
     pub muted_until: Option<Option<DateTime<Utc>>>,

@@ -3532,8 +3532,15 @@ mod conversation_state {
             .sender
             .unwrap();
         assert_eq!(reply.conversation_id, conversation);
-        let after_reply = store.conversation(alice, conversation).await.unwrap().unwrap();
-        assert!(after_reply.archived, "the account's own reply keeps it archived");
+        let after_reply = store
+            .conversation(alice, conversation)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            after_reply.archived,
+            "the account's own reply keeps it archived"
+        );
 
         let again = store
             .deliver(inbound(alice, "+12065550100"))
@@ -3542,7 +3549,11 @@ mod conversation_state {
             .recipient
             .unwrap();
         assert_eq!(again.conversation_id, conversation);
-        let after_inbound = store.conversation(alice, conversation).await.unwrap().unwrap();
+        let after_inbound = store
+            .conversation(alice, conversation)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(!after_inbound.archived, "a new inbound text un-archives it");
         assert_eq!(after_inbound.last_message.map(|m| m.id), Some(again.id));
     }

@@ -27,7 +27,10 @@ pub fn stays_archived(direction: Direction) -> bool {
 
 /// The conversation after `patch`: each field given replaces the stored one, an empty name
 /// clears it. The patch's name was checked at the edge (length, characters).
-pub fn patched_conversation(mut conversation: Conversation, patch: &PatchConversation) -> Conversation {
+pub fn patched_conversation(
+    mut conversation: Conversation,
+    patch: &PatchConversation,
+) -> Conversation {
     if let Some(name) = &patch.name {
         conversation.name = name.clone().filter(|name| !name.trim().is_empty());
     }

@@ -40,9 +40,9 @@ impl Op {
     /// See [`writer::Op::changes_accounts`]: no catch-all arm.
     pub(super) fn changes_accounts(&self) -> bool {
         match self {
-            Op::MarkRead { .. }
-            | Op::DeleteConversation { .. }
-            | Op::UpdateConversation { .. } => false,
+            Op::MarkRead { .. } | Op::DeleteConversation { .. } | Op::UpdateConversation { .. } => {
+                false
+            }
         }
     }
 }
