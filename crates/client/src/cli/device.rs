@@ -632,9 +632,7 @@ async fn run_async(
                         .unwrap_or_default();
                     let archived = if c.archived { "  archived" } else { "" };
                     let muted = match c.muted_until {
-                        Some(until) if until >= muted_always() => {
-                            "  muted".to_owned()
-                        }
+                        Some(until) if until >= muted_always() => "  muted".to_owned(),
                         Some(until) if until > Utc::now() => {
                             format!("  muted until {}", until.format("%Y-%m-%d %H:%M UTC"))
                         }
