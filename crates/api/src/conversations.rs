@@ -136,23 +136,25 @@ mod tests {
     }
 
     #[test]
-    fn a_patch_tells_absent_from_null() {
-        let patch: PatchConversation = serde_json::from_str(r#"{"name":null}"#).unwrap();
+    fn a_patch_tells_absent_from_null() -> Result<(), serde_json::Error> {
+        let patch: PatchConversation = serde_json::from_str(r#"{"name":null}"#)?;
         assert_eq!(patch.name, Some(None));
         assert_eq!(patch.muted_until, None);
-        let patch: PatchConversation = serde_json::from_str(r#"{"archived":true}"#).unwrap();
+        let patch: PatchConversation = serde_json::from_str(r#"{"archived":true}"#)?;
         assert_eq!(patch.name, None);
         assert_eq!(patch.archived, Some(true));
         assert!(serde_json::from_str::<PatchConversation>(r#"{"mute":1}"#).is_err());
+        Ok(())
     }
 
     #[test]
-    fn an_older_peers_conversation_parses() {
+    fn an_older_peers_conversation_parses() -> Result<(), serde_json::Error> {
         let old = r#"{"id":"0190f5c2-0000-7000-8000-000000000000","peer":"@bob",
             "last_message":null,"unread":0,"updated_at":"2026-01-01T00:00:00Z"}"#;
-        let conversation: Conversation = serde_json::from_str(old).unwrap();
+        let conversation: Conversation = serde_json::from_str(old)?;
         assert!(!conversation.archived);
         assert_eq!(conversation.name, None);
         assert_eq!(conversation.muted_until, None);
+        Ok(())
     }
 }

@@ -833,6 +833,37 @@ async fn watch(client: &Client, json: bool, out: &mut dyn Write) -> anyhow::Resu
     Ok(())
 }
 
+/// The patch a `conversation` subcommand asks for, and what it did (`None` for delete,
+/// which is no patch).
+fn conversation_patch(change: &Conversation) -> Option<(&str, PatchConversation, &'static str)> {
+    let mut patch = PatchConversation::default();
+    let (peer, done) = match change {
+        Conversation::Archive { peer } => {
+            patch.archived = Some(true);
+            (peer, "archived")
+        }
+        Conversation::Unarchive { peer } => {
+            patch.archived = Some(false);
+            (peer, "unarchived")
+        }
+        Conversation::Mute { peer, duration } => {
+            patch.muted_until = Some(Some(duration.until(Utc::now())));
+            (peer, "muted")
+        }
+        Conversation::Unmute { peer } => {
+            patch.muted_until = Some(None);
+            (peer, "unmuted")
+        }
+        Conversation::Name { peer, name } => {
+            let name = name.trim();
+            patch.name = Some((!name.is_empty()).then(|| name.to_owned()));
+            (peer, if name.is_empty() { "unnamed" } else { "named" })
+        }
+        Conversation::Delete { .. } => return None,
+    };
+    Some((peer.as_str(), patch, done))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -864,35 +895,4 @@ mod tests {
         assert_eq!(short_id("0190f5a2-7c3e-7d41-9a1b-3f2a9c1e44d0"), "9c1e44d0");
         assert_eq!(short_id("abc"), "abc");
     }
-}
-
-/// The patch a `conversation` subcommand asks for, and what it did (`None` for delete,
-/// which is no patch).
-fn conversation_patch(change: &Conversation) -> Option<(&str, PatchConversation, &'static str)> {
-    let mut patch = PatchConversation::default();
-    let (peer, done) = match change {
-        Conversation::Archive { peer } => {
-            patch.archived = Some(true);
-            (peer, "archived")
-        }
-        Conversation::Unarchive { peer } => {
-            patch.archived = Some(false);
-            (peer, "unarchived")
-        }
-        Conversation::Mute { peer, duration } => {
-            patch.muted_until = Some(Some(duration.until(Utc::now())));
-            (peer, "muted")
-        }
-        Conversation::Unmute { peer } => {
-            patch.muted_until = Some(None);
-            (peer, "unmuted")
-        }
-        Conversation::Name { peer, name } => {
-            let name = name.trim();
-            patch.name = Some((!name.is_empty()).then(|| name.to_owned()));
-            (peer, if name.is_empty() { "unnamed" } else { "named" })
-        }
-        Conversation::Delete { .. } => return None,
-    };
-    Some((peer.as_str(), patch, done))
 }
