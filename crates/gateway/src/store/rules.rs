@@ -328,6 +328,50 @@ mod tests {
     }
 
     #[test]
+    fn only_an_inbound_text_unarchives() {
+        assert!(!stays_archived(Direction::Inbound));
+        assert!(stays_archived(Direction::Outbound));
+    }
+
+    #[test]
+    fn a_patch_replaces_what_it_gives_and_a_blank_name_clears() {
+        let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default();
+        let before = Conversation {
+            id: ConversationId::new(),
+            peer: "@bob".into(),
+            last_message: None,
+            unread: 2,
+            updated_at: at,
+            name: Some("Bob".into()),
+            archived: false,
+            muted_until: Some(at),
+        };
+        let kept = patched_conversation(before.clone(), &PatchConversation::default());
+        assert_eq!(kept, before);
+        let changed = patched_conversation(
+            before.clone(),
+            &PatchConversation {
+                name: Some(Some("  ".into())),
+                archived: Some(true),
+                muted_until: Some(None),
+            },
+        );
+        assert_eq!(changed.name, None);
+        assert!(changed.archived);
+        assert_eq!(changed.muted_until, None);
+        assert_eq!((changed.unread, changed.updated_at), (2, at));
+        let renamed = patched_conversation(
+            before,
+            &PatchConversation {
+                name: Some(Some("Bob from work".into())),
+                ..PatchConversation::default()
+            },
+        );
+        assert_eq!(renamed.name.as_deref(), Some("Bob from work"));
+        assert_eq!(renamed.muted_until, Some(at));
+    }
+
+    #[test]
     fn a_verified_identity_stays_with_its_owner() {
         let (owner, other) = (AccountId::new(), AccountId::new());
         assert!(may_claim_identity(other, IdentityKind::Email, None).is_ok());
