@@ -566,6 +566,50 @@ mod tests {
         Ok(())
     }
 
+    /// `conversation.updated` sets the name, archive flag and mute of the conversation it
+    /// names and of no other; an inbound text un-archives.
+    #[test]
+    fn state_applies_to_its_conversation_only() -> Result<(), CacheError> {
+        let (_dir, conn) = open()?;
+        let t = DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default();
+        let server_id = ConversationId::new();
+        let bob = ensure(&conn, Some(server_id), "@bob", t)?;
+        let carol = ensure(&conn, Some(ConversationId::new()), "@carol", t)?;
+        let mut state = Conversation {
+            id: server_id,
+            peer: "@bob".into(),
+            last_message: None,
+            unread: 0,
+            updated_at: t,
+            name: Some("Bob from work".into()),
+            archived: true,
+            muted_until: Some(airtext_api::conversations::muted_always()),
+        };
+        assert_eq!(set_state(&conn, &state)?, Some(bob));
+        let cached = get(&conn, bob)?.ok_or(CacheError::Corrupt("gone".into()))?;
+        assert_eq!(cached.conversation_name.as_deref(), Some("Bob from work"));
+        assert!(cached.archived);
+        assert_eq!(cached.muted_until, state.muted_until);
+        let other = get(&conn, carol)?.ok_or(CacheError::Corrupt("gone".into()))?;
+        assert_eq!(
+            (other.conversation_name, other.archived, other.muted_until),
+            (None, false, None)
+        );
+
+        unarchive(&conn, bob)?;
+        let cached = get(&conn, bob)?.ok_or(CacheError::Corrupt("gone".into()))?;
+        assert!(!cached.archived);
+        assert_eq!(cached.conversation_name.as_deref(), Some("Bob from work"));
+
+        state.id = ConversationId::new();
+        assert_eq!(
+            set_state(&conn, &state)?,
+            None,
+            "a conversation this cache lacks"
+        );
+        Ok(())
+    }
+
     /// A deleted conversation takes its messages and their outbox entries with it, and
     /// nothing of any other conversation.
     #[test]
