@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::contacts::Contact;
+use crate::conversations::Conversation;
 use crate::messages::Message;
 use crate::{ConversationId, MessageId, SendStatus};
 
@@ -83,6 +84,9 @@ pub enum EventKind {
     /// The account deleted the conversation and every message in it (on every device).
     #[serde(rename = "conversation.deleted")]
     ConversationDeleted { conversation_id: ConversationId },
+    /// The conversation's name, archived flag or mute changed; it carries the whole of it.
+    #[serde(rename = "conversation.updated")]
+    ConversationUpdated { conversation: Conversation },
     /// An event type this client does not know (a newer gateway); skip it.
     #[serde(other)]
     #[cfg_attr(feature = "ts", ts(skip))]
@@ -98,6 +102,7 @@ impl EventKind {
             EventKind::ConversationRead { .. } => "conversation.read",
             EventKind::ContactUpdated { .. } => "contact.updated",
             EventKind::ConversationDeleted { .. } => "conversation.deleted",
+            EventKind::ConversationUpdated { .. } => "conversation.updated",
             EventKind::Unknown => "unknown",
         }
     }

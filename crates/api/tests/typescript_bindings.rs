@@ -41,6 +41,7 @@ fn export_all(dir: &Path) {
         messages::Lookup,
         conversations::ConversationPage,
         conversations::MarkRead,
+        conversations::PatchConversation,
         compose::PlanText,
         compose::TextPlan,
         contacts::PutContact,

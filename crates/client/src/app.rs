@@ -8,6 +8,7 @@
 
 use airtext_api::compose::TextPlan;
 use airtext_api::contacts::{Contact, PathChoice};
+use airtext_api::conversations::{Conversation, PatchConversation};
 use airtext_api::messages::Direction;
 use airtext_api::{ConversationId, DeviceId, ErrorBody, ErrorCode, SendStatus};
 use chrono::Utc;
@@ -341,6 +342,49 @@ impl Client {
             session.emit(ClientEvent::MessageDeleted { id });
         }
         Ok(server_id)
+    }
+
+    /// Names, archives or mutes the thread with `peer` on every device of the account (the
+    /// peer sees none of it). Answers the conversation as the gateway now has it.
+    pub async fn update_conversation(
+        &self,
+        peer: &str,
+        patch: PatchConversation,
+    ) -> Result<Conversation> {
+        let session = self.session().await?;
+        let address = session.normalise(peer)?.as_str().to_owned();
+        let conversation = session
+            .cache
+            .call(move |c| match conversations::by_peer(c, &address)? {
+                Some(id) => conversations::get(c, id),
+                None => Ok(None),
+            })
+            .await?
+            .ok_or_else(|| {
+                Error::invalid(
+                    ErrorCode::NotFound,
+                    format!("no conversation with {peer} on this device"),
+                )
+            })?;
+        let Some(server_id) = conversation.id else {
+            return Err(Error::invalid(
+                ErrorCode::BadRequest,
+                "the first text of this conversation is still being sent: change it once it is sent or has failed",
+            ));
+        };
+        let updated = session.cloud.update_conversation(server_id, &patch).await?;
+        let stored = updated.clone();
+        let local = session
+            .cache
+            .call(move |c| {
+                conversations::set_state(c, &stored)?;
+                conversations::get(c, conversation.local_id)
+            })
+            .await?;
+        if let Some(conversation) = local {
+            session.emit(ClientEvent::ConversationChanged { conversation });
+        }
+        Ok(updated)
     }
 
     pub async fn contacts(&self) -> Result<Vec<Contact>> {

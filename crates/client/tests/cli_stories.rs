@@ -1041,3 +1041,124 @@ async fn deleting_a_conversation_through_the_binary() {
     let at_bob = json(b.path(), &url, &["messages", "@alice"]).await;
     assert_eq!(at_bob[0]["body"], "the secret to bob", "{at_bob}");
 }
+
+/// Two devices of alice: archiving, muting and naming a conversation on the phone reach the
+/// tablet at its next sync; `conversations` hides what is archived unless `--archived`, and
+/// a new text from bob brings the conversation back. Bob's own list is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archiving_muting_and_naming_a_conversation_through_the_binary() {
+    let gw = TestGateway::start().await;
+    let url = gw.url.clone();
+    let phone = tempfile::tempdir().unwrap();
+    let tablet = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    ok(phone.path(), &url, &["signup", "alice"]).await;
+    ok(b.path(), &url, &["signup", "bob"]).await;
+    ok(
+        tablet.path(),
+        &url,
+        &["login", "alice", "--device-name", "tablet"],
+    )
+    .await;
+    ok(b.path(), &url, &["send", "@alice", "hi alice"]).await;
+    ok(phone.path(), &url, &["sync"]).await;
+    ok(tablet.path(), &url, &["sync"]).await;
+    let peers = |listed: &Value| -> Vec<String> {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["peer"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    // A peer with no conversation and a name too long are refused.
+    let out = run(phone.path(), &url, &["conversation", "archive", "@nobody"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let long = "x".repeat(101);
+    let out = run(
+        phone.path(),
+        &url,
+        &["conversation", "name", "@bob", long.as_str()],
+    )
+    .await;
+    assert_ne!(out.status.code(), Some(0));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("100 characters"), "{said}");
+
+    let named = json(
+        phone.path(),
+        &url,
+        &["conversation", "name", "@bob", "Bob from work"],
+    )
+    .await;
+    assert_eq!(named["name"], "Bob from work", "{named}");
+    assert_eq!(named["peer"], "@bob", "{named}");
+    let muted = json(
+        phone.path(),
+        &url,
+        &["conversation", "mute", "@bob", "--for", "always"],
+    )
+    .await;
+    assert_eq!(muted["muted_until"], "9999-12-31T23:59:59Z", "{muted}");
+    let archived = json(phone.path(), &url, &["conversation", "archive", "@bob"]).await;
+    assert_eq!(archived["archived"], true, "{archived}");
+    assert_eq!(archived["name"], "Bob from work", "{archived}");
+
+    let on_phone = json(phone.path(), &url, &["--offline", "conversations"]).await;
+    assert!(peers(&on_phone).is_empty(), "{on_phone}");
+
+    // The tablet learns all of it at its next sync.
+    ok(tablet.path(), &url, &["sync"]).await;
+    let on_tablet = json(tablet.path(), &url, &["--offline", "conversations"]).await;
+    assert!(peers(&on_tablet).is_empty(), "{on_tablet}");
+    let all = json(
+        tablet.path(),
+        &url,
+        &["--offline", "conversations", "--archived"],
+    )
+    .await;
+    assert_eq!(peers(&all), vec!["@bob"]);
+    assert_eq!(all[0]["conversation_name"], "Bob from work", "{all}");
+    assert_eq!(all[0]["archived"], true, "{all}");
+    let text = ok(
+        tablet.path(),
+        &url,
+        &["--offline", "conversations", "--archived"],
+    )
+    .await;
+    assert!(
+        text.contains("Bob from work") && text.contains("archived") && text.contains("muted"),
+        "{text}"
+    );
+
+    // Unmute and clear the name on the tablet; the phone sees it.
+    let unmuted = json(tablet.path(), &url, &["conversation", "unmute", "@bob"]).await;
+    assert_eq!(unmuted["muted_until"], Value::Null, "{unmuted}");
+    let unnamed = json(tablet.path(), &url, &["conversation", "name", "@bob", ""]).await;
+    assert_eq!(unnamed["name"], Value::Null, "{unnamed}");
+    ok(phone.path(), &url, &["sync"]).await;
+    let all = json(
+        phone.path(),
+        &url,
+        &["--offline", "conversations", "--archived"],
+    )
+    .await;
+    assert_eq!(all[0]["conversation_name"], Value::Null, "{all}");
+    assert_eq!(all[0]["muted_until"], Value::Null, "{all}");
+
+    // A new text from bob brings it back on both devices.
+    ok(b.path(), &url, &["send", "@alice", "are you there?"]).await;
+    for device in [phone.path(), tablet.path()] {
+        let listed = json(device, &url, &["conversations"]).await;
+        assert_eq!(peers(&listed), vec!["@bob"], "{listed}");
+        assert_eq!(listed[0]["archived"], false, "{listed}");
+    }
+    let unarchive = json(phone.path(), &url, &["conversation", "unarchive", "@bob"]).await;
+    assert_eq!(unarchive["archived"], false, "{unarchive}");
+
+    // Bob's list is his own.
+    let at_bob = json(b.path(), &url, &["conversations"]).await;
+    assert_eq!(at_bob[0]["archived"], false, "{at_bob}");
+    assert_eq!(at_bob[0]["conversation_name"], Value::Null, "{at_bob}");
+}

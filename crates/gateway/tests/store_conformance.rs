@@ -3419,3 +3419,142 @@ mod accounts_for_real_use {
         ));
     }
 }
+
+// ----- conversation state -----
+
+/// A conversation's name, archive flag and mute: patched per account, logged as
+/// `conversation.updated`, and un-archived by a new inbound text.
+mod conversation_state {
+    use super::*;
+    use airtext_api::conversations::{muted_always, PatchConversation};
+
+    conformance!(
+        store: [
+            a_patch_names_archives_and_mutes_for_the_account_only,
+            an_inbound_text_unarchives_but_an_outbound_one_does_not,
+        ],
+        raw: []
+    );
+
+    async fn a_patch_names_archives_and_mutes_for_the_account_only(store: SharedStore) {
+        let alice = account(&store, "alice").await;
+        let bob = account(&store, "bob").await;
+        let sent = store
+            .deliver(in_network(alice, "@alice", bob, "@bob"))
+            .await
+            .unwrap()
+            .sender
+            .unwrap();
+        let conversation = sent.conversation_id;
+        let before = all_events(&store, alice).await;
+
+        let patch = PatchConversation {
+            name: Some(Some("Bob from work".into())),
+            archived: Some(true),
+            muted_until: Some(Some(muted_always())),
+        };
+        assert!(matches!(
+            store
+                .update_conversation(bob, conversation, patch.clone(), now())
+                .await,
+            Err(StoreError::NotFound)
+        ));
+        let updated = store
+            .update_conversation(alice, conversation, patch, now())
+            .await
+            .unwrap();
+        assert_eq!(updated.name.as_deref(), Some("Bob from work"));
+        assert!(updated.archived);
+        assert_eq!(updated.muted_until, Some(muted_always()));
+        assert_eq!(updated.last_message.as_ref().map(|m| m.id), Some(sent.id));
+        let stored = store.conversation(alice, conversation).await.unwrap();
+        assert_eq!(stored.as_ref(), Some(&updated));
+        let listed = store.conversations(alice, 50, None).await.unwrap();
+        assert_eq!(listed, vec![updated.clone()]);
+
+        let events = all_events(&store, alice).await;
+        assert_eq!(events.len(), before.len() + 1);
+        assert_eq!(
+            events.last().map(|e| &e.kind),
+            Some(&EventKind::ConversationUpdated {
+                conversation: updated.clone()
+            })
+        );
+
+        // An absent field stays; an empty name and a null mute clear.
+        let cleared = store
+            .update_conversation(
+                alice,
+                conversation,
+                PatchConversation {
+                    name: Some(Some(String::new())),
+                    archived: None,
+                    muted_until: Some(None),
+                },
+                now(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(cleared.name, None);
+        assert!(cleared.archived);
+        assert_eq!(cleared.muted_until, None);
+
+        // Bob's copy is his own.
+        let bobs = store.conversations(bob, 50, None).await.unwrap();
+        assert_eq!(bobs.len(), 1);
+        assert_eq!(bobs[0].name, None);
+        assert!(!bobs[0].archived);
+        assert_eq!(bobs[0].muted_until, None);
+    }
+
+    async fn an_inbound_text_unarchives_but_an_outbound_one_does_not(store: SharedStore) {
+        let alice = account(&store, "alice").await;
+        let first = store
+            .deliver(inbound(alice, "+12065550100"))
+            .await
+            .unwrap()
+            .recipient
+            .unwrap();
+        let conversation = first.conversation_id;
+        let archive = PatchConversation {
+            archived: Some(true),
+            ..PatchConversation::default()
+        };
+        store
+            .update_conversation(alice, conversation, archive.clone(), now())
+            .await
+            .unwrap();
+
+        let reply = store
+            .deliver(carrier_send(alice, "+12065550100"))
+            .await
+            .unwrap()
+            .sender
+            .unwrap();
+        assert_eq!(reply.conversation_id, conversation);
+        let after_reply = store
+            .conversation(alice, conversation)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            after_reply.archived,
+            "the account's own reply keeps it archived"
+        );
+
+        let again = store
+            .deliver(inbound(alice, "+12065550100"))
+            .await
+            .unwrap()
+            .recipient
+            .unwrap();
+        assert_eq!(again.conversation_id, conversation);
+        let after_inbound = store
+            .conversation(alice, conversation)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!after_inbound.archived, "a new inbound text un-archives it");
+        assert_eq!(after_inbound.last_message.map(|m| m.id), Some(again.id));
+    }
+}

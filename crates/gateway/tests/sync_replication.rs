@@ -709,3 +709,81 @@ async fn a_deleted_conversation_is_gone_for_every_device_and_from_the_log() {
     assert_eq!(again["last_message"]["body"], "a fresh start", "{again}");
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversations_name_archive_and_mute_reach_every_device() {
+    let gw = TestGateway::start().await;
+    let alice = gw.sign_up("alice").await;
+    let tablet = gw.sign_in("alice", "tablet").await;
+    let bob = gw.sign_up("bob").await;
+    let eve = gw.sign_up("eve").await;
+    gw.send(&bob, "@alice", "hello alice").await;
+    let conversation = conversation_with(&gw, &alice, "@bob").await;
+    let id = conversation["id"].as_str().unwrap().to_owned();
+    assert_eq!(conversation["archived"], false, "{conversation}");
+    assert_eq!(conversation["name"], Value::Null, "{conversation}");
+    let path = format!("/v1/conversations/{id}");
+    let patch = |body: Value| {
+        gw.call(
+            reqwest::Method::PATCH,
+            path.as_str(),
+            Some(alice.token.as_str()),
+            Some(body),
+        )
+    };
+
+    // Another account's conversation is not found; bad names and shapes are refused.
+    let (status, body) = gw
+        .call(
+            reqwest::Method::PATCH,
+            &path,
+            Some(&eve.token),
+            Some(json!({"archived": true})),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = patch(json!({"name": "x".repeat(101)})).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["code"], "invalid_field", "{body}");
+    let (status, body) = patch(json!({"name": "Bob\nfrom work"})).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = patch(json!({"mute": "always"})).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = patch(json!({"muted_until": "soon"})).await;
+    assert_eq!(status, 400, "{body}");
+
+    let (status, body) = patch(json!({
+        "name": "x".repeat(100),
+        "archived": true,
+        "muted_until": "9999-12-31T23:59:59Z",
+    }))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["name"], "x".repeat(100), "{body}");
+    assert_eq!(body["archived"], true, "{body}");
+    assert_eq!(body["muted_until"], "9999-12-31T23:59:59Z", "{body}");
+    let (status, body) = patch(json!({"name": "Bob", "muted_until": null})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["archived"], true, "an absent field stays: {body}");
+    assert_eq!(body["muted_until"], Value::Null, "{body}");
+
+    // The other device sees it in the list and in the log.
+    let listed = conversation_with(&gw, &tablet, "@bob").await;
+    assert_eq!(listed["name"], "Bob", "{listed}");
+    assert_eq!(listed["archived"], true, "{listed}");
+    let (events, _) = gw.sync_all(&tablet, 0).await;
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "conversation.updated", "{last}");
+    assert_eq!(last["conversation"]["name"], "Bob", "{last}");
+    // Bob's copy is his own.
+    let bobs = conversation_with(&gw, &bob, "@alice").await;
+    assert_eq!(bobs["name"], Value::Null, "{bobs}");
+    assert_eq!(bobs["archived"], false, "{bobs}");
+
+    // Bob writing again brings the conversation back from the archive.
+    gw.send(&bob, "@alice", "are you there?").await;
+    let back = conversation_with(&gw, &alice, "@bob").await;
+    assert_eq!(back["archived"], false, "{back}");
+    assert_eq!(back["name"], "Bob", "{back}");
+    gw.stop().await;
+}

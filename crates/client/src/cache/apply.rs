@@ -11,6 +11,7 @@
 //! one FTS5 insert of all its bodies ([`messages::index_bodies`]: FTS5 writes a segment per
 //! statement), and one update per conversation ([`conversations::Batch`]).
 
+use airtext_api::messages::Direction;
 use airtext_api::sync::{EventKind, SyncEvent};
 use rusqlite::Connection;
 
@@ -114,6 +115,9 @@ fn apply_one(tx: &Connection, event: &SyncEvent, page: &mut Page<'_>) -> Result<
             let (stored, conversation) = messages::store_in_batch(tx, message, batch)?;
             if let Stored::Inserted(id) = stored {
                 unindexed.push(id);
+                if message.direction == Direction::Inbound {
+                    conversations::unarchive(tx, conversation)?;
+                }
             }
             if matches!(stored, Stored::Unchanged(_)) || !want_changes {
                 return Ok(());
@@ -191,6 +195,11 @@ fn apply_one(tx: &Connection, event: &SyncEvent, page: &mut Page<'_>) -> Result<
                         .into_iter()
                         .map(|id| ClientEvent::MessageDeleted { id }),
                 );
+            }
+        }
+        EventKind::ConversationUpdated { conversation } => {
+            if let Some(local) = conversations::set_state(tx, conversation)? {
+                touched.push(local);
             }
         }
         EventKind::Unknown => {}

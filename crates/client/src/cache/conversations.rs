@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use airtext_api::conversations::Conversation;
 use airtext_api::{ConversationId, MessageId};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -96,6 +97,15 @@ pub const MIGRATIONS: &[Migration] = &[
         SELECT c.id, c.peer, k.name FROM conversations c
         LEFT JOIN contacts k ON k.address = c.peer;",
     },
+    Migration {
+        version: 5,
+        name: "conversation_state",
+        // The account's own name for a conversation, its archive flag and its mute (ms since
+        // the epoch; 9999-12-31T23:59:59Z mutes for good), as `conversation.updated` says.
+        sql: "ALTER TABLE conversations ADD COLUMN conversation_name TEXT;
+    ALTER TABLE conversations ADD COLUMN archived INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE conversations ADD COLUMN muted_until INTEGER;",
+    },
 ];
 
 /// The cache's own id of a conversation (it exists before the server's).
@@ -119,6 +129,13 @@ pub struct CachedConversation {
     pub last_message: Option<CachedMessage>,
     pub unread: u32,
     pub updated_at: DateTime<Utc>,
+    /// The account's own name for the conversation (the API's `name`; `name` above is the
+    /// contact's).
+    pub conversation_name: Option<String>,
+    /// Hidden from the list until un-archived; a new inbound text un-archives it.
+    pub archived: bool,
+    /// No notification before this time; 9999-12-31T23:59:59Z mutes for good.
+    pub muted_until: Option<DateTime<Utc>>,
 }
 
 /// The conversation with `peer` (and server id `server_id`, when known), created if missing.
@@ -316,6 +333,39 @@ pub fn delete(
     Ok(Some(messages))
 }
 
+/// Stores the name, archive flag and mute of the conversation the server sent (a
+/// `conversation.updated` event or a PATCH's answer). `None` when this cache does not hold
+/// it (a later sync of its messages brings it).
+pub fn set_state(
+    conn: &Connection,
+    conversation: &Conversation,
+) -> Result<Option<LocalConversationId>, CacheError> {
+    Ok(super::one(
+        conn,
+        "UPDATE conversations SET conversation_name = ?2, archived = ?3, muted_until = ?4
+         WHERE server_id = ?1 RETURNING id",
+        params![
+            conversation.id.to_string(),
+            conversation.name,
+            conversation.archived,
+            conversation.muted_until.map(to_ms)
+        ],
+        |row| row.get(0),
+    )
+    .optional()?
+    .map(LocalConversationId))
+}
+
+/// A new inbound text brings an archived conversation back, as the gateway does.
+pub fn unarchive(conn: &Connection, id: LocalConversationId) -> Result<(), CacheError> {
+    super::exec(
+        conn,
+        "UPDATE conversations SET archived = 0 WHERE id = ?1 AND archived = 1",
+        [id.0],
+    )?;
+    Ok(())
+}
+
 fn read(conn: &Connection, row: &rusqlite::Row<'_>) -> Result<CachedConversation, CacheError> {
     let local_id = LocalConversationId(row.get(0)?);
     let server_id: Option<String> = row.get(1)?;
@@ -328,10 +378,14 @@ fn read(conn: &Connection, row: &rusqlite::Row<'_>) -> Result<CachedConversation
         last_message,
         unread: row.get(3)?,
         updated_at: from_ms(row.get(4)?),
+        conversation_name: row.get(6)?,
+        archived: row.get(7)?,
+        muted_until: row.get::<_, Option<i64>>(8)?.map(from_ms),
     })
 }
 
-const SELECT: &str = "SELECT c.id, c.server_id, c.peer, c.unread, c.updated_at, k.name
+const SELECT: &str = "SELECT c.id, c.server_id, c.peer, c.unread, c.updated_at, k.name,
+        c.conversation_name, c.archived, c.muted_until
     FROM conversations c LEFT JOIN contacts k ON k.address = c.peer";
 
 /// Most recently updated first.
@@ -509,6 +563,50 @@ mod tests {
         // A deleted conversation is no longer found.
         drop_if_orphan(&conn, LocalConversationId(d))?;
         assert_eq!(ids(&conn, "trix", 10)?, Vec::<i64>::new());
+        Ok(())
+    }
+
+    /// `conversation.updated` sets the name, archive flag and mute of the conversation it
+    /// names and of no other; an inbound text un-archives.
+    #[test]
+    fn state_applies_to_its_conversation_only() -> Result<(), CacheError> {
+        let (_dir, conn) = open()?;
+        let t = DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default();
+        let server_id = ConversationId::new();
+        let bob = ensure(&conn, Some(server_id), "@bob", t)?;
+        let carol = ensure(&conn, Some(ConversationId::new()), "@carol", t)?;
+        let mut state = Conversation {
+            id: server_id,
+            peer: "@bob".into(),
+            last_message: None,
+            unread: 0,
+            updated_at: t,
+            name: Some("Bob from work".into()),
+            archived: true,
+            muted_until: Some(airtext_api::conversations::muted_always()),
+        };
+        assert_eq!(set_state(&conn, &state)?, Some(bob));
+        let cached = get(&conn, bob)?.ok_or(CacheError::Corrupt("gone".into()))?;
+        assert_eq!(cached.conversation_name.as_deref(), Some("Bob from work"));
+        assert!(cached.archived);
+        assert_eq!(cached.muted_until, state.muted_until);
+        let other = get(&conn, carol)?.ok_or(CacheError::Corrupt("gone".into()))?;
+        assert_eq!(
+            (other.conversation_name, other.archived, other.muted_until),
+            (None, false, None)
+        );
+
+        unarchive(&conn, bob)?;
+        let cached = get(&conn, bob)?.ok_or(CacheError::Corrupt("gone".into()))?;
+        assert!(!cached.archived);
+        assert_eq!(cached.conversation_name.as_deref(), Some("Bob from work"));
+
+        state.id = ConversationId::new();
+        assert_eq!(
+            set_state(&conn, &state)?,
+            None,
+            "a conversation this cache lacks"
+        );
         Ok(())
     }
 

@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use airtext_api::contacts::PathChoice;
+use airtext_api::conversations::{muted_always, PatchConversation};
 use airtext_api::identities::IdentityKind;
 use airtext_api::SendStatus;
 use anyhow::{bail, Context};
@@ -73,6 +74,46 @@ pub enum Conversation {
         #[arg(long)]
         yes: bool,
     },
+    /// Hide the conversation with PEER from `airtext conversations` on every device (a new
+    /// text from PEER brings it back).
+    #[command(after_help = "Example:\n  airtext conversation archive @bob")]
+    Archive { peer: String },
+    /// List the conversation with PEER again.
+    #[command(after_help = "Example:\n  airtext conversation unarchive @bob")]
+    Unarchive { peer: String },
+    /// Silence notifications of the conversation with PEER on every device.
+    #[command(after_help = "Example:\n  airtext conversation mute @bob --for day")]
+    Mute {
+        peer: String,
+        /// For an hour, a day, or until unmuted.
+        #[arg(long = "for", value_enum)]
+        duration: MuteFor,
+    },
+    /// Notify again for the conversation with PEER.
+    #[command(after_help = "Example:\n  airtext conversation unmute @bob")]
+    Unmute { peer: String },
+    /// Name the conversation with PEER on every device (an empty NAME clears it).
+    #[command(after_help = "Example:\n  airtext conversation name @bob 'Bob from work'")]
+    Name { peer: String, name: String },
+}
+
+/// How long `airtext conversation mute` silences a conversation.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum MuteFor {
+    Hour,
+    Day,
+    Always,
+}
+
+impl MuteFor {
+    /// The `muted_until` the gateway stores for a mute starting `now`.
+    fn until(self, now: DateTime<Utc>) -> DateTime<Utc> {
+        match self {
+            MuteFor::Hour => now + chrono::Duration::hours(1),
+            MuteFor::Day => now + chrono::Duration::days(1),
+            MuteFor::Always => muted_always(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -158,11 +199,14 @@ pub enum Command {
     /// Pull everything new from the gateway and send everything queued now.
     #[command(after_help = "Example:\n  airtext sync --json")]
     Sync,
-    /// List conversations, most recent first.
+    /// List conversations, most recent first (archived ones only with --archived).
     #[command(after_help = "Example:\n  airtext conversations --limit 10")]
     Conversations {
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// Include archived conversations.
+        #[arg(long)]
+        archived: bool,
     },
     /// Show the latest messages with one peer (each with the end of its id).
     #[command(after_help = "Example:\n  airtext messages @bob --limit 20")]
@@ -479,6 +523,16 @@ async fn run_async(
                 writeln!(out, "deleted the conversation with {}", visible(peer))?;
             }
         }
+        Command::Conversation(change) => {
+            if let Some((peer, patch, done)) = conversation_patch(change) {
+                let updated = client.update_conversation(peer, patch).await?;
+                if json {
+                    json_line(out, &updated)?;
+                } else {
+                    writeln!(out, "{done} the conversation with {}", visible(peer))?;
+                }
+            }
+        }
         Command::Verify { kind, value, code } => {
             let kind = IdentityKind::from(*kind);
             let (identity, code) = match code {
@@ -556,8 +610,11 @@ async fn run_async(
                 )?;
             }
         }
-        Command::Conversations { limit } => {
-            let conversations = client.conversations(*limit).await?;
+        Command::Conversations { limit, archived } => {
+            let mut conversations = client.conversations(*limit).await?;
+            if !archived {
+                conversations.retain(|c| !c.archived);
+            }
             if json {
                 json_line(out, &conversations)?;
             } else {
@@ -568,13 +625,22 @@ async fn run_async(
                         .map(|m| m.body.as_str())
                         .unwrap_or("");
                     let name = c
-                        .name
+                        .conversation_name
                         .as_deref()
+                        .or(c.name.as_deref())
                         .map(|n| format!(" ({})", visible(n)))
                         .unwrap_or_default();
+                    let archived = if c.archived { "  archived" } else { "" };
+                    let muted = match c.muted_until {
+                        Some(until) if until >= muted_always() => "  muted".to_owned(),
+                        Some(until) if until > Utc::now() => {
+                            format!("  muted until {}", until.format("%Y-%m-%d %H:%M UTC"))
+                        }
+                        _ => String::new(),
+                    };
                     writeln!(
                         out,
-                        "{}{name}  unread {}  {}",
+                        "{}{name}  unread {}{archived}{muted}  {}",
                         visible(&c.peer),
                         c.unread,
                         visible(last)
@@ -765,6 +831,37 @@ async fn watch(client: &Client, json: bool, out: &mut dyn Write) -> anyhow::Resu
     }
     let _ = runner.await;
     Ok(())
+}
+
+/// The patch a `conversation` subcommand asks for, and what it did (`None` for delete,
+/// which is no patch).
+fn conversation_patch(change: &Conversation) -> Option<(&str, PatchConversation, &'static str)> {
+    let mut patch = PatchConversation::default();
+    let (peer, done) = match change {
+        Conversation::Archive { peer } => {
+            patch.archived = Some(true);
+            (peer, "archived")
+        }
+        Conversation::Unarchive { peer } => {
+            patch.archived = Some(false);
+            (peer, "unarchived")
+        }
+        Conversation::Mute { peer, duration } => {
+            patch.muted_until = Some(Some(duration.until(Utc::now())));
+            (peer, "muted")
+        }
+        Conversation::Unmute { peer } => {
+            patch.muted_until = Some(None);
+            (peer, "unmuted")
+        }
+        Conversation::Name { peer, name } => {
+            let name = name.trim();
+            patch.name = Some((!name.is_empty()).then(|| name.to_owned()));
+            (peer, if name.is_empty() { "unnamed" } else { "named" })
+        }
+        Conversation::Delete { .. } => return None,
+    };
+    Some((peer.as_str(), patch, done))
 }
 
 #[cfg(test)]

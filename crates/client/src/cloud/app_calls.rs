@@ -1,7 +1,7 @@
 //! The calls the app needs beyond the CLI's: the gateway's health check (when a person types a
 //! gateway address), revoking another device, the read marker and deleting a message.
 
-use airtext_api::conversations::MarkRead;
+use airtext_api::conversations::{Conversation, MarkRead, PatchConversation};
 use airtext_api::{ConversationId, DeviceId, MessageId};
 use reqwest::Method;
 
@@ -53,5 +53,20 @@ impl Cloud {
         )
         .await
         .map(drop)
+    }
+
+    /// `PATCH /v1/conversations/{id}`: name, archive or mute, for every device (by sync).
+    pub async fn update_conversation(
+        &self,
+        id: ConversationId,
+        patch: &PatchConversation,
+    ) -> Result<Conversation> {
+        let id = id.to_string();
+        self.json(
+            Method::PATCH,
+            self.url(&["v1", "conversations", &id])?,
+            Some(patch),
+        )
+        .await
     }
 }

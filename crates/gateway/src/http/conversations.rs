@@ -1,13 +1,15 @@
 //! Conversations and message history: `GET /v1/conversations`,
-//! `GET /v1/conversations/{id}/messages`, `POST /v1/conversations/{id}/read`
-//! and `DELETE /v1/conversations/{id}`.
+//! `GET /v1/conversations/{id}/messages`, `POST /v1/conversations/{id}/read`,
+//! `PATCH /v1/conversations/{id}` (name, archive, mute) and `DELETE /v1/conversations/{id}`.
 //!
 //! Paging is by keyset, never by offset, so pages stay stable while messages arrive:
 //! conversations page by `updated_at` (most recent first, `before` an RFC 3339 time),
 //! messages by id (UUIDv7, so by time; newest first, `before` a message id). Another
 //! account's conversation is simply not found (404), never an empty page.
 
-use airtext_api::conversations::{ConversationPage, MarkRead, PageQuery};
+use airtext_api::conversations::{
+    Conversation, ConversationPage, MarkRead, PageQuery, PatchConversation, NAME_MAX_CHARS,
+};
 use airtext_api::messages::MessagePage;
 use airtext_api::{ConversationId, ErrorBody, MessageId};
 use axum::extract::State;
@@ -29,7 +31,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_conversations))
         .routes(routes!(list_messages))
         .routes(routes!(mark_read))
-        .routes(routes!(delete_conversation))
+        .routes(routes!(update_conversation, delete_conversation))
 }
 
 fn page_limit(limit: Option<u32>) -> ApiResult<u32> {
@@ -214,4 +216,43 @@ async fn delete_conversation(
         .await
         .map_err(crate::error::not_found_as("conversation"))?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Names, archives or mutes the conversation for every device of the account; the other
+/// party sees none of it. The name is checked here (length) and at the edge (characters).
+#[utoipa::path(
+    patch,
+    path = "/v1/conversations/{id}",
+    tag = "conversations",
+    operation_id = "update_conversation",
+    security(("device_token" = [])),
+    params(("id" = ConversationId, Path, description = "The conversation")),
+    request_body = PatchConversation,
+    responses(
+        (status = 200, description = "The conversation as it now is; a `conversation.updated` event tells the other devices", body = Conversation),
+        (status = 400, description = "`invalid_field`: the name is longer than 100 characters or holds a control character; `bad_request`: the id is not a UUID or the body is not a patch", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no valid device token", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such conversation in this account", body = ErrorBody),
+    )
+)]
+async fn update_conversation(
+    State(state): State<AppState>,
+    auth: AuthDevice,
+    ApiPath(id): ApiPath<ConversationId>,
+    ApiJson(patch): ApiJson<PatchConversation>,
+) -> ApiResult<Json<Conversation>> {
+    if let Some(Some(name)) = &patch.name {
+        if name.chars().count() > NAME_MAX_CHARS {
+            return Err(ApiError::invalid_field(format!(
+                "name: at most {NAME_MAX_CHARS} characters, this one has {}",
+                name.chars().count()
+            )));
+        }
+    }
+    let conversation = state
+        .store
+        .update_conversation(auth.account_id, id, patch, Utc::now())
+        .await
+        .map_err(crate::error::not_found_as("conversation"))?;
+    Ok(Json(conversation))
 }

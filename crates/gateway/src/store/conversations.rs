@@ -1,6 +1,6 @@
 //! Conversations: one per `(account, peer)`, with its newest message and read marker.
 
-use airtext_api::conversations::Conversation;
+use airtext_api::conversations::{Conversation, PatchConversation};
 use airtext_api::{AccountId, ConversationId, MessageId};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -42,4 +42,14 @@ pub trait ConversationStore: Send + Sync {
         conversation: ConversationId,
         at: DateTime<Utc>,
     ) -> StoreResult<()>;
+    /// Applies `patch` (name, archived, mute; see [`super::rules::patched_conversation`]) and
+    /// appends `conversation.updated` carrying the whole conversation, which it returns.
+    /// `NotFound` if the conversation is not this account's.
+    async fn update_conversation(
+        &self,
+        account: AccountId,
+        conversation: ConversationId,
+        patch: PatchConversation,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Conversation>;
 }

@@ -107,7 +107,8 @@ pub(crate) fn message(row: &impl Cols) -> StoreResult<Message> {
 /// The columns every conversation query selects: the conversation under `c_*` names, and its
 /// last message (left-joined as `m`) under the message names.
 pub(crate) const CONVERSATION_COLUMNS: &str = "c.id AS c_id, c.peer AS c_peer, \
-     c.unread AS c_unread, c.updated_at AS c_updated_at, m.id, m.conversation_id, m.direction, \
+     c.unread AS c_unread, c.updated_at AS c_updated_at, c.name AS c_name, \
+     c.archived AS c_archived, c.muted_until AS c_muted_until, m.id, m.conversation_id, m.direction, \
      m.from_addr, m.to_addr, m.body, m.status, m.route, m.client_id, m.encoding, m.segments, \
      m.failure_reason, m.created_at, m.updated_at";
 
@@ -122,6 +123,9 @@ pub(crate) fn conversation(row: &impl Cols) -> StoreResult<Conversation> {
         last_message,
         unread: to_u32(row.int("c_unread")?, "unread")?,
         updated_at: row.time("c_updated_at")?,
+        name: row.opt_text("c_name")?,
+        archived: row.boolean("c_archived")?,
+        muted_until: row.opt_time("c_muted_until")?,
     })
 }
 

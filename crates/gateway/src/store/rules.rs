@@ -7,12 +7,41 @@
 //! here on its own; the conformance suite (`tests/store_conformance.rs`) checks that both
 //! engines apply them.
 
+use airtext_api::conversations::{Conversation, PatchConversation};
 use airtext_api::identities::IdentityKind;
+use airtext_api::messages::Direction;
 use airtext_api::sync::EventKind;
 use airtext_api::{AccountId, ConversationId, MessageId, SendStatus};
 use chrono::{DateTime, Duration, Utc};
 
 use super::{Conflict, Delivery, OutboundJob, OutboundOutcome, StoreError, StoreResult};
+
+// ----- conversations -----
+
+/// Whether an archived conversation stays archived when a message of `direction` is stored
+/// in it: a new inbound text brings it back to the list (as other messengers do); the
+/// account's own outbound copies leave it where it is.
+pub fn stays_archived(direction: Direction) -> bool {
+    direction != Direction::Inbound
+}
+
+/// The conversation after `patch`: each field given replaces the stored one, an empty name
+/// clears it. The patch's name was checked at the edge (length, characters).
+pub fn patched_conversation(
+    mut conversation: Conversation,
+    patch: &PatchConversation,
+) -> Conversation {
+    if let Some(name) = &patch.name {
+        conversation.name = name.clone().filter(|name| !name.trim().is_empty());
+    }
+    if let Some(archived) = patch.archived {
+        conversation.archived = archived;
+    }
+    if let Some(muted_until) = patch.muted_until {
+        conversation.muted_until = muted_until;
+    }
+    conversation
+}
 
 // ----- messages -----
 
@@ -26,6 +55,7 @@ pub fn event_message(kind: &EventKind) -> Option<MessageId> {
         | EventKind::ConversationRead { .. }
         | EventKind::ContactUpdated { .. }
         | EventKind::ConversationDeleted { .. }
+        | EventKind::ConversationUpdated { .. }
         | EventKind::Unknown => None,
     }
 }
@@ -295,6 +325,50 @@ mod tests {
 
     fn reason(s: &str) -> Option<String> {
         Some(s.to_owned())
+    }
+
+    #[test]
+    fn only_an_inbound_text_unarchives() {
+        assert!(!stays_archived(Direction::Inbound));
+        assert!(stays_archived(Direction::Outbound));
+    }
+
+    #[test]
+    fn a_patch_replaces_what_it_gives_and_a_blank_name_clears() {
+        let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default();
+        let before = Conversation {
+            id: ConversationId::new(),
+            peer: "@bob".into(),
+            last_message: None,
+            unread: 2,
+            updated_at: at,
+            name: Some("Bob".into()),
+            archived: false,
+            muted_until: Some(at),
+        };
+        let kept = patched_conversation(before.clone(), &PatchConversation::default());
+        assert_eq!(kept, before);
+        let changed = patched_conversation(
+            before.clone(),
+            &PatchConversation {
+                name: Some(Some("  ".into())),
+                archived: Some(true),
+                muted_until: Some(None),
+            },
+        );
+        assert_eq!(changed.name, None);
+        assert!(changed.archived);
+        assert_eq!(changed.muted_until, None);
+        assert_eq!((changed.unread, changed.updated_at), (2, at));
+        let renamed = patched_conversation(
+            before,
+            &PatchConversation {
+                name: Some(Some("Bob from work".into())),
+                ..PatchConversation::default()
+            },
+        );
+        assert_eq!(renamed.name.as_deref(), Some("Bob from work"));
+        assert_eq!(renamed.muted_until, Some(at));
     }
 
     #[test]

@@ -10,4 +10,16 @@ peer: string, last_message: Message | null,
 /**
  * Inbound messages after the read marker.
  */
-unread: number, updated_at: string, };
+unread: number, updated_at: string, 
+/**
+ * The account's own name for the conversation; without one, the peer is shown.
+ */
+name: string | null, 
+/**
+ * Hidden from the list until un-archived; a new inbound message un-archives it.
+ */
+archived: boolean, 
+/**
+ * No notification before this time; 9999-12-31T23:59:59Z ([`muted_always`]) mutes for good.
+ */
+muted_until: string | null, };

@@ -1,6 +1,6 @@
 //! Conversations on PostgreSQL.
 
-use airtext_api::conversations::Conversation;
+use airtext_api::conversations::{Conversation, PatchConversation};
 use airtext_api::sync::EventKind;
 use airtext_api::{AccountId, ConversationId, MessageId};
 use async_trait::async_trait;
@@ -146,5 +146,42 @@ impl ConversationStore for PostgresStore {
         };
         tx.append(account, at, &event).await?;
         self.commit(tx).await
+    }
+
+    async fn update_conversation(
+        &self,
+        account: AccountId,
+        conversation: ConversationId,
+        patch: PatchConversation,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Conversation> {
+        let mut tx = self.begin().await?;
+        // Locks the row, so two patches apply one after the other.
+        let row = sqlx::query(&format!(
+            "SELECT {} FROM conversations c LEFT JOIN messages m ON m.id = c.last_message_id \
+             WHERE c.id = $1 AND c.account_id = $2 FOR UPDATE OF c",
+            rows::CONVERSATION_COLUMNS
+        ))
+        .bind(conversation.0)
+        .bind(account.0)
+        .fetch_optional(tx.conn())
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let updated = rules::patched_conversation(rows::conversation(&row)?, &patch);
+        sqlx::query(
+            "UPDATE conversations SET name = $2, archived = $3, muted_until = $4 WHERE id = $1",
+        )
+        .bind(conversation.0)
+        .bind(&updated.name)
+        .bind(updated.archived)
+        .bind(updated.muted_until)
+        .execute(tx.conn())
+        .await?;
+        let event = EventKind::ConversationUpdated {
+            conversation: updated.clone(),
+        };
+        tx.append(account, at, &event).await?;
+        self.commit(tx).await?;
+        Ok(updated)
     }
 }

@@ -31,7 +31,8 @@ async fn store_copy(conn: &mut PgConnection, copy: &NewMessage) -> StoreResult<O
              ON CONFLICT (account_id, peer) DO UPDATE SET \
                  last_message_id = excluded.last_message_id, \
                  updated_at = greatest(conversations.updated_at, excluded.updated_at), \
-                 unread = conversations.unread + excluded.unread \
+                 unread = conversations.unread + excluded.unread, \
+                 archived = conversations.archived AND $16 \
              RETURNING id) \
          INSERT INTO messages (id, account_id, conversation_id, direction, from_addr, to_addr, \
                                body, status, route, client_id, encoding, segments, \
@@ -55,6 +56,7 @@ async fn store_copy(conn: &mut PgConnection, copy: &NewMessage) -> StoreResult<O
     .bind(copy.client_id.map(|c| c.0))
     .bind(copy.encoding.as_str())
     .bind(i64::from(copy.segments))
+    .bind(rules::stays_archived(copy.direction))
     .fetch_optional(&mut *conn)
     .await?;
     Ok(conversation)

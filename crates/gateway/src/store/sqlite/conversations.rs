@@ -1,6 +1,6 @@
 //! Conversations on SQLite.
 
-use airtext_api::conversations::Conversation;
+use airtext_api::conversations::{Conversation, PatchConversation};
 use airtext_api::sync::EventKind;
 use airtext_api::{AccountId, ConversationId, MessageId};
 use async_trait::async_trait;
@@ -28,13 +28,21 @@ pub(super) enum Op {
         conversation: ConversationId,
         at: DateTime<Utc>,
     },
+    UpdateConversation {
+        account: AccountId,
+        conversation: ConversationId,
+        patch: PatchConversation,
+        at: DateTime<Utc>,
+    },
 }
 
 impl Op {
     /// See [`writer::Op::changes_accounts`]: no catch-all arm.
     pub(super) fn changes_accounts(&self) -> bool {
         match self {
-            Op::MarkRead { .. } | Op::DeleteConversation { .. } => false,
+            Op::MarkRead { .. } | Op::DeleteConversation { .. } | Op::UpdateConversation { .. } => {
+                false
+            }
         }
     }
 }
@@ -59,7 +67,51 @@ pub(super) fn execute(conn: &Connection, op: &Op, fx: &mut Effects<'_>) -> Store
             conversation,
             at,
         } => delete_conversation(conn, fx, account, conversation, at),
+        Op::UpdateConversation {
+            account,
+            conversation,
+            ref patch,
+            at,
+        } => update_conversation(conn, fx, account, conversation, patch, at),
     }
+}
+
+fn update_conversation(
+    conn: &Connection,
+    fx: &mut Effects<'_>,
+    account: AccountId,
+    conversation: ConversationId,
+    patch: &PatchConversation,
+    at: DateTime<Utc>,
+) -> StoreResult<Out> {
+    let current = one(
+        conn,
+        &format!(
+            "SELECT {} FROM conversations c \
+             LEFT JOIN messages m ON m.id = c.last_message_id \
+             WHERE c.id = ?1 AND c.account_id = ?2",
+            rows::CONVERSATION_COLUMNS
+        ),
+        params![blob(&conversation.0), blob(&account.0)],
+        |row| rows::conversation(row),
+    )?
+    .ok_or(StoreError::NotFound)?;
+    let updated = rules::patched_conversation(current, patch);
+    run(
+        conn,
+        "UPDATE conversations SET name = ?2, archived = ?3, muted_until = ?4 WHERE id = ?1",
+        params![
+            blob(&conversation.0),
+            updated.name,
+            updated.archived,
+            updated.muted_until.map(micros)
+        ],
+    )?;
+    let event = EventKind::ConversationUpdated {
+        conversation: updated.clone(),
+    };
+    append(conn, fx, account, at, &event)?;
+    Ok(Out::Conversation(Box::new(updated)))
 }
 
 fn delete_conversation(
@@ -230,5 +282,24 @@ impl ConversationStore for SqliteStore {
             at,
         })
         .await
+    }
+
+    async fn update_conversation(
+        &self,
+        account: AccountId,
+        conversation: ConversationId,
+        patch: PatchConversation,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Conversation> {
+        let op = Op::UpdateConversation {
+            account,
+            conversation,
+            patch,
+            at,
+        };
+        match self.write(op).await? {
+            Out::Conversation(updated) => Ok(*updated),
+            other => Err(super::unexpected(&other)),
+        }
     }
 }

@@ -62,8 +62,9 @@ pub(super) fn execute(conn: &Connection, op: &Op, fx: &mut Effects<'_>) -> Store
 /// lookup (this thread is the only writer, so nothing can come between the two).
 const FIND_CONVERSATION: &str = "SELECT id FROM conversations WHERE account_id = ?1 AND peer = ?2";
 
+/// `?5` is [`rules::stays_archived`] for the copy's direction.
 const BUMP_CONVERSATION: &str = "UPDATE conversations SET last_message_id = ?2, \
-         updated_at = max(updated_at, ?3), unread = unread + ?4 \
+         updated_at = max(updated_at, ?3), unread = unread + ?4, archived = archived AND ?5 \
      WHERE id = ?1";
 
 const CREATE_CONVERSATION: &str = "INSERT INTO conversations \
@@ -121,7 +122,13 @@ fn deliver(conn: &Connection, fx: &mut Effects<'_>, delivery: &Delivery) -> Stor
                 run(
                     conn,
                     BUMP_CONVERSATION,
-                    params![blob(&id), blob(&copy.id.0), micros(copy.created_at), unread],
+                    params![
+                        blob(&id),
+                        blob(&copy.id.0),
+                        micros(copy.created_at),
+                        unread,
+                        rules::stays_archived(copy.direction)
+                    ],
                 )?;
                 ConversationId::from(id)
             }

@@ -31,6 +31,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
+use airtext_api::conversations::Conversation;
 use airtext_api::sync::EventKind;
 use airtext_api::{AccountId, DeviceId, IdentityId};
 use chrono::{DateTime, Utc};
@@ -118,6 +119,7 @@ pub(super) enum Out {
     Jobs(Vec<OutboundJob>),
     Receipts(Vec<ReceiptOutcome>),
     Removed(u64),
+    Conversation(Box<Conversation>),
 }
 
 /// A read run on the writer's connection (an in-memory database has no other).

@@ -18,4 +18,17 @@ peer: string,
 /**
  * The contact's name, when one is set.
  */
-name: string | null, last_message: CachedMessage | null, unread: number, updated_at: string, };
+name: string | null, last_message: CachedMessage | null, unread: number, updated_at: string, 
+/**
+ * The account's own name for the conversation (the API's `name`; `name` above is the
+ * contact's).
+ */
+conversation_name: string | null, 
+/**
+ * Hidden from the list until un-archived; a new inbound text un-archives it.
+ */
+archived: boolean, 
+/**
+ * No notification before this time; 9999-12-31T23:59:59Z mutes for good.
+ */
+muted_until: string | null, };
