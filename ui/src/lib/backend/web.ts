@@ -423,6 +423,9 @@ export class WebBackend implements Backend {
       id: c.id,
       peer: c.peer,
       name: this.contactName(c.peer),
+      conversation_name: c.name ?? null,
+      archived: c.archived ?? false,
+      muted_until: c.muted_until ?? null,
       last_message: last,
       unread: c.unread,
       updated_at: c.updated_at,
@@ -433,14 +436,7 @@ export class WebBackend implements Backend {
   private touchConversation(message: ChatMessage, newInbound: boolean): void {
     let conv = this.convs.get(message.peer);
     if (!conv) {
-      conv = {
-        id: message.conversation_id,
-        peer: message.peer,
-        name: this.contactName(message.peer),
-        last_message: null,
-        unread: 0,
-        updated_at: message.created_at,
-      };
+      conv = emptyConversation(message.conversation_id, message.peer, this.contactName(message.peer), message.created_at);
       this.convs.set(message.peer, conv);
     }
     if (!conv.id && message.conversation_id) conv.id = message.conversation_id;
@@ -518,21 +514,16 @@ export class WebBackend implements Backend {
       if (this.convs.has(c.address)) continue;
       if (c.address.toLowerCase().includes(q) || (c.name ?? '').toLowerCase().includes(q)) {
         hits.push({
-          conversation: { id: null, peer: c.address, name: c.name, last_message: null, unread: 0, updated_at: c.updated_at },
+          conversation: emptyConversation(null, c.address, c.name, c.updated_at),
           message: null,
         });
       }
     }
     for (const m of await this.searchMessages(query)) {
-      const c = this.convs.get(m.peer) ?? {
-        // A conversation beyond the pages loaded so far.
-        id: m.conversation_id,
-        peer: m.peer,
-        name: this.contactMap.get(m.peer)?.name ?? null,
-        last_message: null,
-        unread: 0,
-        updated_at: m.created_at,
-      };
+      // A conversation beyond the pages loaded so far.
+      const c =
+        this.convs.get(m.peer) ??
+        emptyConversation(m.conversation_id, m.peer, this.contactMap.get(m.peer)?.name ?? null, m.created_at);
       hits.push({ conversation: { ...c }, message: m });
     }
     return hits;
@@ -1024,4 +1015,19 @@ export class WebBackend implements Backend {
         break;
     }
   }
+}
+
+/** A thread with no message known yet: not named, archived or muted. */
+function emptyConversation(id: string | null, peer: string, name: string | null, updatedAt: string): ChatConversation {
+  return {
+    id,
+    peer,
+    name,
+    conversation_name: null,
+    archived: false,
+    muted_until: null,
+    last_message: null,
+    unread: 0,
+    updated_at: updatedAt,
+  };
 }
