@@ -83,6 +83,9 @@ pub enum EventKind {
     /// The account deleted the conversation and every message in it (on every device).
     #[serde(rename = "conversation.deleted")]
     ConversationDeleted { conversation_id: ConversationId },
+    /// The account deleted its setting for this (normalised) address; its conversation stays.
+    #[serde(rename = "contact.deleted")]
+    ContactDeleted { address: String },
     /// An event type this client does not know (a newer gateway); skip it.
     #[serde(other)]
     #[cfg_attr(feature = "ts", ts(skip))]
@@ -98,6 +101,7 @@ impl EventKind {
             EventKind::ConversationRead { .. } => "conversation.read",
             EventKind::ContactUpdated { .. } => "contact.updated",
             EventKind::ConversationDeleted { .. } => "conversation.deleted",
+            EventKind::ContactDeleted { .. } => "contact.deleted",
             EventKind::Unknown => "unknown",
         }
     }
