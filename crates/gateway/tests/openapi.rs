@@ -48,6 +48,7 @@ const CONTRACT: &[(&str, &str)] = &[
     ("post", "/v1/password-resets/confirm"),
     ("delete", "/v1/accounts/me"),
     ("get", "/v1/search"),
+    ("delete", "/v1/contacts/{address}"),
 ];
 
 /// Calls that take no device token.
