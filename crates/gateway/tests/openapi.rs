@@ -49,6 +49,7 @@ const CONTRACT: &[(&str, &str)] = &[
     ("delete", "/v1/accounts/me"),
     ("get", "/v1/search"),
     ("delete", "/v1/contacts/{address}"),
+    ("delete", "/v1/identities/{id}"),
 ];
 
 /// Calls that take no device token.

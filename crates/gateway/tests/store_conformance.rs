@@ -151,6 +151,7 @@ conformance!(
         numbers_search_claim_and_quarantine,
         bought_numbers_are_held_then_given_back,
         identities_codes_attempts_and_the_verified_owner_keeps_it,
+        a_removed_identity_is_free_for_another_account,
         deliver_in_network_stores_both_copies,
         deliver_note_to_self,
         repeated_client_id_returns_the_first_message,
@@ -727,6 +728,50 @@ async fn numbers_search_claim_and_quarantine(store: SharedStore) {
         .await
         .unwrap();
     assert_eq!(store.number_owner("+14155550001").await.unwrap(), Some(bob));
+}
+
+async fn a_removed_identity_is_free_for_another_account(store: SharedStore) {
+    let alice = account(&store, "alice").await;
+    let bob = account(&store, "bob").await;
+    let code = |account| NewIdentityCode {
+        id: IdentityId::new(),
+        account_id: account,
+        kind: IdentityKind::Phone,
+        value: "+15550003333".into(),
+        code_hash: "h".into(),
+        expires_at: now() + Duration::minutes(10),
+        now: now(),
+    };
+    let alices = store.put_identity_code(code(alice)).await.unwrap();
+    store.mark_verified(alice, alices, now()).await.unwrap();
+    assert!(store.put_identity_code(code(bob)).await.is_err());
+    // Only the owner removes it.
+    assert!(matches!(
+        store.remove_identity(bob, alices).await,
+        Err(StoreError::NotFound)
+    ));
+    store.remove_identity(alice, alices).await.unwrap();
+    assert!(store.identity(alice, alices).await.unwrap().is_none());
+    assert!(matches!(
+        store.remove_identity(alice, alices).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        store
+            .verified_owner(IdentityKind::Phone, "+15550003333")
+            .await
+            .unwrap(),
+        None
+    );
+    let bobs = store.put_identity_code(code(bob)).await.unwrap();
+    store.mark_verified(bob, bobs, now()).await.unwrap();
+    assert_eq!(
+        store
+            .verified_owner(IdentityKind::Phone, "+15550003333")
+            .await
+            .unwrap(),
+        Some(bob)
+    );
 }
 
 async fn identities_codes_attempts_and_the_verified_owner_keeps_it(store: SharedStore) {
