@@ -51,7 +51,8 @@ pub struct PutContact {
     pub name: Option<String>,
     /// Texts from a blocked address reach no device of this account; the sender is not told.
     /// Absent: stays as it is (a client that sets only the path never unblocks anyone).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub blocked: Option<bool>,
 }
 
