@@ -82,3 +82,36 @@ pub fn put(conn: &Connection, contact: &Contact) -> Result<bool, CacheError> {
 pub fn delete(conn: &Connection, address: &str) -> Result<bool, CacheError> {
     Ok(conn.execute("DELETE FROM contacts WHERE address = ?1", [address])? > 0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{DateTime, Utc};
+
+    /// A schema 4 cache (contacts without `blocked`) keeps its contacts through the upgrade,
+    /// unblocked; a block is then stored, read back and deleted.
+    #[test]
+    fn a_schema_4_contact_survives_the_upgrade_and_blocks() -> Result<(), CacheError> {
+        let dir = tempfile::tempdir().map_err(|e| CacheError::Corrupt(e.to_string()))?;
+        let mut conn = Connection::open(dir.path().join("c.sqlite3"))?;
+        super::super::migrate_to(&mut conn, 0, 4)?;
+        conn.execute(
+            "INSERT INTO contacts (address, path, fallback, name, updated_at)
+             VALUES ('@bob', 'cloud', 1, 'Bob', 0)",
+            [],
+        )?;
+        super::super::migrate(&mut conn, 4)?;
+        let mut bob = get(&conn, "@bob")?.ok_or(CacheError::Closed)?;
+        assert!(!bob.blocked);
+        assert_eq!(bob.name.as_deref(), Some("Bob"));
+        bob.blocked = true;
+        bob.updated_at = DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::seconds(1);
+        assert!(put(&conn, &bob)?);
+        assert!(!put(&conn, &bob)?, "re-applying changes nothing");
+        assert_eq!(list(&conn)?, vec![bob]);
+        assert!(delete(&conn, "@bob")?);
+        assert!(!delete(&conn, "@bob")?);
+        assert!(get(&conn, "@bob")?.is_none());
+        Ok(())
+    }
+}
