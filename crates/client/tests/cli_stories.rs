@@ -1108,6 +1108,11 @@ async fn blocking_deleting_contacts_and_removing_identities_through_the_binary()
         json(a.path(), &url, &["identities", "list"]).await,
         serde_json::json!([])
     );
-    let out = run(a.path(), &url, &["identities", "remove", "alice@example.org"]).await;
+    let out = run(
+        a.path(),
+        &url,
+        &["identities", "remove", "alice@example.org"],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(1));
 }

@@ -1803,7 +1803,11 @@ async fn blocked_senders_texts_are_not_stored(store: SharedStore) {
     // From outside: nothing stored.
     let received = store.deliver(inbound(alice, "+15550002222")).await.unwrap();
     assert!(received.recipient.is_none());
-    assert!(store.conversations(alice, 50, None).await.unwrap().is_empty());
+    assert!(store
+        .conversations(alice, 50, None)
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(all_events(&store, alice).await.len(), before);
     assert_eq!(store.conversations(bob, 50, None).await.unwrap().len(), 1);
 

@@ -332,9 +332,13 @@ impl Cloud {
     }
 
     pub async fn delete_contact(&self, address: &str) -> Result<()> {
-        self.send(Method::DELETE, self.url(&["v1", "contacts", address])?, None)
-            .await
-            .map(drop)
+        self.send(
+            Method::DELETE,
+            self.url(&["v1", "contacts", address])?,
+            None,
+        )
+        .await
+        .map(drop)
     }
 
     pub async fn remove_identity(&self, id: IdentityId) -> Result<()> {

@@ -8,8 +8,8 @@
 
 use airtext_api::contacts::{Contact, PutContact};
 use airtext_api::ErrorBody;
-use axum::http::StatusCode;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;

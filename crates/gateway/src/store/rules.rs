@@ -12,7 +12,9 @@ use airtext_api::sync::EventKind;
 use airtext_api::{AccountId, ConversationId, MessageId, SendStatus};
 use chrono::{DateTime, Duration, Utc};
 
-use super::{Conflict, Delivery, NewMessage, OutboundJob, OutboundOutcome, StoreError, StoreResult};
+use super::{
+    Conflict, Delivery, NewMessage, OutboundJob, OutboundOutcome, StoreError, StoreResult,
+};
 
 // ----- messages -----
 
