@@ -1,4 +1,5 @@
-//! Contact settings, synced across the account's devices: which path to text a peer by.
+//! Contact settings, synced across the account's devices: which path to text a peer by, its
+//! name, and whether its texts are blocked.
 
 use serde::{Deserialize, Serialize};
 
@@ -48,6 +49,11 @@ pub struct PutContact {
     pub fallback: bool,
     #[serde(default)]
     pub name: Option<String>,
+    /// Texts from a blocked address reach no device of this account; the sender is not told.
+    /// Absent: stays as it is (a client that sets only the path never unblocks anyone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub blocked: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,5 +65,8 @@ pub struct Contact {
     pub path: PathChoice,
     pub fallback: bool,
     pub name: Option<String>,
+    /// Texts from this address reach no device of the account (neither stored nor shown).
+    #[serde(default)]
+    pub blocked: bool,
     pub updated_at: DateTime<Utc>,
 }

@@ -87,6 +87,9 @@ pub enum EventKind {
     /// The conversation's name, archived flag or mute changed; it carries the whole of it.
     #[serde(rename = "conversation.updated")]
     ConversationUpdated { conversation: Conversation },
+    /// The account deleted its setting for this (normalised) address; its conversation stays.
+    #[serde(rename = "contact.deleted")]
+    ContactDeleted { address: String },
     /// An event type this client does not know (a newer gateway); skip it.
     #[serde(other)]
     #[cfg_attr(feature = "ts", ts(skip))]
@@ -103,6 +106,7 @@ impl EventKind {
             EventKind::ContactUpdated { .. } => "contact.updated",
             EventKind::ConversationDeleted { .. } => "conversation.deleted",
             EventKind::ConversationUpdated { .. } => "conversation.updated",
+            EventKind::ContactDeleted { .. } => "contact.deleted",
             EventKind::Unknown => "unknown",
         }
     }

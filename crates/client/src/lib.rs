@@ -34,7 +34,9 @@ use std::sync::Arc;
 
 use airtext_api::accounts::{Me, SignIn, SignUp};
 use airtext_api::contacts::{Contact, PathChoice, PutContact};
-use airtext_api::identities::{AddIdentity, IdentityKind, IdentityPending, IdentityStatus};
+use airtext_api::identities::{
+    AddIdentity, Identity, IdentityKind, IdentityPending, IdentityStatus,
+};
 use airtext_api::{ErrorCode, IdentityId};
 use tokio::sync::{broadcast, mpsc, watch, Mutex, Notify, RwLock};
 use tokio_util::sync::CancellationToken;
@@ -436,6 +438,35 @@ impl Client {
             .await
     }
 
+    /// Removes one of the account's identities, named by its id or its value (a phone number
+    /// as typed, or an e-mail address); returns it as it was.
+    pub async fn remove_identity(&self, id_or_value: &str) -> Result<Identity> {
+        let session = self.session().await?;
+        let wanted = id_or_value.trim();
+        let phone = session
+            .normalise(wanted)
+            .ok()
+            .map(|a| a.as_str().to_owned());
+        let email = wanted.to_lowercase();
+        let me = session.cloud.me().await?;
+        let identity = me
+            .identities
+            .into_iter()
+            .find(|i| {
+                i.id.to_string() == wanted
+                    || i.value == email
+                    || phone.as_deref() == Some(i.value.as_str())
+            })
+            .ok_or_else(|| {
+                Error::invalid(
+                    ErrorCode::NotFound,
+                    format!("no identity {wanted:?} in this account (see `airtext identities`)"),
+                )
+            })?;
+        session.cloud.remove_identity(identity.id).await?;
+        Ok(identity)
+    }
+
     /// The pending identity of this kind and value (normalised as the gateway does).
     pub async fn pending_identity(&self, kind: IdentityKind, value: &str) -> Result<IdentityId> {
         let session = self.session().await?;
@@ -551,6 +582,7 @@ impl Client {
                 .or(current.as_ref().map(|c| c.fallback))
                 .unwrap_or(false),
             name: name.or(current.and_then(|c| c.name)),
+            blocked: None,
         };
         Self::put_contact(&session, &address, &request).await
     }
@@ -563,8 +595,49 @@ impl Client {
             path: current.as_ref().map(|c| c.path).unwrap_or_default(),
             fallback: current.as_ref().is_some_and(|c| c.fallback),
             name,
+            blocked: None,
         };
         Self::put_contact(&session, &address, &request).await
+    }
+
+    /// Blocks `peer` (their texts reach no device of this account; they are not told) or
+    /// unblocks them; the contact's path, fallback and name stay.
+    pub async fn block_contact(&self, peer: &str, blocked: bool) -> Result<Contact> {
+        let session = self.session().await?;
+        let (address, current) = Self::contact_of(&session, peer).await?;
+        let request = PutContact {
+            path: current.as_ref().map(|c| c.path).unwrap_or_default(),
+            fallback: current.as_ref().is_some_and(|c| c.fallback),
+            name: current.and_then(|c| c.name),
+            blocked: Some(blocked),
+        };
+        Self::put_contact(&session, &address, &request).await
+    }
+
+    /// Deletes the contact `peer` (its name, path and block; the conversation stays), at the
+    /// gateway, then here. Returns the normalised address.
+    pub async fn delete_contact(&self, peer: &str) -> Result<String> {
+        let session = self.session().await?;
+        let (address, _) = Self::contact_of(&session, peer).await?;
+        session.cloud.delete_contact(&address).await?;
+        let key = address.clone();
+        if session
+            .cache
+            .call(move |c| contacts::delete(c, &key))
+            .await?
+        {
+            session.emit(ClientEvent::ContactChanged {
+                contact: Contact {
+                    address: address.clone(),
+                    path: PathChoice::default(),
+                    fallback: false,
+                    name: None,
+                    blocked: false,
+                    updated_at: chrono::Utc::now(),
+                },
+            });
+        }
+        Ok(address)
     }
 
     /// `peer` normalised, and its contact settings here (if any).

@@ -1162,3 +1162,78 @@ async fn archiving_muting_and_naming_a_conversation_through_the_binary() {
     assert_eq!(at_bob[0]["archived"], false, "{at_bob}");
     assert_eq!(at_bob[0]["conversation_name"], Value::Null, "{at_bob}");
 }
+
+/// Blocking, unblocking and deleting a contact, and removing an identity, through the binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_deleting_contacts_and_removing_identities_through_the_binary() {
+    let gw = TestGateway::start().await;
+    let url = gw.url.clone();
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    ok(a.path(), &url, &["signup", "alice"]).await;
+    ok(b.path(), &url, &["signup", "bob"]).await;
+
+    let blocked = json(a.path(), &url, &["contact", "block", "@bob"]).await;
+    assert_eq!(blocked["address"], "@bob");
+    assert_eq!(blocked["blocked"], true);
+    // Naming keeps the block.
+    let named = json(a.path(), &url, &["contact", "set-name", "@bob", "Bob"]).await;
+    assert_eq!(named["blocked"], true);
+    let shown = ok(a.path(), &url, &["contact", "list"]).await;
+    assert!(shown.contains("blocked"), "{shown}");
+    // Bob's side sees a normal delivery; nothing reaches alice.
+    let sent = json(b.path(), &url, &["send", "@alice", "you will not see this"]).await;
+    assert_eq!(sent["status"], "delivered");
+    assert_eq!(
+        json(a.path(), &url, &["conversations"]).await,
+        serde_json::json!([])
+    );
+
+    let unblocked = json(a.path(), &url, &["contact", "unblock", "@bob"]).await;
+    assert_eq!(unblocked["blocked"], false);
+    assert_eq!(unblocked["name"], "Bob");
+    ok(b.path(), &url, &["send", "@alice", "now you do"]).await;
+    let messages = json(a.path(), &url, &["messages", "@bob"]).await;
+    let bodies: Vec<&str> = messages
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies, ["now you do"]);
+
+    let deleted = json(a.path(), &url, &["contact", "delete", "@bob"]).await;
+    assert_eq!(deleted["address"], "@bob");
+    assert_eq!(
+        json(a.path(), &url, &["contact", "list"]).await,
+        serde_json::json!([])
+    );
+    let out = run(a.path(), &url, &["contact", "delete", "@bob"]).await;
+    assert_eq!(out.status.code(), Some(1), "nothing left to delete");
+
+    // An identity, removed by its value.
+    ok(
+        a.path(),
+        &url,
+        &["identities", "add", "email", "alice@example.org"],
+    )
+    .await;
+    let removed = json(
+        a.path(),
+        &url,
+        &["identities", "remove", "Alice@Example.org"],
+    )
+    .await;
+    assert_eq!(removed["value"], "alice@example.org");
+    assert_eq!(
+        json(a.path(), &url, &["identities", "list"]).await,
+        serde_json::json!([])
+    );
+    let out = run(
+        a.path(),
+        &url,
+        &["identities", "remove", "alice@example.org"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+}

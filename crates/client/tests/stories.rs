@@ -297,3 +297,36 @@ async fn contact_paths_sync_and_cellular_texts_follow_the_policy() {
     assert_eq!(m.path.map(|p| p.as_str()), Some("cloud"));
     assert!(m.id.is_some());
 }
+
+/// A block and a deletion made on one device reach the account's other device by sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_and_a_contact_deletion_sync_to_the_other_device() {
+    let gw = TestGateway::start().await;
+    let a1 = Device::sign_up(&gw.url, "alice").await;
+    let a2 = Device::sign_in(&gw.url, "alice", "tablet").await;
+    let _b = Device::sign_up(&gw.url, "bob").await;
+
+    let blocked = a1.client.block_contact("@Bob", true).await.unwrap();
+    assert_eq!(blocked.address, "@bob");
+    assert!(blocked.blocked);
+    a2.client.sync().await.unwrap();
+    let contacts = a2.client.contacts().await.unwrap();
+    assert_eq!(contacts.len(), 1, "{contacts:?}");
+    assert!(contacts[0].blocked);
+
+    let mut a2_events = a2.client.subscribe();
+    assert_eq!(a1.client.delete_contact("@bob").await.unwrap(), "@bob");
+    assert!(a1.client.contacts().await.unwrap().is_empty());
+    a2.client.sync().await.unwrap();
+    assert!(a2.client.contacts().await.unwrap().is_empty());
+    // The app hears of it as a change back to the defaults.
+    let contact = wait_for(&mut a2_events, Duration::from_secs(10), |e| match e {
+        ClientEvent::ContactChanged { contact } if contact.address == "@bob" => {
+            Some(contact.clone())
+        }
+        _ => None,
+    })
+    .await;
+    assert!(!contact.blocked);
+    assert_eq!(contact.name, None);
+}

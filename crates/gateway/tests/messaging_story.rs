@@ -328,3 +328,34 @@ async fn the_openapi_document_describes_messaging_and_sync() {
     }
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_phone_can_be_verified_by_another_account() {
+    let gw = TestGateway::start().await;
+    let alice = gw.sign_up("alice").await;
+    let bob = gw.sign_up("bob").await;
+    let phone = "+12025550166";
+    let identity = verify_phone(&gw, &alice, phone).await;
+    let path = format!("/v1/identities/{identity}");
+    // Not bob's to remove.
+    let (status, body) = gw
+        .call(reqwest::Method::DELETE, &path, Some(&bob.token), None)
+        .await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+    let (status, body) = gw
+        .call(reqwest::Method::DELETE, &path, Some(&alice.token), None)
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let (_, me) = gw.get("/v1/me", &alice.token).await;
+    assert_eq!(me["identities"], json!([]), "{me}");
+    let (status, _) = gw
+        .call(reqwest::Method::DELETE, &path, Some(&alice.token), None)
+        .await;
+    assert_eq!(status, 404);
+    // Free for bob now; texts to it reach him.
+    verify_phone(&gw, &bob, phone).await;
+    let sent = gw.send(&alice, phone, "hi bob").await;
+    assert_eq!(sent["route"], "in_network");
+    assert_eq!(sent["to"], "@bob");
+    gw.stop().await;
+}

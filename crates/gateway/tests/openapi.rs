@@ -48,6 +48,8 @@ const CONTRACT: &[(&str, &str)] = &[
     ("post", "/v1/password-resets/confirm"),
     ("delete", "/v1/accounts/me"),
     ("get", "/v1/search"),
+    ("delete", "/v1/contacts/{address}"),
+    ("delete", "/v1/identities/{id}"),
 ];
 
 /// Calls that take no device token.

@@ -151,6 +151,7 @@ conformance!(
         numbers_search_claim_and_quarantine,
         bought_numbers_are_held_then_given_back,
         identities_codes_attempts_and_the_verified_owner_keeps_it,
+        a_removed_identity_is_free_for_another_account,
         deliver_in_network_stores_both_copies,
         deliver_note_to_self,
         repeated_client_id_returns_the_first_message,
@@ -166,6 +167,8 @@ conformance!(
         mark_read_never_moves_backwards,
         delete_message_fixes_the_conversation,
         contacts_upsert_and_log,
+        blocked_senders_texts_are_not_stored,
+        deleted_contacts_are_logged_and_then_not_found,
         events_page_with_more_flag,
         other_accounts_ids_are_not_found,
         subscribers_hear_of_commits,
@@ -725,6 +728,50 @@ async fn numbers_search_claim_and_quarantine(store: SharedStore) {
         .await
         .unwrap();
     assert_eq!(store.number_owner("+14155550001").await.unwrap(), Some(bob));
+}
+
+async fn a_removed_identity_is_free_for_another_account(store: SharedStore) {
+    let alice = account(&store, "alice").await;
+    let bob = account(&store, "bob").await;
+    let code = |account| NewIdentityCode {
+        id: IdentityId::new(),
+        account_id: account,
+        kind: IdentityKind::Phone,
+        value: "+15550003333".into(),
+        code_hash: "h".into(),
+        expires_at: now() + Duration::minutes(10),
+        now: now(),
+    };
+    let alices = store.put_identity_code(code(alice)).await.unwrap();
+    store.mark_verified(alice, alices, now()).await.unwrap();
+    assert!(store.put_identity_code(code(bob)).await.is_err());
+    // Only the owner removes it.
+    assert!(matches!(
+        store.remove_identity(bob, alices).await,
+        Err(StoreError::NotFound)
+    ));
+    store.remove_identity(alice, alices).await.unwrap();
+    assert!(store.identity(alice, alices).await.unwrap().is_none());
+    assert!(matches!(
+        store.remove_identity(alice, alices).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        store
+            .verified_owner(IdentityKind::Phone, "+15550003333")
+            .await
+            .unwrap(),
+        None
+    );
+    let bobs = store.put_identity_code(code(bob)).await.unwrap();
+    store.mark_verified(bob, bobs, now()).await.unwrap();
+    assert_eq!(
+        store
+            .verified_owner(IdentityKind::Phone, "+15550003333")
+            .await
+            .unwrap(),
+        Some(bob)
+    );
 }
 
 async fn identities_codes_attempts_and_the_verified_owner_keeps_it(store: SharedStore) {
@@ -1709,6 +1756,7 @@ async fn contacts_upsert_and_log(store: SharedStore) {
         path: PathChoice::Cellular,
         fallback: true,
         name: Some("Mum".into()),
+        blocked: false,
         updated_at: now(),
     };
     store.put_contact(alice, contact.clone()).await.unwrap();
@@ -1723,6 +1771,102 @@ async fn contacts_upsert_and_log(store: SharedStore) {
     let events = all_events(&store, alice).await;
     assert_eq!(events.len(), 2);
     assert_eq!(events[1].kind, EventKind::ContactUpdated { contact });
+}
+
+async fn blocked_senders_texts_are_not_stored(store: SharedStore) {
+    let alice = account(&store, "alice").await;
+    let bob = account(&store, "bob").await;
+    let mut contact = Contact {
+        address: "@bob".into(),
+        path: PathChoice::Auto,
+        fallback: false,
+        name: None,
+        blocked: true,
+        updated_at: now(),
+    };
+    store.put_contact(alice, contact.clone()).await.unwrap();
+    let outside = Contact {
+        address: "+15550002222".into(),
+        ..contact.clone()
+    };
+    store.put_contact(alice, outside).await.unwrap();
+    let before = all_events(&store, alice).await.len();
+
+    // In network: bob's copy is stored as usual, alice's is not.
+    let sent = store
+        .deliver(in_network(bob, "@bob", alice, "@alice"))
+        .await
+        .unwrap();
+    assert!(sent.created);
+    assert!(sent.sender.is_some());
+    assert!(sent.recipient.is_none());
+    // From outside: nothing stored.
+    let received = store.deliver(inbound(alice, "+15550002222")).await.unwrap();
+    assert!(received.recipient.is_none());
+    assert!(store
+        .conversations(alice, 50, None)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(all_events(&store, alice).await.len(), before);
+    assert_eq!(store.conversations(bob, 50, None).await.unwrap().len(), 1);
+
+    // Unblocked: the next text reaches alice.
+    contact.blocked = false;
+    contact.updated_at = now();
+    store.put_contact(alice, contact.clone()).await.unwrap();
+    let stored = store.contacts(alice).await.unwrap();
+    assert!(stored.iter().any(|c| c.address == "@bob" && !c.blocked));
+    let sent = store
+        .deliver(in_network(bob, "@bob", alice, "@alice"))
+        .await
+        .unwrap();
+    assert!(sent.recipient.is_some());
+    assert_eq!(store.conversations(alice, 50, None).await.unwrap().len(), 1);
+    // A block is per account: bob did not block alice.
+    let back = store
+        .deliver(in_network(alice, "@alice", bob, "@bob"))
+        .await
+        .unwrap();
+    assert!(back.recipient.is_some());
+}
+
+async fn deleted_contacts_are_logged_and_then_not_found(store: SharedStore) {
+    let alice = account(&store, "alice").await;
+    let bob = account(&store, "bob").await;
+    let contact = Contact {
+        address: "+15550001111".into(),
+        path: PathChoice::Cloud,
+        fallback: false,
+        name: Some("Mum".into()),
+        blocked: true,
+        updated_at: now(),
+    };
+    store.put_contact(alice, contact.clone()).await.unwrap();
+    // Another account cannot delete it.
+    assert!(matches!(
+        store.delete_contact(bob, "+15550001111", now()).await,
+        Err(StoreError::NotFound)
+    ));
+    store
+        .delete_contact(alice, "+15550001111", now())
+        .await
+        .unwrap();
+    assert!(store.contacts(alice).await.unwrap().is_empty());
+    let events = all_events(&store, alice).await;
+    assert_eq!(
+        events.last().map(|e| &e.kind),
+        Some(&EventKind::ContactDeleted {
+            address: "+15550001111".into()
+        })
+    );
+    assert!(matches!(
+        store.delete_contact(alice, "+15550001111", now()).await,
+        Err(StoreError::NotFound)
+    ));
+    // Deleting the block lets texts through again.
+    let received = store.deliver(inbound(alice, "+15550001111")).await.unwrap();
+    assert!(received.recipient.is_some());
 }
 
 async fn events_page_with_more_flag(store: SharedStore) {
@@ -1837,6 +1981,7 @@ async fn subscribers_hear_of_commits(store: SharedStore) {
                 path: PathChoice::Auto,
                 fallback: false,
                 name: None,
+                blocked: false,
                 updated_at: now(),
             },
         )
@@ -1898,6 +2043,7 @@ async fn writes_after_close_are_unavailable(store: SharedStore) {
                 path: PathChoice::Auto,
                 fallback: false,
                 name: None,
+                blocked: false,
                 updated_at: now(),
             },
         )
@@ -2967,6 +3113,7 @@ mod accounts_for_real_use {
             path: PathChoice::Cloud,
             fallback: false,
             name: Some("Bob".into()),
+            blocked: false,
             updated_at: now(),
         };
         store.put_contact(alice, contact.clone()).await.unwrap();
@@ -3208,6 +3355,7 @@ mod accounts_for_real_use {
                     path: PathChoice::Cloud,
                     fallback: true,
                     name: Some(format!("{username}'s friend")),
+                    blocked: false,
                     updated_at: now(),
                 },
             )

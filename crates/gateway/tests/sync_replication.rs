@@ -787,3 +787,87 @@ async fn a_conversations_name_archive_and_mute_reach_every_device() {
     assert_eq!(back["name"], "Bob", "{back}");
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_senders_texts_reach_no_device_until_unblocked() {
+    let gw = TestGateway::start().await;
+    let alice = gw.sign_up("alice").await;
+    let alice2 = gw.sign_in("alice", "tablet").await;
+    let bob = gw.sign_up("bob").await;
+    let alice_number = gw.claim_number(&alice, "415").await;
+    let outside = "+12025550188";
+    let put = |address: &str, body: Value| {
+        let path = format!("/v1/contacts/{}", urlencode(address));
+        let gw = &gw;
+        let token = alice.token.clone();
+        async move {
+            gw.call(reqwest::Method::PUT, &path, Some(&token), Some(body))
+                .await
+        }
+    };
+    for address in ["@bob", outside] {
+        let (status, contact) = put(
+            address,
+            json!({"path": "auto", "fallback": false, "blocked": true}),
+        )
+        .await;
+        assert_eq!(status, 200, "{contact}");
+        assert_eq!(contact["blocked"], true);
+    }
+    // A change that leaves `blocked` out keeps the block.
+    let (status, contact) = put("@bob", json!({"path": "cloud", "fallback": false})).await;
+    assert_eq!(status, 200, "{contact}");
+    assert_eq!(contact["blocked"], true);
+    let (_, start) = gw.sync_all(&alice2, 0).await;
+
+    // Bob's side sees a normal delivery; the text from outside is taken as usual.
+    let sent = gw.send(&bob, "@alice", "blocked one").await;
+    assert_eq!(sent["status"], "delivered");
+    let (status, reply) = gw
+        .post(
+            "/v1/simulator/inbound",
+            Some(&alice.token),
+            json!({"from": outside, "to": alice_number, "body": "blocked two"}),
+        )
+        .await;
+    assert_eq!(status, 204, "{reply}");
+    for device in [&alice, &alice2] {
+        let (events, _) = gw.sync_all(device, start).await;
+        assert!(created_messages(&events).is_empty(), "{events:?}");
+    }
+    let (status, page) = gw.get("/v1/conversations", &alice.token).await;
+    assert_eq!(status, 200);
+    assert_eq!(page["conversations"], json!([]), "{page}");
+
+    // Unblocked: the next text reaches every device.
+    let (status, contact) = put(
+        "@bob",
+        json!({"path": "auto", "fallback": false, "blocked": false}),
+    )
+    .await;
+    assert_eq!(status, 200, "{contact}");
+    gw.send(&bob, "@alice", "unblocked").await;
+    for device in [&alice, &alice2] {
+        let (events, _) = gw.sync_all(device, start).await;
+        assert_eq!(bodies(&events), ["unblocked"]);
+    }
+
+    // Deleting a contact: 204 and a `contact.deleted` event, then 404.
+    let path = format!("/v1/contacts/{}", urlencode(outside));
+    let (status, body) = gw
+        .call(reqwest::Method::DELETE, &path, Some(&alice.token), None)
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let (events, _) = gw.sync_all(&alice2, start).await;
+    assert_eq!(
+        event_types(&events).last().map(String::as_str),
+        Some("contact.deleted")
+    );
+    assert_eq!(events.last().unwrap()["address"], outside);
+    let (status, body) = gw
+        .call(reqwest::Method::DELETE, &path, Some(&alice.token), None)
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["code"], "not_found", "{body}");
+    gw.stop().await;
+}

@@ -11,6 +11,7 @@
 //! one FTS5 insert of all its bodies ([`messages::index_bodies`]: FTS5 writes a segment per
 //! statement), and one update per conversation ([`conversations::Batch`]).
 
+use airtext_api::contacts::{Contact, PathChoice};
 use airtext_api::messages::Direction;
 use airtext_api::sync::{EventKind, SyncEvent};
 use rusqlite::Connection;
@@ -179,6 +180,21 @@ fn apply_one(tx: &Connection, event: &SyncEvent, page: &mut Page<'_>) -> Result<
             if contacts::put(tx, contact)? {
                 changes.push(ClientEvent::ContactChanged {
                     contact: contact.clone(),
+                });
+            }
+        }
+        EventKind::ContactDeleted { address } => {
+            if contacts::delete(tx, address)? {
+                // The app is told as for any change: no row is the default setting.
+                changes.push(ClientEvent::ContactChanged {
+                    contact: Contact {
+                        address: address.clone(),
+                        path: PathChoice::default(),
+                        fallback: false,
+                        name: None,
+                        blocked: false,
+                        updated_at: event.at,
+                    },
                 });
             }
         }

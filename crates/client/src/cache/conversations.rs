@@ -511,6 +511,7 @@ mod tests {
             path: PathChoice::Auto,
             fallback: false,
             name: name.map(str::to_owned),
+            blocked: false,
             updated_at: DateTime::UNIX_EPOCH,
         }
     }

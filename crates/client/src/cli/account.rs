@@ -123,6 +123,13 @@ pub enum Identities {
         identity: String,
         code: String,
     },
+    /// Remove a phone number or e-mail address from the account (verified or not); another
+    /// account may verify it then.
+    #[command(after_help = "Example:\n  airtext identities remove alice@example.org")]
+    Remove {
+        /// The identity's id (from `identities list`), or its phone number or e-mail address.
+        identity: String,
+    },
 }
 
 /// `airtext devices …`
@@ -314,6 +321,14 @@ pub async fn identities(
                 json_line(out, &serde_json::json!({ "status": verified }))?;
             } else {
                 writeln!(out, "{} is {}", visible(identity), verified.as_str())?;
+            }
+        }
+        Identities::Remove { identity } => {
+            let removed = client.remove_identity(identity).await?;
+            if json {
+                json_line(out, &removed)?;
+            } else {
+                writeln!(out, "removed {}", identity_line(&removed))?;
             }
         }
     }

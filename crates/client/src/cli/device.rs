@@ -279,6 +279,15 @@ pub enum Contact {
                             airtext contact set-name +14155550123"
     )]
     SetName { peer: String, name: Option<String> },
+    /// Block a peer: their texts reach none of your devices and are not kept; they are not told.
+    #[command(after_help = "Example:\n  airtext contact block +14155550123")]
+    Block { peer: String },
+    /// Unblock a peer: their next texts arrive again.
+    #[command(after_help = "Example:\n  airtext contact unblock +14155550123")]
+    Unblock { peer: String },
+    /// Delete a contact's name, path and block (the conversation stays).
+    #[command(after_help = "Example:\n  airtext contact delete +14155550123")]
+    Delete { peer: String },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -749,6 +758,23 @@ async fn run_async(
                 writeln!(out, "{}", contact_line(&contact))?;
             }
         }
+        Command::Contact(Contact::Block { peer } | Contact::Unblock { peer }) => {
+            let blocked = matches!(command, Command::Contact(Contact::Block { .. }));
+            let contact = client.block_contact(peer, blocked).await?;
+            if json {
+                json_line(out, &contact)?;
+            } else {
+                writeln!(out, "{}", contact_line(&contact))?;
+            }
+        }
+        Command::Contact(Contact::Delete { peer }) => {
+            let address = client.delete_contact(peer).await?;
+            if json {
+                json_line(out, &serde_json::json!({ "address": address }))?;
+            } else {
+                writeln!(out, "deleted contact {}", visible(&address))?;
+            }
+        }
         Command::Contact(Contact::SetName { peer, name }) => {
             let name = name.clone().filter(|n| !n.trim().is_empty());
             let contact = client.name_contact(peer, name).await?;
@@ -770,10 +796,11 @@ fn contact_line(contact: &airtext_api::contacts::Contact) -> String {
         .map(|n| format!(" ({})", visible(n)))
         .unwrap_or_default();
     format!(
-        "{}{name}: path {}, fallback {}",
+        "{}{name}: path {}, fallback {}{}",
         visible(&contact.address),
         contact.path.as_str(),
-        if contact.fallback { "on" } else { "off" }
+        if contact.fallback { "on" } else { "off" },
+        if contact.blocked { ", blocked" } else { "" }
     )
 }
 

@@ -331,6 +331,23 @@ impl Cloud {
         Ok(list.contacts)
     }
 
+    pub async fn delete_contact(&self, address: &str) -> Result<()> {
+        self.send(
+            Method::DELETE,
+            self.url(&["v1", "contacts", address])?,
+            None,
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn remove_identity(&self, id: IdentityId) -> Result<()> {
+        let id = id.to_string();
+        self.send(Method::DELETE, self.url(&["v1", "identities", &id])?, None)
+            .await
+            .map(drop)
+    }
+
     /// `GET /v1/sync?after=&limit=`
     pub async fn sync(&self, after: i64, limit: u32) -> Result<SyncPage> {
         let mut url = self.url(&["v1", "sync"])?;

@@ -30,13 +30,14 @@ use crate::routing::{canonical_address, encoding_of, parse_address};
 use crate::store::{CarrierReceipt, Delivery, NewMessage, ReceiptOutcome, StoreError};
 
 /// Stores a text an outside phone sent to one of our DIDs, as an inbound message of the DID's
-/// owner. `NotFound` when no account owns `to`.
+/// owner. `NotFound` when no account owns `to`. `None` when the owner blocked the sender:
+/// nothing is stored and the carrier is answered as for any text.
 pub async fn receive_inbound(
     state: &AppState,
     from: &str,
     to: &str,
     body: &str,
-) -> ApiResult<Message> {
+) -> ApiResult<Option<Message>> {
     let to = parse_address(state, to)?;
     let owner = match &to {
         Address::Phone(number) => state.store.number_owner(number).await?,
@@ -84,6 +85,7 @@ pub async fn receive_inbound(
     // STOP / START / HELP: recorded before the text is stored (see `opt_out`).
     let auto_reply = crate::opt_out::apply_keyword(state, to.as_str(), &from_text, &body).await?;
     let (encoding, segments) = encoding_of(&body);
+    let reply_to = from_text.clone();
     let delivery = Delivery {
         sender: None,
         recipient: Some(NewMessage {
@@ -103,14 +105,10 @@ pub async fn receive_inbound(
         }),
         enqueue: None,
     };
-    let stored = state
-        .store
-        .deliver(delivery)
-        .await?
-        .recipient
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("the store returned no inbound copy")))?;
+    let stored = state.store.deliver(delivery).await?.recipient;
+    // STOP / START / HELP are answered even from a blocked sender: the carrier rules ask it.
     if let Some(reply) = auto_reply {
-        crate::opt_out::send_auto_reply(state, owner, to.as_str(), &stored.from, reply);
+        crate::opt_out::send_auto_reply(state, owner, to.as_str(), &reply_to, reply);
     }
     Ok(stored)
 }

@@ -1,18 +1,21 @@
-//! Contact settings: `PUT /v1/contacts/{address}` and `GET /v1/contacts`.
+//! Contact settings: `PUT /v1/contacts/{address}`, `DELETE /v1/contacts/{address}` and
+//! `GET /v1/contacts`.
 //!
 //! A contact is keyed by the normalised address, so `(415) 555-0100` and `+14155550100` are
-//! one contact. Every change appends a `contact.updated` event, which is how the account's
-//! other devices learn of it.
+//! one contact. Every change appends a `contact.updated` (or `contact.deleted`) event, which
+//! is how the account's other devices learn of it. A blocked contact's texts reach no device
+//! of the account and are not stored; the sender is not told (see `store::rules::blocked_by`).
 
 use airtext_api::contacts::{Contact, PutContact};
 use airtext_api::ErrorBody;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{not_found_as, ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiPath, AuthDevice};
 use crate::http::AppState;
 use crate::routing;
@@ -28,11 +31,12 @@ pub struct ContactList {
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(put_contact))
+        .routes(routes!(put_contact, delete_contact))
         .routes(routes!(list_contacts))
 }
 
-/// Sets how to text one address (path, fallback) and its display name.
+/// Sets how to text one address (path, fallback), its display name, and whether it is blocked
+/// (`blocked` absent: unchanged).
 #[utoipa::path(
     put,
     path = "/v1/contacts/{address}",
@@ -67,11 +71,21 @@ async fn put_contact(
             )));
         }
     }
+    let blocked = match request.blocked {
+        Some(blocked) => blocked,
+        None => state
+            .store
+            .contacts(auth.account_id)
+            .await?
+            .into_iter()
+            .any(|c| c.address == address.as_str() && c.blocked),
+    };
     let contact = Contact {
         address: address.as_str().to_owned(),
         path: request.path,
         fallback: request.fallback,
         name,
+        blocked,
         updated_at: chrono::Utc::now(),
     };
     state
@@ -79,6 +93,35 @@ async fn put_contact(
         .put_contact(auth.account_id, contact.clone())
         .await?;
     Ok(Json(contact))
+}
+
+/// Deletes the setting for one address (its name, path, block); the conversation stays.
+#[utoipa::path(
+    delete,
+    path = "/v1/contacts/{address}",
+    tag = "contacts",
+    operation_id = "delete_contact",
+    security(("device_token" = [])),
+    params(("address" = String, Path, description = "A phone number, @username or e-mail address (URL-encoded)")),
+    responses(
+        (status = 204, description = "Deleted; a `contact.deleted` event tells the other devices"),
+        (status = 400, description = "`invalid_address`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no valid device token", body = ErrorBody),
+        (status = 404, description = "`not_found`: no contact setting for this address", body = ErrorBody),
+    )
+)]
+async fn delete_contact(
+    State(state): State<AppState>,
+    auth: AuthDevice,
+    ApiPath(address): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    let address = routing::parse_address(&state, &address)?;
+    state
+        .store
+        .delete_contact(auth.account_id, address.as_str(), chrono::Utc::now())
+        .await
+        .map_err(not_found_as("contact"))?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Every contact setting of this account.

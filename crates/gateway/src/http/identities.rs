@@ -1,7 +1,8 @@
 //! Identities: proving that an account owns a phone number or an e-mail address.
 //!
 //! `POST /v1/identities` sends a 6-digit code (by SMS through the carrier path, or by e-mail);
-//! `POST /v1/identities/{id}/verify` takes it back. Only verified identities route messages.
+//! `POST /v1/identities/{id}/verify` takes it back; `DELETE /v1/identities/{id}` removes one.
+//! Only verified identities route messages.
 //!
 //! Invariants:
 //! - the value is normalised before anything else (E.164 / lower-case e-mail), so one number
@@ -33,7 +34,7 @@ use sha2::{Digest, Sha256};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{not_found_as, ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiPath, AuthDevice};
 use crate::http::numbers::parse_phone;
 use crate::http::AppState;
@@ -46,6 +47,36 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(add_identity))
         .routes(routes!(verify_identity))
+        .routes(routes!(remove_identity))
+}
+
+/// Removes one of the caller's identities (pending or verified). A phone number or e-mail
+/// address it had verified stops routing texts to this account and may be verified by another.
+#[utoipa::path(
+    delete,
+    path = "/v1/identities/{id}",
+    tag = "identities",
+    operation_id = "remove_identity",
+    security(("device_token" = [])),
+    params(("id" = IdentityId, Path, description = "The identity's id (`GET /v1/me` lists them)")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "`bad_request`: the id is not a UUID", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no valid device token", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such identity in this account", body = ErrorBody),
+    )
+)]
+async fn remove_identity(
+    State(state): State<AppState>,
+    auth: AuthDevice,
+    ApiPath(id): ApiPath<IdentityId>,
+) -> ApiResult<StatusCode> {
+    state
+        .store
+        .remove_identity(auth.account_id, id)
+        .await
+        .map_err(not_found_as("identity"))?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Sends a verification code to a phone number (SMS) or e-mail address.

@@ -60,6 +60,9 @@ pub trait IdentityStore: Send + Sync {
         id: IdentityId,
         at: DateTime<Utc>,
     ) -> StoreResult<()>;
+    /// Removes one identity of `account` (verified or not); `NotFound` when the account has
+    /// no such identity. A value it had verified is then free for another account to verify.
+    async fn remove_identity(&self, account: AccountId, id: IdentityId) -> StoreResult<()>;
     /// The account that has verified `(kind, value)`, if any.
     async fn verified_owner(
         &self,

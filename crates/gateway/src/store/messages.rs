@@ -84,6 +84,8 @@ pub trait MessageStore: Send + Sync {
     /// ([`super::CarrierStore::set_opt_out`], [`super::rules::opt_out_to_check`]) is refused
     /// with [`super::StoreError::OptedOut`]: the check is part of the write, so a STOP stored
     /// before the send is never missed.
+    /// A recipient copy whose account blocked its sender ([`super::rules::blocked_by`]) is
+    /// not stored (`recipient: None`), checked in the same write.
     async fn deliver(&self, delivery: Delivery) -> StoreResult<Delivered>;
     async fn message(&self, account: AccountId, id: MessageId) -> StoreResult<Option<Message>>;
     /// `NotFound` if the message does not exist.

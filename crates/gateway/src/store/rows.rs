@@ -175,6 +175,7 @@ pub(crate) fn contact(row: &impl Cols) -> StoreResult<Contact> {
         path: path_choice(&row.text("path")?)?,
         fallback: row.boolean("fallback")?,
         name: row.opt_text("name")?,
+        blocked: row.boolean("blocked")?,
         updated_at: row.time("updated_at")?,
     })
 }

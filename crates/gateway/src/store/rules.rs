@@ -14,7 +14,9 @@ use airtext_api::sync::EventKind;
 use airtext_api::{AccountId, ConversationId, MessageId, SendStatus};
 use chrono::{DateTime, Duration, Utc};
 
-use super::{Conflict, Delivery, OutboundJob, OutboundOutcome, StoreError, StoreResult};
+use super::{
+    Conflict, Delivery, NewMessage, OutboundJob, OutboundOutcome, StoreError, StoreResult,
+};
 
 // ----- conversations -----
 
@@ -45,6 +47,16 @@ pub fn patched_conversation(
 
 // ----- messages -----
 
+/// The account a recipient copy is for, and the addresses that, blocked by that account
+/// (`contacts.blocked`), keep the copy from being stored: the conversation's peer (an
+/// in-network sender's canonical address, or a phone shown as the account that verified it)
+/// and the sender's address as it came. A blocked sender's text reaches no device of the
+/// account and is not stored; its sender's copy is stored and reported as usual, so the
+/// sender is not told.
+pub fn blocked_by(copy: &NewMessage) -> (AccountId, [&str; 2]) {
+    (copy.account_id, [copy.peer.as_str(), copy.from.as_str()])
+}
+
 /// The message an event carries content of (its body, its status), if any: the log keeps it
 /// beside the event so that deleting the message can turn those events into tombstones.
 pub fn event_message(kind: &EventKind) -> Option<MessageId> {
@@ -56,6 +68,7 @@ pub fn event_message(kind: &EventKind) -> Option<MessageId> {
         | EventKind::ContactUpdated { .. }
         | EventKind::ConversationDeleted { .. }
         | EventKind::ConversationUpdated { .. }
+        | EventKind::ContactDeleted { .. }
         | EventKind::Unknown => None,
     }
 }

@@ -5,4 +5,8 @@ export type Contact = {
 /**
  * The normalised address.
  */
-address: string, path: PathChoice, fallback: boolean, name: string | null, updated_at: string, };
+address: string, path: PathChoice, fallback: boolean, name: string | null, 
+/**
+ * Texts from this address reach no device of the account (neither stored nor shown).
+ */
+blocked: boolean, updated_at: string, };

@@ -8,4 +8,9 @@ export type PutContact = { path: PathChoice,
 /**
  * Whether a failure on the chosen path may use the other path without asking.
  */
-fallback: boolean, name: string | null, };
+fallback: boolean, name: string | null, 
+/**
+ * Texts from a blocked address reach no device of this account; the sender is not told.
+ * Absent: stays as it is (a client that sets only the path never unblocks anyone).
+ */
+blocked?: boolean, };

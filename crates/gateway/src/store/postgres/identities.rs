@@ -120,6 +120,19 @@ impl IdentityStore for PostgresStore {
         self.commit(tx).await
     }
 
+    async fn remove_identity(&self, account: AccountId, id: IdentityId) -> StoreResult<()> {
+        let removed = sqlx::query("DELETE FROM identities WHERE id = $1 AND account_id = $2")
+            .bind(id.0)
+            .bind(account.0)
+            .execute(self.pool()?)
+            .await
+            .map_err(closed_or)?;
+        if removed.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
     async fn verified_owner(
         &self,
         kind: IdentityKind,

@@ -144,8 +144,23 @@ impl MessageStore for PostgresStore {
         if let Some(copy) = &delivery.sender {
             copies.push((true, copy));
         }
+        // Checked inside the write (a block stored before this text is never missed).
+        let mut recipient_copy = None;
         if let Some(copy) = &delivery.recipient {
-            copies.push((false, copy));
+            let (account, addresses) = rules::blocked_by(copy);
+            let blocked: Option<i32> = sqlx::query_scalar(
+                "SELECT 1 FROM contacts \
+                 WHERE account_id = $1 AND address IN ($2, $3) AND blocked",
+            )
+            .bind(account.0)
+            .bind(addresses[0])
+            .bind(addresses[1])
+            .fetch_optional(tx.conn())
+            .await?;
+            if blocked.is_none() {
+                copies.push((false, copy));
+                recipient_copy = Some(copy);
+            }
         }
         copies.sort_by(|a, b| (a.1.account_id, &a.1.peer).cmp(&(b.1.account_id, &b.1.peer)));
         let mut sender = None;
@@ -205,7 +220,7 @@ impl MessageStore for PostgresStore {
         if let (Some(copy), Some(message)) = (&delivery.sender, &sender) {
             appends.push((copy.account_id, 0, copy, message));
         }
-        if let (Some(copy), Some(message)) = (&delivery.recipient, &recipient) {
+        if let (Some(copy), Some(message)) = (recipient_copy, &recipient) {
             appends.push((copy.account_id, 1, copy, message));
         }
         appends.sort_by_key(|(account, order, _, _)| (*account, *order));

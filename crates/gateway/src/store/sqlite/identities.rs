@@ -26,15 +26,20 @@ pub(super) enum Op {
         id: IdentityId,
         at: DateTime<Utc>,
     },
+    RemoveIdentity {
+        account: AccountId,
+        id: IdentityId,
+    },
 }
 
 impl Op {
     /// See [`writer::Op::changes_accounts`]: no catch-all arm.
     pub(super) fn changes_accounts(&self) -> bool {
         match self {
-            Op::PutIdentityCode(_) | Op::CountFailedAttempt { .. } | Op::MarkVerified { .. } => {
-                true
-            }
+            Op::PutIdentityCode(_)
+            | Op::CountFailedAttempt { .. }
+            | Op::MarkVerified { .. }
+            | Op::RemoveIdentity { .. } => true,
         }
     }
 }
@@ -51,6 +56,17 @@ pub(super) fn execute(conn: &Connection, op: &Op, _fx: &mut Effects<'_>) -> Stor
         Op::PutIdentityCode(ref code) => put_identity_code(conn, code),
         Op::CountFailedAttempt { account, id } => count_failed_attempt(conn, account, id),
         Op::MarkVerified { account, id, at } => mark_verified(conn, account, id, at),
+        Op::RemoveIdentity { account, id } => {
+            let removed = run(
+                conn,
+                "DELETE FROM identities WHERE id = ?1 AND account_id = ?2",
+                params![blob(&id.0), blob(&account.0)],
+            )?;
+            if removed == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(Out::Done)
+        }
     }
 }
 
@@ -178,6 +194,10 @@ impl IdentityStore for SqliteStore {
         at: DateTime<Utc>,
     ) -> StoreResult<()> {
         self.write_done(Op::MarkVerified { account, id, at }).await
+    }
+
+    async fn remove_identity(&self, account: AccountId, id: IdentityId) -> StoreResult<()> {
+        self.write_done(Op::RemoveIdentity { account, id }).await
     }
 
     async fn verified_owner(

@@ -79,12 +79,26 @@ const INSERT_MESSAGE: &str = "INSERT INTO messages (id, account_id, conversation
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13) \
      ON CONFLICT (account_id, client_id) DO NOTHING";
 
+/// See [`rules::blocked_by`]: whether the recipient blocked the copy's sender.
+const BLOCKED: &str = "SELECT 1 FROM contacts \
+     WHERE account_id = ?1 AND address IN (?2, ?3) AND blocked";
+
 fn deliver(conn: &Connection, fx: &mut Effects<'_>, delivery: &Delivery) -> StoreResult<Out> {
-    let copies: Vec<&NewMessage> = delivery
-        .sender
-        .iter()
-        .chain(delivery.recipient.iter())
-        .collect();
+    // Checked inside the write, so no block stored before this text can be missed.
+    let recipient = match &delivery.recipient {
+        Some(copy) => {
+            let (account, addresses) = rules::blocked_by(copy);
+            let blocked = one(
+                conn,
+                BLOCKED,
+                params![blob(&account.0), addresses[0], addresses[1]],
+                |_| Ok(()),
+            )?;
+            blocked.is_none().then_some(copy)
+        }
+        None => None,
+    };
+    let copies: Vec<&NewMessage> = delivery.sender.iter().chain(recipient).collect();
     let has_sender = delivery.sender.is_some();
 
     // A repeated send (the same client_id, earlier or earlier in this very transaction)
@@ -214,7 +228,7 @@ fn deliver(conn: &Connection, fx: &mut Effects<'_>, delivery: &Delivery) -> Stor
 
     let mut messages = messages.into_iter();
     let sender = if has_sender { messages.next() } else { None };
-    let recipient = if delivery.recipient.is_some() {
+    let recipient = if recipient.is_some() {
         messages.next()
     } else {
         None
