@@ -91,6 +91,19 @@ impl KeyringTokenStore {
     }
 }
 
+/// Why the OS keyring cannot keep the token (no Secret Service, no D-Bus session, no platform
+/// store): a state the window shows, never a reason not to start. keyring's own error is
+/// neither `Clone` nor owned where its set-up reports it, so its words are kept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct KeyringUnavailable(String);
+
+impl KeyringUnavailable {
+    fn no_store() -> Self {
+        KeyringUnavailable("the platform has no credential store".to_owned())
+    }
+}
+
 fn unavailable(e: impl std::fmt::Display) -> Error {
     Error::Config(format!(
         "the system keyring is not available ({e}): unlock it or start a Secret Service (e.g. gnome-keyring)"
@@ -121,21 +134,19 @@ impl TokenStore for KeyringTokenStore {
 /// The platform's credential store, or why there is none (no D-Bus session, no Secret
 /// Service): keyring v1 sets it up once per process.
 #[cfg(not(mobile))]
-pub fn platform_store() -> std::result::Result<Arc<CredentialStore>, String> {
+pub fn platform_store() -> std::result::Result<Arc<CredentialStore>, KeyringUnavailable> {
     match keyring::Entry::store_status() {
-        Ok(()) => keyring_core::get_default_store()
-            .ok_or_else(|| "the platform has no credential store".to_owned()),
-        Err(e) => Err(e.to_string()),
+        Ok(()) => keyring_core::get_default_store().ok_or_else(KeyringUnavailable::no_store),
+        Err(e) => Err(KeyringUnavailable(e.to_string())),
     }
 }
 
 /// The platform's credential store (iOS Keychain, Android Keystore), set as keyring-core's
 /// default, or why there is none.
 #[cfg(mobile)]
-pub fn platform_store() -> std::result::Result<Arc<CredentialStore>, String> {
-    init_platform_store().map_err(|e| e.to_string())?;
-    keyring_core::get_default_store()
-        .ok_or_else(|| "the platform has no credential store".to_owned())
+pub fn platform_store() -> std::result::Result<Arc<CredentialStore>, KeyringUnavailable> {
+    init_platform_store().map_err(|e| KeyringUnavailable(e.to_string()))?;
+    keyring_core::get_default_store().ok_or_else(KeyringUnavailable::no_store)
 }
 
 #[cfg(mobile)]
@@ -237,7 +248,7 @@ struct Choice {
 /// The app's token store: the keyring, else the file (when chosen), else memory.
 #[derive(Debug)]
 pub struct FallbackTokenStore {
-    keyring: std::result::Result<KeyringTokenStore, String>,
+    keyring: std::result::Result<KeyringTokenStore, KeyringUnavailable>,
     file: FileTokenStore,
     memory: MemoryTokenStore,
     choice: Mutex<Choice>,
@@ -255,13 +266,13 @@ impl FallbackTokenStore {
     /// Chooses where the token lives: the keyring when it answers (a read that finds no entry
     /// counts), otherwise the file when `in_file`, otherwise memory.
     pub fn open(
-        keyring: std::result::Result<KeyringTokenStore, String>,
+        keyring: std::result::Result<KeyringTokenStore, KeyringUnavailable>,
         data_dir: &Path,
         in_file: bool,
     ) -> Self {
         let problem = match &keyring {
             Ok(store) => store.problem(),
-            Err(why) => Some(why.clone()),
+            Err(why) => Some(why.to_string()),
         };
         let place = match problem {
             None => TokenPlace::Keyring,
@@ -392,14 +403,14 @@ mod tests {
     use super::*;
 
     /// keyring-core's own in-process store: a keyring that answers.
-    fn answering_keyring(user: &str) -> std::result::Result<KeyringTokenStore, String> {
+    fn answering_keyring(user: &str) -> std::result::Result<KeyringTokenStore, KeyringUnavailable> {
         let store: Arc<CredentialStore> = keyring_core::sample::Store::new().unwrap();
         Ok(KeyringTokenStore::new(store, user))
     }
 
     /// What keyring's set-up reports with no D-Bus session.
-    fn absent_keyring() -> std::result::Result<KeyringTokenStore, String> {
-        Err(KeyringError::NoDefaultStore.to_string())
+    fn absent_keyring() -> std::result::Result<KeyringTokenStore, KeyringUnavailable> {
+        Err(KeyringUnavailable(KeyringError::NoDefaultStore.to_string()))
     }
 
     #[cfg(unix)]
@@ -441,7 +452,7 @@ mod tests {
         store.save("tok-2").unwrap();
         assert_eq!(store.load().unwrap().as_deref(), Some("tok-2"));
         assert!(!dir.path().join(TOKEN_FILE).exists(), "nothing on disk");
-        // A new process (the next start) has nothing: memory is for this session only.
+        // A new process (the next start) has nothing: memory lasts as long as the process.
         let next = FallbackTokenStore::open(absent_keyring(), dir.path(), false);
         assert_eq!(next.load().unwrap(), None);
     }

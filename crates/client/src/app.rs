@@ -313,26 +313,7 @@ impl Client {
     /// account (the peer keeps theirs; the contact stays). Answers the conversation's id.
     pub async fn delete_conversation(&self, peer: &str) -> Result<ConversationId> {
         let session = self.session().await?;
-        let address = session.normalise(peer)?.as_str().to_owned();
-        let conversation = session
-            .cache
-            .call(move |c| match conversations::by_peer(c, &address)? {
-                Some(id) => conversations::get(c, id),
-                None => Ok(None),
-            })
-            .await?
-            .ok_or_else(|| {
-                Error::invalid(
-                    ErrorCode::NotFound,
-                    format!("no conversation with {peer} on this device"),
-                )
-            })?;
-        let Some(server_id) = conversation.id else {
-            return Err(Error::invalid(
-                ErrorCode::BadRequest,
-                "the first text of this conversation is still being sent: delete it once it is sent or has failed",
-            ));
-        };
+        let (server_id, _) = gateway_conversation(&session, peer, "delete").await?;
         session.cloud.delete_conversation(server_id).await?;
         let deleted = session
             .cache
@@ -352,26 +333,7 @@ impl Client {
         patch: PatchConversation,
     ) -> Result<Conversation> {
         let session = self.session().await?;
-        let address = session.normalise(peer)?.as_str().to_owned();
-        let conversation = session
-            .cache
-            .call(move |c| match conversations::by_peer(c, &address)? {
-                Some(id) => conversations::get(c, id),
-                None => Ok(None),
-            })
-            .await?
-            .ok_or_else(|| {
-                Error::invalid(
-                    ErrorCode::NotFound,
-                    format!("no conversation with {peer} on this device"),
-                )
-            })?;
-        let Some(server_id) = conversation.id else {
-            return Err(Error::invalid(
-                ErrorCode::BadRequest,
-                "the first text of this conversation is still being sent: change it once it is sent or has failed",
-            ));
-        };
+        let (server_id, conversation) = gateway_conversation(&session, peer, "change").await?;
         let updated = session.cloud.update_conversation(server_id, &patch).await?;
         let stored = updated.clone();
         let local = session
@@ -544,6 +506,39 @@ impl Client {
             .call(|c| conversations::unread_total(c))
             .await?)
     }
+}
+
+/// This device's conversation with `peer` and the gateway's id of it, for an action (`verb`)
+/// that the gateway carries out on it.
+async fn gateway_conversation(
+    session: &crate::session::Session,
+    peer: &str,
+    verb: &str,
+) -> Result<(ConversationId, CachedConversation)> {
+    let address = session.normalise(peer)?.as_str().to_owned();
+    let conversation = session
+        .cache
+        .call(move |c| match conversations::by_peer(c, &address)? {
+            Some(id) => conversations::get(c, id),
+            None => Ok(None),
+        })
+        .await?
+        .ok_or_else(|| {
+            Error::invalid(
+                ErrorCode::NotFound,
+                format!("no conversation with {peer} on this device"),
+            )
+        })?;
+    let server_id = conversation.id.ok_or_else(|| {
+        Error::invalid(
+            ErrorCode::BadRequest,
+            format!(
+                "the first text of this conversation is still being sent: {verb} it once it is \
+                 sent or has failed"
+            ),
+        )
+    })?;
+    Ok((server_id, conversation))
 }
 
 #[cfg(test)]

@@ -468,7 +468,7 @@ impl Session {
         let Some(local) = local else {
             tracing::debug!(
                 ?report,
-                "a delivery report for a text this session did not send"
+                "a delivery report for a text this process did not send through the modem"
             );
             return Ok(());
         };
