@@ -130,6 +130,12 @@ async fn http_and_websocket_go_through_socks5_and_fail_without_it() {
         matches!(e, ClientEvent::ConnectionChanged { online: true, .. }).then_some(())
     })
     .await;
+    // microsocks logs each connection from its own thread: poll for the line, never race it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while socks.connections_to(gw_port) <= http_connections && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(
         socks.connections_to(gw_port) > http_connections,
         "the WebSocket went through the proxy too: {:?}",
